@@ -1,0 +1,53 @@
+# Statelab Shop. `make test` is what CI runs (via .ci/run): it installs the
+# Debian packages the tests need, checks formatting, vet and generated code,
+# then runs every test against real SQLite, Redis and nginx.
+
+SHELL := /bin/bash
+GO ?= go
+STORE ?= redis
+LB ?= roundrobin
+LOCK ?= on
+PACKAGES := redis-server nginx
+BINARIES := redis-server nginx
+
+.PHONY: test deps check generate run cluster clean
+
+test: deps check
+	SHOP_TEST_REQUIRE=all $(GO) test -race -count=1 -timeout 9m ./...
+
+# deps installs the Debian packages the tests run for real. As root (CI) it
+# uses apt-get directly, otherwise sudo; without either it says what to run.
+deps:
+	@missing=""; for b in $(BINARIES); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing $(PACKAGES) (missing:$$missing)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \
+		else echo "run as root: apt-get update && apt-get install -y $(PACKAGES)"; exit 1; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(PACKAGES) >/dev/null; \
+	fi
+
+# check: gofmt, vet, and generated templates that match their sources.
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>&1); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool templ generate >/dev/null 2>&1
+	@stale="$$(git diff --name-only -- '*_templ.go'; git ls-files --others --exclude-standard -- '*_templ.go')"; \
+	if [ -n "$$stale" ]; then echo "generated templates are stale: run 'go tool templ generate' and commit:"; echo "$$stale"; exit 1; fi
+
+generate:
+	$(GO) tool templ generate
+
+# run: one replica, memory sessions, like `go run ./cmd/shop`.
+run:
+	$(GO) run ./cmd/shop
+
+# cluster: nginx on :8080 in front of shop1..3 (8081..8083) and Redis, from
+# the Procfile under goreman (its RPC bound to 127.0.0.1).
+#   make cluster STORE=redis|memory LB=roundrobin|sticky LOCK=on|off
+cluster: deps
+	mkdir -p .run/bin .run/redis .run/nginx
+	$(GO) build -o .run/bin/shop ./cmd/shop
+	SHOP_SESSION_STORE=$(STORE) SHOP_LB=$(LB) SHOP_SESSION_LOCK=$(LOCK) GOREMAN_RPC_ADDR=127.0.0.1 $(GO) tool goreman -set-ports=false start
+
+clean:
+	rm -rf .run

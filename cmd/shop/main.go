@@ -1,0 +1,240 @@
+// Command shop is one replica of the Statelab teaching shop. See
+// docs/CONTRACT.md for its flags, routes and behaviour under faults.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// config is the replica's settings after flags and environment.
+type config struct {
+	addr         string
+	replica      string
+	sessionStore string
+	redisAddr    string
+	db           string
+	sessionLock  bool
+	drain        time.Duration
+	logLevel     slog.Level
+	healthcheck  bool
+}
+
+// errHelp: -h was asked for and answered.
+var errHelp = errors.New("help requested")
+
+// parseFlags reads flags, with each flag's environment variable as its
+// default: the flag wins. A bad value is one line naming the flag and what it
+// allows.
+func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var c config
+	var lock, drain, level string
+	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
+	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
+	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", web.StoreMemory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "SQLite file: catalog, stock, orders, accounts (SHOP_DB)")
+	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
+	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
+	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "probe this replica's /readyz at -addr and exit 0 when ready (for container health checks)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return c, errHelp
+		}
+		return c, fmt.Errorf("shop: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
+	}
+
+	if c.sessionStore != web.StoreMemory && c.sessionStore != web.StoreRedis {
+		return c, fmt.Errorf("shop: -session-store %q: allowed values are memory and redis", c.sessionStore)
+	}
+	if err := checkAddr(c.addr); err != nil {
+		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
+	}
+	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
+		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
+	}
+	switch lock {
+	case "on":
+		c.sessionLock = true
+	case "off":
+	default:
+		return c, fmt.Errorf("shop: -session-lock %q: allowed values are on and off", lock)
+	}
+	d, err := time.ParseDuration(drain)
+	if err != nil || d < 0 || d > time.Minute {
+		return c, fmt.Errorf("shop: -drain %q: want a duration from 0s to 1m, e.g. 2s", drain)
+	}
+	c.drain = d
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return c, fmt.Errorf("shop: -log-level %q: allowed values are debug, info, warn and error", level)
+	}
+	if strings.TrimSpace(c.replica) == "" || len(c.replica) > 64 {
+		return c, fmt.Errorf("shop: -replica %q: want a name of 1 to 64 characters", c.replica)
+	}
+	if c.db == "" {
+		return c, errors.New("shop: -db: want a file path, e.g. shop.db")
+	}
+	return c, nil
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port == "" {
+		return errors.New("missing port")
+	}
+	_, err = net.LookupPort("tcp", port)
+	return err
+}
+
+// run is the whole program: main only turns its error into an exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, getenv, stdout)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.healthcheck {
+		return probeReady(ctx, cfg.addr)
+	}
+
+	log := newLogger(stderr, cfg)
+	db, err := store.Open(ctx, cfg.db)
+	if err != nil {
+		return fmt.Errorf("shop: open database %s: %w", cfg.db, err)
+	}
+	defer db.Close()
+
+	var sessions *web.Sessions
+	if cfg.sessionStore == web.StoreRedis {
+		sessions = web.NewRedisSessions(cfg.redisAddr, cfg.sessionLock)
+		if err := sessions.Ping(ctx); err != nil {
+			// Not fatal: the replica starts not-ready and recovers with Redis.
+			log.Warn("redis not answering at start; not ready until it does", "redis", cfg.redisAddr, "err", err)
+		}
+	} else {
+		sessions = web.NewMemorySessions(cfg.sessionLock)
+	}
+	defer sessions.Close()
+
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log}, db, sessions)
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock)
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "db", cfg.db)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("shop: serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Drain: stop being ready at once, but keep serving for a while so the
+	// load balancer notices and moves away before the listener closes.
+	srv.Drain()
+	log.Info("draining", "for", cfg.drain.String())
+	select {
+	case <-time.After(cfg.drain):
+	case err := <-serveErr:
+		return fmt.Errorf("shop: serve: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shop: shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newLogger logs JSON unless stderr is a terminal, every line with the replica.
+func newLogger(w io.Writer, cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			h = slog.NewTextHandler(w, opts)
+		}
+	}
+	return slog.New(web.NewLogHandler(h)).With("replica", cfg.replica)
+}
+
+// probeReady is -healthcheck: it asks this replica's /readyz, so a container
+// health check needs neither a shell nor curl.
+func probeReady(ctx context.Context, addr string) error {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("shop: healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("shop: healthcheck: /readyz answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package deploy
+
+import (
+	"bytes"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// composeProject is the part of docker-compose.yml these tests check, as a
+// loader (loadCompose, in compose_load_*_test.go) reads it: anchors merged,
+// variables interpolated, relative paths made absolute.
+type composeProject struct {
+	Services map[string]composeService
+	Volumes  []string // top-level named volumes
+}
+
+type composeService struct {
+	Image       string
+	Build       *composeBuild
+	Command     []string
+	Environment map[string]string
+	Healthcheck []string          // the test, e.g. ["CMD", "/shop", "-healthcheck"]
+	DependsOn   map[string]string // service → condition
+	Mounts      []composeMount
+	Tmpfs       []string
+	Ports       []composePort
+}
+
+type composeBuild struct {
+	Context, Dockerfile string // absolute paths
+}
+
+type composeMount struct {
+	Type, Source, Target string // Source is absolute for binds
+	ReadOnly             bool
+}
+
+type composePort struct {
+	Target    uint32
+	Published string
+}
+
+func TestCompose(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		env         map[string]string
+		store, lock string
+		policy      string
+	}{
+		{"defaults", nil, "redis", "on", PolicyRoundRobin},
+		{"from the environment", map[string]string{
+			"SHOP_SESSION_STORE": "memory", "SHOP_SESSION_LOCK": "off", "SHOP_LB": PolicySticky,
+		}, "memory", "off", PolicySticky},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := loadCompose(t, filepath.Join(root, "docker-compose.yml"), tt.env)
+			var names []string
+			for name := range p.Services {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			if want := []string{"nginx", "redis", "shop1", "shop2", "shop3"}; !slices.Equal(names, want) {
+				t.Fatalf("services = %v, want %v", names, want)
+			}
+			checkComposeShops(t, p, root, tt.store, tt.lock)
+			checkComposeRedis(t, p)
+			checkComposeNginx(t, p, root, tt.policy)
+		})
+	}
+}
+
+func checkComposeShops(t *testing.T, p composeProject, root, store, lock string) {
+	t.Helper()
+	first := p.Services["shop1"]
+	if first.Build == nil || first.Image == "" {
+		t.Fatalf("shop1: build %v, image %q: want both, so the three shops share one image", first.Build, first.Image)
+	}
+	if first.Build.Context != root || first.Build.Dockerfile != filepath.Join(root, "Dockerfile") {
+		t.Errorf("shop1 builds %+v, want the repository's Dockerfile", *first.Build)
+	}
+	if _, err := os.Stat(first.Build.Dockerfile); err != nil {
+		t.Error(err)
+	}
+	if !slices.Contains(p.Volumes, "shopdata") {
+		t.Errorf("named volumes %v lack shopdata", p.Volumes)
+	}
+	for _, name := range []string{"shop1", "shop2", "shop3"} {
+		s := p.Services[name]
+		if s.Image != first.Image || s.Build == nil || *s.Build != *first.Build {
+			t.Errorf("%s: image %q build %v, want shop1's %q %v", name, s.Image, s.Build, first.Image, *first.Build)
+		}
+		if want := []string{"CMD", "/shop", "-healthcheck"}; !slices.Equal(s.Healthcheck, want) {
+			t.Errorf("%s health check %q, want %q", name, s.Healthcheck, want)
+		}
+		for k := range s.Environment {
+			if !slices.Contains(contractEnv, k) {
+				t.Errorf("%s sets %s, which the shop does not read", name, k)
+			}
+		}
+		want := map[string]string{
+			"SHOP_REPLICA":       name,
+			"SHOP_SESSION_STORE": store,
+			"SHOP_SESSION_LOCK":  lock,
+			"SHOP_REDIS_ADDR":    "redis:6379",
+			"SHOP_DB":            "/data/shop.db",
+		}
+		for k, v := range want {
+			if got, ok := s.Environment[k]; !ok || got != v {
+				t.Errorf("%s: %s=%q, want %q", name, k, got, v)
+			}
+		}
+		if addr, ok := s.Environment["SHOP_ADDR"]; ok && addr != ":8080" {
+			t.Errorf("%s: SHOP_ADDR=%q, but nginx connects to port 8080", name, addr)
+		}
+		if !slices.Contains(s.Mounts, composeMount{Type: "volume", Source: "shopdata", Target: "/data"}) {
+			t.Errorf("%s mounts %+v, want volume shopdata at /data", name, s.Mounts)
+		}
+		if want := map[string]string{"redis": "service_healthy"}; !maps.Equal(s.DependsOn, want) {
+			t.Errorf("%s depends on %v, want %v", name, s.DependsOn, want)
+		}
+	}
+}
+
+func checkComposeRedis(t *testing.T, p composeProject) {
+	t.Helper()
+	r := p.Services["redis"]
+	if !strings.HasPrefix(r.Image, "redis:") {
+		t.Errorf("redis image %q", r.Image)
+	}
+	if !containsRun(r.Command, []string{"--appendonly", "yes"}) {
+		t.Errorf("redis command %q does not turn on the append-only file", r.Command)
+	}
+	if len(r.Healthcheck) == 0 || r.Healthcheck[0] != "CMD" || !containsRun(r.Healthcheck, []string{"redis-cli", "ping"}) {
+		t.Errorf("redis health check %q, want CMD redis-cli ping", r.Healthcheck)
+	}
+	if !slices.ContainsFunc(r.Mounts, func(m composeMount) bool { return m.Type == "volume" && m.Target == "/data" }) {
+		t.Errorf("redis mounts %+v, want a volume at /data", r.Mounts)
+	}
+}
+
+func checkComposeNginx(t *testing.T, p composeProject, root, policy string) {
+	t.Helper()
+	n := p.Services["nginx"]
+	want := map[string]string{"shop1": "service_healthy", "shop2": "service_healthy", "shop3": "service_healthy"}
+	if !maps.Equal(n.DependsOn, want) {
+		t.Errorf("nginx depends on %v, want %v", n.DependsOn, want)
+	}
+	if !slices.Contains(n.Ports, composePort{Target: 8080, Published: "8080"}) {
+		t.Errorf("nginx ports %+v, want 8080:8080", n.Ports)
+	}
+	var confDir string
+	for _, m := range n.Mounts {
+		if m.Type == "bind" && m.Source == filepath.Join(root, "deploy", "nginx") {
+			confDir = m.Target
+			if !m.ReadOnly {
+				t.Errorf("nginx mounts %s read-write", m.Source)
+			}
+		}
+	}
+	if confDir == "" {
+		t.Fatalf("nginx mounts %+v, want ./deploy/nginx", n.Mounts)
+	}
+	if len(n.Command) == 0 || n.Command[0] != "nginx" || !containsRun(n.Command, []string{"-g", "daemon off;"}) {
+		t.Errorf("nginx command %q, want nginx ... -g 'daemon off;'", n.Command)
+	}
+	prefix := flagValue(n.Command, "-p")
+	tmpfs := slices.ContainsFunc(n.Mounts, func(m composeMount) bool { return m.Type == "tmpfs" && m.Target == prefix })
+	if prefix == "" || !(tmpfs || slices.Contains(n.Tmpfs, prefix)) {
+		t.Errorf("nginx prefix -p %q is not a tmpfs (%q, %+v): nginx could not write there", prefix, n.Tmpfs, n.Mounts)
+	}
+
+	wantConf := "compose-" + policy + ".conf"
+	if got := flagValue(n.Command, "-c"); got != confDir+"/"+wantConf {
+		t.Fatalf("nginx -c %q, want %s/%s", got, confDir, wantConf)
+	}
+	i := slices.IndexFunc(Renderings(), func(r Rendering) bool { return r.File == wantConf })
+	if i < 0 {
+		t.Fatalf("%s is not a committed rendering", wantConf)
+	}
+	c := Renderings()[i].Config
+	rendered, err := RenderNginx(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if committed, err := os.ReadFile(filepath.Join(root, "deploy", "nginx", wantConf)); err != nil || !bytes.Equal(committed, rendered) {
+		t.Errorf("deploy/nginx/%s is missing or stale (%v): run go generate ./deploy/", wantConf, err)
+	}
+	if c.Listen != "8080" {
+		t.Errorf("%s listens on %q, but compose publishes container port 8080", wantConf, c.Listen)
+	}
+	for _, r := range c.Replicas {
+		if _, ok := p.Services[r.Name]; !ok || r.Addr != r.Name+":8080" {
+			t.Errorf("%s sends %s to %s, want the compose service %s on port 8080", wantConf, r.Name, r.Addr, r.Name)
+		}
+	}
+}
+
+// flagValue returns the argument after flag in argv, or "".
+func flagValue(argv []string, flag string) string {
+	if i := slices.Index(argv, flag); i >= 0 && i+1 < len(argv) {
+		return argv[i+1]
+	}
+	return ""
+}

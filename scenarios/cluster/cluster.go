@@ -1,0 +1,437 @@
+// Package cluster runs a real local shop cluster for tests, the scenario lab
+// and the benchmark: redis-server, replicas of the shop binary and nginx in
+// front, each on a free loopback port, with faults to inject (kill, SIGTERM,
+// restart, scale out and in). It runs the binary built from cmd/shop and
+// talks to it only through the outside contract (docs/CONTRACT.md).
+//
+// Every process runs in its own process group and, on Linux, dies with the
+// process that started it; Close stops them all.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/statelab/shop/deploy"
+)
+
+// Options describe a cluster. The zero value is three replicas with Redis
+// sessions behind round-robin nginx.
+type Options struct {
+	Replicas int           // number of replicas; default 3
+	Store    string        // session store: "memory" or "redis" (default)
+	LB       string        // nginx policy: "roundrobin" (default) or "sticky"
+	Lock     string        // session lock: "on" (default) or "off"
+	Drain    time.Duration // SHOP_DRAIN; default 300ms to keep tests fast, negative for none
+	Binary   string        // the shop binary; "" builds cmd/shop once per process
+	Dir      string        // logs, database and nginx prefix; "" is a temp dir that Close removes
+	Env      []string      // extra KEY=value for every replica, after (so overriding) the harness's own
+	Stdout   io.Writer     // optional copy of every process's output, each line prefixed with its name
+}
+
+// defaultDrain keeps SIGTERM, RemoveReplica and Close quick in tests.
+const defaultDrain = 300 * time.Millisecond
+
+// noRedisAddr is SHOP_REDIS_ADDR in memory mode: the cluster has no Redis,
+// and a replica must not find one that happens to run on the default port.
+// Port 1 is never served on loopback.
+const noRedisAddr = "127.0.0.1:1"
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Replicas == 0 {
+		o.Replicas = 3
+	}
+	if o.Replicas < 0 {
+		return o, fmt.Errorf("cluster: Replicas %d: want at least 1", o.Replicas)
+	}
+	if o.Store == "" {
+		o.Store = "redis"
+	}
+	if o.Store != "memory" && o.Store != "redis" {
+		return o, fmt.Errorf("cluster: Store %q: want memory or redis", o.Store)
+	}
+	if o.LB == "" {
+		o.LB = deploy.PolicyRoundRobin
+	}
+	if o.LB != deploy.PolicyRoundRobin && o.LB != deploy.PolicySticky {
+		return o, fmt.Errorf("cluster: LB %q: want %s or %s", o.LB, deploy.PolicyRoundRobin, deploy.PolicySticky)
+	}
+	if o.Lock == "" {
+		o.Lock = "on"
+	}
+	if o.Lock != "on" && o.Lock != "off" {
+		return o, fmt.Errorf("cluster: Lock %q: want on or off", o.Lock)
+	}
+	switch {
+	case o.Drain == 0:
+		o.Drain = defaultDrain
+	case o.Drain < 0:
+		o.Drain = 0
+	}
+	return o, nil
+}
+
+// Cluster is Redis (in redis mode), the replicas and nginx, running.
+type Cluster struct {
+	o      Options // with defaults
+	dir    string
+	ownDir bool // dir is a temp dir that Close removes
+	bin    string
+	out    *sharedWriter
+	redis  *Redis
+	nginx  *nginx
+
+	ops sync.Mutex // serializes AddReplica, RemoveReplica and Close
+
+	mu       sync.Mutex
+	replicas []*Replica // what nginx routes to, in order
+	all      []*Replica // every replica ever started, removed ones too, for Close
+	next     int        // number of the next new replica: names are never reused
+	closed   bool
+	closeErr error
+}
+
+// Start starts a cluster and returns once it serves: Redis answers PING (in
+// redis mode), every replica's /readyz answers 200 and nginx routes GET
+// /healthz to them. On failure everything started is stopped again and the
+// error quotes the log of the process that failed.
+//
+// ctx bounds starting (including the build when Options.Binary is empty),
+// not the processes' lives: they run until Close.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{o: o, next: 1}
+	if o.Stdout != nil {
+		c.out = &sharedWriter{w: o.Stdout}
+	}
+	if o.Dir == "" {
+		c.dir, err = os.MkdirTemp("", "statelab-cluster-*")
+		c.ownDir = true
+	} else {
+		c.dir, err = filepath.Abs(o.Dir)
+		if err == nil {
+			err = os.MkdirAll(c.dir, 0o755)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if err := c.start(ctx); err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	var err error
+	if c.bin, err = c.binary(ctx); err != nil {
+		return err
+	}
+	if c.o.Store == "redis" {
+		if c.redis, err = startRedis(ctx, filepath.Join(c.dir, "redis"), c.out); err != nil {
+			return err
+		}
+	}
+
+	// The first replica starts alone: it creates and seeds the shared
+	// database, which the others then only open.
+	first, err := c.newReplica(ctx, c.nextName(), nil)
+	if err != nil {
+		return err
+	}
+	c.replicas = append(c.replicas, first)
+
+	rest := make([]*Replica, c.o.Replicas-1)
+	errs := make([]error, len(rest))
+	var wg sync.WaitGroup
+	for i := range rest {
+		name := c.nextName()
+		wg.Go(func() { rest[i], errs[i] = c.newReplica(ctx, name, nil) })
+	}
+	wg.Wait()
+	for _, r := range rest {
+		if r != nil {
+			c.replicas = append(c.replicas, r)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	if c.nginx, err = startNginx(ctx, filepath.Join(c.dir, "nginx"), c.o.LB, upstreams(c.replicas), c.out); err != nil {
+		return err
+	}
+	u := c.URL() + "/healthz"
+	return waitFor(ctx, c.nginx.p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+}
+
+// binary returns the absolute path of the shop binary, building it when
+// Options.Binary is empty.
+func (c *Cluster) binary(ctx context.Context) (string, error) {
+	if c.o.Binary == "" {
+		dir, err := defaultBuildDir()
+		if err != nil {
+			return "", err
+		}
+		return BuildShop(ctx, dir)
+	}
+	bin, err := filepath.Abs(c.o.Binary)
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cluster: shop binary: %w", err)
+	}
+	return bin, nil
+}
+
+func (c *Cluster) nextName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name := "shop" + strconv.Itoa(c.next)
+	c.next++
+	return name
+}
+
+// newReplica starts a replica on a fresh port and waits until it is ready,
+// picking another port when the first was taken meanwhile.
+func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string) (*Replica, error) {
+	for attempt := 1; ; attempt++ {
+		port, err := pickPort()
+		if err != nil {
+			return nil, err
+		}
+		r := &Replica{name: name, port: port, bin: c.bin, dir: c.dir, env: c.replicaEnv(name, port, extraEnv), out: c.out}
+		err = r.Start(ctx)
+		if err == nil {
+			c.mu.Lock()
+			c.all = append(c.all, r)
+			c.mu.Unlock()
+			return r, nil
+		}
+		r.Kill() // not ready in time: nobody would own it
+		releasePort(port)
+		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+			return nil, err
+		}
+	}
+}
+
+func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
+	redisAddr := noRedisAddr
+	if c.redis != nil {
+		redisAddr = c.redis.Addr()
+	}
+	env := append(baseEnv(),
+		"SHOP_ADDR="+loopback(port),
+		"SHOP_REPLICA="+name,
+		"SHOP_SESSION_STORE="+c.o.Store,
+		"SHOP_REDIS_ADDR="+redisAddr,
+		"SHOP_DB="+filepath.Join(c.dir, "shop.db"),
+		"SHOP_SESSION_LOCK="+c.o.Lock,
+		"SHOP_DRAIN="+c.o.Drain.String(),
+	)
+	// exec uses the last value of a duplicated key: these override.
+	env = append(env, c.o.Env...)
+	return append(env, extra...)
+}
+
+func upstreams(rs []*Replica) []deploy.Replica {
+	var ups []deploy.Replica
+	for _, r := range rs {
+		ups = append(ups, deploy.Replica{Name: r.name, Addr: r.Addr()})
+	}
+	return ups
+}
+
+// URL is nginx's base URL: "http://127.0.0.1:PORT".
+func (c *Cluster) URL() string { return c.nginx.url() }
+
+// Redis is the cluster's Redis, nil in memory mode.
+func (c *Cluster) Redis() *Redis { return c.redis }
+
+// Dir is the cluster's working directory: shop.db, one NAME.log per
+// replica, redis/ (data and redis.log) and nginx/ (nginx.conf, error.log,
+// access.log).
+func (c *Cluster) Dir() string { return c.dir }
+
+// Replicas returns the replicas nginx routes to, killed ones included, in
+// the order they were added.
+func (c *Cluster) Replicas() []*Replica {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.replicas)
+}
+
+// Replica returns the replica with that name, or nil.
+func (c *Cluster) Replica(name string) *Replica {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.replicas {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// AddReplica scales out: it starts the next replica (shop4 after shop1..3;
+// names are never reused) with env added to its environment, waits until it
+// is ready, reloads nginx with it and returns once nginx has routed a
+// request to it.
+func (c *Cluster) AddReplica(ctx context.Context, env ...string) (*Replica, error) {
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	if c.isClosed() {
+		return nil, errors.New("cluster: add replica: cluster is closed")
+	}
+	r, err := c.newReplica(ctx, c.nextName(), env)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	members := append(slices.Clone(c.replicas), r)
+	c.mu.Unlock()
+	if err := c.nginx.reload(ctx, upstreams(members)); err != nil {
+		return nil, errors.Join(err, r.Kill())
+	}
+	c.mu.Lock()
+	c.replicas = members
+	c.mu.Unlock()
+
+	u := c.URL() + "/healthz"
+	client := newProbeClient()
+	err = waitFor(ctx, c.nginx.p, "nginx routes a request to "+r.name, func(ctx context.Context) error {
+		h, err := httpGet(ctx, client, u)
+		if err != nil {
+			return err
+		}
+		if by := h.Get("X-Served-By"); by != r.name {
+			return fmt.Errorf("GET %s: served by %q", u, by)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("cluster: add %s: %w", r.name, err)
+	}
+	return r, nil
+}
+
+// RemoveReplica scales in: it reloads nginx without the replica, waits until
+// no nginx worker of the old configuration is left, then sends the replica
+// SIGTERM and waits for it to drain and exit with status 0.
+func (c *Cluster) RemoveReplica(ctx context.Context, name string) error {
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	if c.isClosed() {
+		return errors.New("cluster: remove replica: cluster is closed")
+	}
+	c.mu.Lock()
+	i := slices.IndexFunc(c.replicas, func(r *Replica) bool { return r.name == name })
+	var r *Replica
+	var rest []*Replica
+	if i >= 0 {
+		r = c.replicas[i]
+		rest = slices.Delete(slices.Clone(c.replicas), i, i+1)
+	}
+	c.mu.Unlock()
+	switch {
+	case r == nil:
+		return fmt.Errorf("cluster: remove %s: no such replica", name)
+	case len(rest) == 0:
+		return fmt.Errorf("cluster: remove %s: it is the last replica", name)
+	}
+	if err := c.nginx.reload(ctx, upstreams(rest)); err != nil {
+		return fmt.Errorf("cluster: remove %s: %w", name, err)
+	}
+	c.mu.Lock()
+	c.replicas = rest
+	c.mu.Unlock()
+	return c.stopReplica(r)
+}
+
+// stopReplica sends SIGTERM to a running replica and wants exit status 0
+// within its drain period and a grace period; then it kills.
+func (c *Cluster) stopReplica(r *Replica) error {
+	if !r.Running() {
+		return nil
+	}
+	// Not twice: a second SIGTERM may cut a drain short, as in a terminal.
+	if err := r.termOnce(); err != nil {
+		return errors.Join(err, r.Kill())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.Drain+closeGrace)
+	defer cancel()
+	code, err := r.Wait(ctx)
+	if err != nil {
+		return errors.Join(fmt.Errorf("cluster: %s did not exit within %s of SIGTERM; killed%s", r.name, c.o.Drain+closeGrace, formatTail(r.LogPath())), r.Kill())
+	}
+	if code != 0 {
+		return fmt.Errorf("cluster: %s exited with status %d after SIGTERM%s", r.name, code, formatTail(r.LogPath()))
+	}
+	return nil
+}
+
+func (c *Cluster) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close stops nginx, then every replica, removed ones included (SIGTERM,
+// SIGKILL when one has not exited after its drain and 3 s), then Redis, and removes the working
+// directory if Start created it. It reports processes that had to be killed
+// or exited non-zero after SIGTERM. Calling it again returns the first
+// result.
+func (c *Cluster) Close() error {
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.closeErr
+	}
+	c.closed = true
+	// Removed replicas too: a caller may have restarted one.
+	replicas := slices.Clone(c.all)
+	c.mu.Unlock()
+
+	var errs []error
+	if c.nginx != nil && c.nginx.p != nil {
+		errs = append(errs, c.nginx.stop())
+	}
+	replicaErrs := make([]error, len(replicas))
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		wg.Go(func() { replicaErrs[i] = c.stopReplica(r) })
+	}
+	wg.Wait()
+	errs = append(errs, replicaErrs...)
+	if c.redis != nil {
+		errs = append(errs, c.redis.Close())
+	}
+	for _, r := range replicas {
+		releasePort(r.port)
+	}
+	if c.nginx != nil {
+		releasePort(c.nginx.port)
+	}
+	if c.ownDir {
+		errs = append(errs, os.RemoveAll(c.dir))
+	}
+	c.mu.Lock()
+	c.closeErr = errors.Join(errs...)
+	c.mu.Unlock()
+	return c.closeErr
+}

@@ -1,0 +1,174 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/statelab/shop/deploy"
+)
+
+// nginx is the load balancer in front of the replicas. Its prefix directory
+// holds the configuration, error.log, access.log and the temp directories.
+type nginx struct {
+	dir  string
+	bin  string
+	out  *sharedWriter
+	port int
+	cfg  deploy.NginxConfig // what the running master has loaded
+	p    *proc
+}
+
+func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Replica, out *sharedWriter) (*nginx, error) {
+	bin, err := lookBinary("nginx")
+	if err != nil {
+		return nil, fmt.Errorf("cluster: nginx: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: nginx: %w", err)
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		// As root, nginx would switch its workers to "nobody", who may not
+		// read the prefix directory.
+		user = "root"
+	}
+	for attempt := 1; ; attempt++ {
+		port, err := pickPort()
+		if err != nil {
+			return nil, err
+		}
+		n := &nginx{dir: dir, bin: bin, out: out, port: port, cfg: deploy.NginxConfig{
+			Listen:   loopback(port),
+			Policy:   policy,
+			Replicas: replicas,
+			User:     user,
+		}}
+		err = n.start(ctx)
+		if err == nil {
+			return n, nil
+		}
+		if n.p != nil {
+			n.p.kill()
+		}
+		releasePort(port)
+		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+			return nil, err
+		}
+	}
+}
+
+func (n *nginx) url() string      { return "http://" + n.cfg.Listen }
+func (n *nginx) errorLog() string { return filepath.Join(n.dir, "error.log") }
+
+// args are the command-line arguments that every nginx invocation shares.
+func (n *nginx) args() []string {
+	return []string{"-p", n.dir, "-c", filepath.Join(n.dir, "nginx.conf"), "-e", n.errorLog(), "-g", "daemon off;"}
+}
+
+func (n *nginx) start(ctx context.Context) error {
+	if _, err := deploy.WriteNginx(n.dir, n.cfg); err != nil {
+		return fmt.Errorf("cluster: nginx: %w", err)
+	}
+	// stdout and stderr go to the error log too: one file tells the story.
+	p, err := startProc(procSpec{name: "nginx", path: n.bin, args: n.args(), dir: n.dir, logPath: n.errorLog(), out: n.out, guard: true})
+	if err != nil {
+		return err
+	}
+	n.p = p
+	return n.waitHealthy(ctx)
+}
+
+// waitHealthy waits for nginx's own health location, which involves no
+// replica.
+func (n *nginx) waitHealthy(ctx context.Context) error {
+	u := n.url() + "/nginx-health"
+	return waitFor(ctx, n.p, "it answers "+u, httpOK(newProbeClient(), u))
+}
+
+// reload rewrites the configuration for replicas, checks it with nginx -t,
+// sends SIGHUP to the master and waits until every worker of the old
+// configuration has exited: from then on no request can reach a replica
+// that the old configuration named and the new one does not.
+func (n *nginx) reload(ctx context.Context, replicas []deploy.Replica) error {
+	cfg := n.cfg
+	cfg.Replicas = replicas
+	if _, err := deploy.WriteNginx(n.dir, cfg); err != nil {
+		return fmt.Errorf("cluster: nginx reload: %w", err)
+	}
+	test := exec.CommandContext(ctx, n.bin, append([]string{"-t", "-q"}, n.args()...)...)
+	if out, err := test.CombinedOutput(); err != nil {
+		// Put back what the running master has, so the files tell the truth.
+		_, _ = deploy.WriteNginx(n.dir, n.cfg)
+		return fmt.Errorf("cluster: nginx -t refused the new configuration: %v\n%s", err, bytes.TrimSpace(out))
+	}
+
+	old, err := childPIDs(n.p.pid())
+	if err != nil {
+		return fmt.Errorf("cluster: nginx reload: %w", err)
+	}
+	if err := n.p.signal(syscall.SIGHUP); err != nil {
+		return err
+	}
+	err = waitFor(ctx, n.p, "its workers run the new configuration", func(context.Context) error {
+		kids, err := childPIDs(n.p.pid())
+		if err != nil {
+			return err
+		}
+		if len(kids) == 0 {
+			return errors.New("no worker yet")
+		}
+		for pid := range kids {
+			if old[pid] {
+				return fmt.Errorf("worker %d of the old configuration still runs", pid)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n.cfg = cfg
+	return n.waitHealthy(ctx)
+}
+
+// stop makes nginx exit at once (SIGTERM is nginx's fast shutdown).
+func (n *nginx) stop() error { return n.p.stop(closeGrace) }
+
+// childPIDs returns the live (not zombie) children of ppid, read from /proc.
+func childPIDs(ppid int) (map[int]bool, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	kids := make(map[int]bool)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := bytes.Fields(stat[i+1:])
+		if len(fields) < 2 || fields[0][0] == 'Z' || fields[0][0] == 'X' {
+			continue
+		}
+		if parent, err := strconv.Atoi(string(fields[1])); err == nil && parent == ppid {
+			kids[pid] = true
+		}
+	}
+	return kids, nil
+}

@@ -1,0 +1,152 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// errNotStarted is returned for a replica whose process never ran.
+var errNotStarted = errors.New("not started")
+
+// Replica is one shop process with a fixed name, port and environment; a
+// restart reuses all three, so nginx finds it where it was.
+type Replica struct {
+	name string
+	port int
+	bin  string
+	dir  string // working directory; the log is dir/NAME.log
+	env  []string
+	out  *sharedWriter
+
+	mu sync.Mutex
+	p  *proc // the current or last run
+}
+
+// Name is the replica's name (SHOP_REPLICA), as in X-Served-By.
+func (r *Replica) Name() string { return r.name }
+
+// Addr is the replica's own host:port, bypassing nginx.
+func (r *Replica) Addr() string { return loopback(r.port) }
+
+// URL is "http://" + Addr: the replica directly, bypassing nginx.
+func (r *Replica) URL() string { return "http://" + r.Addr() }
+
+// LogPath is the file that the replica's stdout and stderr are appended to,
+// across restarts.
+func (r *Replica) LogPath() string { return filepath.Join(r.dir, r.name+".log") }
+
+// Running reports whether the replica's process is alive.
+func (r *Replica) Running() bool {
+	p := r.current()
+	return p != nil && p.running()
+}
+
+// Start (re)starts the replica with the same name, port and environment and
+// waits until GET /readyz answers 200. It fails at once when the process
+// exits meanwhile; after a timeout the process is left running (not ready)
+// for the caller to inspect, Kill or Close.
+func (r *Replica) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.p != nil && r.p.running() {
+		r.mu.Unlock()
+		return fmt.Errorf("cluster: %s is already running", r.name)
+	}
+	p, err := startProc(procSpec{name: r.name, path: r.bin, env: r.env, dir: r.dir, logPath: r.LogPath(), out: r.out})
+	if err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	r.p = p
+	r.mu.Unlock()
+	return r.waitReady(ctx, p)
+}
+
+// WaitReady waits until GET /readyz answers 200 (at most 10 s), failing at
+// once when the process exits.
+func (r *Replica) WaitReady(ctx context.Context) error {
+	p := r.current()
+	if p == nil {
+		return fmt.Errorf("cluster: %s: %w", r.name, errNotStarted)
+	}
+	return r.waitReady(ctx, p)
+}
+
+func (r *Replica) waitReady(ctx context.Context, p *proc) error {
+	u := r.URL() + "/readyz"
+	return waitFor(ctx, p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+}
+
+// Kill sends SIGKILL (kill -9), as a crash would, and waits until the
+// process is gone. Killing a stopped replica does nothing.
+func (r *Replica) Kill() error {
+	p := r.current()
+	if p == nil {
+		return nil
+	}
+	return p.kill()
+}
+
+// Term sends SIGTERM (and SIGCONT, in case it is paused) and returns at
+// once: the replica turns not-ready, drains and exits. Wait tells how it
+// ended. Terminating a stopped replica does nothing.
+func (r *Replica) Term() error {
+	p := r.current()
+	if p == nil {
+		return nil
+	}
+	return p.term()
+}
+
+// termOnce sends SIGTERM unless Term already did.
+func (r *Replica) termOnce() error {
+	p := r.current()
+	if p == nil || p.termed.Load() {
+		return nil
+	}
+	return r.Term()
+}
+
+// Pause freezes the replica with SIGSTOP, a hung process: the kernel still
+// accepts connections (up to the listen backlog) but nothing answers. Resume
+// undoes it; Term, Kill and Close work on a paused replica too.
+func (r *Replica) Pause() error {
+	p := r.current()
+	if p == nil {
+		return fmt.Errorf("cluster: pause %s: %w", r.name, errNotStarted)
+	}
+	return p.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused replica with SIGCONT.
+func (r *Replica) Resume() error {
+	p := r.current()
+	if p == nil {
+		return fmt.Errorf("cluster: resume %s: %w", r.name, errNotStarted)
+	}
+	return p.signal(syscall.SIGCONT)
+}
+
+// Wait waits for the current run to end and returns its exit code, -1 when a
+// signal ended it. For a replica that already exited it returns at once.
+func (r *Replica) Wait(ctx context.Context) (exitCode int, err error) {
+	p := r.current()
+	if p == nil {
+		return -1, fmt.Errorf("cluster: wait for %s: %w", r.name, errNotStarted)
+	}
+	select {
+	case <-p.done:
+		return p.exitCode(), nil
+	case <-ctx.Done():
+		return -1, fmt.Errorf("cluster: wait for %s: %w", r.name, context.Cause(ctx))
+	}
+}
+
+func (r *Replica) current() *proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.p
+}

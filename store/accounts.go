@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Account is a registered customer. The store keeps the password hash as
+// given; hashing and checking belong to the web layer.
+type Account struct {
+	ID           int64
+	Email        string
+	PasswordHash []byte
+	CreatedAt    time.Time
+}
+
+// CreateAccount registers email, which is unique regardless of ASCII case; an
+// email already registered fails with an error wrapping ErrEmailTaken.
+func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (Account, error) {
+	switch {
+	case email == "":
+		return Account{}, errors.New("store: create account: empty email")
+	case len(hash) == 0:
+		// An empty hash would let any password match a careless check.
+		return Account{}, errors.New("store: create account: empty password hash")
+	}
+	a := Account{Email: email, PasswordHash: hash, CreatedAt: now()}
+	// A single INSERT in autocommit mode waits for the write lock under
+	// busy_timeout, so it needs no explicit transaction.
+	res, err := d.write.ExecContext(ctx,
+		"INSERT INTO accounts (email, password_hash, created_at) VALUES (?, ?, ?)",
+		email, hash, formatTime(a.CreatedAt))
+	if isUniqueViolation(err) {
+		return Account{}, fmt.Errorf("store: create account: %w", ErrEmailTaken)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("store: create account: %w", err)
+	}
+	if a.ID, err = res.LastInsertId(); err != nil {
+		return Account{}, fmt.Errorf("store: create account: %w", err)
+	}
+	return a, nil
+}
+
+// AccountByEmail returns the account registered with email (ASCII case does
+// not matter), or an error wrapping ErrNotFound.
+func (d *DB) AccountByEmail(ctx context.Context, email string) (Account, error) {
+	a, err := scanAccount(d.read.QueryRowContext(ctx,
+		"SELECT id, email, password_hash, created_at FROM accounts WHERE email = ?", email))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("store: account %q: %w", email, ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("store: account %q: %w", email, err)
+	}
+	return a, nil
+}
+
+// Account returns the account with id, or an error wrapping ErrNotFound.
+func (d *DB) Account(ctx context.Context, id int64) (Account, error) {
+	a, err := scanAccount(d.read.QueryRowContext(ctx,
+		"SELECT id, email, password_hash, created_at FROM accounts WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("store: account %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("store: account %d: %w", id, err)
+	}
+	return a, nil
+}
+
+func scanAccount(s scanner) (Account, error) {
+	var (
+		a         Account
+		createdAt string
+	)
+	if err := s.Scan(&a.ID, &a.Email, &a.PasswordHash, &createdAt); err != nil {
+		return Account{}, err
+	}
+	t, err := parseTime(createdAt)
+	if err != nil {
+		return Account{}, err
+	}
+	a.CreatedAt = t
+	return a, nil
+}
+
+// SavedCart returns the cart the account saved, as SaveCart stored it, or nil
+// and no error when there is none. The store does not read the bytes: the cart
+// format belongs to the web layer.
+func (d *DB) SavedCart(ctx context.Context, accountID int64) ([]byte, error) {
+	var data []byte
+	err := d.read.QueryRowContext(ctx,
+		"SELECT data FROM saved_carts WHERE account_id = ?", accountID).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: saved cart of account %d: %w", accountID, err)
+	}
+	return data, nil
+}
+
+// SaveCart replaces the account's saved cart. Empty data deletes it, so an
+// emptied cart does not come back at the next login. An unknown account fails
+// with an error wrapping ErrNotFound.
+func (d *DB) SaveCart(ctx context.Context, accountID int64, data []byte) error {
+	var err error
+	if len(data) == 0 {
+		_, err = d.write.ExecContext(ctx, "DELETE FROM saved_carts WHERE account_id = ?", accountID)
+	} else {
+		_, err = d.write.ExecContext(ctx,
+			`INSERT INTO saved_carts (account_id, data, updated_at) VALUES (?, ?, ?)
+			 ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+			accountID, data, formatTime(now()))
+	}
+	if isForeignKeyViolation(err) {
+		return fmt.Errorf("store: save cart of account %d: %w", accountID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: save cart of account %d: %w", accountID, err)
+	}
+	return nil
+}

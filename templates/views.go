@@ -1,0 +1,133 @@
+// Package templates holds the shop's templ components. Components take plain
+// view structs defined here, so they depend on nothing else in the project.
+package templates
+
+// SessionState says how this replica sees the browser's session.
+type SessionState string
+
+// The session states a ribbon can show.
+const (
+	// SessionNone: the browser sent no session cookie.
+	SessionNone SessionState = "none"
+	// SessionKnown: this replica found the session in its store.
+	SessionKnown SessionState = "known"
+	// SessionUnknown: the browser sent a cookie this replica's store does not know.
+	SessionUnknown SessionState = "unknown"
+	// SessionUnavailable: the session store did not answer.
+	SessionUnavailable SessionState = "unavailable"
+)
+
+// Ribbon is the strip on every page that tells which replica served it and
+// where the session lives.
+type Ribbon struct {
+	Replica     string
+	ColorClass  string // "replica-c0".."replica-c11", stable per replica name
+	Store       string // "memory" or "redis"
+	State       SessionState
+	BornOn      string // replica that created the session
+	LastWriter  string // replica that last wrote the session
+	WriterClass string
+	BornClass   string
+	CartRev     int
+}
+
+// Page is what every page's layout needs.
+type Page struct {
+	Title     string
+	Ribbon    Ribbon
+	Flash     string
+	CartCount int
+	// CartUnavailable is set when the session store did not answer: the page
+	// still renders, with a notice instead of a cart.
+	CartUnavailable bool
+}
+
+// Category is one entry of the catalog's category menu.
+type Category struct {
+	Slug, Name string
+	Current    bool
+}
+
+// Product is a product as pages show it.
+type Product struct {
+	ID                      int64
+	Slug, Name, Description string
+	Price                   string
+	Stock                   int
+	Category, CategorySlug  string
+	ImageURL                string
+	URL                     string
+}
+
+// CatalogView is the catalog page.
+type CatalogView struct {
+	Page
+	Categories []Category
+	Heading    string
+	Products   []Product
+}
+
+// ProductView is a product page.
+type ProductView struct {
+	Page
+	Product  Product
+	Quantity string
+	Error    string // a field error for quantity, shown beside the form
+}
+
+// CartLine is one line of the cart page or an order.
+type CartLine struct {
+	ProductID int64
+	Name      string
+	URL       string
+	ImageURL  string
+	Quantity  int
+	Price     string
+	LineTotal string
+}
+
+// CartView is the cart page.
+type CartView struct {
+	Page
+	Lines []CartLine
+	Count int
+	Total string
+	Error string
+}
+
+// CheckoutForm is the checkout form's values and field errors.
+type CheckoutForm struct {
+	Name, Email, Address string
+	IdempotencyKey       string
+	Errors               map[string]string
+}
+
+// CheckoutView is the checkout page.
+type CheckoutView struct {
+	Page
+	Lines []CartLine
+	Count int
+	Total string
+	Form  CheckoutForm
+}
+
+// OrderView is an order's confirmation page.
+type OrderView struct {
+	Page
+	ID       string
+	Name     string
+	Email    string
+	Address  string
+	Lines    []CartLine
+	Total    string
+	Replica  string
+	PlacedAt string
+}
+
+// ErrorView is a status page: 404, 413, 422, 503 and friends.
+type ErrorView struct {
+	Page
+	Status  int
+	Heading string
+	Message string
+}

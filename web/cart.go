@@ -1,0 +1,153 @@
+package web
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/templates"
+)
+
+// handleCart shows the cart.
+func (s *Server) handleCart(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	return s.renderCart(w, r, http.StatusOK, info.Cart, "")
+}
+
+func (s *Server) renderCart(w http.ResponseWriter, r *http.Request, status int, cart Cart, errMsg string) error {
+	cat, err := s.catalog.load(r.Context())
+	if err != nil {
+		return err
+	}
+	lines, count, total := cartLines(cat, cart)
+	v := templates.CartView{Lines: lines, Count: count, Total: formatPrice(total), Error: errMsg}
+	v.Page = s.page(r, "Your cart")
+	clearFlash(w, r)
+	s.render(w, r, status, templates.CartPage(v))
+	return nil
+}
+
+// handleCartAdd adds product_id × quantity (1..99) to the cart.
+func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	form, err := parseForm(r)
+	if err != nil {
+		return err
+	}
+	id, err := formInt(form, "product_id", 1, math.MaxInt32)
+	if err != nil {
+		return err
+	}
+	p, err := s.product(r, id)
+	if err != nil {
+		return err
+	}
+	qty, err := formInt(form, "quantity", 1, MaxLineQuantity)
+	if err == nil {
+		err = s.checkStock(r, id, info.Cart.Quantity(id)+int(qty))
+	}
+	if err == nil {
+		if addErr := info.Cart.Add(id, int(qty)); addErr != nil {
+			err = fieldError("quantity", "%s; your cart already holds %d of %s", addErr.Error(), info.Cart.Quantity(id), p.Name)
+		}
+	}
+	if err != nil {
+		var fe *Error
+		if errors.As(err, &fe) && fe.Field == "quantity" {
+			return s.renderProductError(w, r, id, form.Get("quantity"), fe)
+		}
+		return err
+	}
+	s.saveCart(r.Context(), info.Cart)
+	setFlash(w, "added")
+	http.Redirect(w, r, "/cart", http.StatusSeeOther)
+	return nil
+}
+
+// handleCartSet sets a line's quantity (0..99); 0 removes it.
+func (s *Server) handleCartSet(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	id, err := strconv.ParseInt(r.PathValue("product_id"), 10, 64)
+	if err != nil || id < 1 {
+		return notFound("product_id: %q is not a product.", truncate(r.PathValue("product_id"), 20))
+	}
+	if _, err := s.product(r, id); err != nil {
+		return err
+	}
+	form, err := parseForm(r)
+	if err != nil {
+		return err
+	}
+	qty, err := formInt(form, "quantity", 0, MaxLineQuantity)
+	if err == nil && qty > 0 {
+		err = s.checkStock(r, id, int(qty))
+	}
+	if err == nil {
+		if setErr := info.Cart.Set(id, int(qty)); setErr != nil {
+			err = fieldError("quantity", "%s", setErr.Error())
+		}
+	}
+	if err != nil {
+		var fe *Error
+		if errors.As(err, &fe) {
+			return s.renderCart(w, r, fe.Status, info.Cart, fe.Error())
+		}
+		return err
+	}
+	s.saveCart(r.Context(), info.Cart)
+	if qty == 0 {
+		setFlash(w, "removed")
+	} else {
+		setFlash(w, "updated")
+	}
+	http.Redirect(w, r, "/cart", http.StatusSeeOther)
+	return nil
+}
+
+// product finds a product in the cached catalog; unknown ids are a 404 that
+// names the field.
+func (s *Server) product(r *http.Request, id int64) (*store.Product, error) {
+	cat, err := s.catalog.load(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	p, ok := cat.byID[id]
+	if !ok {
+		return nil, notFound("product_id: there is no product %d.", id)
+	}
+	return p, nil
+}
+
+// checkStock refuses a cart line larger than the current stock.
+func (s *Server) checkStock(r *http.Request, id int64, want int) error {
+	p, err := s.db.Product(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if want > p.Stock {
+		return fieldError("quantity", "only %d of %s in stock", p.Stock, p.Name)
+	}
+	return nil
+}
+
+func (s *Server) renderProductError(w http.ResponseWriter, r *http.Request, id int64, quantity string, fe *Error) error {
+	p, err := s.db.Product(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	v := templates.ProductView{Product: productView(&p), Quantity: truncate(quantity, 20), Error: fe.Error()}
+	v.Page = s.page(r, p.Name)
+	s.render(w, r, fe.Status, templates.ProductPage(v))
+	return nil
+}

@@ -1,0 +1,65 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/statelab/shop/templates"
+)
+
+// handleCatalog lists every product, or one category's with ?category=slug.
+// It needs no session: with the store away it still answers 200, with a
+// notice in place of the cart.
+func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
+	cat, err := s.catalog.load(r.Context())
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	slug := q.Get("category")
+	if len(q["category"]) > 1 {
+		return &Error{Status: http.StatusBadRequest, Field: "category", Message: "given more than once"}
+	}
+	v := templates.CatalogView{Heading: "All products"}
+	found := slug == ""
+	for _, c := range cat.categories {
+		current := c.Slug == slug
+		if current {
+			v.Heading, found = c.Name, true
+		}
+		v.Categories = append(v.Categories, templates.Category{Slug: c.Slug, Name: c.Name, Current: current})
+	}
+	if !found {
+		return notFound("category: there is no category %q.", slug)
+	}
+	for i := range cat.products {
+		if p := &cat.products[i]; slug == "" || p.CategorySlug == slug {
+			v.Products = append(v.Products, productView(p))
+		}
+	}
+	v.Page = s.page(r, v.Heading)
+	clearFlash(w, r)
+	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
+	return nil
+}
+
+// handleProduct shows one product with its current stock.
+func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) error {
+	slug := r.PathValue("slug")
+	cat, err := s.catalog.load(r.Context())
+	if err != nil {
+		return err
+	}
+	cached, ok := cat.bySlug[slug]
+	if !validSlug(slug) || !ok {
+		return notFound("There is no product %q.", slug)
+	}
+	p, err := s.db.Product(r.Context(), cached.ID) // fresh stock
+	if err != nil {
+		return err
+	}
+	v := templates.ProductView{Product: productView(&p), Quantity: "1"}
+	v.Page = s.page(r, p.Name)
+	clearFlash(w, r)
+	s.render(w, r, http.StatusOK, templates.ProductPage(v))
+	return nil
+}

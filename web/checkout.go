@@ -1,0 +1,212 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/templates"
+)
+
+// Checkout field limits.
+const (
+	maxNameLen    = 100
+	maxEmailLen   = 254
+	maxAddressLen = 500
+)
+
+// handleCheckoutForm shows the checkout form with a fresh idempotency key.
+func (s *Server) handleCheckoutForm(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	if info.Cart.Count() == 0 {
+		http.Redirect(w, r, "/cart", http.StatusSeeOther)
+		return nil
+	}
+	return s.renderCheckout(w, r, http.StatusOK, info.Cart, templates.CheckoutForm{IdempotencyKey: randomToken(16)})
+}
+
+func (s *Server) renderCheckout(w http.ResponseWriter, r *http.Request, status int, cart Cart, form templates.CheckoutForm) error {
+	cat, err := s.catalog.load(r.Context())
+	if err != nil {
+		return err
+	}
+	lines, count, total := cartLines(cat, cart)
+	v := templates.CheckoutView{Lines: lines, Count: count, Total: formatPrice(total), Form: form}
+	v.Page = s.page(r, "Checkout")
+	s.render(w, r, status, templates.CheckoutPage(v))
+	return nil
+}
+
+// checkoutForm is the checkout form as posted.
+type checkoutForm struct {
+	templates.CheckoutForm
+}
+
+func readCheckoutForm(r *http.Request) (checkoutForm, error) {
+	values, err := parseForm(r)
+	if err != nil {
+		return checkoutForm{}, err
+	}
+	f := checkoutForm{templates.CheckoutForm{Errors: map[string]string{}}}
+	field := func(name string, maxLen int) string {
+		v, err := formValue(values, name, maxLen)
+		if err != nil {
+			var fe *Error
+			errors.As(err, &fe)
+			f.Errors[name] = fe.Message
+			return truncate(values.Get(name), maxLen)
+		}
+		return v
+	}
+	f.Name = field("name", maxNameLen)
+	f.Email = field("email", maxEmailLen)
+	f.Address = field("address", maxAddressLen)
+	f.IdempotencyKey = field("idempotency_key", 64)
+
+	if _, bad := f.Errors["name"]; !bad && f.Name == "" {
+		f.Errors["name"] = "is required"
+	}
+	if _, bad := f.Errors["email"]; !bad {
+		if a, err := mail.ParseAddress(f.Email); err != nil || a.Address != f.Email || !strings.Contains(f.Email, ".") {
+			f.Errors["email"] = "must be an address like ada@example.com"
+		}
+	}
+	if _, bad := f.Errors["address"]; !bad && len(f.Address) < 5 {
+		f.Errors["address"] = "is required (at least 5 characters)"
+	}
+	if _, bad := f.Errors["idempotency_key"]; !bad && !validKey(f.IdempotencyKey) {
+		// A person never types this field: reload the form to get a fresh one.
+		f.Errors["idempotency_key"] = "is missing or malformed; reload the checkout page"
+	}
+	return f, nil
+}
+
+// validKey accepts 16..64 characters of [A-Za-z0-9_-].
+func validKey(k string) bool {
+	if len(k) < 16 || len(k) > 64 {
+		return false
+	}
+	return strings.Trim(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
+}
+
+// handleCheckout places the order. The idempotency key makes a second submit
+// of the same form (double click, browser retry, a retry after failover)
+// return the first order: the database's UNIQUE key decides, across replicas.
+func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	f, err := readCheckoutForm(r)
+	if err != nil {
+		return err
+	}
+	if len(f.Errors) > 0 {
+		if _, ok := f.Errors["idempotency_key"]; ok {
+			f.IdempotencyKey = randomToken(16)
+		}
+		return s.renderCheckout(w, r, http.StatusUnprocessableEntity, info.Cart, f.CheckoutForm)
+	}
+
+	sid := s.touchSession(r.Context())
+	order := store.NewOrder{
+		IdempotencyKey: f.IdempotencyKey,
+		SessionID:      sid,
+		AccountID:      info.AccountID,
+		Replica:        s.cfg.Replica,
+		Name:           f.Name,
+		Email:          f.Email,
+		Address:        f.Address,
+	}
+	for _, it := range info.Cart.Items {
+		order.Lines = append(order.Lines, store.NewOrderLine{ProductID: it.ProductID, Quantity: it.Quantity})
+	}
+	if len(order.Lines) == 0 {
+		// An empty cart may be the second submit of a form that already
+		// placed its order: find that order before calling it an error.
+		if o, err := s.db.OrderByKey(r.Context(), f.IdempotencyKey); err == nil && ownsOrder(info, o) {
+			http.Redirect(w, r, "/orders/"+o.ID, http.StatusSeeOther)
+			return nil
+		} else if err == nil {
+			return store.ErrIdempotencyConflict
+		}
+		f.Errors["form"] = "Your cart is empty."
+		return s.renderCheckout(w, r, http.StatusUnprocessableEntity, info.Cart, f.CheckoutForm)
+	}
+
+	placed, created, err := s.db.PlaceOrder(r.Context(), order)
+	var oos *store.OutOfStockError
+	switch {
+	case errors.As(err, &oos):
+		f.Errors["form"] = "Sorry: only " + itoa(oos.Available) + " of " + oos.Name + " left in stock. Change the quantity in your cart."
+		return s.renderCheckout(w, r, http.StatusUnprocessableEntity, info.Cart, f.CheckoutForm)
+	case err != nil:
+		return err
+	}
+	if created {
+		info.Cart.Clear()
+		s.saveCart(r.Context(), info.Cart)
+		setFlash(w, "ordered")
+	}
+	http.Redirect(w, r, "/orders/"+placed.ID, http.StatusSeeOther)
+	return nil
+}
+
+// ownsOrder reports whether this session may see the order: the account that
+// placed it, or the anonymous session that placed it (by its stable id, which
+// survives token renewal).
+func ownsOrder(info sessionInfo, o store.Order) bool {
+	if o.AccountID != 0 {
+		return info.AccountID == o.AccountID
+	}
+	return info.SID != "" && o.SessionID == info.SID
+}
+
+// handleOrder shows an order to its owner; to anyone else it does not exist.
+func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if len(id) > 64 {
+		return notFound("There is no such order.")
+	}
+	o, err := s.db.Order(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !ownsOrder(info, o)) {
+		return notFound("There is no such order.")
+	}
+	if err != nil {
+		return err
+	}
+	v := templates.OrderView{
+		ID:       o.ID,
+		Name:     o.Name,
+		Email:    o.Email,
+		Address:  o.Address,
+		Total:    formatPrice(o.TotalCents),
+		Replica:  o.Replica,
+		PlacedAt: o.CreatedAt.UTC().Format(time.DateTime + " UTC"),
+	}
+	for _, l := range o.Lines {
+		v.Lines = append(v.Lines, templates.CartLine{
+			ProductID: l.ProductID,
+			Name:      l.Name,
+			URL:       "/products/" + l.Slug,
+			ImageURL:  "/static/img/products/" + l.Slug + ".svg",
+			Quantity:  l.Quantity,
+			Price:     formatPrice(l.PriceCents),
+			LineTotal: formatPrice(l.PriceCents * int64(l.Quantity)),
+		})
+	}
+	v.Page = s.page(r, "Order "+o.ID)
+	clearFlash(w, r)
+	s.render(w, r, http.StatusOK, templates.OrderPage(v))
+	return nil
+}

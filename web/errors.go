@@ -1,0 +1,117 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/templates"
+)
+
+// Error is an error with the status and message a person should see. Field,
+// when set, names the form field at fault.
+type Error struct {
+	Status  int
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Message
+	}
+	return e.Message
+}
+
+// fieldError is a 422 naming the field and why.
+func fieldError(field, format string, args ...any) error {
+	return &Error{Status: http.StatusUnprocessableEntity, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// notFound is a 404 with a message.
+func notFound(format string, args ...any) error {
+	return &Error{Status: http.StatusNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+// errorStatus maps an error to what the person sees: the one table of
+// error-to-status in the shop. Only 5xx are logged.
+func errorStatus(err error) (status int, heading, message string) {
+	var e *Error
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &e):
+		return e.Status, http.StatusText(e.Status), e.Error()
+	case errors.As(err, &maxBytes):
+		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
+	case errors.Is(err, errLockTimeout):
+		return http.StatusServiceUnavailable, "Busy", "Another request is changing this session right now. Try again in a moment."
+	case errors.Is(err, ErrSessionStore):
+		return http.StatusServiceUnavailable, "Cart unavailable", "The session store is not answering, so your cart cannot be read or changed right now. The catalog still works; try again in a moment."
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "Not found", "There is nothing here."
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		return http.StatusConflict, "Already used", "idempotency_key: this checkout form was already used by someone else. Reload the checkout page and try again."
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, "Try again", "The shop took too long to answer. Try again in a moment."
+	}
+	return http.StatusInternalServerError, "Something went wrong", "The shop hit an unexpected error. It has been logged; try again."
+}
+
+// serveError answers with the status page for err: JSON under /api/, HTML
+// elsewhere.
+func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	status, heading, message := errorStatus(err)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "status", status, "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(map[string]any{"error": message, "status": status})
+		return
+	}
+	page := s.page(r, heading)
+	if status == http.StatusServiceUnavailable && errors.Is(err, ErrSessionStore) {
+		page.CartUnavailable = true
+	}
+	s.render(w, r, status, templates.ErrorPage(templates.ErrorView{Page: page, Status: status, Heading: heading, Message: message}))
+}
+
+// handler is an http.Handler that returns its error for serveError to answer.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.serveError(w, r, err)
+		}
+	})
+}
+
+// logHandler adds the replica and the request id to every log line.
+type logHandler struct{ slog.Handler }
+
+// NewLogHandler wraps h so that every record carries the request id of the
+// context it was logged with.
+func NewLogHandler(h slog.Handler) slog.Handler { return logHandler{h} }
+
+func (h logHandler) Handle(ctx context.Context, rec slog.Record) error {
+	if id := requestID(ctx); id != "" {
+		rec.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, rec)
+}
+
+func (h logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return logHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h logHandler) WithGroup(name string) slog.Handler { return logHandler{h.Handler.WithGroup(name)} }

@@ -1,0 +1,173 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// MaxBodyBytes caps every request body; more is a 413.
+const MaxBodyBytes = 64 << 10
+
+// recorder buffers a whole response so the session can be committed before a
+// single byte reaches the client.
+type recorder struct {
+	header http.Header
+	status int
+	body   *bytes.Buffer
+}
+
+var bufferPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func newRecorder() *recorder {
+	b := bufferPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return &recorder{header: make(http.Header), body: b}
+}
+
+func (rec *recorder) Header() http.Header { return rec.header }
+
+func (rec *recorder) WriteHeader(status int) {
+	if rec.status == 0 {
+		rec.status = status
+	}
+}
+
+func (rec *recorder) Write(p []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return rec.body.Write(p)
+}
+
+func (rec *recorder) writeTo(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range rec.header {
+		h[k] = v
+	}
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	w.WriteHeader(rec.status)
+	w.Write(rec.body.Bytes())
+}
+
+func (rec *recorder) free() {
+	// Don't keep huge buffers alive in the pool.
+	if rec.body.Cap() <= 1<<20 {
+		bufferPool.Put(rec.body)
+	}
+	rec.body = nil
+}
+
+// statusWriter remembers the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (sw *statusWriter) WriteHeader(status int) {
+	if sw.status == 0 {
+		sw.status = status
+	}
+	sw.ResponseWriter.WriteHeader(status)
+}
+
+func (sw *statusWriter) Write(p []byte) (int, error) {
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	return sw.ResponseWriter.Write(p)
+}
+
+func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+type requestIDKey struct{}
+
+// requestID is nginx's X-Request-ID for this request (or one made up here).
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// withRequestLog gives the request an id, counts it and logs one line for it.
+func (s *Server) withRequestLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-ID")
+		if id == "" || len(id) > 64 {
+			id = randomToken(8)
+		}
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if s.log.Enabled(r.Context(), slog.LevelInfo) {
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method),
+				slog.String("route", r.Pattern),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", sw.status),
+				slog.Duration("duration", time.Since(start)))
+		}
+	})
+}
+
+// withHeaders sets the headers every response carries: who served it, which
+// session store it used, and the security headers.
+func (s *Server) withHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Served-By", s.cfg.Replica)
+		h.Set("X-Session-Store", s.sessions.Kind())
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		if r.Header.Get("X-Shop-Sticky") == "1" {
+			s.pinRoute(w, r)
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// pinRoute sets the routing cookie nginx's sticky policy maps to this replica.
+// The app sets it (not nginx) so that the very first response pins the
+// browser to the replica that created its session, and the replica a dead
+// one's traffic falls back to re-pins it to itself.
+func (s *Server) pinRoute(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie("shop_route"); err == nil && c.Value == s.cfg.Replica {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     "shop_route",
+		Value:    s.cfg.Replica,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   s.cameOverTLS(r),
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// cameOverTLS reports whether the browser's connection used TLS: ours, or
+// nginx's as it says in X-Forwarded-Proto — believed only from a trusted proxy.
+func (s *Server) cameOverTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if r.Header.Get("X-Forwarded-Proto") != "https" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate())
+}

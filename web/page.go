@@ -1,0 +1,152 @@
+package web
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/templates"
+)
+
+// replicaColors is how many distinct replica colours the stylesheet defines
+// (.replica-c0 .. .replica-c11).
+const replicaColors = 12
+
+// replicaColorClass gives each replica name a stable colour. Names that end
+// in a number (shop1, shop2, ...) take consecutive colours so a small cluster
+// never shows two replicas alike; other names are hashed.
+func replicaColorClass(name string) string {
+	if name == "" {
+		return "replica-none"
+	}
+	i := len(name)
+	for i > 0 && name[i-1] >= '0' && name[i-1] <= '9' {
+		i--
+	}
+	if n, err := strconv.Atoi(name[i:]); err == nil && i < len(name) {
+		return "replica-c" + strconv.Itoa((n+replicaColors-1)%replicaColors)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return "replica-c" + strconv.Itoa(int(h.Sum32()%replicaColors))
+}
+
+// page builds what every page's layout shows: ribbon, flash and cart count.
+func (s *Server) page(r *http.Request, title string) templates.Page {
+	p := templates.Page{Title: title, Flash: takeFlash(r)}
+	rb := templates.Ribbon{
+		Replica:    s.cfg.Replica,
+		ColorClass: replicaColorClass(s.cfg.Replica),
+		Store:      s.sessions.Kind(),
+	}
+	info, err := s.session(r.Context())
+	switch {
+	case err != nil:
+		rb.State = templates.SessionUnavailable
+		p.CartUnavailable = true
+	case info.Known || info.SID != "":
+		// SID without a token: this very request created the session.
+		rb.State = templates.SessionKnown
+		rb.BornOn, rb.BornClass = info.Born, replicaColorClass(info.Born)
+		rb.LastWriter, rb.WriterClass = info.LastWriter, replicaColorClass(info.LastWriter)
+		rb.CartRev = info.Cart.Rev
+		p.CartCount = info.Cart.Count()
+	case info.HadCookie:
+		rb.State = templates.SessionUnknown
+	default:
+		rb.State = templates.SessionNone
+	}
+	p.Ribbon = rb
+	return p
+}
+
+// flash messages travel in a short-lived cookie holding a code, not in the
+// session: showing a flash then costs no session write on a GET (a GET that
+// writes the session could overwrite a concurrent add from another tab), and
+// a forged cookie can only pick one of these texts.
+var flashes = map[string]string{
+	"added":   "Added to your cart.",
+	"updated": "Cart updated.",
+	"removed": "Removed from your cart.",
+	"ordered": "Thank you! Your order is placed.",
+}
+
+func setFlash(w http.ResponseWriter, code string) {
+	http.SetCookie(w, &http.Cookie{Name: "flash", Value: code, Path: "/", MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func takeFlash(r *http.Request) string {
+	c, err := r.Cookie("flash")
+	if err != nil {
+		return ""
+	}
+	return flashes[c.Value]
+}
+
+// clearFlash drops the flash cookie once a page showed it.
+func clearFlash(w http.ResponseWriter, r *http.Request) {
+	if _, err := r.Cookie("flash"); err == nil {
+		http.SetCookie(w, &http.Cookie{Name: "flash", Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
+}
+
+// formatPrice renders cents as dollars.
+func formatPrice(cents int64) string {
+	sign := ""
+	if cents < 0 {
+		sign, cents = "-", -cents
+	}
+	return fmt.Sprintf("%s$%d.%02d", sign, cents/100, cents%100)
+}
+
+func productView(p *store.Product) templates.Product {
+	return templates.Product{
+		ID:           p.ID,
+		Slug:         p.Slug,
+		Name:         p.Name,
+		Description:  p.Description,
+		Price:        formatPrice(p.PriceCents),
+		Stock:        p.Stock,
+		Category:     p.CategoryName,
+		CategorySlug: p.CategorySlug,
+		ImageURL:     "/static/img/products/" + p.Slug + ".svg",
+		URL:          "/products/" + p.Slug,
+	}
+}
+
+// cartLines joins a cart with the catalog; lines whose product vanished are
+// left out.
+func cartLines(cat *catalog, cart Cart) (lines []templates.CartLine, count int, total int64) {
+	for _, it := range cart.Items {
+		p, ok := cat.byID[it.ProductID]
+		if !ok {
+			continue
+		}
+		lineTotal := p.PriceCents * int64(it.Quantity)
+		lines = append(lines, templates.CartLine{
+			ProductID: p.ID,
+			Name:      p.Name,
+			URL:       "/products/" + p.Slug,
+			ImageURL:  "/static/img/products/" + p.Slug + ".svg",
+			Quantity:  it.Quantity,
+			Price:     formatPrice(p.PriceCents),
+			LineTotal: formatPrice(lineTotal),
+		})
+		count += it.Quantity
+		total += lineTotal
+	}
+	return lines, count, total
+}
+
+// validSlug reports whether s could be a product or category slug.
+func validSlug(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,32 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/statelab/shop/static"
+)
+
+// addRoutes is the whole URL space of the shop in one place.
+func (s *Server) addRoutes(mux *http.ServeMux) {
+	page := func(h handler) http.Handler { return s.withSession(s.handle(h)) }
+
+	mux.Handle("GET /{$}", page(s.handleCatalog))
+	mux.Handle("GET /products/{slug}", page(s.handleProduct))
+	mux.Handle("GET /cart", page(s.handleCart))
+	mux.Handle("POST /cart/items", page(s.handleCartAdd))
+	mux.Handle("POST /cart/items/{product_id}", page(s.handleCartSet))
+	mux.Handle("GET /checkout", page(s.handleCheckoutForm))
+	mux.Handle("POST /checkout", page(s.handleCheckout))
+	mux.Handle("GET /orders/{id}", page(s.handleOrder))
+	mux.Handle("GET /api/session", page(s.handleAPISession))
+
+	mux.Handle("GET /healthz", s.handleHealthz())
+	mux.Handle("GET /readyz", s.handleReadyz())
+	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
+
+	// Every other GET is a 404 page that still shows the ribbon. It is GET
+	// only so that a wrong method on a known path stays a 405.
+	mux.Handle("GET /", page(func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("There is no page at %s.", r.URL.Path)
+	}))
+}

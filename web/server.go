@@ -1,0 +1,136 @@
+// Package web is the shop's HTTP layer: routes, pages, the session
+// middleware and the cart.
+package web
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/a-h/templ"
+	"github.com/statelab/shop/store"
+)
+
+// Store is what the web layer needs from the database.
+type Store interface {
+	Ping(ctx context.Context) error
+	Categories(ctx context.Context) ([]store.Category, error)
+	Products(ctx context.Context) ([]store.Product, error)
+	Product(ctx context.Context, id int64) (store.Product, error)
+	PlaceOrder(ctx context.Context, o store.NewOrder) (store.Order, bool, error)
+	Order(ctx context.Context, id string) (store.Order, error)
+	OrderByKey(ctx context.Context, key string) (store.Order, error)
+}
+
+// Config is the replica's identity and behaviour.
+type Config struct {
+	// Replica is this replica's name, shown on every page and header.
+	Replica string
+	// Logger receives one line per request and every 5xx.
+	Logger *slog.Logger
+}
+
+// Server is one replica's HTTP handler.
+type Server struct {
+	cfg      Config
+	db       Store
+	sessions *Sessions
+	log      *slog.Logger
+	catalog  catalogCache
+	draining atomic.Bool
+	handler  http.Handler
+}
+
+// NewServer wires the routes over the database and the session backend.
+func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger}
+	s.catalog.db = db
+	mux := http.NewServeMux()
+	s.addRoutes(mux)
+	var h http.Handler = mux
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.serveError(w, r, &Error{Status: http.StatusForbidden, Message: "Cross-origin requests may not change anything here."})
+	}))
+	h = cop.Handler(h)
+	h = s.withHeaders(h)
+	h = s.withRequestLog(h)
+	s.handler = h
+	return s
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Drain turns /readyz to 503 so load balancers stop sending new requests,
+// while everything else keeps being served.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// render renders c into a buffer and only then writes status and body, so a
+// failed render becomes a clean error page instead of half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	buf := bufferPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufferPool.Put(buf)
+	if err := c.Render(r.Context(), buf); err != nil {
+		s.log.ErrorContext(r.Context(), "render failed", "err", err)
+		http.Error(w, "The page could not be rendered.", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// catalogCache holds the catalog, which does not change while the shop runs
+// (only stock does, and stock is read fresh). It is rebuildable state: each
+// replica keeps its own copy, and losing it loses nothing.
+type catalogCache struct {
+	db   Store
+	mu   sync.Mutex // serializes loading
+	snap atomic.Pointer[catalog]
+}
+
+// catalog is one loaded copy of the catalog.
+type catalog struct {
+	categories []store.Category
+	products   []store.Product
+	byID       map[int64]*store.Product
+	bySlug     map[string]*store.Product
+}
+
+func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
+	if cat := c.snap.Load(); cat != nil {
+		return cat, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cat := c.snap.Load(); cat != nil {
+		return cat, nil
+	}
+	cats, err := c.db.Categories(ctx)
+	if err != nil {
+		return nil, err
+	}
+	prods, err := c.db.Products(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cat := &catalog{categories: cats, products: prods,
+		byID:   make(map[int64]*store.Product, len(prods)),
+		bySlug: make(map[string]*store.Product, len(prods)),
+	}
+	for i := range prods {
+		cat.byID[prods[i].ID] = &prods[i]
+		cat.bySlug[prods[i].Slug] = &prods[i]
+	}
+	c.snap.Store(cat)
+	return cat, nil
+}

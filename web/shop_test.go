@@ -1,0 +1,173 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/PuerkitoBio/goquery"
+	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/web"
+)
+
+// testShop is one replica over a real SQLite file and a real session store.
+type testShop struct {
+	t     *testing.T
+	srv   *httptest.Server
+	db    *store.DB
+	redis *cluster.Redis
+}
+
+// newShop starts a replica named replica with the given session store; for
+// redis it starts a real redis-server on a free port.
+func newShop(t *testing.T, kind string) *testShop {
+	t.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ts := &testShop{t: t, db: db}
+	var sessions *web.Sessions
+	if kind == web.StoreRedis {
+		ts.redis = cluster.StartRedisT(t)
+		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
+	} else {
+		sessions = web.NewMemorySessions(true)
+	}
+	t.Cleanup(func() { sessions.Close() })
+	return ts.serve(sessions, db, "shop1")
+}
+
+func (ts *testShop) serve(sessions *web.Sessions, db *store.DB, replica string) *testShop {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{ts.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	srv := web.NewServer(web.Config{Replica: replica, Logger: log}, db, sessions)
+	ts.srv = httptest.NewServer(srv)
+	ts.t.Cleanup(ts.srv.Close)
+	return ts
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// client is one browser: its own cookie jar, redirects not followed so each
+// status is seen.
+type client struct {
+	t    *testing.T
+	base string
+	http *http.Client
+}
+
+func (ts *testShop) client() *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: ts.t, base: ts.srv.URL, http: &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+	doc    *goquery.Document
+}
+
+// testid returns the trimmed text of the first element with data-testid=id.
+func (r *response) testid(id string) string {
+	return strings.TrimSpace(r.doc.Find(`[data-testid="` + id + `"]`).First().Text())
+}
+
+func (r *response) count(id string) int { return r.doc.Find(`[data-testid="` + id + `"]`).Length() }
+
+func (c *client) do(req *http.Request) *response {
+	c.t.Helper()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	doc, _ := goquery.NewDocumentFromReader(strings.NewReader(string(b)))
+	return &response{status: resp.StatusCode, header: resp.Header, body: string(b), doc: doc}
+}
+
+func (c *client) get(path string) *response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, c.base+path, nil)
+	return c.do(req)
+}
+
+func (c *client) post(path string, form url.Values) *response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+func (c *client) add(productID, quantity int) *response {
+	c.t.Helper()
+	return c.post("/cart/items", url.Values{"product_id": {strconv.Itoa(productID)}, "quantity": {strconv.Itoa(quantity)}})
+}
+
+// apiSession is the contract's /api/session shape.
+type apiSession struct {
+	Replica string `json:"replica"`
+	Store   string `json:"store"`
+	Session struct {
+		State string `json:"state"`
+		Born  string `json:"born"`
+	} `json:"session"`
+	Cart struct {
+		Count int `json:"count"`
+		Rev   int `json:"rev"`
+		Items []struct {
+			ProductID int64 `json:"product_id"`
+			Quantity  int   `json:"quantity"`
+		} `json:"items"`
+	} `json:"cart"`
+}
+
+func (c *client) session() apiSession {
+	c.t.Helper()
+	r := c.get("/api/session")
+	if r.status != http.StatusOK {
+		c.t.Fatalf("GET /api/session: %d %s", r.status, r.body)
+	}
+	var s apiSession
+	if err := json.Unmarshal([]byte(r.body), &s); err != nil {
+		c.t.Fatalf("GET /api/session: %v in %s", err, r.body)
+	}
+	return s
+}
+
+func sessionCookieSet(r *response) bool {
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		if c.Name == "session" {
+			return true
+		}
+	}
+	return false
+}
+
+func stores() []string { return []string{web.StoreMemory, web.StoreRedis} }
