@@ -42,14 +42,13 @@ type Sessions struct {
 	manager *scs.SessionManager
 	locks   locker
 	pool    *redis.Pool // nil in memory mode
-	mem     *memstore.MemStore
 }
 
 // NewMemorySessions keeps sessions in this process: the stateful choice. A
 // session lives and dies with the replica that created it.
 func NewMemorySessions(lock bool) *Sessions {
 	mem := memstore.NewWithCleanupInterval(time.Minute)
-	s := &Sessions{kind: StoreMemory, manager: newManager(mem), mem: mem, locks: noLocks{}}
+	s := &Sessions{kind: StoreMemory, manager: newManager(mem), locks: noLocks{}}
 	if lock {
 		s.locks = newMemoryLocks()
 	}
@@ -130,9 +129,9 @@ func (s *Sessions) Ping(ctx context.Context) error {
 
 // Close releases the backend's resources.
 func (s *Sessions) Close() error {
-	if s.mem != nil {
-		s.mem.StopCleanup()
-	}
+	// The memstore's cleanup goroutine is left running: StopCleanup races
+	// with the goroutine's own start in scs v2.9.0, and the goroutine is
+	// harmless (a ticker a minute) for the life of the process.
 	if s.pool != nil {
 		return s.pool.Close()
 	}
