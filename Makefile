@@ -7,13 +7,20 @@ GO ?= go
 STORE ?= redis
 LB ?= roundrobin
 LOCK ?= on
-PACKAGES := redis-server nginx
-BINARIES := redis-server nginx
+PACKAGES := redis-server nginx chromium
+BINARIES := redis-server nginx chromium
 
-.PHONY: test deps check generate run cluster clean
+.PHONY: test deps check fuzz generate run cluster clean bench benchcmp bench-baseline
 
 test: deps check
 	SHOP_TEST_REQUIRE=all $(GO) test -race -count=1 -timeout 9m ./...
+	$(MAKE) fuzz
+
+# fuzz: a short, fixed run of each fuzz target (seed corpora in web/testdata/fuzz).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCart$$' -fuzztime $(FUZZTIME) ./web/
+	$(GO) test -run '^$$' -fuzz '^FuzzCartForm$$' -fuzztime $(FUZZTIME) ./web/
 
 # deps installs the Debian packages the tests run for real. As root (CI) it
 # uses apt-get directly, otherwise sudo; without either it says what to run.
@@ -48,6 +55,34 @@ cluster: deps
 	mkdir -p .run/bin .run/redis .run/nginx
 	$(GO) build -o .run/bin/shop ./cmd/shop
 	SHOP_SESSION_STORE=$(STORE) SHOP_LB=$(LB) SHOP_SESSION_LOCK=$(LOCK) GOREMAN_RPC_ADDR=127.0.0.1 $(GO) tool goreman -set-ports=false start
+
+# bench: nginx + 3 replicas + Redis against the /healthz limit, memory and
+# redis sessions side by side, with the scaling curves; prints the table and
+# writes docs/benchmarks.md (keeping its hand-written analysis).
+bench: deps
+	BENCH_COMMAND="$${BENCH_COMMAND:-make bench}" $(GO) run ./scenarios/bench/cmd/bench -doc docs/benchmarks.md
+
+# benchcmp: the Go benchmarks of the hot handlers and session stores,
+# compared with benchstat against docs/bench-baseline.txt (make
+# bench-baseline records a new one).
+BENCH_COUNT ?= 6
+benchcmp: deps
+	mkdir -p .run
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./web/ > .run/bench-new.txt
+	$(GO) tool benchstat docs/bench-baseline.txt .run/bench-new.txt
+
+bench-baseline: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./web/ > docs/bench-baseline.txt
+
+# screenshots: the README's images (docs/img), taken by Chromium through a
+# real cluster by scenarios/e2e's TestScreenshots, and a scenario report of
+# the memory-session failover. Commit them afterwards.
+.PHONY: screenshots
+screenshots: deps
+	mkdir -p .run
+	$(GO) run ./scenarios run failover -store memory -lb sticky -report .run/scenario-report.html || test -s .run/scenario-report.html
+	SHOP_SCENARIO_REPORT=$(CURDIR)/.run/scenario-report.html SHOP_SCREENSHOTS=$(CURDIR)/docs/img SHOP_TEST_REQUIRE=all \
+		$(GO) test -count=1 -run '^TestScreenshots$$' -v ./scenarios/e2e/
 
 clean:
 	rm -rf .run

@@ -29,6 +29,20 @@ type Ribbon struct {
 	WriterClass string
 	BornClass   string
 	CartRev     int
+	// Trail is the last few replicas that served this browser, oldest first,
+	// this page's replica last. The browser keeps it in a cookie, so it
+	// survives when the session does not.
+	Trail []TrailStop
+	// Home is the replica that handed this browser its session token, as the
+	// browser remembers it; set only when the session is unknown here.
+	Home      string
+	HomeClass string
+}
+
+// TrailStop is one replica in the ribbon's trail.
+type TrailStop struct {
+	Replica    string
+	ColorClass string
 }
 
 // Page is what every page's layout needs.
@@ -40,6 +54,8 @@ type Page struct {
 	// CartUnavailable is set when the session store did not answer: the page
 	// still renders, with a notice instead of a cart.
 	CartUnavailable bool
+	// Account is the logged-in account's email, or "".
+	Account string
 }
 
 // Category is one entry of the catalog's category menu.
@@ -130,4 +146,85 @@ type ErrorView struct {
 	Status  int
 	Heading string
 	Message string
+}
+
+// AuthView is the login or the register page.
+type AuthView struct {
+	Page
+	Register bool
+	Email    string
+	Errors   map[string]string
+}
+
+// OrderSummary is one order in an account's history.
+type OrderSummary struct {
+	ID, URL, Total, PlacedAt, Replica string
+	Items                             int
+}
+
+// AccountView is the account page.
+type AccountView struct {
+	Page
+	Email  string
+	Orders []OrderSummary
+}
+
+// SessionKey is one raw key of a session, as the inspector shows it.
+type SessionKey struct {
+	Name  string
+	Bytes int    // size of its stored JSON value
+	Value string // the stored JSON, shortened
+}
+
+// StoreStory is what would happen to the session if this replica died, for
+// one session store.
+type StoreStory struct {
+	Store   string
+	Current bool // the store this replica uses
+	Text    string
+}
+
+// InspectorView is /session: the session as this replica sees it.
+type InspectorView struct {
+	Page
+	Replica     string
+	Store       string
+	State       SessionState
+	Token       string // shortened, never whole
+	SentToken   string // the browser's cookie, shortened, when it differs from Token
+	TTL         string
+	Expires     string
+	SizeBytes   int
+	Keys        []SessionKey
+	Lock        string
+	Renewed     string // why the token was last renewed ("login"), or ""
+	Born        string
+	BornAt      string
+	LastWriter  string
+	Stories     []StoreStory
+	Trail       []TrailStop
+	Home        string // see Ribbon.Home
+	ClientState string // what the browser's own cookies hold, explained
+}
+
+// ClusterMember is one replica as /cluster shows it.
+type ClusterMember struct {
+	Name       string
+	ColorClass string
+	Addr       string
+	Store      string
+	StartedAt  string
+	Ready      bool
+	Self       bool
+	ExpiresIn  string // how long its announcement lives without a refresh
+}
+
+// ClusterView is /cluster: the replicas this replica can tell about.
+type ClusterView struct {
+	Page
+	Replica string
+	Store   string
+	Members []ClusterMember
+	// Error is set when the announcements could not be read.
+	Error string
 }

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -67,18 +68,62 @@ func TestBadInput(t *testing.T) {
 		{"category twice", "GET", "/?category=games&category=outdoors", "", "", 400, "category"},
 		{"order id garbage", "GET", "/orders/%27%20OR%201%3D1", "", "", 404, ""},
 		{"cross-site post", "POST", "/cart/items", "", form("product_id", "2", "quantity", "1"), 403, ""},
+		{"cross-site checkout", "POST", "/checkout", "", checkout("Ada", "ada@example.com", "1 Main Street", key), 403, ""},
+		{"product_id SQL", "POST", "/cart/items", "", form("product_id", "1 OR 1=1", "quantity", "1"), 422, "product_id"},
+		{"product_id SQL 2", "POST", "/cart/items", "", form("product_id", "1; DROP TABLE products", "quantity", "1"), 422, "product_id"},
+		{"quantity HTML", "POST", "/cart/items", "", form("product_id", "2", "quantity", "<b>1</b>"), 422, "&lt;b&gt;"},
+		{"quantity hex", "POST", "/cart/items", "", form("product_id", "2", "quantity", "0x10"), 422, "quantity"},
+		{"quantity unicode digits", "POST", "/cart/items", "", form("product_id", "2", "quantity", "٣"), 422, "quantity"},
+		{"quantity huge", "POST", "/cart/items", "", form("product_id", "2", "quantity", strings.Repeat("9", 30)), 422, "quantity"},
+		{"product_id twice", "POST", "/cart/items", "", "product_id=2&product_id=3&quantity=1", 422, "product_id"},
+		{"invalid UTF-8", "POST", "/cart/items", "", "product_id=%ff%fe&quantity=1", 422, "product_id"},
+		{"bad percent escape", "POST", "/cart/items", "", "product_id=%zz&quantity=1", 400, ""},
+		{"multipart body", "POST", "/cart/items", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"product_id\"\r\n\r\n2\r\n--x--", 415, ""},
+		{"text body", "POST", "/cart/items", "text/plain", "product_id=2&quantity=1", 415, ""},
+		{"garbage content type", "POST", "/cart/items", ";;;", "product_id=2&quantity=1", 415, ""},
+		{"set: path id negative", "POST", "/cart/items/-1", "", form("quantity", "1"), 404, "product_id"},
+		{"set: path id huge", "POST", "/cart/items/99999999999999999999", "", form("quantity", "1"), 404, "product_id"},
+		{"set: path SQL", "POST", "/cart/items/1%20OR%201=1", "", form("quantity", "1"), 404, "product_id"},
+		{"wrong method PUT", "PUT", "/cart/items", "", form("product_id", "2", "quantity", "1"), 405, ""},
+		{"wrong method DELETE", "DELETE", "/checkout", "", "", 405, ""},
+		{"wrong method PATCH", "PATCH", "/login", "", "", 405, ""},
+		{"GET logout is no route", "GET", "/logout", "", "", 404, ""},
+		{"product slug HTML", "GET", "/products/%3Cscript%3Ealert(1)%3C%2Fscript%3E", "", "", 404, ""},
+		{"category SQL", "GET", "/?category=%27%20OR%20%271%27%3D%271", "", "", 404, "category"},
+		{"checkout: HTML email", "POST", "/checkout", "", checkout("Ada", "<script>@x.io", "1 Main Street", key), 422, "email"},
+		{"checkout: name twice", "POST", "/checkout", "", form("name", "A", "name", "B", "email", "ada@example.com", "address", "1 Main Street", "idempotency_key", key), 422, "more than once"},
+		{"checkout: huge address", "POST", "/checkout", "", checkout("Ada", "ada@example.com", strings.Repeat("x", 501), key), 422, "at most 500"},
+		{"register: SQL email", "POST", "/register", "", form("email", "' OR 1=1 --", "password", "0123456789"), 422, "email"},
+		{"register: short password", "POST", "/register", "", form("email", "eve@example.com", "password", "123"), 422, "at least 10"},
+		{"register: password twice", "POST", "/register", "", "email=eve%40example.com&password=0123456789&password=abcdefghij", 422, "more than once"},
+		{"register: oversized", "POST", "/register", "", form("email", "eve@example.com", "password", strings.Repeat("p", 70<<10)), 413, ""},
+		{"register: cross-site", "POST", "/register", "", form("email", "eve@example.com", "password", "0123456789"), 403, ""},
+		{"login: long password", "POST", "/login", "", form("email", "eve@example.com", "password", strings.Repeat("p", 100)), 422, "72"},
+		{"login: no email", "POST", "/login", "", form("password", "0123456789"), 422, "email"},
 	}
+	if len(tests) < 40 {
+		t.Errorf("only %d hostile requests; the issue asks for at least 40", len(tests))
+	}
+	stockBefore := totalStock(t, shop)
+	t.Cleanup(func() {
+		if after := totalStock(t, shop); after != stockBefore {
+			t.Errorf("hostile requests changed the stock: %d → %d", stockBefore, after)
+		}
+		if _, err := shop.db.AccountByEmail(t.Context(), "eve@example.com"); err == nil {
+			t.Error("a hostile request created an account")
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tt.method, c.base+tt.path, strings.NewReader(tt.body))
-			if tt.method == "POST" {
+			if tt.method != "GET" {
 				ct := tt.contentType
 				if ct == "" {
 					ct = "application/x-www-form-urlencoded"
 				}
 				req.Header.Set("Content-Type", ct)
 			}
-			if tt.name == "cross-site post" {
+			if strings.Contains(tt.name, "cross-site") {
 				req.Header.Set("Sec-Fetch-Site", "cross-site")
 				req.Header.Set("Origin", "https://evil.example")
 			}
@@ -94,4 +139,17 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+func totalStock(t *testing.T, shop *testShop) int {
+	t.Helper()
+	ps, err := shop.db.Products(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range ps {
+		n += p.Stock
+	}
+	return n
 }

@@ -66,7 +66,9 @@ func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.saveCart(r.Context(), info.Cart)
+	if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
+		return err
+	}
 	setFlash(w, "added")
 	http.Redirect(w, r, "/cart", http.StatusSeeOther)
 	return nil
@@ -105,7 +107,9 @@ func (s *Server) handleCartSet(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.saveCart(r.Context(), info.Cart)
+	if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
+		return err
+	}
 	if qty == 0 {
 		setFlash(w, "removed")
 	} else {

@@ -33,7 +33,7 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	}
 	for i := range cat.products {
 		if p := &cat.products[i]; slug == "" || p.CategorySlug == slug {
-			v.Products = append(v.Products, productView(p))
+			v.Products = append(v.Products, cat.views[i])
 		}
 	}
 	v.Page = s.page(r, v.Heading)

@@ -151,7 +151,9 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 	}
 	if created {
 		info.Cart.Clear()
-		s.saveCart(r.Context(), info.Cart)
+		if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
+			return err
+		}
 		setFlash(w, "ordered")
 	}
 	http.Redirect(w, r, "/orders/"+placed.ID, http.StatusSeeOther)
@@ -195,15 +197,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 		PlacedAt: o.CreatedAt.UTC().Format(time.DateTime + " UTC"),
 	}
 	for _, l := range o.Lines {
-		v.Lines = append(v.Lines, templates.CartLine{
-			ProductID: l.ProductID,
-			Name:      l.Name,
-			URL:       "/products/" + l.Slug,
-			ImageURL:  "/static/img/products/" + l.Slug + ".svg",
-			Quantity:  l.Quantity,
-			Price:     formatPrice(l.PriceCents),
-			LineTotal: formatPrice(l.PriceCents * int64(l.Quantity)),
-		})
+		v.Lines = append(v.Lines, cartLine(l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents))
 	}
 	v.Page = s.page(r, "Order "+o.ID)
 	clearFlash(w, r)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -47,6 +49,11 @@ func (rec *recorder) Write(p []byte) (int, error) {
 func (rec *recorder) writeTo(w http.ResponseWriter) {
 	h := w.Header()
 	for k, v := range rec.header {
+		if k == "Set-Cookie" {
+			// Cookies set before the handler ran (the sticky route) stay.
+			h[k] = append(h[k], v...)
+			continue
+		}
 		h[k] = v
 	}
 	if rec.status == 0 {
@@ -105,6 +112,8 @@ func (s *Server) withRequestLog(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		// r.Pattern: the mux set it on this very request value on the way in.
+		s.observe(r.Pattern, sw.status, time.Since(start))
 		if s.log.Enabled(r.Context(), slog.LevelInfo) {
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method),
@@ -155,19 +164,63 @@ func (s *Server) pinRoute(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// defaultTrustedProxies: loopback and the private ranges, where nginx sits in
+// the Procfile and compose clusters.
+var defaultTrustedProxies = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// fromTrustedProxy reports whether the connection came from a proxy whose
+// forwarding headers we believe. Anyone else could forge them.
+func (s *Server) fromTrustedProxy(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // cameOverTLS reports whether the browser's connection used TLS: ours, or
-// nginx's as it says in X-Forwarded-Proto — believed only from a trusted proxy.
+// nginx's as it says in X-Forwarded-Proto, believed only from a trusted proxy.
 func (s *Server) cameOverTLS(r *http.Request) bool {
 	if r.TLS != nil {
 		return true
 	}
-	if r.Header.Get("X-Forwarded-Proto") != "https" {
-		return false
-	}
+	return r.Header.Get("X-Forwarded-Proto") == "https" && s.fromTrustedProxy(r)
+}
+
+// clientIP is the browser's address: the connection's, or, behind a trusted
+// proxy, the last address that proxy appended to X-Forwarded-For (earlier
+// entries come from the client and may be forged).
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return false
+		host = r.RemoteAddr
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLoopback() || ip.IsPrivate())
+	if !s.fromTrustedProxy(r) {
+		return host
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return host
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+		return ip.String()
+	}
+	return host
 }

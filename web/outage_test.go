@@ -70,13 +70,7 @@ func TestRedisDown(t *testing.T) {
 	if err := shop.redis.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for c.get("/readyz").status != http.StatusOK {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready 5 s after Redis came back")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.waitFor("/readyz", http.StatusOK, "not ready 5 s after Redis came back")
 	if s := c.session(); s.Cart.Count != 2 {
 		t.Errorf("after the Redis restart the cart holds %d, want 2 (append-only persistence)", s.Cart.Count)
 	}
@@ -110,10 +104,16 @@ func TestRedisStall(t *testing.T) {
 	if err := shop.redis.Resume(); err != nil {
 		t.Fatal(err)
 	}
+	c.waitFor("/cart", http.StatusOK, "no recovery 5 s after Redis resumed")
+}
+
+// waitFor polls path until it answers status, for at most 5 s.
+func (c *client) waitFor(path string, status int, failure string) {
+	c.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for c.get("/cart").status != http.StatusOK {
+	for c.get(path).status != status {
 		if time.Now().After(deadline) {
-			t.Fatal("no recovery 5 s after Redis resumed")
+			c.t.Fatal(failure)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -54,10 +54,21 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		rb.LastWriter, rb.WriterClass = info.LastWriter, replicaColorClass(info.LastWriter)
 		rb.CartRev = info.Cart.Rev
 		p.CartCount = info.Cart.Count()
+		if info.AccountID != 0 {
+			p.Account = s.sessions.manager.GetString(r.Context(), keyAccountEmail)
+		}
 	case info.HadCookie:
 		rb.State = templates.SessionUnknown
+		// Where the cart is, as the browser remembers it (see trail.go): the
+		// session itself is exactly what this replica does not have.
+		if home := s.homeOf(r); home != "" {
+			rb.Home, rb.HomeClass = home, replicaColorClass(home)
+		}
 	default:
 		rb.State = templates.SessionNone
+	}
+	for _, name := range trailOf(r.Context()) {
+		rb.Trail = append(rb.Trail, templates.TrailStop{Replica: name, ColorClass: replicaColorClass(name)})
 	}
 	p.Ribbon = rb
 	return p
@@ -68,10 +79,13 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 // writes the session could overwrite a concurrent add from another tab), and
 // a forged cookie can only pick one of these texts.
 var flashes = map[string]string{
-	"added":   "Added to your cart.",
-	"updated": "Cart updated.",
-	"removed": "Removed from your cart.",
-	"ordered": "Thank you! Your order is placed.",
+	"added":      "Added to your cart.",
+	"updated":    "Cart updated.",
+	"removed":    "Removed from your cart.",
+	"ordered":    "Thank you! Your order is placed.",
+	"registered": "Welcome! Your account is ready, and your session has a new token.",
+	"logged-in":  "You are logged in. Your session has a new token, so a token planted before the login is worthless.",
+	"logged-out": "You are logged out. Your session has a new token and no account.",
 }
 
 func setFlash(w http.ResponseWriter, code string) {
@@ -125,20 +139,24 @@ func cartLines(cat *catalog, cart Cart) (lines []templates.CartLine, count int, 
 		if !ok {
 			continue
 		}
-		lineTotal := p.PriceCents * int64(it.Quantity)
-		lines = append(lines, templates.CartLine{
-			ProductID: p.ID,
-			Name:      p.Name,
-			URL:       "/products/" + p.Slug,
-			ImageURL:  "/static/img/products/" + p.Slug + ".svg",
-			Quantity:  it.Quantity,
-			Price:     formatPrice(p.PriceCents),
-			LineTotal: formatPrice(lineTotal),
-		})
+		lines = append(lines, cartLine(p.ID, p.Slug, p.Name, it.Quantity, p.PriceCents))
 		count += it.Quantity
-		total += lineTotal
+		total += p.PriceCents * int64(it.Quantity)
 	}
 	return lines, count, total
+}
+
+// cartLine is one line as the cart, checkout and order pages show it.
+func cartLine(id int64, slug, name string, quantity int, priceCents int64) templates.CartLine {
+	return templates.CartLine{
+		ProductID: id,
+		Name:      name,
+		URL:       "/products/" + slug,
+		ImageURL:  "/static/img/products/" + slug + ".svg",
+		Quantity:  quantity,
+		Price:     formatPrice(priceCents),
+		LineTotal: formatPrice(priceCents * int64(quantity)),
+	}
 }
 
 // validSlug reports whether s could be a product or category slug.

@@ -8,7 +8,9 @@ import (
 
 // addRoutes is the whole URL space of the shop in one place.
 func (s *Server) addRoutes(mux *http.ServeMux) {
-	page := func(h handler) http.Handler { return s.withSession(s.handle(h)) }
+	// Every page carries the ribbon; withTrail (trail.go) keeps the browser's
+	// own record of which replicas served it.
+	page := func(h handler) http.Handler { return s.withTrail(s.withSession(s.handle(h))) }
 
 	mux.Handle("GET /{$}", page(s.handleCatalog))
 	mux.Handle("GET /products/{slug}", page(s.handleProduct))
@@ -19,9 +21,19 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /checkout", page(s.handleCheckout))
 	mux.Handle("GET /orders/{id}", page(s.handleOrder))
 	mux.Handle("GET /api/session", page(s.handleAPISession))
+	mux.Handle("GET /session", page(s.handleSessionInspector))
+	mux.Handle("GET /cluster", page(s.handleClusterView))
+	mux.Handle("GET /register", page(s.handleRegisterForm))
+	mux.Handle("POST /register", page(s.handleRegister))
+	mux.Handle("GET /login", page(s.handleLoginForm))
+	mux.Handle("POST /login", page(s.handleLogin))
+	mux.Handle("POST /logout", page(s.handleLogout))
+	mux.Handle("GET /account", page(s.handleAccount))
 
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())
+	mux.Handle("GET /metrics", s.handleMetrics())
+	mux.Handle("GET /metrics/live", s.handleLive())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 
 	// Every other GET is a 404 page that still shows the ribbon. It is GET

@@ -86,3 +86,24 @@ func TestWrongMethod(t *testing.T) {
 		t.Errorf("DELETE /cart: %d, want 405", r.status)
 	}
 }
+
+// TestStickyRouteCookieSurvivesSessionCookie: behind nginx's sticky policy a
+// POST that creates a session must carry both cookies, or the browser is not
+// pinned to the replica that holds its new session.
+func TestStickyRouteCookieSurvivesSessionCookie(t *testing.T) {
+	shop := newShop(t, "memory")
+	c := shop.client()
+	req, _ := http.NewRequest(http.MethodPost, c.base+"/cart/items", strings.NewReader("product_id=1&quantity=1"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Shop-Sticky", "1")
+	r := c.do(req)
+	names := map[string]bool{}
+	for _, ck := range (&http.Response{Header: r.header}).Cookies() {
+		names[ck.Name] = true
+	}
+	for _, want := range []string{"shop_route", "session", "flash"} {
+		if !names[want] {
+			t.Errorf("POST with X-Shop-Sticky: no %s cookie among %v", want, names)
+		}
+	}
+}

@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/templates"
 )
 
 // Store is what the web layer needs from the database.
@@ -24,6 +26,11 @@ type Store interface {
 	PlaceOrder(ctx context.Context, o store.NewOrder) (store.Order, bool, error)
 	Order(ctx context.Context, id string) (store.Order, error)
 	OrderByKey(ctx context.Context, key string) (store.Order, error)
+	OrdersByAccount(ctx context.Context, accountID int64) ([]store.Order, error)
+	CreateAccount(ctx context.Context, email string, hash []byte) (store.Account, error)
+	AccountByEmail(ctx context.Context, email string) (store.Account, error)
+	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
+	SaveCart(ctx context.Context, accountID int64, data []byte) error
 }
 
 // Config is the replica's identity and behaviour.
@@ -32,6 +39,10 @@ type Config struct {
 	Replica string
 	// Logger receives one line per request and every 5xx.
 	Logger *slog.Logger
+	// TrustedProxies are the addresses whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (nginx). Nil means loopback and the
+	// private ranges, where nginx sits in the Procfile and compose clusters.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is one replica's HTTP handler.
@@ -41,6 +52,8 @@ type Server struct {
 	sessions *Sessions
 	log      *slog.Logger
 	catalog  catalogCache
+	metrics  *metrics
+	limiter  loginLimiter
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -52,6 +65,17 @@ func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
 	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger}
 	s.catalog.db = db
+	s.metrics = newMetrics(cfg.Replica, sessions.Kind())
+	sessions.instrument(s.metrics)
+	s.db = countingDB{Store: db, m: s.metrics}
+	if cfg.TrustedProxies == nil {
+		s.cfg.TrustedProxies = defaultTrustedProxies
+	}
+	if pool := sessions.Pool(); pool != nil {
+		s.limiter = redisLimiter{pool: pool}
+	} else {
+		s.limiter = newMemoryLimiter()
+	}
 	mux := http.NewServeMux()
 	s.addRoutes(mux)
 	var h http.Handler = mux
@@ -104,6 +128,10 @@ type catalog struct {
 	products   []store.Product
 	byID       map[int64]*store.Product
 	bySlug     map[string]*store.Product
+	// views are products[i] as the catalog page shows them, built once:
+	// formatting 24 prices and URLs on every request was a tenth of the
+	// page's allocations.
+	views []templates.Product
 }
 
 func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
@@ -130,6 +158,7 @@ func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
 	for i := range prods {
 		cat.byID[prods[i].ID] = &prods[i]
 		cat.bySlug[prods[i].Slug] = &prods[i]
+		cat.views = append(cat.views, productView(&prods[i]))
 	}
 	c.snap.Store(cat)
 	return cat, nil

@@ -177,10 +177,16 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 }
 
 // saveCart stores the cart and stamps the session with this replica as its
-// last writer (and as its birthplace, if it is new).
-func (s *Server) saveCart(ctx context.Context, cart Cart) {
+// last writer (and as its birthplace, if it is new). A logged-in cart is also
+// saved with the account, so it outlives the session.
+func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error {
 	s.touchSession(ctx)
-	s.sessions.manager.Put(ctx, keyCart, json.RawMessage(EncodeCart(cart)))
+	b := EncodeCart(cart)
+	s.sessions.manager.Put(ctx, keyCart, json.RawMessage(b))
+	if accountID != 0 {
+		return s.db.SaveCart(ctx, accountID, b)
+	}
+	return nil
 }
 
 // touchSession marks a write by this replica; it creates the session's

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/alexedwards/scs/redisstore"
 	"github.com/alexedwards/scs/v2"
 	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/gomodule/redigo/redis"
@@ -59,9 +58,10 @@ func NewMemorySessions(lock bool) *Sessions {
 // Redis need not be up yet; requests fail fast (503) until it is.
 func NewRedisSessions(addr string, lock bool) *Sessions {
 	pool := NewRedisPool(addr)
-	s := &Sessions{kind: StoreRedis, manager: newManager(redisstore.New(pool)), pool: pool, locks: noLocks{}}
+	store := newRedisStore(pool)
+	s := &Sessions{kind: StoreRedis, manager: newManager(store), pool: pool, locks: noLocks{}}
 	if lock {
-		s.locks = redisLocks{pool: pool}
+		s.locks = redisLocks{pool: pool, store: store}
 	}
 	return s
 }
@@ -255,16 +255,23 @@ func (m *memoryLocks) release(key string, l *keyLock) {
 // redisLocks is a lock per session in Redis, shared by every replica:
 // SET NX PX with a random token, released by compare-and-delete so a holder
 // never frees a lock that expired and was taken by someone else.
-type redisLocks struct{ pool *redis.Pool }
+//
+// The lock's SET NX carries the session's GET in the same round trip, and
+// the commit releases the lock in its own (see redisStore): a locked write
+// costs two round trips, not four.
+type redisLocks struct {
+	pool  *redis.Pool
+	store *redisStore
+}
 
 var unlockScript = redis.NewScript(1, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-func (l redisLocks) Lock(ctx context.Context, key string) (func(), error) {
-	key = "lock:session:" + key
+func (l redisLocks) Lock(ctx context.Context, session string) (func(), error) {
+	key := "lock:session:" + session
 	token := randomToken(16)
 	backoff := 2 * time.Millisecond
 	for {
-		ok, err := l.tryLock(ctx, key, token)
+		ok, err := l.tryLock(ctx, session, key, token)
 		if err != nil {
 			// The SET may have landed even though we saw an error (a client-side
 			// timeout after Redis applied it): release it, or the next write
@@ -276,7 +283,12 @@ func (l redisLocks) Lock(ctx context.Context, key string) (func(), error) {
 			return nil, fmt.Errorf("%w: lock: %w", ErrSessionStore, err)
 		}
 		if ok {
-			return func() { l.unlock(key, token) }, nil
+			held := heldLock{key: key, value: token}
+			return func() {
+				if l.store.unlocked(session, held) {
+					l.unlock(key, token)
+				}
+			}, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -287,17 +299,34 @@ func (l redisLocks) Lock(ctx context.Context, key string) (func(), error) {
 	}
 }
 
-func (l redisLocks) tryLock(ctx context.Context, key, token string) (bool, error) {
+// tryLock sends SET NX and the session's GET in one pipeline; when the lock
+// is taken, the session it read is handed to the store for the load that
+// follows.
+func (l redisLocks) tryLock(ctx context.Context, session, key, token string) (bool, error) {
 	conn, err := l.pool.GetContext(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer conn.Close()
-	_, err = redis.String(redis.DoContext(conn, ctx, "SET", key, token, "NX", "PX", lockTTL.Milliseconds()))
-	if errors.Is(err, redis.ErrNil) {
-		return false, nil
+	conn.Send("SET", key, token, "NX", "PX", lockTTL.Milliseconds())
+	conn.Send("GET", sessionKeyPrefix+session)
+	if err := conn.Flush(); err != nil {
+		return false, err
 	}
-	return err == nil, err
+	set, setErr := redis.ReceiveContext(conn, ctx)
+	b, err := redis.Bytes(redis.ReceiveContext(conn, ctx))
+	found := err == nil
+	if errors.Is(err, redis.ErrNil) {
+		err = nil
+	}
+	if err = errors.Join(setErr, err); err != nil {
+		return false, err
+	}
+	if set == nil {
+		return false, nil // NX: someone else holds it
+	}
+	l.store.locked(session, heldLock{key: key, value: token}, b, found)
+	return true, nil
 }
 
 func (l redisLocks) unlock(key, token string) {

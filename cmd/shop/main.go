@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +43,7 @@ type config struct {
 	drain        time.Duration
 	logLevel     slog.Level
 	healthcheck  bool
+	trusted      []netip.Prefix
 }
 
 // errHelp: -h was asked for and answered.
@@ -60,7 +63,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level string
+	var lock, drain, level, trusted string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", web.StoreMemory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
@@ -69,6 +72,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
+	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "probe this replica's /readyz at -addr and exit 0 when ready (for container health checks)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,6 +112,17 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	}
 	if strings.TrimSpace(c.replica) == "" || len(c.replica) > 64 {
 		return c, fmt.Errorf("shop: -replica %q: want a name of 1 to 64 characters", c.replica)
+	}
+	c.trusted = []netip.Prefix{} // empty, not nil: "" trusts no proxy
+	for _, p := range strings.Split(trusted, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return c, fmt.Errorf("shop: -trusted-proxies %q: want comma-separated CIDRs, e.g. 127.0.0.0/8,10.0.0.0/8", trusted)
+		}
+		c.trusted = append(c.trusted, prefix)
 	}
 	if c.db == "" {
 		return c, errors.New("shop: -db: want a file path, e.g. shop.db")
@@ -159,13 +174,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log}, db, sessions)
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, TrustedProxies: cfg.trusted}, db, sessions)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
 	}
+	conns := newConnWatch()
+	var stopping atomic.Bool
 	httpSrv := &http.Server{
-		Handler:           srv,
+		Handler:           closeWhenStopping(&stopping, srv),
+		ConnState:         conns.track,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -178,6 +196,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	// In redis mode the replica announces itself to the others' /cluster
+	// page until ctx ends; waiting for it on the way out keeps the session
+	// pool (closed by a defer above) open for its last withdrawal.
+	announceCtx, stopAnnounce := context.WithCancel(ctx)
+	announced := make(chan struct{})
+	go func() { defer close(announced); srv.Announce(announceCtx, ln.Addr().String()) }()
+	defer func() { stopAnnounce(); <-announced }()
 
 	select {
 	case err := <-serveErr:
@@ -194,6 +220,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case err := <-serveErr:
 		return fmt.Errorf("shop: serve: %w", err)
 	}
+	// Then stop without failing a request nginx is sending us: refuse new
+	// connections, let nginx close the ones it holds, and shut down once it
+	// has stopped using them. Why in this order: see drain.go.
+	stopping.Store(true)
+	ln.Close()
+	if err := <-serveErr; !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("shop: serve: %w", err)
+	}
+	conns.waitQuiet()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {

@@ -39,6 +39,16 @@ func (r *Replica) URL() string { return "http://" + r.Addr() }
 // across restarts.
 func (r *Replica) LogPath() string { return filepath.Join(r.dir, r.name+".log") }
 
+// Pid is the process id of the replica's current or last run, 0 when it
+// never ran: the bench reads /proc/PID/status for its memory.
+func (r *Replica) Pid() int {
+	p := r.current()
+	if p == nil {
+		return 0
+	}
+	return p.pid()
+}
+
 // Running reports whether the replica's process is alive.
 func (r *Replica) Running() bool {
 	p := r.current()

@@ -1,0 +1,417 @@
+// Package bench measures the shop against its own limit: it starts real
+// clusters (nginx, three replicas, Redis) through scenarios/cluster and
+// loads them with vegeta as a library, all in one run so that ratios hold on
+// a noisy, shared machine. Absolute numbers depend on the machine; the
+// goals are ratios within one run (see docs/benchmarks.md).
+//
+// Run is the whole bench; `make bench` and `go run ./scenarios/bench/cmd/bench`
+// call it and write docs/benchmarks.md. Options.Short runs the same path in
+// a few seconds, for a smoke test inside `make test`.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/statelab/shop/scenarios/cluster"
+)
+
+// Options shape a run. The zero value is the full bench.
+type Options struct {
+	// Short runs every step of the bench briefly, without the scaling
+	// curves: a smoke test, not a measurement.
+	Short bool
+	// Binary is the shop binary; "" builds cmd/shop.
+	Binary string
+	// Dir holds the clusters' logs and databases; "" is a temp dir removed
+	// afterwards.
+	Dir string
+	// Duration of each measurement and model; default 5s (short: 200ms),
+	// taken in Rounds turns (default 5, short 1) that alternate with the
+	// measurements it is compared with.
+	Duration time.Duration
+	Rounds   int
+	// Rate is the open model's fixed request rate per second, at which
+	// latency is compared; default 200 (short: 50).
+	Rate int
+	// Workers is the closed model's concurrency for maximum throughput;
+	// default 32 (short: 4).
+	Workers int
+	// Shoppers is how many warm sessions each store gets; requests rotate
+	// over them. Default 64 (short: 8).
+	Shoppers int
+	// Scaling runs the curves: 1-4 replicas, 10-1000 concurrent shoppers,
+	// 10k-1M sessions in Redis. Ignored in short mode.
+	Scaling bool
+	// SessionCounts are the fill levels of the sessions curve; default
+	// 10k, 100k, 1M.
+	SessionCounts []int
+	// Doc, when set, is where the Markdown report is written
+	// (docs/benchmarks.md); Command is the command line it quotes.
+	Doc     string
+	Command string
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *int, full, short int) {
+		if *v == 0 {
+			*v = full
+			if o.Short {
+				*v = short
+			}
+		}
+	}
+	if o.Duration == 0 {
+		o.Duration = 5 * time.Second
+		if o.Short {
+			o.Duration = 200 * time.Millisecond
+		}
+	}
+	def(&o.Rate, 200, 50)
+	def(&o.Rounds, 5, 1)
+	def(&o.Workers, 32, 4)
+	def(&o.Shoppers, 64, 8)
+	if o.Short {
+		o.Scaling = false
+	}
+	if o.SessionCounts == nil {
+		o.SessionCounts = []int{10_000, 100_000, 1_000_000}
+	}
+	return o
+}
+
+// Pages measured, in the order of the table.
+const (
+	PageHealthz = "healthz"
+	PageCatalog = "catalog"
+	PageProduct = "product"
+	PageCart    = "cart"
+	PageAdd     = "add"
+)
+
+var pages = []string{PageCatalog, PageProduct, PageCart, PageAdd}
+
+// Measurement is one page under one store, under both load models.
+type Measurement struct {
+	Page  string
+	Store string // "memory" or "redis"; the limit was measured on Store's cluster
+	// Closed model: Workers concurrent clients, each sending its next
+	// request when the last answered: the most the cluster serves.
+	Workers    int
+	Throughput float64 // successful requests per second
+	ClosedP50  time.Duration
+	ClosedP99  time.Duration
+	// Open model: requests arrive at Rate per second whatever the
+	// latency, as real shoppers do; latency compares fairly here.
+	Rate    int
+	OpenP50 time.Duration
+	OpenP99 time.Duration
+	// Success is the share of 2xx/3xx answers over both models.
+	Success float64
+	// AllocsPerRequest is the replicas' heap allocations per request during
+	// the closed run, from their /metrics; 0 when unavailable.
+	AllocsPerRequest float64
+	Errors           []string
+}
+
+// Result is everything a run measured.
+type Result struct {
+	Machine      Machine
+	Options      Options
+	Started      time.Time
+	Took         time.Duration
+	Limit        map[string]Measurement // healthz through nginx, per store's cluster
+	Measurements []Measurement          // pages × stores
+	Memory       map[string]ClusterMemory
+	// Ready is how long a replica took from exec to /readyz 200, per store
+	// (the median of a few restarts).
+	Ready       map[string]time.Duration
+	Replicas    []Measurement // catalog, redis, at 1..4 replicas
+	Concurrency []Measurement // catalog, redis, at 10, 100, 1000 workers
+	Sessions    []SessionPoint
+	Goals       []Goal
+	Notes       []string
+}
+
+// ClusterMemory is resident memory after the load.
+type ClusterMemory struct {
+	Replicas map[string]uint64 // name → RSS
+	Nginx    uint64            // master and workers
+	Redis    uint64            // 0 in memory mode
+}
+
+// Total is the whole cluster's RSS.
+func (c ClusterMemory) Total() uint64 {
+	t := c.Nginx + c.Redis
+	for _, v := range c.Replicas {
+		t += v
+	}
+	return t
+}
+
+// MaxReplica is the largest replica RSS.
+func (c ClusterMemory) MaxReplica() uint64 {
+	var m uint64
+	for _, v := range c.Replicas {
+		m = max(m, v)
+	}
+	return m
+}
+
+// Goal is one of issue 7's goals with the figure measured for it.
+type Goal struct {
+	Name     string
+	Target   string
+	Measured string
+	Met      bool
+	Why      string // for a missed goal: by how much and why
+}
+
+// Run builds the shop, starts a memory and a redis cluster side by side and
+// measures them; it prints progress and the table to w and, with
+// Options.Doc, writes the Markdown report.
+func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
+	o = o.withDefaults()
+	res := Result{Options: o, Started: time.Now(), Machine: describeMachine(),
+		Limit: map[string]Measurement{}, Memory: map[string]ClusterMemory{}, Ready: map[string]time.Duration{}}
+	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	logf("bench: %s; load average %s", res.Machine, res.Machine.LoadBefore)
+
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "statelab-bench-*")
+		if err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	bin := o.Binary
+	if bin == "" {
+		var err error
+		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
+			return res, err
+		}
+	}
+
+	// Both clusters run at once so that every pair of measurements is taken
+	// minutes apart at most. Sticky routing for both: a memory session lives
+	// on one replica, and the comparison must differ in the store only.
+	clusters := map[string]*cluster.Cluster{}
+	defer func() {
+		for _, c := range clusters {
+			c.Close()
+		}
+	}()
+	for _, store := range []string{"memory", "redis"} {
+		start := time.Now()
+		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin, Dir: filepath.Join(dir, store),
+			// Info logs cost a JSON line per request on a 2-core machine;
+			// production runs at info, but the bench measures the shop.
+			Env: []string{"SHOP_LOG_LEVEL=warn"}})
+		if err != nil {
+			return res, fmt.Errorf("bench: start %s cluster: %w", store, err)
+		}
+		clusters[store] = c
+		logf("bench: %s cluster up in %v at %s", store, time.Since(start).Round(time.Millisecond), c.URL())
+	}
+
+	shoppers := map[string][]shopper{}
+	var slug string
+	for store, c := range clusters {
+		s, err := warmShoppers(ctx, c.URL(), o.Shoppers)
+		if err != nil {
+			return res, fmt.Errorf("bench: warm %s sessions: %w", store, err)
+		}
+		shoppers[store] = s
+		if slug == "" {
+			if slug, err = productSlug(ctx, c.URL()); err != nil {
+				return res, err
+			}
+		}
+	}
+
+	// The limit (nginx to a replica's /healthz, nothing else) is measured
+	// in the same rounds as the catalog it is compared with; memory and
+	// redis take turns on every page.
+	for _, page := range pages {
+		var jobs []job
+		if page == PageCatalog {
+			for _, store := range []string{"memory", "redis"} {
+				c := clusters[store]
+				jobs = append(jobs, job{c: c, ts: targets(c.URL(), PageHealthz, nil, slug), page: PageHealthz, store: store})
+			}
+		}
+		for _, store := range []string{"memory", "redis"} {
+			c := clusters[store]
+			jobs = append(jobs, job{c: c, ts: targets(c.URL(), page, shoppers[store], slug), page: page, store: store})
+		}
+		for _, m := range measureGroup(ctx, o, jobs, true) {
+			if m.Page == PageHealthz {
+				res.Limit[m.Store] = m
+				logf("bench: limit (%s cluster): %.0f req/s", m.Store, m.Throughput)
+				continue
+			}
+			res.Measurements = append(res.Measurements, m)
+			logf("bench: %-7s %-6s %7.0f req/s  p50 %v p99 %v at %d req/s  success %.1f%%", page, m.Store, m.Throughput, m.OpenP50, m.OpenP99, o.Rate, m.Success*100)
+		}
+	}
+	for store, c := range clusters {
+		res.Memory[store] = clusterMemory(ctx, c)
+	}
+
+	if o.Scaling {
+		c := clusters["redis"]
+		res.Concurrency = concurrencyCurve(ctx, c, o, targets(c.URL(), PageCatalog, shoppers["redis"], slug), logf)
+		res.Sessions = sessionCurve(ctx, c, o, shoppers["redis"], logf)
+		res.Replicas = replicaCurve(ctx, c, o, shoppers["redis"], slug, logf)
+	}
+
+	for store, c := range clusters {
+		d, err := readyTime(ctx, c, o)
+		if err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("ready time (%s): %v", store, err))
+			continue
+		}
+		res.Ready[store] = d
+	}
+
+	for store, c := range clusters {
+		if err := c.Close(); err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("closing the %s cluster: %v", store, err))
+		}
+		delete(clusters, store)
+	}
+	res.Took = time.Since(res.Started)
+	res.Goals = goals(res)
+	res.printTable(w)
+	if o.Doc != "" {
+		prev, _ := os.ReadFile(o.Doc)
+		if err := os.WriteFile(o.Doc, []byte(withAnalysis(res.Markdown(), string(prev))), 0o644); err != nil {
+			return res, fmt.Errorf("bench: write %s: %w", o.Doc, err)
+		}
+		logf("bench: wrote %s", o.Doc)
+	}
+	var errs []error
+	for _, m := range append(slices.Clone(res.Measurements), res.Limit["redis"], res.Limit["memory"]) {
+		if m.Success < 0.99 {
+			errs = append(errs, fmt.Errorf("bench: %s (%s): only %.1f%% of requests succeeded: %s", m.Page, m.Store, m.Success*100, strings.Join(m.Errors, "; ")))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// readyTime restarts the last replica a few times and takes the median time
+// from exec to /readyz answering 200 (polled every 25 ms by the harness).
+func readyTime(ctx context.Context, c *cluster.Cluster, o Options) (time.Duration, error) {
+	rs := c.Replicas()
+	r := rs[len(rs)-1]
+	n := 5
+	if o.Short {
+		n = 1
+	}
+	var ds []time.Duration
+	for range n {
+		if err := r.Kill(); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if err := r.Start(ctx); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(start))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], nil
+}
+
+// clusterMemory reads every process's RSS: the replicas, nginx's master and
+// workers, and redis-server.
+func clusterMemory(ctx context.Context, c *cluster.Cluster) ClusterMemory {
+	cm := ClusterMemory{Replicas: map[string]uint64{}}
+	for _, r := range c.Replicas() {
+		cm.Replicas[r.Name()] = rss(r.Pid())
+	}
+	if b, err := os.ReadFile(filepath.Join(c.Dir(), "nginx", "nginx.pid")); err == nil {
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		cm.Nginx = rss(pid)
+		for _, k := range childPIDs(pid) {
+			cm.Nginx += rss(k)
+		}
+	}
+	if rd := c.Redis(); rd != nil {
+		if info, err := redisInfo(ctx, rd.Addr(), "server"); err == nil {
+			var pid int
+			fmt.Sscan(info["process_id"], &pid)
+			cm.Redis = rss(pid)
+		}
+	}
+	return cm
+}
+
+// scrape sums a counter over a replica's /metrics: 0 when the replica does
+// not export it.
+func scrape(ctx context.Context, url string, names ...string) []float64 {
+	out := make([]float64, len(names))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return out
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return out
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		for i, name := range names {
+			if rest, ok := strings.CutPrefix(line, name); ok && (rest[0] == ' ' || rest[0] == '{') {
+				f := strings.Fields(line)
+				var v float64
+				fmt.Sscan(f[len(f)-1], &v)
+				out[i] += v
+			}
+		}
+	}
+	return out
+}
+
+// allocCounter samples the replicas' allocation and request counters.
+type allocCounter struct{ mallocs, requests float64 }
+
+func sampleAllocs(ctx context.Context, c *cluster.Cluster) allocCounter {
+	var a allocCounter
+	for _, r := range c.Replicas() {
+		v := scrape(ctx, r.URL(), "go_memstats_mallocs_total", "shop_http_requests_total")
+		a.mallocs += v[0]
+		a.requests += v[1]
+	}
+	return a
+}
+
+// perRequest is allocations per request between two samples. The scrapes
+// themselves allocate too, a few thousand per replica, which over thousands
+// of requests is noise.
+func (a *allocCounter) add(b allocCounter) {
+	a.mallocs += b.mallocs
+	a.requests += b.requests
+}
+
+func (a allocCounter) perRequest(b allocCounter) float64 {
+	if b.requests <= a.requests {
+		return 0
+	}
+	return (b.mallocs - a.mallocs) / (b.requests - a.requests)
+}

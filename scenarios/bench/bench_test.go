@@ -1,0 +1,65 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statelab/shop/scenarios/bench"
+	"github.com/statelab/shop/scenarios/cluster"
+)
+
+// TestShortRun is the bench's smoke test: the whole path (build, two
+// clusters, every page under both models, memory, restarts, the report) in
+// a few seconds. It asserts that the bench works, never how fast the shop
+// is: speed goals live in the bench's output.
+func TestShortRun(t *testing.T) {
+	cluster.Require(t, "nginx", "redis-server")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	doc := filepath.Join(t.TempDir(), "benchmarks.md")
+	var out bytes.Buffer
+	res, err := bench.Run(ctx, bench.Options{Short: true, Dir: t.TempDir(), Doc: doc, Command: "go test ./scenarios/bench"}, &out)
+	t.Log(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(res.Measurements); got != 8 {
+		t.Errorf("%d measurements, want 4 pages × 2 stores", got)
+	}
+	for _, m := range res.Measurements {
+		if m.Throughput <= 0 || m.OpenP50 <= 0 {
+			t.Errorf("%s (%s): nothing measured: %+v", m.Page, m.Store, m)
+		}
+	}
+	if res.Limit["redis"].Throughput <= 0 {
+		t.Error("no /healthz limit measured")
+	}
+	for store, cm := range res.Memory {
+		if cm.MaxReplica() == 0 || cm.Nginx == 0 || (store == "redis" && cm.Redis == 0) {
+			t.Errorf("%s cluster memory not read: %+v", store, cm)
+		}
+	}
+	if len(res.Goals) == 0 {
+		t.Error("no goals judged")
+	}
+	report := out.String()
+	for _, want := range []string{"/healthz (limit)", "catalog", "add", "(goal ", "redis mode vs memory mode"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	md, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Goals", "## Pages", "go test ./scenarios/bench", "CPUs"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}

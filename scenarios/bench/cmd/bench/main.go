@@ -1,0 +1,55 @@
+// Command bench runs the shop's benchmark (package scenarios/bench) and
+// writes docs/benchmarks.md: `make bench`, or
+//
+//	go run ./scenarios/bench/cmd/bench [-short] [-scaling] [-doc docs/benchmarks.md]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/statelab/shop/scenarios/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o bench.Options
+	fs.BoolVar(&o.Short, "short", false, "a few seconds: every step briefly, no curves (a smoke test)")
+	fs.BoolVar(&o.Scaling, "scaling", true, "also run the curves: 1-4 replicas, 10-1000 shoppers, 10k-1M sessions")
+	fs.StringVar(&o.Binary, "binary", "", "shop binary to run; empty builds ./cmd/shop")
+	fs.StringVar(&o.Dir, "dir", "", "keep the clusters' logs here; empty is a temp dir")
+	fs.DurationVar(&o.Duration, "duration", 0, "length of each measurement (default 4s, short 200ms)")
+	fs.IntVar(&o.Rate, "rate", 0, "open-model request rate per second (default 200)")
+	fs.IntVar(&o.Workers, "workers", 0, "closed-model concurrent clients (default 32)")
+	fs.StringVar(&o.Doc, "doc", "", "write the Markdown report here, e.g. docs/benchmarks.md")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	o.Command = commandLine(args)
+	_, err := bench.Run(ctx, o, stdout)
+	return err
+}
+
+// commandLine is how the report says it was made: `make bench` sets
+// BENCH_COMMAND, since `go run` hides its own arguments.
+func commandLine(args []string) string {
+	if c := os.Getenv("BENCH_COMMAND"); c != "" {
+		return c
+	}
+	return "go run ./scenarios/bench/cmd/bench " + strings.Join(args[1:], " ")
+}

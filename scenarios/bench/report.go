@@ -1,0 +1,345 @@
+package bench
+
+// The goals of issue 7, judged from one run, and the two renderings of a
+// result: a plain table for the terminal and docs/benchmarks.md.
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Goal thresholds, from issue 7.
+const (
+	goalCatalogVsLimit = 0.50
+	goalRedisVsMemory  = 0.75
+	goalRedisAddsP50   = 150 * time.Microsecond
+	goalReady          = 300 * time.Millisecond
+	goalReplicaRSS     = 40 << 20
+	goalClusterRSS     = 150 << 20
+	// goalAllocsFlat: allocations per request may vary this much across
+	// 10 to 1000 concurrent shoppers and still count as flat.
+	goalAllocsFlat = 0.20
+)
+
+func (r Result) find(page, store string) (Measurement, bool) {
+	for _, m := range r.Measurements {
+		if m.Page == page && m.Store == store {
+			return m, true
+		}
+	}
+	return Measurement{}, false
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func goals(r Result) []Goal {
+	var gs []Goal
+	if cat, ok := r.find(PageCatalog, "redis"); ok {
+		x := ratio(cat.Throughput, r.Limit["redis"].Throughput)
+		g := Goal{Name: "catalog through nginx, redis session, vs the /healthz limit", Target: "≥ 50%",
+			Measured: fmt.Sprintf("%.0f%% (%.0f of %.0f req/s)", x*100, cat.Throughput, r.Limit["redis"].Throughput), Met: x >= goalCatalogVsLimit}
+		if !g.Met {
+			g.Why = fmt.Sprintf("short by %.0f points", (goalCatalogVsLimit-x)*100)
+		}
+		gs = append(gs, g)
+	}
+
+	var parts, worst []string
+	met := true
+	for _, p := range pages {
+		mem, ok1 := r.find(p, "memory")
+		red, ok2 := r.find(p, "redis")
+		if !ok1 || !ok2 {
+			continue
+		}
+		x := ratio(red.Throughput, mem.Throughput)
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", p, x*100))
+		if x < goalRedisVsMemory {
+			met = false
+			worst = append(worst, fmt.Sprintf("%s by %.0f points", p, (goalRedisVsMemory-x)*100))
+		}
+	}
+	if parts != nil {
+		g := Goal{Name: "redis mode vs memory mode, max throughput, every page", Target: "≥ 75%", Measured: strings.Join(parts, ", "), Met: met}
+		if !met {
+			g.Why = "short: " + strings.Join(worst, ", ")
+		}
+		gs = append(gs, g)
+	}
+
+	parts, worst, met = nil, nil, true
+	for _, p := range pages {
+		mem, ok1 := r.find(p, "memory")
+		red, ok2 := r.find(p, "redis")
+		if !ok1 || !ok2 || mem.Rate == 0 {
+			continue
+		}
+		d := red.OpenP50 - mem.OpenP50
+		parts = append(parts, fmt.Sprintf("%s %+d µs", p, d.Microseconds()))
+		if d > goalRedisAddsP50 {
+			met = false
+			worst = append(worst, fmt.Sprintf("%s by %d µs", p, (d-goalRedisAddsP50).Microseconds()))
+		}
+	}
+	if parts != nil {
+		g := Goal{Name: fmt.Sprintf("Redis's addition to the median at %d req/s", r.Options.Rate), Target: "≤ 150 µs", Measured: strings.Join(parts, ", "), Met: met}
+		if !met {
+			g.Why = "over: " + strings.Join(worst, ", ")
+		}
+		gs = append(gs, g)
+	}
+
+	if len(r.Ready) > 0 {
+		var worstReady time.Duration
+		parts = nil
+		for _, s := range []string{"memory", "redis"} {
+			if d, ok := r.Ready[s]; ok {
+				parts = append(parts, fmt.Sprintf("%s %d ms", s, d.Milliseconds()))
+				worstReady = max(worstReady, d)
+			}
+		}
+		g := Goal{Name: "a replica ready after exec (median of restarts; polled every 25 ms)", Target: "≤ 300 ms", Measured: strings.Join(parts, ", "), Met: worstReady <= goalReady}
+		if !g.Met {
+			g.Why = fmt.Sprintf("over by %d ms", (worstReady - goalReady).Milliseconds())
+		}
+		gs = append(gs, g)
+	}
+
+	if len(r.Memory) > 0 {
+		var worstRSS, worstTotal uint64
+		var rssParts, totalParts []string
+		for _, s := range []string{"memory", "redis"} {
+			cm, ok := r.Memory[s]
+			if !ok {
+				continue
+			}
+			worstRSS, worstTotal = max(worstRSS, cm.MaxReplica()), max(worstTotal, cm.Total())
+			rssParts = append(rssParts, fmt.Sprintf("%s ≤ %s", s, mib(cm.MaxReplica())))
+			totalParts = append(totalParts, fmt.Sprintf("%s %s (nginx %s, redis %s)", s, mib(cm.Total()), mib(cm.Nginx), mib(cm.Redis)))
+		}
+		g := Goal{Name: "replica RSS after the load", Target: "≤ 40 MiB", Measured: strings.Join(rssParts, ", "), Met: worstRSS <= goalReplicaRSS && worstRSS > 0}
+		if !g.Met && worstRSS > 0 {
+			g.Why = fmt.Sprintf("over by %s", mib(worstRSS-goalReplicaRSS))
+		}
+		gs = append(gs, g)
+		g = Goal{Name: "whole cluster RSS (3 replicas + nginx + redis)", Target: "≤ 150 MiB", Measured: strings.Join(totalParts, "; "), Met: worstTotal <= goalClusterRSS && worstTotal > 0}
+		if !g.Met && worstTotal > 0 {
+			g.Why = fmt.Sprintf("over by %s", mib(worstTotal-goalClusterRSS))
+		}
+		gs = append(gs, g)
+	}
+
+	g := Goal{Name: "allocations per request flat from 10 to 1000 concurrent shoppers", Target: "within ±20%"}
+	var allocs []float64
+	parts = nil
+	for _, m := range r.Concurrency {
+		if m.AllocsPerRequest > 0 {
+			allocs = append(allocs, m.AllocsPerRequest)
+			parts = append(parts, fmt.Sprintf("%d: %.0f", m.Workers, m.AllocsPerRequest))
+		}
+	}
+	if len(allocs) >= 2 {
+		lo, hi := slices.Min(allocs), slices.Max(allocs)
+		g.Measured = strings.Join(parts, ", ")
+		g.Met = hi <= lo*(1+goalAllocsFlat)
+		if !g.Met {
+			g.Why = fmt.Sprintf("grows %.0f%% from lowest to highest", (hi/lo-1)*100)
+		}
+	} else {
+		g.Measured = "not measured (needs the scaling run and /metrics)"
+	}
+	gs = append(gs, g)
+	return gs
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
+
+func allocs(v float64) string {
+	if v <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// mainRows is the main table: the limit, then every page for both stores.
+func (r Result) mainRows() (header []string, rows [][]string) {
+	header = []string{"page", "store", fmt.Sprintf("max req/s (%d clients)", r.Options.Workers), "% of limit", "redis/memory",
+		fmt.Sprintf("p50 @ %d req/s", r.Options.Rate), fmt.Sprintf("p99 @ %d req/s", r.Options.Rate), "p50 / p99 at max", "allocs/req", "ok"}
+	for _, s := range []string{"memory", "redis"} {
+		m := r.Limit[s]
+		rows = append(rows, []string{"/healthz (limit)", s, fmt.Sprintf("%.0f", m.Throughput), "100%", "", "", "", ms(m.ClosedP50) + " / " + ms(m.ClosedP99), allocs(m.AllocsPerRequest), fmt.Sprintf("%.1f%%", m.Success*100)})
+	}
+	for _, m := range r.Measurements {
+		rel := ""
+		if m.Store == "redis" {
+			if mem, ok := r.find(m.Page, "memory"); ok {
+				rel = fmt.Sprintf("%.0f%%", ratio(m.Throughput, mem.Throughput)*100)
+			}
+		}
+		rows = append(rows, []string{m.Page, m.Store, fmt.Sprintf("%.0f", m.Throughput),
+			fmt.Sprintf("%.0f%%", ratio(m.Throughput, r.Limit[m.Store].Throughput)*100), rel,
+			ms(m.OpenP50), ms(m.OpenP99), ms(m.ClosedP50) + " / " + ms(m.ClosedP99), allocs(m.AllocsPerRequest), fmt.Sprintf("%.1f%%", m.Success*100)})
+	}
+	return header, rows
+}
+
+func (r Result) printTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	h, rows := r.mainRows()
+	fmt.Fprintln(tw, strings.Join(h, "\t"))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, g := range r.Goals {
+		mark := "MET   "
+		if !g.Met {
+			mark = "MISSED"
+		}
+		fmt.Fprintf(w, "%s %s: %s (goal %s)", mark, g.Name, g.Measured, g.Target)
+		if g.Why != "" {
+			fmt.Fprintf(w, " — %s", g.Why)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+func mdTable(b *strings.Builder, header []string, rows [][]string) {
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
+	for range header {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, row := range rows {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+}
+
+// Markdown is the generated part of docs/benchmarks.md.
+func (r Result) Markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "<!-- Generated by scenarios/bench (make bench) down to the analysis marker; everything after that marker is written by hand and kept on regeneration. -->\n")
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Measured %s UTC, %v in all, with:\n\n```sh\n%s\n```\n\n", r.Started.UTC().Format("2006-01-02 15:04"), r.Took.Round(time.Second), r.Options.Command)
+	fmt.Fprintf(&b, "- Machine: %d CPUs, %s; %.1f GiB RAM; Linux %s; %s; %s; %s.\n", m.NProc, m.CPU, float64(m.MemTotal)/(1<<30), m.Kernel, m.GoVersion, m.Nginx, m.Redis)
+	fmt.Fprintf(&b, "- Load average when the run began: %s. The load generator (vegeta, in the bench process), nginx, three replicas and Redis all share these CPUs, so absolute numbers are low and noisy; the goals are ratios within this one run.\n", m.LoadBefore)
+	fmt.Fprintf(&b, "- Two clusters side by side, each nginx (sticky routing, so a memory session stays on its replica) + 3 replicas, one with `memory` sessions and one with `redis`; replicas log at `warn`. Requests rotate over %d warm sessions per store (add-to-cart over 24 products too).\n", r.Options.Shoppers)
+	fmt.Fprintf(&b, "- Each page: a warm-up, then %d rounds of %v in the closed model (%d clients back to back: the maximum throughput, the median round counts), then %d rounds of %v in the open model (%d req/s arriving whatever the latency: the latencies to compare, pooled over the rounds). The memory and redis runs of a page take turns round by round, and the `/healthz` limit takes turns with the catalog, so a burst of someone else's load falls on both sides of a ratio.\n\n",
+		r.Options.Rounds, r.Options.Duration/time.Duration(r.Options.Rounds), r.Options.Workers, r.Options.Rounds, r.Options.Duration/time.Duration(r.Options.Rounds), r.Options.Rate)
+
+	b.WriteString("## Goals\n\n")
+	var rows [][]string
+	for _, g := range r.Goals {
+		mark := "met"
+		if !g.Met {
+			mark = "**missed**"
+			if g.Why != "" {
+				mark += ": " + g.Why
+			}
+		}
+		rows = append(rows, []string{g.Name, g.Target, g.Measured, mark})
+	}
+	mdTable(&b, []string{"goal", "target", "measured", ""}, rows)
+
+	b.WriteString("## Pages\n\n")
+	h, rows := r.mainRows()
+	mdTable(&b, h, rows)
+	b.WriteString("`allocs/req`: heap allocations in the replicas per request during the closed run, from their `/metrics` (`go_memstats_mallocs_total` over `shop_http_requests_total`).\n\n")
+
+	b.WriteString("## Memory after the load\n\n")
+	rows = nil
+	for _, s := range []string{"memory", "redis"} {
+		cm, ok := r.Memory[s]
+		if !ok {
+			continue
+		}
+		var names []string
+		for n := range cm.Replicas {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		var reps []string
+		for _, n := range names {
+			reps = append(reps, n+" "+mib(cm.Replicas[n]))
+		}
+		rows = append(rows, []string{s, strings.Join(reps, ", "), mib(cm.Nginx), mib(cm.Redis), mib(cm.Total())})
+	}
+	mdTable(&b, []string{"cluster", "replicas (VmRSS)", "nginx", "redis", "total"}, rows)
+
+	if len(r.Replicas) > 0 || len(r.Concurrency) > 0 || len(r.Sessions) > 0 {
+		b.WriteString("## Scaling\n\n")
+	}
+	if len(r.Replicas) > 0 {
+		rows = nil
+		if m, ok := r.find(PageCatalog, "redis"); ok {
+			m.Workers = 3
+			r.Replicas = append(r.Replicas, m)
+			slices.SortFunc(r.Replicas, func(a, b Measurement) int { return a.Workers - b.Workers })
+		}
+		for _, m := range r.Replicas {
+			rows = append(rows, []string{fmt.Sprint(m.Workers), fmt.Sprintf("%.0f", m.Throughput), ms(m.OpenP50), ms(m.OpenP99)})
+		}
+		fmt.Fprintf(&b, "Catalog page, redis sessions, %d clients (closed) and %d req/s (open):\n\n", r.Options.Workers, r.Options.Rate)
+		mdTable(&b, []string{"replicas", "max req/s", fmt.Sprintf("p50 @ %d req/s", r.Options.Rate), fmt.Sprintf("p99 @ %d req/s", r.Options.Rate)}, rows)
+	}
+	if len(r.Concurrency) > 0 {
+		rows = nil
+		for _, m := range r.Concurrency {
+			rows = append(rows, []string{fmt.Sprint(m.Workers), fmt.Sprintf("%.0f", m.Throughput), ms(m.ClosedP50), ms(m.ClosedP99), allocs(m.AllocsPerRequest), fmt.Sprintf("%.1f%%", m.Success*100)})
+		}
+		b.WriteString("Catalog page, redis sessions, 3 replicas, closed model:\n\n")
+		mdTable(&b, []string{"concurrent shoppers", "req/s", "p50", "p99", "allocs/req", "ok"}, rows)
+	}
+	if len(r.Sessions) > 0 {
+		rows = nil
+		for _, p := range r.Sessions {
+			rows = append(rows, []string{fmt.Sprint(p.Sessions), mib(p.UsedMemory), fmt.Sprintf("%.0f B", p.BytesPerSesion), ms(p.P50), ms(p.P99), p.FillTook.Round(time.Millisecond).String()})
+		}
+		fmt.Fprintf(&b, "Sessions stored in Redis (filled with copies of a real one, pipelined; persistence off during the fill), cart page at %d req/s:\n\n", r.Options.Rate)
+		mdTable(&b, []string{"sessions", "redis used_memory", "per session", "cart p50", "cart p99", "fill took"}, rows)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("Notes from the run:\n\n")
+		for _, n := range r.Notes {
+			b.WriteString("- " + n + "\n")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// analysisMarker separates the generated tables from the hand-written
+// analysis in docs/benchmarks.md; a regeneration keeps what follows it.
+const analysisMarker = "<!-- analysis: written by hand, kept by make bench -->"
+
+// withAnalysis appends the hand-written tail of the previous report, if
+// any, to a freshly generated one.
+func withAnalysis(generated, previous string) string {
+	if _, tail, ok := strings.Cut(previous, analysisMarker); ok {
+		return generated + analysisMarker + tail
+	}
+	return generated + analysisMarker + "\n"
+}

@@ -1,0 +1,57 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// The compose driver cannot run here (no Docker): these tests check only the
+// commands it would run.
+func TestComposeDriverCommands(t *testing.T) {
+	var ran []string
+	d := &ComposeDriver{URL: "http://localhost:8080", File: "docker-compose.yml", Project: "statelab",
+		Run: func(_ context.Context, argv []string) ([]byte, error) {
+			ran = append(ran, strings.Join(argv, " "))
+			return nil, nil
+		}}
+	ctx := context.Background()
+	url, err := d.Start(ctx, 3, DefaultConfig)
+	if err != nil || url != "http://localhost:8080" {
+		t.Fatalf("Start = %q, %v", url, err)
+	}
+	for _, f := range []func() error{
+		func() error { return d.Kill(ctx, "shop2") },
+		func() error { return d.Stop(ctx, "redis") },
+		func() error { return d.StartAgain(ctx, "redis") },
+	} {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{
+		"docker compose -f docker-compose.yml -p statelab kill shop2",
+		"docker compose -f docker-compose.yml -p statelab stop redis",
+		"docker compose -f docker-compose.yml -p statelab start redis",
+	}
+	if strings.Join(ran, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ran:\n%s\nwant:\n%s", strings.Join(ran, "\n"), strings.Join(want, "\n"))
+	}
+	if got := (&ComposeDriver{}).command("kill", "shop1"); strings.Join(got, " ") != "docker compose kill shop1" {
+		t.Errorf("bare command = %q", got)
+	}
+	if _, err := d.AddReplica(ctx); !errors.Is(err, errComposeScale) {
+		t.Errorf("AddReplica: %v, want it refused", err)
+	}
+}
+
+func TestComposeDriverReportsFailure(t *testing.T) {
+	d := &ComposeDriver{Run: func(context.Context, []string) ([]byte, error) {
+		return []byte("no such service: shop9"), errors.New("exit status 1")
+	}}
+	err := d.Kill(context.Background(), "shop9")
+	if err == nil || !strings.Contains(err.Error(), "docker compose kill shop9") || !strings.Contains(err.Error(), "no such service") {
+		t.Errorf("Kill error = %v", err)
+	}
+}

@@ -1,0 +1,250 @@
+package lab
+
+// The judge compares what every shopper put in its cart with what the shop
+// shows it, read as often as there are live replicas: through round robin
+// that visits each of them once, which is what a person reloading the cart
+// page would see.
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Verdicts on one cart.
+const (
+	Intact = "intact" // every read shows what the shopper put in
+	Lost   = "lost"   // the shop lost the session: a read shows no cart, or a new session replaced it
+	Wrong  = "wrong"  // the session is there but holds something else (lost updates)
+)
+
+// CartVerdict is the judge's finding for one shopper.
+type CartVerdict struct {
+	Shopper string
+	Verdict string // Intact, Lost or Wrong
+	Why     string // for lost and wrong: what was seen
+	// Fewer: a read held fewer of some product than the shopper surely
+	// added while the session itself survived: a lost update.
+	Fewer  bool
+	Counts []int // the item count of each read
+}
+
+// judgeShopper reads the shopper's cart reads times and classifies it.
+func judgeShopper(ctx context.Context, s *shopper, reads int) CartVerdict {
+	want, replaced := s.snapshot()
+	v := CartVerdict{Shopper: s.name, Verdict: Intact}
+	var views []cartView
+	for range reads {
+		cv, err := s.readCart(ctx)
+		if err != nil {
+			return CartVerdict{Shopper: s.name, Verdict: Lost, Why: "cart unreadable: " + err.Error()}
+		}
+		views = append(views, cv)
+		v.Counts = append(v.Counts, cv.Cart.Count)
+	}
+	if replaced != "" {
+		v.Verdict, v.Why = Lost, replaced
+		return v
+	}
+	for _, cv := range views {
+		verdict, why, fewer := classify(want, cv)
+		if rank(verdict) > rank(v.Verdict) {
+			v.Verdict, v.Why = verdict, why
+		}
+		v.Fewer = v.Fewer || fewer
+	}
+	return v
+}
+
+func rank(verdict string) int {
+	return map[string]int{Intact: 0, Wrong: 1, Lost: 2}[verdict]
+}
+
+// classify judges one read of a cart against what the shopper added.
+func classify(want map[int]qtyRange, cv cartView) (verdict, why string, fewer bool) {
+	sure := 0 // items the shopper surely added
+	for _, r := range want {
+		sure += r.lo
+	}
+	got := map[int]int{}
+	for _, it := range cv.Cart.Items {
+		got[it.ProductID] += it.Quantity
+	}
+	if sure > 0 && (cv.Session.State != "known" || len(got) == 0) {
+		return Lost, fmt.Sprintf("%s shows session %s with %d items, want %s", cv.Replica, cv.Session.State, cv.Cart.Count, describeWant(want)), false
+	}
+	var diffs []string
+	for _, p := range sortedKeys(want, got) {
+		r, q := want[p], got[p]
+		switch {
+		case q < r.lo:
+			fewer = true
+			diffs = append(diffs, fmt.Sprintf("product %d: %d, want %s", p, q, r))
+		case q > r.hi:
+			diffs = append(diffs, fmt.Sprintf("product %d: %d, want %s", p, q, r))
+		}
+	}
+	if len(diffs) == 0 {
+		return Intact, "", false
+	}
+	return Wrong, cv.Replica + " shows " + strings.Join(diffs, "; "), fewer
+}
+
+func (r qtyRange) String() string {
+	if r.lo == r.hi {
+		return fmt.Sprint(r.lo)
+	}
+	return fmt.Sprintf("%d to %d", r.lo, r.hi)
+}
+
+func describeWant(want map[int]qtyRange) string {
+	var parts []string
+	for _, p := range sortedKeys(want, nil) {
+		parts = append(parts, fmt.Sprintf("%s of product %d", want[p], p))
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys(a map[int]qtyRange, b map[int]int) []int {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Ints(keys)
+	return keys
+}
+
+// Tally counts verdicts.
+type Tally struct{ Intact, Lost, Wrong, Fewer int }
+
+func tally(vs []CartVerdict) Tally {
+	var t Tally
+	for _, v := range vs {
+		switch v.Verdict {
+		case Intact:
+			t.Intact++
+		case Lost:
+			t.Lost++
+		case Wrong:
+			t.Wrong++
+			if v.Fewer {
+				t.Fewer++
+			}
+		}
+	}
+	return t
+}
+
+// String is "6 intact, 0 lost, 0 wrong".
+func (t Tally) String() string {
+	return fmt.Sprintf("%d intact, %d lost, %d wrong", t.Intact, t.Lost, t.Wrong)
+}
+
+// Check is the outcome of one expectation.
+type Check struct {
+	Line     int
+	Text     string // the script line
+	Applies  bool   // its "when" holds under this configuration
+	OK       bool
+	Observed string // what the judge saw, in words
+}
+
+// observation is everything an expectation can be checked against.
+type observation struct {
+	carts    []CartVerdict
+	requests []Request
+	failed   int // actions given up
+}
+
+// check evaluates one expectation.
+func (o observation) check(e *Expectation) (ok bool, observed string) {
+	t := tally(o.carts)
+	total := len(o.carts)
+	cartsSeen := fmt.Sprintf("%d of %d carts intact, %d lost, %d wrong%s", t.Intact, total, t.Lost, t.Wrong, o.firstProblem())
+	switch e.What {
+	case expectIntact:
+		return total > 0 && t.Intact == total, cartsSeen
+	case expectLost:
+		return t.Lost > 0, cartsSeen
+	case expectLostUpdates:
+		return t.Fewer > 0, fmt.Sprintf("%d of %d carts with lost updates; %s", t.Fewer, total, cartsSeen)
+	case expectCartCount, expectCartVerdict:
+		i := slices.IndexFunc(o.carts, func(v CartVerdict) bool { return v.Shopper == e.Shopper })
+		if i < 0 {
+			return false, fmt.Sprintf("no shopper named %s", e.Shopper)
+		}
+		v := o.carts[i]
+		seen := fmt.Sprintf("cart of %s is %s, reads counted %v", v.Shopper, v.Verdict, v.Counts)
+		if v.Why != "" {
+			seen += ": " + v.Why
+		}
+		if e.What == expectCartVerdict {
+			return v.Verdict == e.Verdict, seen
+		}
+		ok := len(v.Counts) > 0 && v.Verdict != Lost
+		for _, c := range v.Counts {
+			ok = ok && c == e.Count
+		}
+		return ok, seen
+	case expectTraffic:
+		n := 0
+		for _, q := range o.requests {
+			if q.Replica == e.Replica {
+				n++
+			}
+		}
+		return n > 0, fmt.Sprintf("%s served %d requests", e.Replica, n)
+	case expectNoFailed:
+		return o.failed == 0, fmt.Sprintf("%d requests failed after retries", o.failed)
+	case expectFailed:
+		return o.failed > 0, fmt.Sprintf("%d requests failed after retries", o.failed)
+	case expectStatus, expectNoStatus:
+		n := 0
+		for _, q := range o.requests {
+			if q.Status == e.Status {
+				n++
+			}
+		}
+		seen := fmt.Sprintf("%d responses with status %d", n, e.Status)
+		if e.What == expectStatus {
+			return n > 0, seen
+		}
+		return n == 0, seen
+	}
+	return false, "unknown expectation " + e.What
+}
+
+// firstProblem names one cart that is not intact, so a failure says why.
+func (o observation) firstProblem() string {
+	for _, v := range o.carts {
+		if v.Verdict != Intact {
+			return fmt.Sprintf(" (%s: %s)", v.Shopper, v.Why)
+		}
+	}
+	return ""
+}
+
+// expectedText says what an expectation wanted, for "expected X, observed Y".
+func expectedText(e *Expectation) string {
+	switch e.What {
+	case expectCartCount:
+		return fmt.Sprintf("cart of %s is %d", e.Shopper, e.Count)
+	case expectCartVerdict:
+		return fmt.Sprintf("cart of %s is %s", e.Shopper, e.Verdict)
+	case expectTraffic:
+		return "traffic on " + e.Replica
+	case expectStatus:
+		return fmt.Sprintf("status %d", e.Status)
+	case expectNoStatus:
+		return fmt.Sprintf("no status %d", e.Status)
+	}
+	return e.What
+}

@@ -1,0 +1,88 @@
+package lab
+
+import (
+	"strings"
+	"testing"
+)
+
+func view(state string, items map[int]int) cartView {
+	var v cartView
+	v.Replica = "shop1"
+	v.Session.State = state
+	for p, q := range items {
+		v.Cart.Items = append(v.Cart.Items, struct {
+			ProductID int `json:"product_id"`
+			Quantity  int `json:"quantity"`
+		}{p, q})
+		v.Cart.Count += q
+	}
+	return v
+}
+
+func TestClassify(t *testing.T) {
+	want := map[int]qtyRange{1: {2, 2}, 2: {1, 3}} // product 2: two adds of 1 had no answer
+	tests := []struct {
+		name      string
+		got       cartView
+		verdict   string
+		fewer     bool
+		whyPrefix string
+	}{
+		{"exact", view("known", map[int]int{1: 2, 2: 1}), Intact, false, ""},
+		{"uncertain adds arrived", view("known", map[int]int{1: 2, 2: 3}), Intact, false, ""},
+		{"unknown session", view("unknown", nil), Lost, false, "shop1 shows session unknown"},
+		{"no cookie", view("none", nil), Lost, false, "shop1 shows session none"},
+		{"known but empty", view("known", nil), Lost, false, "shop1 shows session known with 0 items"},
+		{"lost update", view("known", map[int]int{1: 1, 2: 1}), Wrong, true, "shop1 shows product 1: 1, want 2"},
+		{"too many", view("known", map[int]int{1: 2, 2: 4}), Wrong, false, "shop1 shows product 2: 4, want 1 to 3"},
+		{"foreign product", view("known", map[int]int{1: 2, 2: 1, 9: 1}), Wrong, false, "shop1 shows product 9: 1, want 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			verdict, why, fewer := classify(want, tt.got)
+			if verdict != tt.verdict || fewer != tt.fewer || !strings.HasPrefix(why, tt.whyPrefix) {
+				t.Errorf("classify = %s %q fewer=%v, want %s %q… fewer=%v", verdict, why, fewer, tt.verdict, tt.whyPrefix, tt.fewer)
+			}
+		})
+	}
+	// A shopper whose adds all failed expects nothing, and an empty cart is right.
+	if v, _, _ := classify(map[int]qtyRange{3: {0, 1}}, view("none", nil)); v != Intact {
+		t.Errorf("all-uncertain shopper with an empty cart: %s, want intact", v)
+	}
+}
+
+func TestObservationChecks(t *testing.T) {
+	o := observation{
+		carts: []CartVerdict{
+			{Shopper: "alice", Verdict: Intact, Counts: []int{2, 2, 2}},
+			{Shopper: "bob", Verdict: Wrong, Fewer: true, Why: "shop2 shows product 2: 30, want 40", Counts: []int{30, 30, 30}},
+		},
+		requests: []Request{{Status: 303, Replica: "shop1"}, {Status: 503, Replica: "shop2"}},
+		failed:   1,
+	}
+	tests := []struct {
+		e      Expectation
+		ok     bool
+		inSeen string
+	}{
+		{Expectation{What: expectIntact}, false, "1 of 2 carts intact, 0 lost, 1 wrong (bob: shop2 shows product 2: 30, want 40)"},
+		{Expectation{What: expectLost}, false, "0 lost"},
+		{Expectation{What: expectLostUpdates}, true, "1 of 2 carts with lost updates"},
+		{Expectation{What: expectCartCount, Shopper: "alice", Count: 2}, true, "cart of alice is intact"},
+		{Expectation{What: expectCartCount, Shopper: "bob", Count: 40}, false, "reads counted [30 30 30]"},
+		{Expectation{What: expectCartVerdict, Shopper: "bob", Verdict: Wrong}, true, "cart of bob is wrong"},
+		{Expectation{What: expectCartVerdict, Shopper: "carol", Verdict: Intact}, false, "no shopper named carol"},
+		{Expectation{What: expectTraffic, Replica: "shop4"}, false, "shop4 served 0 requests"},
+		{Expectation{What: expectTraffic, Replica: "shop2"}, true, "shop2 served 1 requests"},
+		{Expectation{What: expectNoFailed}, false, "1 requests failed"},
+		{Expectation{What: expectFailed}, true, "1 requests failed"},
+		{Expectation{What: expectStatus, Status: 503}, true, "1 responses with status 503"},
+		{Expectation{What: expectNoStatus, Status: 500}, true, "0 responses with status 500"},
+	}
+	for _, tt := range tests {
+		ok, seen := o.check(&tt.e)
+		if ok != tt.ok || !strings.Contains(seen, tt.inSeen) {
+			t.Errorf("%s %+v: ok=%v %q, want ok=%v and %q", tt.e.What, tt.e, ok, seen, tt.ok, tt.inSeen)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Request is one HTTP exchange a shopper made, as the timeline and the
+// table need it.
+type Request struct {
+	At      time.Duration // since the scenario's clock started
+	Latency time.Duration
+	Status  int    // 0: no response (transport error)
+	Replica string // X-Served-By; "" when no replica answered
+	Retry   bool   // a retry of an earlier attempt
+}
+
+// Failed reports whether the request got no answer or a 5xx.
+func (r Request) Failed() bool { return r.Status == 0 || r.Status >= 500 }
+
+// Event is something the script did to the cluster, on the same clock.
+type Event struct {
+	At   time.Duration
+	Text string // "shop2 killed (kill -9)"
+}
+
+// recorder collects requests and events from every shopper goroutine and
+// prints the narrative as events happen.
+type recorder struct {
+	t0  time.Time
+	out io.Writer
+
+	mu       sync.Mutex
+	requests []Request
+	events   []Event
+	failed   int // shopper actions given up after their retries
+}
+
+func newRecorder(out io.Writer) *recorder {
+	if out == nil {
+		out = io.Discard
+	}
+	return &recorder{t0: time.Now(), out: out}
+}
+
+func (r *recorder) since() time.Duration { return time.Since(r.t0) }
+
+func (r *recorder) request(q Request) {
+	r.mu.Lock()
+	r.requests = append(r.requests, q)
+	r.mu.Unlock()
+}
+
+func (r *recorder) giveUp() {
+	r.mu.Lock()
+	r.failed++
+	r.mu.Unlock()
+}
+
+// event records an event and tells it: "  3.21s  shop2 killed (kill -9)".
+func (r *recorder) event(format string, args ...any) {
+	e := Event{At: r.since(), Text: fmt.Sprintf(format, args...)}
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	r.say(e.At, e.Text)
+}
+
+// say prints a narrative line that is not an event on the timeline.
+func (r *recorder) say(at time.Duration, text string) {
+	fmt.Fprintf(r.out, "%7.2fs  %s\n", at.Seconds(), text)
+}
+
+// Stats summarize requests.
+type Stats struct {
+	Requests int
+	ByStatus map[int]int // 0 counts transport errors
+	Failed   int         // no answer or 5xx
+	Retries  int
+	P50, P99 time.Duration
+}
+
+// ReplicaStats are Stats for the requests one replica answered.
+type ReplicaStats struct {
+	Replica string // "" collects requests no replica answered
+	Stats
+}
+
+func statsOf(reqs []Request) Stats {
+	s := Stats{Requests: len(reqs), ByStatus: map[int]int{}}
+	lat := make([]time.Duration, 0, len(reqs))
+	for _, q := range reqs {
+		s.ByStatus[q.Status]++
+		if q.Failed() {
+			s.Failed++
+		}
+		if q.Retry {
+			s.Retries++
+		}
+		lat = append(lat, q.Latency)
+	}
+	slices.Sort(lat)
+	s.P50, s.P99 = percentile(lat, 50), percentile(lat, 99)
+	return s
+}
+
+// percentile of sorted durations, nearest rank.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[max(i-1, 0)]
+}
+
+func perReplica(reqs []Request) []ReplicaStats {
+	by := map[string][]Request{}
+	for _, q := range reqs {
+		by[q.Replica] = append(by[q.Replica], q)
+	}
+	var out []ReplicaStats
+	for name, rs := range by {
+		out = append(out, ReplicaStats{Replica: name, Stats: statsOf(rs)})
+	}
+	sort.Slice(out, func(i, j int) bool { return replicaLess(out[i].Replica, out[j].Replica) })
+	return out
+}
+
+// replicaLess orders shop2 before shop10 and "" (no replica) last.
+func replicaLess(a, b string) bool {
+	if (a == "") != (b == "") {
+		return b == ""
+	}
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}

@@ -1,0 +1,421 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options say how to run a script.
+type Options struct {
+	Config Config    // the configuration; zero fields take DefaultConfig's
+	Driver Driver    // nil runs a local cluster (LocalDriver)
+	Out    io.Writer // the narrative; nil discards it
+	// Detect asks a running cluster (-target) for its store and policy
+	// instead of trusting Config: the expectations must match what runs.
+	Detect bool
+}
+
+// Result is what a run observed and how it compares with the script's
+// expectations.
+type Result struct {
+	Scenario string
+	Lesson   string
+	Config   Config
+	Duration time.Duration // from the cluster serving to the end
+	Requests []Request
+	Events   []Event
+	Carts    []CartVerdict // the last judgement of every shopper
+	Failed   int           // shopper actions given up after their retries
+	Checks   []Check       // every expectation, applying or not
+	// Differences name each expectation that did not hold, as
+	// "file:line: expected X, observed Y".
+	Differences []string
+	Pass        bool // at least one expectation applied and all that applied held
+}
+
+// Stats summarize every request.
+func (r *Result) Stats() Stats { return statsOf(r.Requests) }
+
+// PerReplica summarizes the requests each replica answered.
+func (r *Result) PerReplica() []ReplicaStats { return perReplica(r.Requests) }
+
+// Tally counts the cart verdicts.
+func (r *Result) Tally() Tally { return tally(r.Carts) }
+
+// Run runs a script under one configuration and judges it. An error means
+// the scenario could not run (a cluster that did not start, a fault that
+// could not be injected); an outcome that differs from the expectation is
+// not an error but a Result with Pass false.
+func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
+	cfg := o.Config
+	if cfg.Store == "" {
+		cfg.Store = DefaultConfig.Store
+	}
+	if cfg.LB == "" {
+		cfg.LB = DefaultConfig.LB
+	}
+	if cfg.Lock == "" {
+		cfg.Lock = DefaultConfig.Lock
+	}
+	d := o.Driver
+	if d == nil {
+		d = &LocalDriver{}
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
+	r := &runner{
+		s:        s,
+		cfg:      cfg,
+		d:        d,
+		detect:   o.Detect,
+		rec:      newRecorder(o.Out),
+		tr:       tr,
+		shoppers: map[string]*shopper{},
+	}
+	defer tr.CloseIdleConnections()
+	err := r.run(ctx)
+	r.stopLoad()
+	if cerr := d.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("lab: close cluster: %w", cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.result(), nil
+}
+
+type runner struct {
+	s      *Script
+	cfg    Config
+	d      Driver
+	detect bool
+	rec    *recorder
+	tr     *http.Transport
+	url    string
+	end    time.Duration
+
+	shoppers map[string]*shopper
+	order    []string // shoppers in order of appearance
+
+	loadWG     sync.WaitGroup
+	loadCancel context.CancelFunc
+	loadStart  int // len(rec.requests) when load began
+
+	obs    *observation // the current judgement; nil after any action
+	checks []Check
+}
+
+func (r *runner) run(ctx context.Context) error {
+	fmt.Fprintf(r.rec.out, "%s — %s\n", r.s.Name, r.s.Lesson)
+	for _, st := range r.s.Steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if st.Kind != kindExpect {
+			r.obs = nil
+		}
+		if err := r.step(ctx, st); err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", r.s.File, st.Line, st.Text, err)
+		}
+	}
+	if r.obs == nil {
+		r.judge(ctx)
+	}
+	r.end = r.rec.since()
+	return nil
+}
+
+func (r *runner) step(ctx context.Context, st Step) error {
+	switch st.Kind {
+	case kindStart:
+		r.rec.say(0, fmt.Sprintf("starting %d replicas (%s)", st.N, r.cfg))
+		url, err := r.d.Start(ctx, st.N, r.cfg)
+		if err != nil {
+			return err
+		}
+		r.url = strings.TrimRight(url, "/")
+		if r.detect {
+			if err := r.detectConfig(ctx); err != nil {
+				return err
+			}
+		}
+		// The clock starts when the cluster serves: the timeline shows
+		// the scenario, not the boot.
+		r.rec.t0 = time.Now()
+		r.rec.event("cluster serves")
+		r.rec.say(0, fmt.Sprintf("nginx at %s (%s)", r.url, r.cfg))
+	case kindAdd:
+		return r.add(ctx, st)
+	case kindLoad:
+		r.startLoad(ctx, st.N, st.Duration)
+	case kindWaitLoad:
+		r.loadWG.Wait()
+		r.stopLoad()
+		r.rec.mu.Lock()
+		n := len(r.rec.requests) - r.loadStart
+		r.rec.mu.Unlock()
+		r.rec.say(r.rec.since(), fmt.Sprintf("load done: %d requests", n))
+	case kindSleep:
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(st.Duration):
+		}
+	case kindKill, kindStop, kindStartOne, kindRestart:
+		return r.fault(ctx, st)
+	case kindAddRep:
+		r.rec.say(r.rec.since(), "adding a replica")
+		name, err := r.d.AddReplica(ctx)
+		if err != nil {
+			return err
+		}
+		r.rec.event("%s added, takes traffic", name)
+	case kindRemoveRep:
+		r.rec.event("%s removed", st.Target)
+		r.rec.say(r.rec.since(), "nginx reloads without "+st.Target+", then SIGTERM")
+		if err := r.d.RemoveReplica(ctx, st.Target); err != nil {
+			return err
+		}
+		r.rec.say(r.rec.since(), st.Target+" drained and exited")
+	case kindExpect:
+		r.expect(ctx, st)
+	default:
+		return fmt.Errorf("unknown step kind %q", st.Kind)
+	}
+	return nil
+}
+
+// detectConfig reads the running cluster's store and policy: with -target
+// the expectations must follow what runs, not what the flags claim.
+func (r *runner) detectConfig(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/api/session", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: r.tr, Timeout: requestTimeout}).Do(req)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", r.url, err)
+	}
+	defer resp.Body.Close()
+	var v cartView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("target %s: GET /api/session: %s", r.url, resp.Status)
+	}
+	if v.Store != "" {
+		r.cfg.Store = v.Store
+	}
+	if lb := resp.Header.Get("X-LB-Policy"); lb != "" {
+		r.cfg.LB = lb
+	}
+	return nil
+}
+
+func (r *runner) shopper(name string) *shopper {
+	s := r.shoppers[name]
+	if s == nil {
+		s = newShopper(name, r.url, r.tr, r.rec)
+		r.shoppers[name] = s
+		r.order = append(r.order, name)
+	}
+	return s
+}
+
+func (r *runner) add(ctx context.Context, st Step) error {
+	s := r.shopper(st.Shopper)
+	total := st.Tabs * st.Times
+	if total == 1 {
+		if s.add(ctx, st.Product, st.N) {
+			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → %s", s.name, st.N, st.Product, s.lastReplica()))
+		} else {
+			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → failed after retries", s.name, st.N, st.Product))
+		}
+		return nil
+	}
+	// Tabs share the browser's cookie jar; without a session yet, every
+	// tab would start its own. A browser opens the first tab first.
+	if !s.hasSession() {
+		s.add(ctx, st.Product, st.N)
+		total--
+	}
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d in %d tabs at once, %d writes", s.name, st.N, st.Product, st.Tabs, total))
+	var next sync.Mutex
+	left := total
+	var wg sync.WaitGroup
+	for range st.Tabs {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				if left == 0 {
+					next.Unlock()
+					return
+				}
+				left--
+				next.Unlock()
+				s.add(ctx, st.Product, st.N)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// products is how many products load shoppers choose from; the catalog
+// seeds at least 24.
+const products = 24
+
+func (r *runner) startLoad(ctx context.Context, n int, d time.Duration) {
+	r.rec.mu.Lock()
+	r.loadStart = len(r.rec.requests)
+	r.rec.mu.Unlock()
+	r.rec.event("load: %d shoppers for %s", n, d)
+	ctx, cancel := context.WithCancel(ctx)
+	r.loadCancel = cancel
+	deadline := time.Now().Add(d)
+	for i := range n {
+		s := r.shopper(fmt.Sprintf("shopper%02d", len(r.order)+1))
+		// Seeded per shopper: the same script asks for the same carts.
+		rng := rand.New(rand.NewPCG(uint64(i), 42))
+		r.loadWG.Go(func() {
+			// The deadline stops new actions only: cutting a request short
+			// would count as a failure the shop did not cause.
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				s.add(ctx, 1+rng.IntN(products), 1+rng.IntN(2))
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(20+rng.IntN(40)) * time.Millisecond):
+				}
+			}
+		})
+	}
+}
+
+func (r *runner) stopLoad() {
+	if r.loadCancel != nil {
+		r.loadCancel()
+		r.loadWG.Wait()
+		r.loadCancel = nil
+	}
+}
+
+func (r *runner) fault(ctx context.Context, st Step) error {
+	target := st.Target
+	if st.Shopper != "" {
+		s := r.shoppers[st.Shopper]
+		if s == nil || s.lastReplica() == "" {
+			return fmt.Errorf("%s has not shopped yet: no replica of %s", st.Shopper, st.Shopper)
+		}
+		target = s.lastReplica()
+	}
+	switch st.Kind {
+	case kindKill:
+		if err := r.d.Kill(ctx, target); err != nil {
+			return err
+		}
+		r.rec.event("%s killed (kill -9)", target)
+	case kindStop:
+		r.rec.event("%s stopping (SIGTERM)", target)
+		if err := r.d.Stop(ctx, target); err != nil {
+			return err
+		}
+		r.rec.say(r.rec.since(), target+" exited")
+	case kindStartOne:
+		if err := r.d.StartAgain(ctx, target); err != nil {
+			return err
+		}
+		r.rec.event("%s started again", target)
+	case kindRestart:
+		r.rec.event("%s restarting (SIGTERM, then start)", target)
+		if err := r.d.Stop(ctx, target); err != nil {
+			return err
+		}
+		if err := r.d.StartAgain(ctx, target); err != nil {
+			return err
+		}
+		r.rec.say(r.rec.since(), target+" serves again")
+	}
+	return nil
+}
+
+// judge reads every shopper's cart, one shopper after the other: a read
+// must not share the round robin with another shopper's.
+func (r *runner) judge(ctx context.Context) {
+	reads := r.d.LiveReplicas()
+	if reads < 1 {
+		reads = 1
+	}
+	o := &observation{}
+	for _, name := range r.order {
+		o.carts = append(o.carts, judgeShopper(ctx, r.shoppers[name], reads))
+	}
+	r.rec.mu.Lock()
+	o.requests = append([]Request(nil), r.rec.requests...)
+	o.failed = r.rec.failed
+	r.rec.mu.Unlock()
+	r.obs = o
+	t := tally(o.carts)
+	r.rec.say(r.rec.since(), fmt.Sprintf("judged %d carts (%d reads each): %s", len(o.carts), reads, t))
+}
+
+func (r *runner) expect(ctx context.Context, st Step) {
+	e := st.Expect
+	c := Check{Line: st.Line, Text: st.Text, Applies: e.When.Holds(r.cfg)}
+	if !c.Applies {
+		r.checks = append(r.checks, c)
+		return
+	}
+	if r.obs == nil {
+		r.judge(ctx)
+	}
+	c.OK, c.Observed = r.obs.check(e)
+	r.checks = append(r.checks, c)
+	mark := "✓"
+	if !c.OK {
+		mark = "✗"
+	}
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s %s — observed %s", mark, st.Text, c.Observed))
+}
+
+func (r *runner) result() *Result {
+	res := &Result{
+		Scenario: r.s.Name,
+		Lesson:   r.s.Lesson,
+		Config:   r.cfg,
+		Duration: r.end,
+		Checks:   r.checks,
+	}
+	r.rec.mu.Lock()
+	res.Requests = append([]Request(nil), r.rec.requests...)
+	res.Events = append([]Event(nil), r.rec.events...)
+	res.Failed = r.rec.failed
+	r.rec.mu.Unlock()
+	if r.obs != nil {
+		res.Carts = r.obs.carts
+	}
+	applied := 0
+	for i, c := range r.checks {
+		if !c.Applies {
+			continue
+		}
+		applied++
+		if !c.OK {
+			var st Step
+			for _, s := range r.s.Steps {
+				if s.Line == c.Line {
+					st = s
+				}
+			}
+			res.Differences = append(res.Differences, fmt.Sprintf("%s:%d: expected %s, observed %s", r.s.File, c.Line, expectedText(st.Expect), r.checks[i].Observed))
+		}
+	}
+	if applied == 0 {
+		res.Differences = append(res.Differences, fmt.Sprintf("%s: no expectation applies to %s", r.s.File, r.cfg))
+	}
+	res.Pass = len(res.Differences) == 0
+	return res
+}

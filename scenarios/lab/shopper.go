@@ -1,0 +1,269 @@
+package lab
+
+// Virtual shoppers: each has its own cookie jar, as a browser would, and its
+// own record of what its cart must hold. That record is a range per product,
+// because a write that fails with a 5xx or without an answer (the replica
+// died mid-request, Redis went away between the write and its reply) may or
+// may not have reached the session: the shopper cannot know, so the judge
+// accepts either.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// attempts per action: the first try and its retries.
+	attempts = 4
+	// retryBase is the first backoff; it doubles per retry (50, 100, 200 ms).
+	retryBase = 50 * time.Millisecond
+	// requestTimeout covers the shop's bounded lock wait (~2 s) plus its
+	// store timeout (~1 s).
+	requestTimeout = 4 * time.Second
+)
+
+// qtyRange is what one product's quantity may be: lo if every uncertain add
+// was lost, hi if every one arrived.
+type qtyRange struct{ lo, hi int }
+
+// shopper is one virtual browser.
+type shopper struct {
+	name   string
+	base   string
+	client *http.Client
+	rec    *recorder
+
+	mu       sync.Mutex
+	want     map[int]qtyRange // product id → what the cart must hold
+	token    string           // the session cookie the shop gave last
+	replaced string           // why the shopper knows its session was lost, "" if not
+	replica  string           // X-Served-By of the last successful write
+	arrived  bool             // has opened the catalog
+}
+
+func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {
+	jar, _ := cookiejar.New(nil) // never fails without options
+	return &shopper{
+		name: name,
+		base: base,
+		rec:  rec,
+		want: map[int]qtyRange{},
+		client: &http.Client{
+			Transport: tr,
+			Jar:       jar,
+			Timeout:   requestTimeout,
+			// A write answers 303 to /cart; following it would double the
+			// requests without telling the judge anything.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// hasSession reports whether the shop has given this shopper a session.
+func (s *shopper) hasSession() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.token != ""
+}
+
+// lastReplica is the replica that served the shopper's last successful write:
+// in memory mode, the one holding its session.
+func (s *shopper) lastReplica() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replica
+}
+
+// arrive opens the catalog, as a person does before buying: the first
+// response of a sticky cluster pins the browser to a replica. Only the first
+// call does anything; a failure is recorded and otherwise ignored, as a
+// person would just go on.
+func (s *shopper) arrive(ctx context.Context) {
+	s.mu.Lock()
+	done := s.arrived
+	s.arrived = true
+	s.mu.Unlock()
+	if done {
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/", nil)
+	if err != nil {
+		panic(err) // the URL and method are ours
+	}
+	s.do(req, false)
+}
+
+// add puts qty of product into the cart, retrying a 5xx or no answer: each
+// leaves unknown whether the write happened, so it widens the range the
+// judge accepts. It reports false when it gave up.
+func (s *shopper) add(ctx context.Context, product, qty int) bool {
+	s.arrive(ctx)
+	form := url.Values{"product_id": {strconv.Itoa(product)}, "quantity": {strconv.Itoa(qty)}}.Encode()
+	for attempt := range attempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				s.rec.giveUp()
+				return false
+			case <-time.After(retryBase << (attempt - 1)):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/cart/items", strings.NewReader(form))
+		if err != nil {
+			panic(err) // the URL and method are ours
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, replica, err := s.do(req, attempt > 0)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			s.uncertain(product, qty)
+			s.rec.giveUp()
+			return false
+		case err != nil:
+			s.uncertain(product, qty)
+			continue
+		}
+		switch {
+		case resp.StatusCode == http.StatusSeeOther:
+			s.added(resp, replica, product, qty)
+			return true
+		case resp.StatusCode >= 500:
+			// Even the shop's own 503 may come after the write: when Redis
+			// goes down between applying the session's SET and answering
+			// it, the commit fails, the page says 503, and the cart holds
+			// the items (the redis-outage scenario caught this).
+			s.uncertain(product, qty)
+			continue
+		default:
+			// 4xx: retrying the same request cannot help.
+			s.rec.giveUp()
+			return false
+		}
+	}
+	s.rec.giveUp()
+	return false
+}
+
+// do sends one request, records it and closes the body.
+func (s *shopper) do(req *http.Request, retry bool) (*http.Response, string, error) {
+	start := time.Now()
+	at := s.rec.since()
+	resp, err := s.client.Do(req)
+	q := Request{At: at, Latency: time.Since(start), Retry: retry}
+	if err != nil {
+		s.rec.request(q)
+		return nil, "", err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	q.Status = resp.StatusCode
+	q.Replica = resp.Header.Get("X-Served-By")
+	s.rec.request(q)
+	return resp, q.Replica, nil
+}
+
+func (s *shopper) uncertain(product, qty int) {
+	s.mu.Lock()
+	r := s.want[product]
+	r.hi += qty
+	s.want[product] = r
+	s.mu.Unlock()
+}
+
+func (s *shopper) added(resp *http.Response, replica string, product, qty int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.want[product]
+	r.lo += qty
+	r.hi += qty
+	s.want[product] = r
+	s.replica = replica
+	for _, c := range resp.Cookies() {
+		if c.Name != "session" || c.Value == "" {
+			continue
+		}
+		// The shopper never logs in, so the token only changes when the
+		// replica did not know the session and started a new one.
+		if s.token != "" && c.Value != s.token && s.replaced == "" {
+			s.replaced = fmt.Sprintf("%s did not know the session and started a new one at %.2fs", replica, s.rec.since().Seconds())
+		}
+		s.token = c.Value
+	}
+}
+
+// cartView is the part of GET /api/session the judge reads.
+type cartView struct {
+	Replica string `json:"replica"`
+	Store   string `json:"store"`
+	Session struct {
+		State string `json:"state"`
+	} `json:"session"`
+	Cart struct {
+		Count int `json:"count"`
+		Items []struct {
+			ProductID int `json:"product_id"`
+			Quantity  int `json:"quantity"`
+		} `json:"items"`
+	} `json:"cart"`
+}
+
+// readAttempts is how often the judge asks before it calls a cart
+// unreadable: like a person reloading the page for about two seconds. Right
+// after a Redis restart a replica's pooled connections fail once each.
+const readAttempts = 10
+
+// readCart asks the shop for the cart as the shopper's browser would, through
+// the load balancer, retrying when the shop cannot answer.
+func (s *shopper) readCart(ctx context.Context) (cartView, error) {
+	var last error
+	for attempt := range readAttempts {
+		if attempt > 0 {
+			time.Sleep(min(retryBase<<(attempt-1), 250*time.Millisecond))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/api/session", nil)
+		if err != nil {
+			return cartView{}, err
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		var v cartView
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != http.StatusOK:
+			last = fmt.Errorf("GET /api/session: %s", resp.Status)
+		case err != nil:
+			last = fmt.Errorf("GET /api/session: %w", err)
+		default:
+			return v, nil
+		}
+	}
+	if last == nil {
+		last = errors.New("GET /api/session: no attempt")
+	}
+	return cartView{}, last
+}
+
+// snapshot returns what the shopper believes, for the judge.
+func (s *shopper) snapshot() (want map[int]qtyRange, replaced string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want = make(map[int]qtyRange, len(s.want))
+	for p, r := range s.want {
+		want[p] = r
+	}
+	return want, s.replaced
+}

@@ -1,0 +1,101 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteTable prints a run's result table: requests by status, retries,
+// carts, latency, per replica, then the verdict.
+func WriteTable(w io.Writer, r *Result) {
+	st := r.Stats()
+	t := r.Tally()
+	fmt.Fprintf(w, "\n%s (%s): %.1fs\n", r.Scenario, r.Config, r.Duration.Seconds())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "requests\t%d\t%s\n", st.Requests, StatusText(st.ByStatus))
+	fmt.Fprintf(tw, "retries\t%d\tgave up: %d\n", st.Retries, r.Failed)
+	fmt.Fprintf(tw, "carts\t%d\t%s\n", len(r.Carts), t)
+	fmt.Fprintf(tw, "latency\tp50 %s\tp99 %s\n", ms(st.P50), ms(st.P99))
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "replica\trequests\tfailed\tp50\tp99\t")
+	for _, rs := range r.PerReplica() {
+		name := rs.Replica
+		if name == "" {
+			name = "(none)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t\n", name, rs.Requests, rs.Failed, ms(rs.P50), ms(rs.P99))
+	}
+	tw.Flush()
+
+	for _, v := range r.Carts {
+		if v.Verdict != Intact {
+			fmt.Fprintf(w, "  cart of %s %s: %s\n", v.Shopper, v.Verdict, v.Why)
+		}
+	}
+	fmt.Fprintln(w)
+	if r.Pass {
+		fmt.Fprintf(w, "PASS: observed what %s expects under %s\n", r.Scenario, r.Config)
+		return
+	}
+	fmt.Fprintf(w, "FAIL: %s under %s did not do what it expects:\n", r.Scenario, r.Config)
+	for _, d := range r.Differences {
+		fmt.Fprintf(w, "  %s\n", d)
+	}
+}
+
+// StatusText is "303×412 503×12 none×1", statuses in order; "none" counts
+// requests that got no answer.
+func StatusText(by map[int]int) string {
+	var codes []int
+	for c := range by {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	var parts []string
+	for _, c := range codes {
+		name := fmt.Sprint(c)
+		if c == 0 {
+			name = "none"
+		}
+		parts = append(parts, fmt.Sprintf("%s×%d", name, by[c]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+}
+
+// WriteMatrix prints results as one Markdown table: every scenario under
+// every configuration it applies to.
+func WriteMatrix(w io.Writer, results []*Result, elapsed time.Duration) {
+	fmt.Fprintln(w, "| scenario | store | lb | lock | carts intact / lost / wrong | requests | failed (no answer or 5xx) | gave up | p99 | outcome |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range results {
+		st := r.Stats()
+		t := r.Tally()
+		outcome := "as expected"
+		if !r.Pass {
+			outcome = "**NOT as expected**: " + strings.Join(r.Differences, "; ")
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d / %d / %d | %d | %d | %d | %s | %s |\n",
+			r.Scenario, r.Config.Store, r.Config.LB, r.Config.Lock, t.Intact, t.Lost, t.Wrong,
+			st.Requests, st.Failed, r.Failed, ms(st.P99), outcome)
+	}
+	fmt.Fprintln(w)
+	seen := map[string]bool{}
+	for _, r := range results {
+		if !seen[r.Scenario] {
+			seen[r.Scenario] = true
+			fmt.Fprintf(w, "- **%s**: %s\n", r.Scenario, r.Lesson)
+		}
+	}
+	fmt.Fprintf(w, "\n%d runs in %.0fs.\n", len(results), elapsed.Seconds())
+}

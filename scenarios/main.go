@@ -1,0 +1,308 @@
+// Command scenarios is the lab: each lesson of stateless design as a
+// readable script that starts its own cluster, shops, injects a fault and
+// judges what happened to every cart.
+//
+//	go run ./scenarios list
+//	go run ./scenarios show NAME
+//	go run ./scenarios run NAME [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-report FILE.html] [-target URL [-driver compose]]
+//	go run ./scenarios run load [-short] [-scaling]
+//	go run ./scenarios matrix
+//
+// The engine lives in scenarios/lab; this file is the command line only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/statelab/shop/scenarios/bench"
+	"github.com/statelab/shop/scenarios/lab"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes: 0 the outcome was the expected one, 1 it was not, 2 the lab
+// could not run (usage, a cluster that did not start).
+const (
+	exitOK       = 0
+	exitMismatch = 1
+	exitError    = 2
+)
+
+const usage = `usage:
+  scenarios list                 one line per scenario: name — lesson
+  scenarios show NAME            print a scenario's script
+  scenarios run NAME [flags]     run one scenario and judge it
+  scenarios run load [-short] [-scaling] [-duration D] [-doc FILE]
+                                 the load benchmark (package scenarios/bench); measured, not judged
+  scenarios matrix               run every scenario under every configuration it applies to;
+                                 a Markdown table on stdout
+
+run flags:
+  -store memory|redis   -lb roundrobin|sticky   -lock on|off
+  -report FILE.html     write a self-contained report with a timeline
+  -target URL           shop against a running cluster instead of starting one
+  -driver none|compose  with -target: how faults are injected (compose: docker compose kill|stop|start)
+  -compose-file FILE    with -driver compose: the compose file
+  -v                    copy the cluster's process output to stderr
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError
+	}
+	var err error
+	code := exitOK
+	switch args[0] {
+	case "list":
+		err = list(stdout)
+	case "show":
+		if len(args) != 2 {
+			err = errors.New("usage: scenarios show NAME")
+			break
+		}
+		var src string
+		if _, err = lab.Lookup(args[1]); err == nil {
+			src, err = lab.Source(args[1])
+			fmt.Fprint(stdout, src)
+		}
+	case "run":
+		if len(args) > 1 && args[1] == "load" {
+			code, err = runLoad(ctx, args[2:], stdout, stderr)
+			break
+		}
+		code, err = runOne(ctx, args[1:], stdout, stderr)
+	case "matrix":
+		code, err = matrix(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = fmt.Errorf("unknown command %q", args[0])
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "scenarios: %v\n", err)
+		if code == exitOK {
+			code = exitError
+		}
+	}
+	return code
+}
+
+func list(w io.Writer) error {
+	scripts, err := lab.Scripts()
+	if err != nil {
+		return err
+	}
+	for _, s := range scripts {
+		fmt.Fprintf(w, "%s — %s\n", s.Name, s.Lesson)
+	}
+	fmt.Fprintf(w, "%s — %s\n", "load", loadLesson)
+	return nil
+}
+
+// loadLesson is the load benchmark's line in the list: it measures, it
+// does not judge carts.
+const loadLesson = "the load benchmark (scenarios/bench): what Redis sessions cost per request against memory ones, measured, not judged"
+
+// runLoad runs the load benchmark of package bench.
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("run load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o bench.Options
+	fs.BoolVar(&o.Short, "short", false, "every step briefly, no curves: a smoke test")
+	fs.BoolVar(&o.Scaling, "scaling", false, "also run the curves (1-4 replicas, 10-1000 shoppers, 10k-1M sessions); minutes")
+	fs.DurationVar(&o.Duration, "duration", 0, "length of each measurement (bench default)")
+	fs.StringVar(&o.Doc, "doc", "", "write the Markdown report here, e.g. docs/benchmarks.md")
+	fs.StringVar(&o.Dir, "dir", "", "keep the clusters' logs here; empty is a temp dir")
+	if err := fs.Parse(args); err != nil {
+		return exitError, err
+	}
+	if fs.NArg() > 0 {
+		return exitError, fmt.Errorf("run load: unexpected arguments %q", fs.Args())
+	}
+	o.Command = "go run ./scenarios run load " + strings.Join(args, " ")
+	if _, err := bench.Run(ctx, o, stdout); err != nil {
+		return exitError, err
+	}
+	return exitOK, nil
+}
+
+// runFlags are run's flags.
+type runFlags struct {
+	store, lb, lock string
+	report          string
+	target          string
+	driver          string
+	composeFile     string
+	verbose         bool
+	set             map[string]bool // flags given on the command line
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, err error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.store, "store", "", "session store: memory or redis")
+	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin or sticky")
+	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
+	fs.StringVar(&f.report, "report", "", "write an HTML report to this file")
+	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
+	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none or compose")
+	fs.StringVar(&f.composeFile, "compose-file", "", "with -driver compose, the compose file")
+	fs.BoolVar(&f.verbose, "v", false, "copy the cluster's process output to stderr")
+	// The name may come before or after the flags.
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", f, err
+	}
+	if name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", f, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if name == "" {
+		return "", f, errors.New("run: which scenario? (scenarios list)")
+	}
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}} {
+		allowed := map[string][]string{"store": {"memory", "redis"}, "lb": {"roundrobin", "sticky"}, "lock": {"on", "off"}}[c.flag]
+		if f.set[c.flag] && !slices.Contains(allowed, c.val) {
+			return "", f, fmt.Errorf("-%s %q: want %s or %s", c.flag, c.val, allowed[0], allowed[1])
+		}
+	}
+	if f.driver != "none" && f.driver != "compose" {
+		return "", f, fmt.Errorf("-driver %q: want none or compose", f.driver)
+	}
+	if f.target == "" && (f.set["driver"] || f.set["compose-file"]) {
+		return "", f, errors.New("-driver and -compose-file need -target")
+	}
+	return name, f, nil
+}
+
+// pickConfig chooses the configuration for a run: the first one the script
+// declares that agrees with every flag given, else the defaults with the
+// flags applied (a configuration the script may have no expectation for,
+// which the judge then says).
+func pickConfig(s *lab.Script, f runFlags) lab.Config {
+	agrees := func(c lab.Config) bool {
+		return (!f.set["store"] || c.Store == f.store) && (!f.set["lb"] || c.LB == f.lb) && (!f.set["lock"] || c.Lock == f.lock)
+	}
+	for _, c := range s.Configs {
+		if agrees(c) {
+			return c
+		}
+	}
+	c := lab.DefaultConfig
+	if f.set["store"] {
+		c.Store = f.store
+	}
+	if f.set["lb"] {
+		c.LB = f.lb
+	}
+	if f.set["lock"] {
+		c.Lock = f.lock
+	}
+	return c
+}
+
+func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	name, f, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return exitError, err
+	}
+	s, err := lab.Lookup(name)
+	if err != nil {
+		return exitError, err
+	}
+	o := lab.Options{Config: pickConfig(s, f), Out: stdout}
+	switch {
+	case f.target != "" && f.driver == "compose":
+		o.Driver = &lab.ComposeDriver{URL: f.target, File: f.composeFile}
+		o.Detect = true
+	case f.target != "":
+		o.Driver = lab.NoFaults{URL: f.target}
+		o.Detect = true
+	case f.verbose:
+		o.Driver = &lab.LocalDriver{Stdout: stderr}
+	}
+	res, err := lab.Run(ctx, s, o)
+	if err != nil {
+		return exitError, err
+	}
+	lab.WriteTable(stdout, res)
+	if f.report != "" {
+		if err := writeReport(f.report, res); err != nil {
+			return exitError, err
+		}
+		fmt.Fprintf(stdout, "report: %s\n", f.report)
+	}
+	if !res.Pass {
+		return exitMismatch, nil
+	}
+	return exitOK, nil
+}
+
+func writeReport(path string, res *lab.Result) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := lab.WriteReport(out, res); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// matrix runs every scenario under every configuration it declares, one
+// after the other: the runs share two cores with nothing else.
+func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	only := fs.String("only", "", "run only this scenario")
+	if err := fs.Parse(args); err != nil {
+		return exitError, err
+	}
+	scripts, err := lab.Scripts()
+	if err != nil {
+		return exitError, err
+	}
+	start := time.Now()
+	var results []*lab.Result
+	code := exitOK
+	for _, s := range scripts {
+		if *only != "" && s.Name != *only {
+			continue
+		}
+		for _, cfg := range s.Configs {
+			fmt.Fprintf(stderr, "running %s (%s)\n", s.Name, cfg)
+			res, err := lab.Run(ctx, s, lab.Options{Config: cfg})
+			if err != nil {
+				return exitError, fmt.Errorf("%s (%s): %w", s.Name, cfg, err)
+			}
+			if !res.Pass {
+				code = exitMismatch
+			}
+			results = append(results, res)
+		}
+	}
+	lab.WriteMatrix(stdout, results, time.Since(start))
+	return code, nil
+}

@@ -1,0 +1,99 @@
+package templates
+
+// View structs of the scenario lab's report (report.templ): one
+// self-contained HTML page per scenario run. The lab computes every number
+// and coordinate; the components only lay them out.
+
+// ReportView is one scenario run.
+type ReportView struct {
+	Title       string // "failover — store=memory lb=sticky lock=on"
+	Scenario    string
+	Lesson      string
+	Config      string
+	Pass        bool
+	Verdict     string   // "observed what the scenario expects" or what differed
+	Differences []string // "file:line: expected X, observed Y"
+	Timeline    TimelineView
+	Summary     []ReportPair // requests by status, retries, carts, latency
+	Replicas    []ReplicaRow
+	Carts       []CartRow
+	Checks      []CheckRow
+	Events      []ReportPair // time → what happened
+	Script      string       // the scenario's script, as written
+}
+
+// ReportPair is a label and its value.
+type ReportPair struct {
+	Label string
+	Value string
+}
+
+// ReplicaRow is one replica's line in the result table.
+type ReplicaRow struct {
+	Replica  string
+	Color    string // the replica's colour in the timeline
+	Requests int
+	Failed   int
+	P50      string
+	P99      string
+}
+
+// CartRow is the judge's verdict on one shopper's cart.
+type CartRow struct {
+	Shopper string
+	Verdict string // intact, lost or wrong
+	Why     string
+}
+
+// CheckRow is one expectation of the script.
+type CheckRow struct {
+	Line     int
+	Text     string
+	Applies  bool
+	OK       bool
+	Observed string
+}
+
+// TimelineView is the SVG timeline: requests per time bucket stacked by the
+// replica that answered, failures marked above, events as vertical lines.
+type TimelineView struct {
+	Width, Height int // the whole SVG
+	Left, Top     int // the plot's origin (top-left)
+	PlotW, PlotH  int
+	Bucket        string // "100 ms"
+	Bars          []TimelineBar
+	Failures      []TimelineBar
+	Events        []TimelineEvent
+	XTicks        []TimelineTick
+	YTicks        []TimelineTick
+	Legend        []LegendItem
+	LostCarts     int
+	WrongCarts    int
+	Carts         int
+}
+
+// TimelineBar is one rectangle.
+type TimelineBar struct {
+	X, Y, W, H int
+	Color      string
+	Title      string // tooltip
+}
+
+// TimelineEvent is a vertical line with a label.
+type TimelineEvent struct {
+	X      int
+	LabelY int
+	Label  string
+}
+
+// TimelineTick is an axis tick at a pixel position.
+type TimelineTick struct {
+	Pos   int
+	Label string
+}
+
+// LegendItem names a colour.
+type LegendItem struct {
+	Name  string
+	Color string
+}

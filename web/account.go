@@ -1,0 +1,273 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/templates"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Account form limits. bcrypt reads at most 72 bytes of a password; a longer
+// one is refused rather than silently cut.
+const (
+	minPasswordLen = 10
+	maxPasswordLen = 72
+	bcryptCost     = bcrypt.DefaultCost
+)
+
+// Session keys of a logged-in session.
+const (
+	keyAccountEmail = "account_email"
+	// keyRenewed says why the token was last renewed (register, login,
+	// logout), so the session inspector can show the fixation defence at work.
+	keyRenewed = "renewed"
+)
+
+// dummyHash is compared against when an email has no account, so a failed
+// login takes as long whether or not the account exists.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), bcryptCost)
+
+// accountForm is the register and login form as posted.
+type accountForm struct {
+	Email, Password string
+	Errors          map[string]string
+}
+
+func readAccountForm(r *http.Request, register bool) (accountForm, error) {
+	values, err := parseForm(r)
+	if err != nil {
+		return accountForm{}, err
+	}
+	f := accountForm{Errors: map[string]string{}}
+	email, err := formValue(values, "email", maxEmailLen)
+	if err != nil {
+		f.Errors["email"] = err.(*Error).Message
+	}
+	f.Email = normalizeEmail(email)
+	if _, bad := f.Errors["email"]; !bad {
+		if a, err := mail.ParseAddress(f.Email); err != nil || a.Address != f.Email || !strings.Contains(f.Email, ".") {
+			f.Errors["email"] = "must be an address like ada@example.com"
+		}
+	}
+	pw := values["password"]
+	switch {
+	case len(pw) > 1:
+		f.Errors["password"] = "given more than once"
+	case len(pw) == 0 || pw[0] == "":
+		f.Errors["password"] = "is required"
+	case len(pw[0]) > maxPasswordLen:
+		f.Errors["password"] = fmt.Sprintf("must be at most %d bytes", maxPasswordLen)
+	case register && len([]rune(pw[0])) < minPasswordLen:
+		f.Errors["password"] = fmt.Sprintf("must be at least %d characters", minPasswordLen)
+	default:
+		f.Password = pw[0]
+	}
+	return f, nil
+}
+
+// normalizeEmail trims and lower-cases an address: one person, one account,
+// however they type it.
+func normalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, register bool, f accountForm) error {
+	v := templates.AuthView{Register: register, Email: f.Email, Errors: f.Errors}
+	title := "Log in"
+	if register {
+		title = "Create an account"
+	}
+	v.Page = s.page(r, title)
+	clearFlash(w, r)
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
+	}
+	s.render(w, r, status, templates.AuthPage(v))
+	return nil
+}
+
+// handleRegisterForm and handleLoginForm show the empty forms.
+func (s *Server) handleRegisterForm(w http.ResponseWriter, r *http.Request) error {
+	return s.renderAuth(w, r, http.StatusOK, true, accountForm{})
+}
+
+func (s *Server) handleLoginForm(w http.ResponseWriter, r *http.Request) error {
+	return s.renderAuth(w, r, http.StatusOK, false, accountForm{})
+}
+
+// handleRegister creates an account and logs the session in.
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	f, err := readAccountForm(r, true)
+	if err != nil {
+		return err
+	}
+	if len(f.Errors) > 0 {
+		return s.renderAuth(w, r, http.StatusUnprocessableEntity, true, f)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(f.Password), bcryptCost)
+	if err != nil {
+		return err
+	}
+	acct, err := s.db.CreateAccount(r.Context(), f.Email, hash)
+	if errors.Is(err, store.ErrEmailTaken) {
+		// Say no more than needed: not whether the account exists, only what to do.
+		f.Errors["email"] = "cannot be registered. If you already have an account, log in instead."
+		return s.renderAuth(w, r, http.StatusUnprocessableEntity, true, f)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.logIn(r.Context(), info, acct, "register"); err != nil {
+		return err
+	}
+	setFlash(w, "registered")
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+	return nil
+}
+
+// handleLogin checks the password, with failures limited per account and
+// client address.
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	f, err := readAccountForm(r, false)
+	if err != nil {
+		return err
+	}
+	if len(f.Errors) > 0 {
+		return s.renderAuth(w, r, http.StatusUnprocessableEntity, false, f)
+	}
+	limitKey := f.Email + "|" + s.clientIP(r)
+	blocked, err := s.limiter.Blocked(r.Context(), limitKey)
+	if err != nil {
+		return err
+	}
+	if blocked {
+		f.Errors["form"] = fmt.Sprintf("Too many failed logins for this account from your address. Try again in %d minutes.", int(loginWindow.Minutes()))
+		return s.renderAuth(w, r, http.StatusTooManyRequests, false, f)
+	}
+
+	acct, err := s.db.AccountByEmail(r.Context(), f.Email)
+	hash := dummyHash
+	if err == nil {
+		hash = acct.PasswordHash
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) != nil || err != nil {
+		if err := s.limiter.Fail(r.Context(), limitKey); err != nil {
+			return err
+		}
+		f.Errors["form"] = "The email or the password is wrong."
+		return s.renderAuth(w, r, http.StatusUnprocessableEntity, false, f)
+	}
+	if err := s.limiter.Reset(r.Context(), limitKey); err != nil {
+		return err
+	}
+	if err := s.logIn(r.Context(), info, acct, "login"); err != nil {
+		return err
+	}
+	setFlash(w, "logged-in")
+	http.Redirect(w, r, "/account", http.StatusSeeOther)
+	return nil
+}
+
+// logIn renews the session token (so a token planted before login is worth
+// nothing after it), records the account, and merges the anonymous cart with
+// the one the account saved.
+func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account, why string) error {
+	saved, err := s.db.SavedCart(ctx, acct.ID)
+	if err != nil {
+		return err
+	}
+	cart := info.Cart
+	if len(saved) > 0 {
+		if old, err := DecodeCart(saved); err == nil {
+			cart = mergeCarts(cart, old)
+		}
+	}
+	m := s.sessions.manager
+	if err := m.RenewToken(ctx); err != nil {
+		return errors.Join(ErrSessionStore, err)
+	}
+	m.Put(ctx, keyAccount, strconv.FormatInt(acct.ID, 10))
+	m.Put(ctx, keyAccountEmail, acct.Email)
+	m.Put(ctx, keyRenewed, why)
+	return s.saveCart(ctx, acct.ID, cart)
+}
+
+// mergeCarts adds b's lines to a's, each line capped at the limits: what a
+// person put in either cart stays, as far as the rules allow.
+func mergeCarts(a, b Cart) Cart {
+	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...)}
+	for _, it := range b.Items {
+		q := min(out.Quantity(it.ProductID)+it.Quantity, MaxLineQuantity)
+		out.Set(it.ProductID, q) // only ErrCartFull can fail: that line is dropped
+	}
+	return out
+}
+
+// handleLogout forgets the account and renews the token.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.session(r.Context()); err != nil {
+		return err
+	}
+	m := s.sessions.manager
+	// Everything goes: the cart belongs to the account (it is saved with it),
+	// and the next person at this browser must not see it.
+	if err := m.Clear(r.Context()); err != nil {
+		return errors.Join(ErrSessionStore, err)
+	}
+	if err := m.RenewToken(r.Context()); err != nil {
+		return errors.Join(ErrSessionStore, err)
+	}
+	s.touchSession(r.Context())
+	m.Put(r.Context(), keyRenewed, "logout")
+	setFlash(w, "logged-out")
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+	return nil
+}
+
+// handleAccount shows the account and its orders; anonymous visitors are
+// sent to log in.
+func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) error {
+	info, err := s.session(r.Context())
+	if err != nil {
+		return err
+	}
+	if info.AccountID == 0 {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return nil
+	}
+	orders, err := s.db.OrdersByAccount(r.Context(), info.AccountID)
+	if err != nil {
+		return err
+	}
+	v := templates.AccountView{Email: s.sessions.manager.GetString(r.Context(), keyAccountEmail)}
+	for _, o := range orders {
+		n := 0
+		for _, l := range o.Lines {
+			n += l.Quantity
+		}
+		v.Orders = append(v.Orders, templates.OrderSummary{
+			ID: o.ID, URL: "/orders/" + o.ID, Items: n, Total: formatPrice(o.TotalCents),
+			PlacedAt: o.CreatedAt.UTC().Format(time.DateTime + " UTC"), Replica: o.Replica,
+		})
+	}
+	v.Page = s.page(r, "Your account")
+	clearFlash(w, r)
+	s.render(w, r, http.StatusOK, templates.AccountPage(v))
+	return nil
+}

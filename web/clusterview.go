@@ -1,0 +1,207 @@
+package web
+
+// GET /cluster and the announcer behind it. Replicas know nothing of each
+// other by design; in redis mode they share a place to meet, so each one
+// announces itself there with a short TTL and /cluster lists who is alive.
+// In memory mode there is no shared place, and the page says so.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/templates"
+)
+
+const (
+	// announcePrefix + replica name is a replica's announcement key.
+	announcePrefix = "replicas:"
+	// announceIndex is a sorted set of announced names scored by when their
+	// announcement expires (Unix ms), so /cluster finds them without a SCAN
+	// over every session in Redis. The keys themselves stay the truth: a name
+	// whose key expired is skipped, so clock skew between hosts is harmless.
+	announceIndex = "replicas"
+	// announceTTL: an announcement not refreshed for this long vanishes, so a
+	// replica killed with -9 leaves the list within seconds.
+	announceTTL = 5 * time.Second
+	// announceEvery is the refresh period, well inside announceTTL so one
+	// slow refresh does not make a live replica blink out.
+	announceEvery = 2 * time.Second
+	// maxAnnounced bounds how many announcements /cluster reads.
+	maxAnnounced = 100
+)
+
+// announcement is the JSON under replicas:<name>.
+type announcement struct {
+	Name      string    `json:"name"`
+	Addr      string    `json:"addr"`
+	Store     string    `json:"store"`
+	StartedAt time.Time `json:"started_at"`
+	Ready     bool      `json:"ready"`
+}
+
+// Announce makes this replica visible on the other replicas' /cluster page:
+// every announceEvery it writes replicas:<name> to Redis with a TTL of
+// announceTTL, until ctx ends, when it withdraws the announcement. addr is
+// the address to show for this replica. In memory mode there is nowhere to
+// announce, and it returns at once.
+//
+// Run it in its own goroutine. It shares nothing with requests but the Redis
+// pool, which never waits for a connection, so it cannot hold one up; a
+// Redis error is logged at debug level and retried on the next tick.
+func (s *Server) Announce(ctx context.Context, addr string) {
+	if s.sessions.pool == nil {
+		return
+	}
+	a := announcement{Name: s.cfg.Replica, Addr: addr, Store: s.sessions.Kind(), StartedAt: time.Now().UTC().Truncate(time.Second)}
+	tick := time.NewTicker(announceEvery)
+	defer tick.Stop()
+	for {
+		a.Ready = s.readyErr(ctx) == nil
+		if err := s.announceOnce(ctx, a); err != nil && ctx.Err() == nil {
+			s.log.DebugContext(ctx, "announce failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			s.withdraw()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) announceOnce(ctx context.Context, a announcement) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	conn, err := s.sessions.pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	expires := time.Now().Add(announceTTL).UnixMilli()
+	conn.Send("SET", announcePrefix+s.cfg.Replica, b, "PX", announceTTL.Milliseconds())
+	conn.Send("ZADD", announceIndex, expires, s.cfg.Replica)
+	// The index outlives its members a little, and no longer: when every
+	// replica is gone, so is the index.
+	_, err = redis.DoContext(conn, ctx, "PEXPIRE", announceIndex, (10 * announceTTL).Milliseconds())
+	return err
+}
+
+// withdraw deletes the announcement as the replica stops, so the others see
+// it leave at once instead of after the TTL.
+func (s *Server) withdraw() {
+	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
+	defer cancel()
+	conn, err := s.sessions.pool.GetContext(ctx)
+	if err != nil {
+		return // it expires by itself
+	}
+	defer conn.Close()
+	conn.Send("DEL", announcePrefix+s.cfg.Replica)
+	redis.DoContext(conn, ctx, "ZREM", announceIndex, s.cfg.Replica)
+}
+
+// readyErr is what /readyz checks: not draining, database and store answer.
+func (s *Server) readyErr(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("draining")
+	}
+	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		return err
+	}
+	return s.sessions.Ping(ctx)
+}
+
+// handleClusterView lists the replicas this replica can tell are up.
+func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind()}
+	self := templates.ClusterMember{
+		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
+		Ready: s.readyErr(ctx) == nil, Self: true,
+	}
+	if s.sessions.pool != nil {
+		members, err := s.announced(ctx)
+		if err != nil {
+			s.log.DebugContext(ctx, "reading announcements failed", "err", err)
+			v.Error = "Redis did not answer, so this replica cannot tell which others are up."
+		}
+		found := false
+		for _, m := range members {
+			if m.Name == s.cfg.Replica {
+				m.Self, found = true, true
+				m.Ready = self.Ready // fresher than the announcement
+			}
+			v.Members = append(v.Members, m)
+		}
+		if !found {
+			self.ExpiresIn = "not announced"
+			v.Members = append(v.Members, self)
+		}
+	} else {
+		v.Members = []templates.ClusterMember{self}
+	}
+	slices.SortFunc(v.Members, func(a, b templates.ClusterMember) int { return cmp.Compare(a.Name, b.Name) })
+	v.Page = s.page(r, "The cluster")
+	clearFlash(w, r)
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, http.StatusOK, templates.ClusterPage(v))
+	return nil
+}
+
+// announced reads every live announcement from Redis.
+func (s *Server) announced(ctx context.Context) ([]templates.ClusterMember, error) {
+	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	conn, err := s.sessions.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	conn.Send("ZREMRANGEBYSCORE", announceIndex, "-inf", time.Now().UnixMilli())
+	names, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGE", announceIndex, 0, maxAnnounced-1))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(names))
+	for i, name := range names {
+		keys[i] = announcePrefix + name
+	}
+	var members []templates.ClusterMember
+	for _, key := range keys {
+		conn.Send("GET", key)
+		conn.Send("PTTL", key)
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, err
+	}
+	for _, key := range keys {
+		b, errGet := redis.Bytes(conn.Receive())
+		ms, errTTL := redis.Int64(conn.Receive())
+		var a announcement
+		if errGet != nil || errTTL != nil || json.Unmarshal(b, &a) != nil {
+			continue // expired since it was indexed, or not ours
+		}
+		if a.Name == "" {
+			a.Name = strings.TrimPrefix(key, announcePrefix)
+		}
+		members = append(members, templates.ClusterMember{
+			Name: a.Name, ColorClass: replicaColorClass(a.Name), Addr: a.Addr, Store: a.Store,
+			StartedAt: a.StartedAt.Format("15:04:05 MST"), Ready: a.Ready,
+			ExpiresIn: (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String(),
+		})
+	}
+	return members, nil
+}
