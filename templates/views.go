@@ -2,6 +2,8 @@
 // view structs defined here, so they depend on nothing else in the project.
 package templates
 
+import "github.com/a-h/templ"
+
 // SessionState says how this replica sees the browser's session.
 type SessionState string
 
@@ -80,7 +82,8 @@ type CatalogView struct {
 	Page
 	Categories []Category
 	Heading    string
-	Products   []Product
+	// Grid is the product grid, rendered once per category (see ProductGrid).
+	Grid templ.Component
 }
 
 // ProductView is a product page.

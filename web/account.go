@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/statelab/shop/store"
@@ -32,8 +33,16 @@ const (
 )
 
 // dummyHash is compared against when an email has no account, so a failed
-// login takes as long whether or not the account exists.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), bcryptCost)
+// login takes as long whether or not the account exists. It is made on first
+// use, not at start: bcrypt costs tens of milliseconds, and a replica must be
+// ready fast.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), bcryptCost)
+	if err != nil {
+		panic(err) // only for a cost out of range: a programming error
+	}
+	return h
+})
 
 // accountForm is the register and login form as posted.
 type accountForm struct {
@@ -160,7 +169,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	acct, err := s.db.AccountByEmail(r.Context(), f.Email)
-	hash := dummyHash
+	hash := dummyHash()
 	if err == nil {
 		hash = acct.PasswordHash
 	} else if !errors.Is(err, store.ErrNotFound) {

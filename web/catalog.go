@@ -31,12 +31,8 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	if !found {
 		return notFound("category: there is no category %q.", slug)
 	}
-	for i := range cat.products {
-		if p := &cat.products[i]; slug == "" || p.CategorySlug == slug {
-			v.Products = append(v.Products, cat.views[i])
-		}
-	}
 	v.Page = s.page(r, v.Heading)
+	v.Grid = cat.grids[gridKey{category: slug, withCart: !v.CartUnavailable}]
 	clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil

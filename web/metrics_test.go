@@ -1,8 +1,3 @@
-//go:build withprom
-
-// Tagged like metrics_prom.go until go.sum has go.yaml.in/yaml/v2; remove
-// the constraint with it.
-
 package web_test
 
 import (

@@ -65,6 +65,8 @@ func TestRedisDown(t *testing.T) {
 	}
 	if r := c.get("/"); !strings.Contains(r.testid("store-notice"), "unavailable") {
 		t.Errorf("catalog notice = %q", r.testid("store-notice"))
+	} else if n := r.count("add-form"); n != 0 || r.count("product-card") < 24 {
+		t.Errorf("catalog with the store away: %d add forms (want none), %d products", n, r.count("product-card"))
 	}
 
 	if err := shop.redis.Start(t.Context()); err != nil {

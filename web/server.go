@@ -5,10 +5,12 @@ package web
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -132,6 +134,40 @@ type catalog struct {
 	// formatting 24 prices and URLs on every request was a tenth of the
 	// page's allocations.
 	views []templates.Product
+	// grids are the catalog page's product grids, rendered once per category
+	// ("" is all products) and cart availability: the biggest part of the
+	// page, the same for every visitor.
+	grids map[gridKey]templ.Component
+}
+
+type gridKey struct {
+	category string
+	withCart bool
+}
+
+// renderGrids renders every product grid the catalog page can show.
+func (cat *catalog) renderGrids(ctx context.Context) error {
+	cat.grids = make(map[gridKey]templ.Component)
+	slugs := []string{""}
+	for _, c := range cat.categories {
+		slugs = append(slugs, c.Slug)
+	}
+	for _, slug := range slugs {
+		var views []templates.Product
+		for i := range cat.products {
+			if slug == "" || cat.products[i].CategorySlug == slug {
+				views = append(views, cat.views[i])
+			}
+		}
+		for _, withCart := range []bool{true, false} {
+			var b strings.Builder
+			if err := templates.ProductGrid(views, withCart).Render(ctx, &b); err != nil {
+				return fmt.Errorf("web: render the catalog grid: %w", err)
+			}
+			cat.grids[gridKey{slug, withCart}] = templ.Raw(b.String())
+		}
+	}
+	return nil
 }
 
 func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
@@ -159,6 +195,9 @@ func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
 		cat.byID[prods[i].ID] = &prods[i]
 		cat.bySlug[prods[i].Slug] = &prods[i]
 		cat.views = append(cat.views, productView(&prods[i]))
+	}
+	if err := cat.renderGrids(ctx); err != nil {
+		return nil, err
 	}
 	c.snap.Store(cat)
 	return cat, nil

@@ -34,8 +34,8 @@ type Options struct {
 	// Dir holds the clusters' logs and databases; "" is a temp dir removed
 	// afterwards.
 	Dir string
-	// Duration of each measurement and model; default 5s (short: 200ms),
-	// taken in Rounds turns (default 5, short 1) that alternate with the
+	// Duration of each measurement and model; default 10s (short: 200ms),
+	// taken in Rounds turns (default 10, short 1) that alternate with the
 	// measurements it is compared with.
 	Duration time.Duration
 	Rounds   int
@@ -70,13 +70,13 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	if o.Duration == 0 {
-		o.Duration = 5 * time.Second
+		o.Duration = 10 * time.Second
 		if o.Short {
 			o.Duration = 200 * time.Millisecond
 		}
 	}
 	def(&o.Rate, 200, 50)
-	def(&o.Rounds, 5, 1)
+	def(&o.Rounds, 10, 1)
 	def(&o.Workers, 32, 4)
 	def(&o.Shoppers, 64, 8)
 	if o.Short {
@@ -106,7 +106,8 @@ type Measurement struct {
 	// Closed model: Workers concurrent clients, each sending its next
 	// request when the last answered: the most the cluster serves.
 	Workers    int
-	Throughput float64 // successful requests per second
+	Throughput float64   // successful requests per second: the median round
+	Rounds     []float64 // each round's throughput, in the order taken
 	ClosedP50  time.Duration
 	ClosedP99  time.Duration
 	// Open model: requests arrive at Rate per second whatever the
@@ -114,6 +115,9 @@ type Measurement struct {
 	Rate    int
 	OpenP50 time.Duration
 	OpenP99 time.Duration
+	// Limit is the /healthz limit of this store's cluster, measured in the
+	// same rounds: what "% of limit" divides by.
+	Limit *Measurement
 	// Success is the share of 2xx/3xx answers over both models.
 	Success float64
 	// AllocsPerRequest is the replicas' heap allocations per request during
@@ -240,26 +244,36 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	}
 
 	// The limit (nginx to a replica's /healthz, nothing else) is measured
-	// in the same rounds as the catalog it is compared with; memory and
-	// redis take turns on every page.
+	// in the same rounds as each page it is compared with; memory and redis
+	// take turns on every page. The table's limit is the catalog's, which
+	// the goal is about.
 	for _, page := range pages {
 		var jobs []job
-		if page == PageCatalog {
-			for _, store := range []string{"memory", "redis"} {
-				c := clusters[store]
-				jobs = append(jobs, job{c: c, ts: targets(c.URL(), PageHealthz, nil, slug), page: PageHealthz, store: store})
-			}
+		for _, store := range []string{"memory", "redis"} {
+			c := clusters[store]
+			jobs = append(jobs, job{c: c, ts: targets(c.URL(), PageHealthz, nil, slug), page: PageHealthz, store: store})
 		}
 		for _, store := range []string{"memory", "redis"} {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), page, shoppers[store], slug), page: page, store: store})
 		}
-		for _, m := range measureGroup(ctx, o, jobs, true) {
+		ms := measureGroup(ctx, o, jobs, true)
+		limits := map[string]Measurement{}
+		for _, m := range ms {
 			if m.Page == PageHealthz {
-				res.Limit[m.Store] = m
-				logf("bench: limit (%s cluster): %.0f req/s", m.Store, m.Throughput)
+				limits[m.Store] = m
+				if page == PageCatalog {
+					res.Limit[m.Store] = m
+				}
+				logf("bench: limit (%s cluster, with %s): %.0f req/s", m.Store, page, m.Throughput)
+			}
+		}
+		for _, m := range ms {
+			if m.Page == PageHealthz {
 				continue
 			}
+			l := limits[m.Store]
+			m.Limit = &l
 			res.Measurements = append(res.Measurements, m)
 			logf("bench: %-7s %-6s %7.0f req/s  p50 %v p99 %v at %d req/s  success %.1f%%", page, m.Store, m.Throughput, m.OpenP50, m.OpenP99, o.Rate, m.Success*100)
 		}

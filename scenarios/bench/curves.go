@@ -33,8 +33,9 @@ func concurrencyCurve(ctx context.Context, c *cluster.Cluster, o Options, ts []v
 	return out
 }
 
-// replicaCurve measures the catalog at 4, 2 and 1 replicas (3 is the main
-// table), scaling the redis cluster out and in.
+// replicaCurve measures the catalog at 3, 4, 2 and 1 replicas, scaling the
+// redis cluster out and in; all four under the same conditions (unlike the
+// main table's, which takes turns with /healthz).
 func replicaCurve(ctx context.Context, c *cluster.Cluster, o Options, shoppers []shopper, slug string, logf func(string, ...any)) []Measurement {
 	var out []Measurement
 	run := func() {
@@ -43,6 +44,7 @@ func replicaCurve(ctx context.Context, c *cluster.Cluster, o Options, shoppers [
 		out = append(out, m)
 		logf("bench: catalog at %d replicas: %6.0f req/s p50 %v at %d req/s", len(c.Replicas()), m.Throughput, m.OpenP50, o.Rate)
 	}
+	run()
 	if _, err := c.AddReplica(ctx, "SHOP_LOG_LEVEL=warn"); err != nil {
 		logf("bench: add replica: %v", err)
 		return out

@@ -217,8 +217,9 @@ func measureGroup(ctx context.Context, o Options, jobs []job, open bool) []Measu
 	for i, j := range jobs {
 		r := &res[i]
 		r.closed.Close()
+		rounds := slices.Clone(r.throughputs)
 		slices.Sort(r.throughputs)
-		m := Measurement{Page: j.page, Store: j.store, Workers: o.Workers, Throughput: r.throughputs[len(r.throughputs)/2],
+		m := Measurement{Page: j.page, Store: j.store, Workers: o.Workers, Throughput: r.throughputs[len(r.throughputs)/2], Rounds: rounds,
 			ClosedP50: r.closed.Latencies.P50, ClosedP99: r.closed.Latencies.P99,
 			AllocsPerRequest: r.before.perRequest(r.after), Success: r.closed.Success, Errors: r.closed.Errors}
 		if open {

@@ -41,12 +41,35 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
+// relative is a's throughput over b's. Measured in the same rounds, it is
+// the median of the round-by-round ratios: each pairs two runs seconds
+// apart, so load from elsewhere that comes and goes cancels out better
+// than in a ratio of medians.
+func relative(a, b Measurement) float64 {
+	if len(a.Rounds) == 0 || len(a.Rounds) != len(b.Rounds) {
+		return ratio(a.Throughput, b.Throughput)
+	}
+	rs := make([]float64, len(a.Rounds))
+	for i := range rs {
+		rs[i] = ratio(a.Rounds[i], b.Rounds[i])
+	}
+	slices.Sort(rs)
+	if len(rs)%2 == 0 {
+		return (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return rs[len(rs)/2]
+}
+
 func goals(r Result) []Goal {
 	var gs []Goal
 	if cat, ok := r.find(PageCatalog, "redis"); ok {
-		x := ratio(cat.Throughput, r.Limit["redis"].Throughput)
+		limit := r.Limit["redis"]
+		if cat.Limit != nil {
+			limit = *cat.Limit
+		}
+		x := relative(cat, limit)
 		g := Goal{Name: "catalog through nginx, redis session, vs the /healthz limit", Target: "≥ 50%",
-			Measured: fmt.Sprintf("%.0f%% (%.0f of %.0f req/s)", x*100, cat.Throughput, r.Limit["redis"].Throughput), Met: x >= goalCatalogVsLimit}
+			Measured: fmt.Sprintf("%.0f%% (%.0f of %.0f req/s)", x*100, cat.Throughput, limit.Throughput), Met: x >= goalCatalogVsLimit}
 		if !g.Met {
 			g.Why = fmt.Sprintf("short by %.0f points", (goalCatalogVsLimit-x)*100)
 		}
@@ -61,7 +84,7 @@ func goals(r Result) []Goal {
 		if !ok1 || !ok2 {
 			continue
 		}
-		x := ratio(red.Throughput, mem.Throughput)
+		x := relative(red, mem)
 		parts = append(parts, fmt.Sprintf("%s %.0f%%", p, x*100))
 		if x < goalRedisVsMemory {
 			met = false
@@ -161,6 +184,14 @@ func goals(r Result) []Goal {
 	return gs
 }
 
+// limitShare is m's throughput as a share of the limit measured with it.
+func limitShare(m Measurement) string {
+	if m.Limit == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%% of %.0f", relative(m, *m.Limit)*100, m.Limit.Throughput)
+}
+
 func ms(d time.Duration) string {
 	if d == 0 {
 		return "–"
@@ -180,7 +211,7 @@ func allocs(v float64) string {
 
 // mainRows is the main table: the limit, then every page for both stores.
 func (r Result) mainRows() (header []string, rows [][]string) {
-	header = []string{"page", "store", fmt.Sprintf("max req/s (%d clients)", r.Options.Workers), "% of limit", "redis/memory",
+	header = []string{"page", "store", fmt.Sprintf("max req/s (%d clients)", r.Options.Workers), "% of limit (req/s)", "redis/memory",
 		fmt.Sprintf("p50 @ %d req/s", r.Options.Rate), fmt.Sprintf("p99 @ %d req/s", r.Options.Rate), "p50 / p99 at max", "allocs/req", "ok"}
 	for _, s := range []string{"memory", "redis"} {
 		m := r.Limit[s]
@@ -190,11 +221,11 @@ func (r Result) mainRows() (header []string, rows [][]string) {
 		rel := ""
 		if m.Store == "redis" {
 			if mem, ok := r.find(m.Page, "memory"); ok {
-				rel = fmt.Sprintf("%.0f%%", ratio(m.Throughput, mem.Throughput)*100)
+				rel = fmt.Sprintf("%.0f%%", relative(m, mem)*100)
 			}
 		}
 		rows = append(rows, []string{m.Page, m.Store, fmt.Sprintf("%.0f", m.Throughput),
-			fmt.Sprintf("%.0f%%", ratio(m.Throughput, r.Limit[m.Store].Throughput)*100), rel,
+			limitShare(m), rel,
 			ms(m.OpenP50), ms(m.OpenP99), ms(m.ClosedP50) + " / " + ms(m.ClosedP99), allocs(m.AllocsPerRequest), fmt.Sprintf("%.1f%%", m.Success*100)})
 	}
 	return header, rows
@@ -247,7 +278,7 @@ func (r Result) Markdown() string {
 	fmt.Fprintf(&b, "- Machine: %d CPUs, %s; %.1f GiB RAM; Linux %s; %s; %s; %s.\n", m.NProc, m.CPU, float64(m.MemTotal)/(1<<30), m.Kernel, m.GoVersion, m.Nginx, m.Redis)
 	fmt.Fprintf(&b, "- Load average when the run began: %s. The load generator (vegeta, in the bench process), nginx, three replicas and Redis all share these CPUs, so absolute numbers are low and noisy; the goals are ratios within this one run.\n", m.LoadBefore)
 	fmt.Fprintf(&b, "- Two clusters side by side, each nginx (sticky routing, so a memory session stays on its replica) + 3 replicas, one with `memory` sessions and one with `redis`; replicas log at `warn`. Requests rotate over %d warm sessions per store (add-to-cart over 24 products too).\n", r.Options.Shoppers)
-	fmt.Fprintf(&b, "- Each page: a warm-up, then %d rounds of %v in the closed model (%d clients back to back: the maximum throughput, the median round counts), then %d rounds of %v in the open model (%d req/s arriving whatever the latency: the latencies to compare, pooled over the rounds). The memory and redis runs of a page take turns round by round, and the `/healthz` limit takes turns with the catalog, so a burst of someone else's load falls on both sides of a ratio.\n\n",
+	fmt.Fprintf(&b, "- Each page: a warm-up, then %d rounds of %v in the closed model (%d clients back to back: the maximum throughput, the median round counts; a ratio is the median of the round-by-round ratios), then %d rounds of %v in the open model (%d req/s arriving whatever the latency: the latencies to compare, pooled over the rounds). The memory and redis runs of a page take turns round by round, and the `/healthz` limit of both clusters takes turns with every page, so a burst of someone else's load falls on both sides of a ratio. The `/healthz` rows are the limit measured with the catalog; each page's \"%% of limit\" divides by the limit measured in its own rounds.\n\n",
 		r.Options.Rounds, r.Options.Duration/time.Duration(r.Options.Rounds), r.Options.Workers, r.Options.Rounds, r.Options.Duration/time.Duration(r.Options.Rounds), r.Options.Rate)
 
 	b.WriteString("## Goals\n\n")
@@ -294,12 +325,9 @@ func (r Result) Markdown() string {
 	}
 	if len(r.Replicas) > 0 {
 		rows = nil
-		if m, ok := r.find(PageCatalog, "redis"); ok {
-			m.Workers = 3
-			r.Replicas = append(r.Replicas, m)
-			slices.SortFunc(r.Replicas, func(a, b Measurement) int { return a.Workers - b.Workers })
-		}
-		for _, m := range r.Replicas {
+		reps := slices.Clone(r.Replicas)
+		slices.SortFunc(reps, func(a, b Measurement) int { return a.Workers - b.Workers })
+		for _, m := range reps {
 			rows = append(rows, []string{fmt.Sprint(m.Workers), fmt.Sprintf("%.0f", m.Throughput), ms(m.OpenP50), ms(m.OpenP99)})
 		}
 		fmt.Fprintf(&b, "Catalog page, redis sessions, %d clients (closed) and %d req/s (open):\n\n", r.Options.Workers, r.Options.Rate)
@@ -312,6 +340,11 @@ func (r Result) Markdown() string {
 		}
 		b.WriteString("Catalog page, redis sessions, 3 replicas, closed model:\n\n")
 		mdTable(&b, []string{"concurrent shoppers", "req/s", "p50", "p99", "allocs/req", "ok"}, rows)
+		for _, m := range r.Concurrency {
+			if m.Success < 1 && len(m.Errors) > 0 {
+				fmt.Fprintf(&b, "Failures at %d shoppers: `%s`.\n\n", m.Workers, strings.Join(m.Errors, "`, `"))
+			}
+		}
 	}
 	if len(r.Sessions) > 0 {
 		rows = nil

@@ -128,6 +128,36 @@ func startProc(s procSpec) (*proc, error) {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
+// pause stops the process with SIGSTOP and returns once it is stopped.
+// kill(2) only queues the signal: without the wait a request sent right after
+// Pause may still be answered, and a "stalled" test passes or fails by luck.
+func (p *proc) pause() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for p.running() && !processStopped(p.pid()) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster: pause %s: not stopped 2 s after SIGSTOP", p.name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// processStopped reports whether /proc says pid is stopped (state T). Where
+// there is no /proc it says yes, and pause is as good as the signal.
+func processStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself hold spaces or parentheses: take the last ")".
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
+}
+
 func (p *proc) running() bool {
 	select {
 	case <-p.done:

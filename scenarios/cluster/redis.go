@@ -161,7 +161,7 @@ func (r *Redis) Pause() error {
 	if p == nil {
 		return fmt.Errorf("cluster: pause redis: %w", errNotStarted)
 	}
-	return p.signal(syscall.SIGSTOP)
+	return p.pause()
 }
 
 // Resume continues a paused Redis with SIGCONT.

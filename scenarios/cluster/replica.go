@@ -128,7 +128,7 @@ func (r *Replica) Pause() error {
 	if p == nil {
 		return fmt.Errorf("cluster: pause %s: %w", r.name, errNotStarted)
 	}
-	return p.signal(syscall.SIGSTOP)
+	return p.pause()
 }
 
 // Resume continues a paused replica with SIGCONT.
