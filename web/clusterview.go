@@ -81,20 +81,15 @@ func (s *Server) announceOnce(ctx context.Context, a announcement) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := s.sessions.pool.GetContext(ctx)
-	if err != nil {
+	return withRedis(ctx, s.sessions.pool, func(ctx context.Context, conn redis.Conn) error {
+		expires := time.Now().Add(announceTTL).UnixMilli()
+		conn.Send("SET", announcePrefix+s.cfg.Replica, b, "PX", announceTTL.Milliseconds())
+		conn.Send("ZADD", announceIndex, expires, s.cfg.Replica)
+		// The index outlives its members a little, and no longer: when every
+		// replica is gone, so is the index.
+		_, err := redis.DoContext(conn, ctx, "PEXPIRE", announceIndex, (10 * announceTTL).Milliseconds())
 		return err
-	}
-	defer conn.Close()
-	expires := time.Now().Add(announceTTL).UnixMilli()
-	conn.Send("SET", announcePrefix+s.cfg.Replica, b, "PX", announceTTL.Milliseconds())
-	conn.Send("ZADD", announceIndex, expires, s.cfg.Replica)
-	// The index outlives its members a little, and no longer: when every
-	// replica is gone, so is the index.
-	_, err = redis.DoContext(conn, ctx, "PEXPIRE", announceIndex, (10 * announceTTL).Milliseconds())
-	return err
+	})
 }
 
 // withdraw deletes the announcement as the replica stops, so the others see

@@ -158,15 +158,12 @@ func (s *Server) lockStateOf(ctx context.Context, lk locker, token string) strin
 }
 
 // redisPTTL is PTTL key: milliseconds to live, -1 without expiry, -2 absent.
-func (s *Server) redisPTTL(ctx context.Context, key string) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := s.sessions.pool.GetContext(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	return redis.Int64(redis.DoContext(conn, ctx, "PTTL", key))
+func (s *Server) redisPTTL(ctx context.Context, key string) (ms int64, err error) {
+	err = withRedis(ctx, s.sessions.pool, func(ctx context.Context, conn redis.Conn) error {
+		ms, err = redis.Int64(redis.DoContext(conn, ctx, "PTTL", key))
+		return err
+	})
+	return ms, err
 }
 
 // deathStories explains, for each store, what this replica's death would do

@@ -88,14 +88,11 @@ func limitKey(key string) string {
 }
 
 func (l redisLimiter) do(ctx context.Context, cmd string, args ...any) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := l.pool.GetContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
-	}
-	defer conn.Close()
-	v, err := redis.DoContext(conn, ctx, cmd, args...)
+	var v any
+	err := withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) (err error) {
+		v, err = redis.DoContext(conn, ctx, cmd, args...)
+		return err
+	})
 	if err != nil && err != redis.ErrNil {
 		return nil, fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
 	}
@@ -115,14 +112,11 @@ func (l redisLimiter) Blocked(ctx context.Context, key string) (bool, error) {
 var incrScript = redis.NewScript(1, `local n = redis.call("INCR", KEYS[1]) if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end return n`)
 
 func (l redisLimiter) Fail(ctx context.Context, key string) error {
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := l.pool.GetContext(ctx)
+	err := withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) error {
+		_, err := incrScript.DoContext(ctx, conn, limitKey(key), loginWindow.Milliseconds())
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
-	}
-	defer conn.Close()
-	if _, err := incrScript.DoContext(ctx, conn, limitKey(key), loginWindow.Milliseconds()); err != nil {
 		return fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
 	}
 	return nil

@@ -114,17 +114,27 @@ func (s *Sessions) Ping(ctx context.Context) error {
 	if s.pool == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := s.pool.GetContext(ctx)
+	err := withRedis(ctx, s.pool, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "PING")
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sessions: ping: %w", err)
 	}
-	defer conn.Close()
-	if _, err := redis.DoContext(conn, ctx, "PING"); err != nil {
-		return fmt.Errorf("sessions: ping: %w", err)
-	}
 	return nil
+}
+
+// withRedis runs fn on a pooled connection, the borrowing and the whole
+// exchange bounded by StoreTimeout: no caller waits longer for Redis.
+func withRedis(ctx context.Context, pool *redis.Pool, fn func(context.Context, redis.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	conn, err := pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(ctx, conn)
 }
 
 // Close releases the backend's resources.
