@@ -125,9 +125,15 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind()}
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
-		Ready: s.readyErr(ctx) == nil, Self: true,
+		Ready: sessionOf(ctx).available && s.readyErr(ctx) == nil, Self: true,
 	}
-	if s.sessions.pool != nil {
+	switch {
+	case s.sessions.pool != nil && !sessionOf(ctx).available:
+		// The session load just found Redis down: asking again would only
+		// make the page wait another StoreTimeout for the same answer.
+		v.Error = "Redis did not answer, so this replica cannot tell which others are up."
+		v.Members = []templates.ClusterMember{self}
+	case s.sessions.pool != nil:
 		members, err := s.announced(ctx)
 		if err != nil {
 			s.log.DebugContext(ctx, "reading announcements failed", "err", err)
@@ -145,7 +151,7 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 			self.ExpiresIn = "not announced"
 			v.Members = append(v.Members, self)
 		}
-	} else {
+	default:
 		v.Members = []templates.ClusterMember{self}
 	}
 	slices.SortFunc(v.Members, func(a, b templates.ClusterMember) int { return cmp.Compare(a.Name, b.Name) })

@@ -8,9 +8,11 @@ package web
 // the GET in the same pipeline, and the commit carries the unlock.
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"github.com/gomodule/redigo/redis"
 )
 
@@ -18,7 +20,7 @@ import (
 // either store are read by the other.
 const sessionKeyPrefix = "scs:session:"
 
-// redisStore is an scs.Store over a redigo pool.
+// redisStore is an scs.CtxStore over a redigo pool.
 type redisStore struct {
 	pool *redis.Pool
 
@@ -39,18 +41,24 @@ type prefetch struct {
 
 type heldLock struct{ key, value string }
 
+// scs calls the Ctx methods of a CtxStore, which bound each exchange.
+var _ scs.CtxStore = (*redisStore)(nil)
+
 func newRedisStore(pool *redis.Pool) *redisStore { return &redisStore{pool: pool} }
 
-// Find returns a session's data; found is false when it does not exist or
-// expired (Redis expires it).
-func (s *redisStore) Find(token string) ([]byte, bool, error) {
+// FindCtx returns a session's data; found is false when it does not exist or
+// expired (Redis expires it). Borrowing the connection (with its PING) and
+// the GET share one StoreTimeout, so a stalled Redis costs a request one
+// second, not two.
+func (s *redisStore) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
 	if p, ok := s.prefetched.LoadAndDelete(token); ok {
 		p := p.(prefetch)
 		return p.b, p.found, nil
 	}
-	conn := s.pool.Get()
-	defer conn.Close()
-	b, err := redis.Bytes(conn.Do("GET", sessionKeyPrefix+token))
+	err = withRedis(ctx, s.pool, func(ctx context.Context, conn redis.Conn) error {
+		b, err = redis.Bytes(redis.DoContext(conn, ctx, "GET", sessionKeyPrefix+token))
+		return err
+	})
 	if err == redis.ErrNil {
 		return nil, false, nil
 	}
@@ -60,38 +68,49 @@ func (s *redisStore) Find(token string) ([]byte, bool, error) {
 	return b, true, nil
 }
 
-// Commit writes a session with its expiry, atomically, and releases this
+// CommitCtx writes a session with its expiry, atomically, and releases this
 // replica's lock on the session in the same round trip when it holds one.
-func (s *redisStore) Commit(token string, b []byte, expiry time.Time) error {
-	conn := s.pool.Get()
-	defer conn.Close()
-	key := sessionKeyPrefix + token
-	conn.Send("MULTI")
-	conn.Send("SET", key, b)
-	conn.Send("PEXPIREAT", key, expiry.UnixMilli())
-	h, locked := s.held.Load(token)
-	if !locked {
-		_, err := conn.Do("EXEC")
-		return err
-	}
-	conn.Send("EXEC")
-	lock := h.(heldLock)
-	// Do returns the first error among the pipeline's replies: a failed
-	// EXEC leaves the lock held, for the request's own unlock to release.
-	if _, err := unlockScript.Do(conn, lock.key, lock.value); err != nil {
-		return err
-	}
-	s.held.CompareAndDelete(token, h)
-	return nil
+func (s *redisStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	return withRedis(ctx, s.pool, func(ctx context.Context, conn redis.Conn) error {
+		key := sessionKeyPrefix + token
+		conn.Send("MULTI")
+		conn.Send("SET", key, b)
+		conn.Send("PEXPIREAT", key, expiry.UnixMilli())
+		h, locked := s.held.Load(token)
+		if !locked {
+			_, err := redis.DoContext(conn, ctx, "EXEC")
+			return err
+		}
+		conn.Send("EXEC")
+		lock := h.(heldLock)
+		// Do returns the first error among the pipeline's replies: a failed
+		// EXEC leaves the lock held, for the request's own unlock to release.
+		if _, err := unlockScript.DoContext(ctx, conn, lock.key, lock.value); err != nil {
+			return err
+		}
+		s.held.CompareAndDelete(token, h)
+		return nil
+	})
 }
 
-// Delete removes a session.
-func (s *redisStore) Delete(token string) error {
-	conn := s.pool.Get()
-	defer conn.Close()
-	_, err := conn.Do("DEL", sessionKeyPrefix+token)
-	return err
+// DeleteCtx removes a session.
+func (s *redisStore) DeleteCtx(ctx context.Context, token string) error {
+	return withRedis(ctx, s.pool, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "DEL", sessionKeyPrefix+token)
+		return err
+	})
 }
+
+// Find, Commit and Delete complete scs.Store; scs calls the Ctx forms.
+func (s *redisStore) Find(token string) ([]byte, bool, error) {
+	return s.FindCtx(context.Background(), token)
+}
+
+func (s *redisStore) Commit(token string, b []byte, expiry time.Time) error {
+	return s.CommitCtx(context.Background(), token, b, expiry)
+}
+
+func (s *redisStore) Delete(token string) error { return s.DeleteCtx(context.Background(), token) }
 
 // All lists every session, as redisstore does (KEYS: for teaching-sized
 // data sets, not for production).

@@ -83,11 +83,13 @@ func NewRedisPool(addr string) *redis.Pool {
 		// A connection that sat idle may point at a Redis that restarted since:
 		// test it. A busy connection is not tested, which saves a round trip on
 		// the hot path; if it broke, its request fails once and it is dropped.
-		TestOnBorrow: func(c redis.Conn, lastUsed time.Time) error {
+		// The PING shares the borrower's deadline (GetContext), so borrowing
+		// and the command that follows fit in one StoreTimeout together.
+		TestOnBorrowContext: func(ctx context.Context, c redis.Conn, lastUsed time.Time) error {
 			if time.Since(lastUsed) < time.Second {
 				return nil
 			}
-			_, err := c.Do("PING")
+			_, err := redis.DoContext(c, ctx, "PING")
 			return err
 		},
 	}
@@ -286,7 +288,7 @@ func (l redisLocks) Lock(ctx context.Context, session string) (func(), error) {
 			// The SET may have landed even though we saw an error (a client-side
 			// timeout after Redis applied it): release it, or the next write
 			// stalls until the lock expires.
-			l.unlock(key, token)
+			go l.unlock(key, token) // bounded by its own StoreTimeout; the request need not wait
 			if ctx.Err() != nil {
 				return nil, errLockTimeout
 			}
@@ -312,12 +314,17 @@ func (l redisLocks) Lock(ctx context.Context, session string) (func(), error) {
 // tryLock sends SET NX and the session's GET in one pipeline; when the lock
 // is taken, the session it read is handed to the store for the load that
 // follows.
-func (l redisLocks) tryLock(ctx context.Context, session, key, token string) (bool, error) {
-	conn, err := l.pool.GetContext(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close()
+func (l redisLocks) tryLock(ctx context.Context, session, key, token string) (ok bool, err error) {
+	// One attempt may take StoreTimeout, however long the lock wait is: a
+	// stalled Redis is an outage to answer in a second, not a busy lock.
+	err = withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) error {
+		ok, err = l.tryLockOn(ctx, conn, session, key, token)
+		return err
+	})
+	return ok, err
+}
+
+func (l redisLocks) tryLockOn(ctx context.Context, conn redis.Conn, session, key, token string) (bool, error) {
 	conn.Send("SET", key, token, "NX", "PX", lockTTL.Milliseconds())
 	conn.Send("GET", sessionKeyPrefix+session)
 	if err := conn.Flush(); err != nil {
