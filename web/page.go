@@ -11,9 +11,15 @@ import (
 	"github.com/statelab/shop/templates"
 )
 
-// replicaColors is how many distinct replica colours the stylesheet defines
-// (.replica-c0 .. .replica-c11).
-const replicaColors = 12
+// replicaColors are the replica colour classes the stylesheet defines
+// (.replica-c0 .. .replica-c11), as constants: a page names up to six.
+var replicaColors = func() []string {
+	c := make([]string, 12)
+	for i := range c {
+		c[i] = "replica-c" + strconv.Itoa(i)
+	}
+	return c
+}()
 
 // replicaColorClass gives each replica name a stable colour. Names that end
 // in a number (shop1, shop2, ...) take consecutive colours so a small cluster
@@ -26,12 +32,14 @@ func replicaColorClass(name string) string {
 	for i > 0 && name[i-1] >= '0' && name[i-1] <= '9' {
 		i--
 	}
-	if n, err := strconv.Atoi(name[i:]); err == nil && i < len(name) {
-		return "replica-c" + strconv.Itoa((n+replicaColors-1)%replicaColors)
+	if i < len(name) {
+		if n, err := strconv.Atoi(name[i:]); err == nil {
+			return replicaColors[(n+len(replicaColors)-1)%len(replicaColors)]
+		}
 	}
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	return "replica-c" + strconv.Itoa(int(h.Sum32()%replicaColors))
+	return replicaColors[h.Sum32()%uint32(len(replicaColors))]
 }
 
 // page builds what every page's layout shows: ribbon, flash and cart count.
