@@ -257,7 +257,7 @@ func (p *Postgres) Stop() error {
 		return nil
 	}
 	cmd.Process.Signal(syscall.SIGINT)
-	cmd.Process.Signal(syscall.SIGCONT)
+	signalServer(cmd.Process.Pid, syscall.SIGCONT) // in case it is paused
 	select {
 	case <-done:
 		return nil
@@ -267,16 +267,54 @@ func (p *Postgres) Stop() error {
 	}
 }
 
-// Kill sends SIGKILL to the server's process group, as a crash would, and
+// Kill sends SIGKILL to the server and its backends, as a crash would, and
 // waits for the exit.
 func (p *Postgres) Kill() error {
 	cmd, done := p.current()
 	if cmd == nil {
 		return nil
 	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	signalServer(cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 	return nil
+}
+
+// signalServer sends sig to the postmaster first (so that it forks no
+// more), then to its children: each backend calls setsid(), so a signal to
+// the postmaster's process group does not reach them.
+func signalServer(pid int, sig syscall.Signal) {
+	syscall.Kill(pid, sig)
+	for _, child := range children(pid) {
+		syscall.Kill(child, sig)
+	}
+}
+
+// children lists the processes whose parent is pid, from /proc.
+func children(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []int
+	for _, stat := range stats {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			continue
+		}
+		// The fields after the command name (in parentheses, which may
+		// hold anything): state, then ppid.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := bytes.Fields(b[i+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(string(fields[1])); ppid == pid {
+			if kid, err := strconv.Atoi(filepath.Base(filepath.Dir(stat))); err == nil {
+				kids = append(kids, kid)
+			}
+		}
+	}
+	return kids
 }
 
 // Close stops the server and removes its data directory.
@@ -407,4 +445,35 @@ func (s *SharedPostgres) Close() error {
 		return nil
 	}
 	return errors.Join(s.p.Close(), os.Remove(s.p.logPath))
+}
+
+// Pause freezes the server and every backend with SIGSTOP: a stalled
+// database whose kernel still accepts connections but which answers
+// nothing. Resume undoes it.
+func (p *Postgres) Pause() error {
+	cmd, _ := p.current()
+	if cmd == nil {
+		return errors.New("testenv: pause postgres: not running")
+	}
+	signalServer(cmd.Process.Pid, syscall.SIGSTOP)
+	deadline := time.Now().Add(2 * time.Second)
+	for _, pid := range append(children(cmd.Process.Pid), cmd.Process.Pid) {
+		for !processStopped(pid) {
+			if time.Now().After(deadline) {
+				return errors.New("testenv: pause postgres: not stopped 2 s after SIGSTOP")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Resume continues a paused server with SIGCONT on its process group.
+func (p *Postgres) Resume() error {
+	cmd, _ := p.current()
+	if cmd == nil {
+		return errors.New("testenv: resume postgres: not running")
+	}
+	signalServer(cmd.Process.Pid, syscall.SIGCONT)
+	return nil
 }
