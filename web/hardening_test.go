@@ -16,7 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -32,7 +32,7 @@ func newShopConfig(t *testing.T, kind string, cfg web.Config) *testShop {
 	ts := &testShop{t: t, db: db}
 	var sessions *web.Sessions
 	if kind == web.StoreRedis {
-		ts.redis = cluster.StartRedisT(t)
+		ts.redis = testenv.StartRedis(t)
 		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
 	} else {
 		sessions = web.NewMemorySessions(true)
