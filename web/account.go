@@ -96,7 +96,7 @@ func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, 
 		title = "Create an account"
 	}
 	v.Page = s.page(r, title)
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
 	}
@@ -146,7 +146,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := s.logIn(r.Context(), info, acct, "register"); err != nil {
 		return err
 	}
-	setFlash(w, "registered")
+	s.setFlash(w, r, "registered")
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 	return nil
 }
@@ -197,7 +197,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := s.logIn(r.Context(), info, acct, "login"); err != nil {
 		return err
 	}
-	setFlash(w, "logged-in")
+	s.setFlash(w, r, "logged-in")
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 	return nil
 }
@@ -274,7 +274,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.touchSession(r.Context())
 	m.Put(r.Context(), keyRenewed, "logout")
-	setFlash(w, "logged-out")
+	s.setFlash(w, r, "logged-out")
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }
@@ -306,7 +306,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 	v.Page = s.page(r, "Your account")
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.AccountPage(v))
 	return nil
 }

@@ -275,3 +275,68 @@ func checkoutNow(c *client) string {
 	}
 	return r.header.Get("Location")
 }
+
+// TestNoStoreOnSessionPages: every page shows the visitor's session (cart
+// count, account), so none may be stored by a cache; static files may.
+// Issue 10, item 5.
+func TestNoStoreOnSessionPages(t *testing.T) {
+	shop := newShop(t, web.StoreMemory)
+	c := shop.client()
+	c.register("cache@example.com", "a long cache password")
+	c.add(2, 1)
+	order := checkoutNow(c)
+	c.add(2, 1)
+	for _, path := range []string{"/", "/products/compass", "/?category=outdoors", "/cart", "/checkout", order, "/account",
+		"/login", "/register", "/session", "/api/session", "/cluster", "/no-such-page"} {
+		if r := c.get(path); r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s: %d with Cache-Control %q, want no-store", path, r.status, r.header.Get("Cache-Control"))
+		}
+	}
+	for _, r := range []*response{c.add(3, 1), c.post("/logout", nil)} {
+		if r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("a POST answered %d with Cache-Control %q, want no-store", r.status, r.header.Get("Cache-Control"))
+		}
+	}
+	if r := c.get("/static/shop.css"); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Cache-Control"), "public") {
+		t.Errorf("GET /static/shop.css: %d with Cache-Control %q, want 200 and public", r.status, r.header.Get("Cache-Control"))
+	}
+}
+
+// TestFlashCookieSecure: the flash cookie is Secure exactly when the session
+// cookie is: behind TLS at a trusted nginx. Issue 10, item 5.
+func TestFlashCookieSecure(t *testing.T) {
+	shop := newShop(t, web.StoreMemory)
+	for _, proto := range []string{"", "https"} {
+		req, _ := http.NewRequest(http.MethodPost, shop.srv.URL+"/cart/items", strings.NewReader("product_id=1&quantity=1"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if proto != "" {
+			req.Header.Set("X-Forwarded-Proto", proto)
+		}
+		r := shop.client().do(req)
+		cookies := map[string]*http.Cookie{}
+		for _, ck := range (&http.Response{Header: r.header}).Cookies() {
+			cookies[ck.Name] = ck
+		}
+		for _, name := range []string{"session", "flash", "trail"} {
+			ck := cookies[name]
+			if ck == nil {
+				t.Errorf("proto %q: no %s cookie", proto, name)
+				continue
+			}
+			if ck.Secure != (proto == "https") || !ck.HttpOnly {
+				t.Errorf("proto %q: %s cookie Secure=%v HttpOnly=%v; want Secure exactly behind TLS, always HttpOnly", proto, name, ck.Secure, ck.HttpOnly)
+			}
+		}
+		// The page that shows the flash deletes it with the same flags.
+		get, _ := http.NewRequest(http.MethodGet, shop.srv.URL+"/cart", nil)
+		get.Header.Set("Cookie", "flash=added")
+		if proto != "" {
+			get.Header.Set("X-Forwarded-Proto", proto)
+		}
+		for _, ck := range (&http.Response{Header: shop.client().do(get).header}).Cookies() {
+			if ck.Name == "flash" && ck.Secure != (proto == "https") {
+				t.Errorf("proto %q: the flash deletion has Secure=%v", proto, ck.Secure)
+			}
+		}
+	}
+}
