@@ -108,4 +108,3 @@ func TestRedisHA(t *testing.T) {
 		t.Logf("%s a replica %s after its restart", old.Name(), time.Since(start).Round(time.Millisecond))
 	})
 }
-
