@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // Options describe a cluster. The zero value is three replicas with Redis
@@ -238,7 +239,7 @@ func (c *Cluster) nextName() string {
 // picking another port when the first was taken meanwhile.
 func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string) (*Replica, error) {
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +252,7 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 			return r, nil
 		}
 		r.Kill() // not ready in time: nobody would own it
-		releasePort(port)
+		testenv.ReleasePort(port)
 		if !errors.Is(err, errAddrInUse) || attempt == 3 {
 			return nil, err
 		}
@@ -262,7 +263,7 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	redisAddr := noRedisAddr
 	switch {
 	case c.redisProxyPort != 0:
-		redisAddr = loopback(c.redisProxyPort)
+		redisAddr = testenv.Loopback(c.redisProxyPort)
 	case c.redis != nil:
 		redisAddr = c.redis.Addr()
 	}
@@ -273,7 +274,7 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 			"SHOP_REDIS_MASTER="+c.ha.MasterName())
 	}
 	env = append(env,
-		"SHOP_ADDR="+loopback(port),
+		"SHOP_ADDR="+testenv.Loopback(port),
 		"SHOP_REPLICA="+name,
 		"SHOP_SESSION_STORE="+c.o.Store,
 		"SHOP_REDIS_ADDR="+redisAddr,
@@ -498,10 +499,10 @@ func (c *Cluster) Close() error {
 		c.net.close()
 	}
 	for _, r := range replicas {
-		releasePort(r.port)
+		testenv.ReleasePort(r.port)
 	}
 	if c.nginx != nil {
-		releasePort(c.nginx.port)
+		testenv.ReleasePort(c.nginx.port)
 	}
 	if c.ownDir {
 		errs = append(errs, os.RemoveAll(c.dir))

@@ -16,6 +16,8 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // Toxic names: one per fault, so that a fault can be taken back.
@@ -50,11 +52,11 @@ func newRedisNet() *redisNet {
 // connection it accepts.
 func (n *redisNet) add(name, upstream string) (int, error) {
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return 0, err
 		}
-		p := toxiproxy.NewProxy(n.srv, name, loopback(port), upstream)
+		p := toxiproxy.NewProxy(n.srv, name, testenv.Loopback(port), upstream)
 		err = p.Start()
 		if err == nil {
 			n.mu.Lock()
@@ -63,7 +65,7 @@ func (n *redisNet) add(name, upstream string) (int, error) {
 			n.mu.Unlock()
 			return port, nil
 		}
-		releasePort(port)
+		testenv.ReleasePort(port)
 		if attempt == 3 {
 			return 0, fmt.Errorf("cluster: proxy %s: %w", name, err)
 		}
@@ -155,7 +157,7 @@ func (n *redisNet) close() {
 	defer n.mu.Unlock()
 	for i, p := range n.proxies {
 		p.Stop()
-		releasePort(n.ports[i])
+		testenv.ReleasePort(n.ports[i])
 	}
 	n.proxies, n.ports = nil, nil
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // redisStopTimeout bounds Stop: Redis fsyncs its append-only file on SIGTERM,
@@ -46,7 +48,7 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 // startRedis starts a redis-server named name, with conf(port) added to its
 // configuration: directives that may depend on the port it got.
 func startRedis(ctx context.Context, dir string, out *sharedWriter, name string, conf func(port int) []string) (*Redis, error) {
-	bin, err := lookBinary("redis-server")
+	bin, err := testenv.LookBinary("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: redis: %w", err)
 	}
@@ -58,7 +60,7 @@ func startRedis(ctx context.Context, dir string, out *sharedWriter, name string,
 		return nil, fmt.Errorf("cluster: redis: %w", err)
 	}
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +83,7 @@ func startRedis(ctx context.Context, dir string, out *sharedWriter, name string,
 }
 
 // Addr is Redis's host:port.
-func (r *Redis) Addr() string { return loopback(r.port) }
+func (r *Redis) Addr() string { return testenv.Loopback(r.port) }
 
 // Dir is Redis's data directory.
 func (r *Redis) Dir() string { return r.dir }
@@ -204,7 +206,7 @@ func (r *Redis) Resume() error {
 // Close stops Redis: SIGTERM, then SIGKILL after a few seconds. It may be
 // called more than once.
 func (r *Redis) Close() error {
-	defer releasePort(r.port)
+	defer testenv.ReleasePort(r.port)
 	p := r.current()
 	if p == nil {
 		return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // sentinelCount is how many sentinels watch the primary: three, so that two
@@ -43,7 +44,7 @@ type Sentinel struct {
 }
 
 // Addr is the sentinel's host:port.
-func (s *Sentinel) Addr() string { return loopback(s.port) }
+func (s *Sentinel) Addr() string { return testenv.Loopback(s.port) }
 
 // LogPath is the sentinel's log file.
 func (s *Sentinel) LogPath() string { return filepath.Join(s.dir, s.name+".log") }
@@ -75,7 +76,7 @@ func (s *Sentinel) start(ctx context.Context) error {
 }
 
 func (s *Sentinel) close() error {
-	defer releasePort(s.port)
+	defer testenv.ReleasePort(s.port)
 	s.mu.Lock()
 	p := s.p
 	s.mu.Unlock()
@@ -100,7 +101,7 @@ type RedisHA struct {
 // knows the replica and the two other sentinels: from then on a failover
 // can happen.
 func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *RedisHA, err error) {
-	bin, err := lookBinary("redis-server")
+	bin, err := testenv.LookBinary("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: sentinel: %w", err)
 	}
@@ -126,9 +127,9 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 		var proxyErr error
 		server, err := startRedis(ctx, filepath.Join(dir, name), out, name, func(port int) []string {
 			if proxyPort == 0 {
-				proxyPort, proxyErr = ha.net.add(name, loopback(port))
+				proxyPort, proxyErr = ha.net.add(name, testenv.Loopback(port))
 			} else {
-				ha.net.retarget(proxyPort, loopback(port))
+				ha.net.retarget(proxyPort, testenv.Loopback(port))
 			}
 			conf := []string{
 				"replica-announce-ip 127.0.0.1",
@@ -149,7 +150,7 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 		if err != nil {
 			return nil, err
 		}
-		ha.proxies = append(ha.proxies, loopback(proxyPort))
+		ha.proxies = append(ha.proxies, testenv.Loopback(proxyPort))
 	}
 	if err := ha.waitReplicating(ctx, ha.servers[1]); err != nil {
 		return nil, err
@@ -158,7 +159,7 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 	host, port, _ := strings.Cut(ha.proxies[0], ":")
 	primaryPort, _ := strconv.Atoi(port)
 	for i := 1; i <= sentinelCount; i++ {
-		sp, err := pickPort()
+		sp, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +178,7 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 			err = os.WriteFile(s.confPath(), conf, 0o644)
 		}
 		if err != nil {
-			releasePort(sp)
+			testenv.ReleasePort(sp)
 			return nil, fmt.Errorf("cluster: %s: %w", s.name, err)
 		}
 		ha.sentinels = append(ha.sentinels, s)

@@ -5,13 +5,15 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // StartRedisHAT is tested here without a shop: the topology itself must
 // fail over, cut and delay as the lab says, or no shop test can be read.
 func TestRedisHA(t *testing.T) {
 	t.Parallel()
-	Require(t, "redis-server")
+	testenv.Require(t, "redis-server")
 	dir := t.TempDir()
 	ctx := t.Context()
 	ha, err := startRedisHA(ctx, dir, nil)
