@@ -35,6 +35,10 @@ type Options struct {
 	Dir      string        // logs, database and nginx prefix; "" is a temp dir that Close removes
 	Env      []string      // extra KEY=value for every replica, after (so overriding) the harness's own
 	Stdout   io.Writer     // optional copy of every process's output, each line prefixed with its name
+
+	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
+	// after Env (the lab gives each replica the drain its script asks for).
+	ReplicaEnv func(name string) []string
 }
 
 // defaultDrain keeps SIGTERM, RemoveReplica and Close quick in tests.
@@ -244,6 +248,9 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	)
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
+	if c.o.ReplicaEnv != nil {
+		env = append(env, c.o.ReplicaEnv(name)...)
+	}
 	return append(env, extra...)
 }
 
