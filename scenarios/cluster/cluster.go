@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // Options describe a cluster. The zero value is three replicas with Redis
@@ -212,7 +213,7 @@ func (c *Cluster) nextName() string {
 // picking another port when the first was taken meanwhile.
 func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string) (*Replica, error) {
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +226,7 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 			return r, nil
 		}
 		r.Kill() // not ready in time: nobody would own it
-		releasePort(port)
+		testenv.ReleasePort(port)
 		if !errors.Is(err, errAddrInUse) || attempt == 3 {
 			return nil, err
 		}
@@ -238,7 +239,7 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 		redisAddr = c.redis.Addr()
 	}
 	env := append(baseEnv(),
-		"SHOP_ADDR="+loopback(port),
+		"SHOP_ADDR="+testenv.Loopback(port),
 		"SHOP_REPLICA="+name,
 		"SHOP_SESSION_STORE="+c.o.Store,
 		"SHOP_REDIS_ADDR="+redisAddr,
@@ -429,10 +430,10 @@ func (c *Cluster) Close() error {
 		errs = append(errs, c.redis.Close())
 	}
 	for _, r := range replicas {
-		releasePort(r.port)
+		testenv.ReleasePort(r.port)
 	}
 	if c.nginx != nil {
-		releasePort(c.nginx.port)
+		testenv.ReleasePort(c.nginx.port)
 	}
 	if c.ownDir {
 		errs = append(errs, os.RemoveAll(c.dir))

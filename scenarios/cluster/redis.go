@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // redisStopTimeout bounds Stop: Redis fsyncs its append-only file on SIGTERM,
@@ -40,7 +42,7 @@ func StartRedis(ctx context.Context, dir string) (*Redis, error) {
 }
 
 func startRedis(ctx context.Context, dir string, out *sharedWriter) (*Redis, error) {
-	bin, err := lookBinary("redis-server")
+	bin, err := testenv.LookBinary("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: redis: %w", err)
 	}
@@ -52,7 +54,7 @@ func startRedis(ctx context.Context, dir string, out *sharedWriter) (*Redis, err
 		return nil, fmt.Errorf("cluster: redis: %w", err)
 	}
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +71,7 @@ func startRedis(ctx context.Context, dir string, out *sharedWriter) (*Redis, err
 }
 
 // Addr is Redis's host:port.
-func (r *Redis) Addr() string { return loopback(r.port) }
+func (r *Redis) Addr() string { return testenv.Loopback(r.port) }
 
 // Dir is Redis's data directory.
 func (r *Redis) Dir() string { return r.dir }
@@ -176,7 +178,7 @@ func (r *Redis) Resume() error {
 // Close stops Redis: SIGTERM, then SIGKILL after a few seconds. It may be
 // called more than once.
 func (r *Redis) Close() error {
-	defer releasePort(r.port)
+	defer testenv.ReleasePort(r.port)
 	p := r.current()
 	if p == nil {
 		return nil
