@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/scenarios/lab"
 )
 
@@ -93,7 +93,7 @@ func TestPickConfig(t *testing.T) {
 }
 
 func TestRunWritesReport(t *testing.T) {
-	cluster.Require(t, "nginx", "redis-server")
+	testenv.Require(t, "nginx", "redis-server")
 	report := filepath.Join(t.TempDir(), "report.html")
 	code, out, errOut := runCLI(t, "run", "across-replicas", "-store", "redis", "-report", report)
 	t.Log(out, errOut)
@@ -115,7 +115,7 @@ func TestRunWritesReport(t *testing.T) {
 }
 
 func TestRunMismatchExitsOne(t *testing.T) {
-	cluster.Require(t, "nginx")
+	testenv.Require(t, "nginx")
 	// across-replicas expects lost carts from memory sessions; sticky
 	// routing (not a configuration the script declares) keeps them. The
 	// run must exit 1 and name the difference.
@@ -126,7 +126,7 @@ func TestRunMismatchExitsOne(t *testing.T) {
 }
 
 func TestMatrix(t *testing.T) {
-	cluster.Require(t, "nginx", "redis-server")
+	testenv.Require(t, "nginx", "redis-server")
 	code, out, errOut := runCLI(t, "matrix", "-only", "across-replicas")
 	t.Log(out, errOut)
 	if code != exitOK {

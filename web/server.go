@@ -45,6 +45,10 @@ type Config struct {
 	// X-Forwarded-Proto are believed (nginx). Nil means loopback and the
 	// private ranges, where nginx sits in the Procfile and compose clusters.
 	TrustedProxies []netip.Prefix
+	// PasswordHashers is how many bcrypt hashes may run at once (as many
+	// more may queue; past that a login or register is a 503 at once). 0
+	// means GOMAXPROCS.
+	PasswordHashers int
 }
 
 // Server is one replica's HTTP handler.
@@ -56,6 +60,7 @@ type Server struct {
 	catalog  catalogCache
 	metrics  *metrics
 	limiter  loginLimiter
+	hashers  *hashGate
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -65,7 +70,7 @@ func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
 	s.metrics = newMetrics(cfg.Replica, sessions.Kind())
 	sessions.instrument(s.metrics)

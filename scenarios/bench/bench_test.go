@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/scenarios/bench"
-	"github.com/statelab/shop/scenarios/cluster"
 )
 
 // TestShortRun is the bench's smoke test: the whole path (build, two
@@ -18,7 +18,7 @@ import (
 // a few seconds. It asserts that the bench works, never how fast the shop
 // is: speed goals live in the bench's output.
 func TestShortRun(t *testing.T) {
-	cluster.Require(t, "nginx", "redis-server")
+	testenv.Require(t, "nginx", "redis-server")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	doc := filepath.Join(t.TempDir(), "benchmarks.md")

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/scenarios/cluster"
 )
 
@@ -13,9 +14,9 @@ import (
 func runT(t *testing.T, s *Script, cfg Config, d *LocalDriver) *Result {
 	t.Helper()
 	if cfg.Store == "memory" {
-		cluster.Require(t, "nginx")
+		testenv.Require(t, "nginx")
 	} else {
-		cluster.Require(t, "nginx", "redis-server")
+		testenv.Require(t, "nginx", "redis-server")
 	}
 	d.Dir = t.TempDir()
 	var out bytes.Buffer
