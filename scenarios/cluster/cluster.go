@@ -49,6 +49,10 @@ type Options struct {
 	// (Debian's postgresql package; its log is Dir/postgres.log).
 	Database string
 	Stdout   io.Writer // optional copy of every process's output, each line prefixed with its name
+
+	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
+	// after Env (the lab gives each replica the drain its script asks for).
+	ReplicaEnv func(name string) []string
 }
 
 // The databases a cluster can run on.
@@ -325,6 +329,9 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	)
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
+	if c.o.ReplicaEnv != nil {
+		env = append(env, c.o.ReplicaEnv(name)...)
+	}
 	return append(env, extra...)
 }
 
