@@ -96,6 +96,12 @@ type RedisHA struct {
 	sentinels []*Sentinel
 }
 
+// StartRedisHA starts the tier in dir (each process's data and log in its
+// own folder) and returns once a failover can happen. Close stops it.
+func StartRedisHA(ctx context.Context, dir string) (*RedisHA, error) {
+	return startRedisHA(ctx, dir, nil)
+}
+
 // startRedisHA starts redis-a (the primary) and redis-b (its replica), each
 // behind a proxy, then three sentinels, and returns once every sentinel
 // knows the replica and the two other sentinels: from then on a failover
@@ -112,7 +118,7 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 	ha = &RedisHA{master: deploy.SentinelMaster, net: newRedisNet()}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, ha.close())
+			err = errors.Join(err, ha.Close())
 		}
 	}()
 
@@ -407,7 +413,8 @@ func (ha *RedisHA) Heal() error { return ha.net.Heal() }
 // Delay adds d to every exchange with a Redis server; 0 removes it.
 func (ha *RedisHA) Delay(d time.Duration) error { return ha.net.Delay(d) }
 
-func (ha *RedisHA) close() error {
+// Close stops the sentinels, then the servers, then the proxies.
+func (ha *RedisHA) Close() error {
 	var errs []error
 	for _, s := range ha.sentinels {
 		errs = append(errs, s.close())
