@@ -44,6 +44,10 @@ type Options struct {
 	// PartitionRedis and DelayRedis.
 	RedisProxy bool
 	Stdout     io.Writer // optional copy of every process's output, each line prefixed with its name
+
+	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
+	// after Env (the lab gives each replica the drain its script asks for).
+	ReplicaEnv func(name string) []string
 }
 
 // defaultDrain keeps SIGTERM, RemoveReplica and Close quick in tests.
@@ -284,6 +288,9 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	)
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
+	if c.o.ReplicaEnv != nil {
+		env = append(env, c.o.ReplicaEnv(name)...)
+	}
 	return append(env, extra...)
 }
 

@@ -1,11 +1,17 @@
 package cluster_test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
 )
@@ -62,5 +68,75 @@ func TestLoginBurstAcrossReplicas(t *testing.T) {
 	}
 	if r, err := newShopper(t, c.URL()).do(http.MethodPost, "/login", victim); err != nil || r.status != http.StatusTooManyRequests {
 		t.Errorf("the right password after the burst: %d %v, want 429", r.status, err)
+	}
+}
+
+// TestThousandShoppersThroughNginx: 1000 browsers at once, each on its own
+// keep-alive connection, each sending its requests back to back through the
+// project's nginx config. Every request is answered: none is reset, cut off
+// or refused (issue 10, item 12). The clients are raw connections, not
+// net/http's, which silently retries an idempotent request when a reused
+// connection turns out to be closed, and would hide exactly this failure.
+func TestThousandShoppersThroughNginx(t *testing.T) {
+	t.Parallel()
+	c := cluster.StartT(t, cluster.Options{Store: "memory", Replicas: 2})
+	addr := strings.TrimPrefix(c.URL(), "http://")
+	const shoppers, each = 1000, 8
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed = map[string]int{}
+		ok     atomic.Int64
+	)
+	fail := func(err error) {
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 { // drop the varying addresses
+			msg = msg[i+2:]
+		}
+		mu.Lock()
+		failed[msg]++
+		mu.Unlock()
+	}
+	start := make(chan struct{})
+	for range shoppers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			conn, err := net.DialTimeout("tcp", addr, requestTimeout)
+			if err != nil {
+				fail(err)
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(2 * requestTimeout))
+			br := bufio.NewReader(conn)
+			for range each {
+				if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+					fail(err)
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					fail(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					fail(fmt.Errorf("status: %d", resp.StatusCode))
+					return
+				}
+				ok.Add(1)
+				if resp.Close { // nginx said it closes (keepalive_requests): reconnect, as a browser would
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d shoppers × %d requests: %d answered 200, failures: %v", shoppers, each, ok.Load(), failed)
 	}
 }
