@@ -350,6 +350,43 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 	}
 }
 
+// StartStopped starts every server that is not running as a replica of the
+// current primary and waits until it replicates: a demoted primary brought
+// back by an operator who knows the topology. (Started bare, it would come
+// back still believing it is the primary until Sentinel demotes it, about
+// 15 s here; redisha's tests cover that window.)
+func (ha *RedisHA) StartStopped(ctx context.Context) error {
+	primary, err := ha.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	host, port, _ := strings.Cut(ha.ProxyAddr(primary), ":")
+	for _, r := range ha.servers {
+		if r.Running() {
+			continue
+		}
+		// A later directive wins over one Sentinel may have rewritten.
+		f, err := os.OpenFile(r.confPath(), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("cluster: %s: %w", r.name, err)
+		}
+		_, err = fmt.Fprintf(f, "replicaof %s %s\n", host, port)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("cluster: %s: %w", r.name, err)
+		}
+		if err := r.Start(ctx); err != nil {
+			return err
+		}
+		if err := ha.WaitReplica(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WaitHealthy waits until every sentinel names the same primary and sees it
 // and every other running server (as its replica) up: after a heal or a
 // restart, before the next fault.
