@@ -60,6 +60,9 @@ func StartT(tb testing.TB, o Options) *Cluster {
 	} else {
 		Require(tb, "nginx", "redis-server")
 	}
+	if o.Database == DatabasePostgres {
+		testenv.RequirePostgres(tb)
+	}
 	if o.Dir == "" {
 		o.Dir = tb.TempDir()
 	}
