@@ -550,7 +550,7 @@ func (c *Cluster) Close() error {
 		errs = append(errs, c.redis.Close())
 	}
 	if c.ha != nil {
-		errs = append(errs, c.ha.close())
+		errs = append(errs, c.ha.Close())
 	} else if c.net != nil {
 		c.net.close()
 	}
