@@ -269,7 +269,7 @@ func RunDatabase(ctx context.Context, o Options, w io.Writer) ([]DatabaseMeasure
 	if err != nil {
 		return ms, err
 	}
-	Result{Options: o, Databases: ms}.printTable(w)
+	Result{Options: o, Databases: ms}.printDatabaseTable(w)
 	var failed []string
 	for _, m := range ms {
 		if m.Success < 1 {

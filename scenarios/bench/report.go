@@ -253,16 +253,21 @@ func (r Result) printTable(w io.Writer) {
 	}
 	if len(r.Databases) > 0 {
 		fmt.Fprintln(w)
-		h, rows := r.databaseRows()
-		fmt.Fprintln(tw, strings.Join(h, "\t"))
-		for _, row := range rows {
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
-		}
-		tw.Flush()
+		r.printDatabaseTable(w)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
+}
+
+func (r Result) printDatabaseTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	h, rows := r.databaseRows()
+	fmt.Fprintln(tw, strings.Join(h, "\t"))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
 }
 
 // databaseRows is the database table: catalog and checkout on SQLite and
