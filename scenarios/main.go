@@ -3,8 +3,8 @@
 // judges what happened to every cart.
 //
 //	go run ./scenarios list
-//	go run ./scenarios show NAME
-//	go run ./scenarios run NAME [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-report FILE.html] [-target URL [-driver compose]]
+//	go run ./scenarios show NAME|PATH.txt
+//	go run ./scenarios run NAME|PATH.txt [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
 //	go run ./scenarios matrix
 //
@@ -19,12 +19,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/statelab/shop/scenarios/bench"
+	"github.com/statelab/shop/scenarios/cluster"
 	"github.com/statelab/shop/scenarios/lab"
 )
 
@@ -44,9 +44,10 @@ const (
 )
 
 const usage = `usage:
-  scenarios list                 one line per scenario: name — lesson
-  scenarios show NAME            print a scenario's script
-  scenarios run NAME [flags]     run one scenario and judge it
+  scenarios list                 one line per scenario: name — lesson (a broken one says why)
+  scenarios show NAME|PATH.txt   print a scenario's script
+  scenarios run NAME|PATH.txt [flags]
+                                 run one scenario, built in or from any file, and judge it
   scenarios run load [-short] [-scaling] [-duration D] [-doc FILE]
                                  the load benchmark (package scenarios/bench); measured, not judged
   scenarios matrix               run every scenario under every configuration it applies to;
@@ -54,6 +55,7 @@ const usage = `usage:
 
 run flags:
   -store memory|redis   -lb roundrobin|sticky   -lock on|off
+  -db sqlite|postgres   the replicas' database: one SQLite file (default), or a PostgreSQL the run starts
   -report FILE.html     write a self-contained report with a timeline
   -target URL           shop against a running cluster instead of starting one
   -driver none|compose  with -target: how faults are injected (compose: docker compose kill|stop|start)
@@ -76,11 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = errors.New("usage: scenarios show NAME")
 			break
 		}
-		var src string
-		if _, err = lab.Lookup(args[1]); err == nil {
-			src, err = lab.Source(args[1])
-			fmt.Fprint(stdout, src)
-		}
+		err = show(stdout, args[1])
 	case "run":
 		if len(args) > 1 && args[1] == "load" {
 			code, err = runLoad(ctx, args[2:], stdout, stderr)
@@ -103,16 +101,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// list prints every built-in scenario; a broken one is marked with its
+// first error and the others list as usual.
 func list(w io.Writer) error {
-	scripts, err := lab.Scripts()
-	if err != nil {
-		return err
-	}
-	for _, s := range scripts {
-		fmt.Fprintf(w, "%s — %s\n", s.Name, s.Lesson)
+	writeList(w, lab.Builtins())
+	return nil
+}
+
+func writeList(w io.Writer, builtins []lab.Builtin) {
+	for _, b := range builtins {
+		if b.Err != nil {
+			fmt.Fprintf(w, "%s — BROKEN: %v\n", b.Name, b.Err)
+			continue
+		}
+		fmt.Fprintf(w, "%s — %s\n", b.Name, b.Script.Lesson)
 	}
 	fmt.Fprintf(w, "%s — %s\n", "load", loadLesson)
-	return nil
+}
+
+// show prints a script as written: a built-in one (even broken) or a file.
+func show(w io.Writer, arg string) error {
+	if lab.IsPath(arg) {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	src, err := lab.Source(arg)
+	if err != nil {
+		_, err = lab.Lookup(arg) // the error that lists the names
+		return err
+	}
+	_, err = io.WriteString(w, src)
+	return err
 }
 
 // loadLesson is the load benchmark's line in the list: it measures, it
@@ -149,6 +172,7 @@ type runFlags struct {
 	target          string
 	driver          string
 	composeFile     string
+	db              string
 	verbose         bool
 	set             map[string]bool // flags given on the command line
 }
@@ -163,6 +187,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
 	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none or compose")
 	fs.StringVar(&f.composeFile, "compose-file", "", "with -driver compose, the compose file")
+	fs.StringVar(&f.db, "db", "sqlite", "the replicas' database: sqlite (one shared file) or postgres (a PostgreSQL server the run starts)")
 	fs.BoolVar(&f.verbose, "v", false, "copy the cluster's process output to stderr")
 	// The name may come before or after the flags.
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -182,10 +207,17 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}} {
-		allowed := map[string][]string{"store": {"memory", "redis"}, "lb": {"roundrobin", "sticky"}, "lock": {"on", "off"}}[c.flag]
-		if f.set[c.flag] && !slices.Contains(allowed, c.val) {
-			return "", f, fmt.Errorf("-%s %q: want %s or %s", c.flag, c.val, allowed[0], allowed[1])
+		if f.set[c.flag] {
+			if err := lab.CheckConfigValue(c.flag, c.val); err != nil {
+				return "", f, fmt.Errorf("-%v", err)
+			}
 		}
+	}
+	if f.db != cluster.DatabaseSQLite && f.db != cluster.DatabasePostgres {
+		return "", f, fmt.Errorf("-db %q: want %s or %s", f.db, cluster.DatabaseSQLite, cluster.DatabasePostgres)
+	}
+	if f.target != "" && f.set["db"] {
+		return "", f, errors.New("-db starts a database for a local cluster; with -target the cluster is already running")
 	}
 	if f.driver != "none" && f.driver != "compose" {
 		return "", f, fmt.Errorf("-driver %q: want none or compose", f.driver)
@@ -227,9 +259,15 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return exitError, err
 	}
-	s, err := lab.Lookup(name)
+	s, err := lab.Find(name)
 	if err != nil {
 		return exitError, err
+	}
+	// A report that cannot be written must not cost a whole run.
+	if f.report != "" {
+		if err := checkWritable(f.report); err != nil {
+			return exitError, fmt.Errorf("-report: %w", err)
+		}
 	}
 	o := lab.Options{Config: pickConfig(s, f), Out: stdout}
 	switch {
@@ -240,7 +278,9 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		o.Driver = lab.NoFaults{URL: f.target}
 		o.Detect = true
 	case f.verbose:
-		o.Driver = &lab.LocalDriver{Stdout: stderr}
+		o.Driver = &lab.LocalDriver{Stdout: stderr, Database: f.db}
+	case f.db != cluster.DatabaseSQLite:
+		o.Driver = &lab.LocalDriver{Database: f.db}
 	}
 	res, err := lab.Run(ctx, s, o)
 	if err != nil {
@@ -257,6 +297,21 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		return exitMismatch, nil
 	}
 	return exitOK, nil
+}
+
+// checkWritable creates path if it is missing (and removes it again) or
+// opens it for writing, without changing an existing file.
+func checkWritable(path string) error {
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if os.IsNotExist(statErr) {
+		return os.Remove(path)
+	}
+	return nil
 }
 
 func writeReport(path string, res *lab.Result) error {
@@ -280,24 +335,27 @@ func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err := fs.Parse(args); err != nil {
 		return exitError, err
 	}
-	scripts, err := lab.Scripts()
-	if err != nil {
-		return exitError, err
-	}
 	start := time.Now()
 	var results []*lab.Result
 	code := exitOK
-	for _, s := range scripts {
-		if *only != "" && s.Name != *only {
+	for _, b := range lab.Builtins() {
+		if *only != "" && b.Name != *only {
 			continue
 		}
+		if b.Err != nil {
+			// One broken script must not cost the others their run.
+			fmt.Fprintf(stderr, "scenarios: %s is broken: %v\n", b.Name, b.Err)
+			code = exitError
+			continue
+		}
+		s := b.Script
 		for _, cfg := range s.Configs {
 			fmt.Fprintf(stderr, "running %s (%s)\n", s.Name, cfg)
 			res, err := lab.Run(ctx, s, lab.Options{Config: cfg})
 			if err != nil {
 				return exitError, fmt.Errorf("%s (%s): %w", s.Name, cfg, err)
 			}
-			if !res.Pass {
+			if !res.Pass && code == exitOK {
 				code = exitMismatch
 			}
 			results = append(results, res)

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -171,7 +171,7 @@ func twoReplicas(t *testing.T, kind string, lock bool) (*testShop, *testShop) {
 		return web.NewMemorySessions(lock)
 	}
 	if kind == web.StoreRedis {
-		a.redis = cluster.StartRedisT(t)
+		a.redis = testenv.StartRedis(t)
 		b.redis = a.redis
 	}
 	sa, sb := sessions(), sessions()

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/store"
 )
 
@@ -34,7 +34,7 @@ func benchServer(b *testing.B, kind string) *Server {
 	b.Cleanup(func() { db.Close() })
 	var sessions *Sessions
 	if kind == StoreRedis {
-		sessions = NewRedisSessions(cluster.StartRedisT(b).Addr(), true)
+		sessions = NewRedisSessions(testenv.StartRedis(b).Addr(), true)
 	} else {
 		sessions = NewMemorySessions(true)
 	}

@@ -26,7 +26,7 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	v.Page = s.page(r, "")
 	body := cat.bodies[catalogKey{category: slug, withCart: !v.CartUnavailable}]
 	v.Title, v.Body = body.heading, body.html
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil
 }
@@ -48,7 +48,7 @@ func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := templates.ProductView{Product: productView(&p), Quantity: "1"}
 	v.Page = s.page(r, p.Name)
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.ProductPage(v))
 	return nil
 }

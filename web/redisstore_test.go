@@ -6,14 +6,14 @@ import (
 	"testing"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // TestRedisStoreLockedWrite: a locked write reads the session in the lock's
 // round trip and releases the lock in the commit's, leaving nothing behind;
 // concurrent locked writes to one session still serialize.
 func TestRedisStoreLockedWrite(t *testing.T) {
-	rd := cluster.StartRedisT(t)
+	rd := testenv.StartRedis(t)
 	sessions := NewRedisSessions(rd.Addr(), true)
 	t.Cleanup(func() { sessions.Close() })
 	m := sessions.manager

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/store"
@@ -46,6 +47,13 @@ type Config struct {
 	// X-Forwarded-Proto are believed (nginx). Nil means loopback and the
 	// private ranges, where nginx sits in the Procfile and compose clusters.
 	TrustedProxies []netip.Prefix
+	// PasswordHashers is how many bcrypt hashes may run at once (as many
+	// more may queue; past that a login or register is a 503 at once). 0
+	// means GOMAXPROCS.
+	PasswordHashers int
+	// BodyTimeout is how long a request body may take to arrive before the
+	// request is a 408; 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Server is one replica's HTTP handler.
@@ -57,6 +65,7 @@ type Server struct {
 	catalog  catalogCache
 	metrics  *metrics
 	limiter  loginLimiter
+	hashers  *hashGate
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -66,7 +75,10 @@ func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
 	s.metrics = newMetrics(cfg.Replica, sessions.Kind())
 	sessions.instrument(s.metrics)
@@ -106,7 +118,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	buf := bufferPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufferPool.Put(buf)
-	if err := c.Render(r.Context(), buf); err != nil {
+	// Rendering into a buffer needs the request's values, not its liveness: a
+	// request whose context ended (its client left, or its body broke off)
+	// still gets its page; whoever is left to read it decides.
+	if err := c.Render(context.WithoutCancel(r.Context()), buf); err != nil {
 		s.log.ErrorContext(r.Context(), "render failed", "err", err)
 		http.Error(w, "The page could not be rendered.", http.StatusInternalServerError)
 		return

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
-	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -25,7 +25,7 @@ type testShop struct {
 	t     *testing.T
 	srv   *httptest.Server
 	db    *store.DB
-	redis *cluster.Redis
+	redis *testenv.Redis
 }
 
 // newShop starts a replica named replica with the given session store; for
@@ -40,7 +40,7 @@ func newShop(t *testing.T, kind string) *testShop {
 	ts := &testShop{t: t, db: db}
 	var sessions *web.Sessions
 	if kind == web.StoreRedis {
-		ts.redis = cluster.StartRedisT(t)
+		ts.redis = testenv.StartRedis(t)
 		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
 	} else {
 		sessions = web.NewMemorySessions(true)

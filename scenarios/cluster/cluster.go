@@ -17,10 +17,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // Options describe a cluster. The zero value is three replicas with Redis
@@ -34,8 +36,30 @@ type Options struct {
 	Binary   string        // the shop binary; "" builds cmd/shop once per process
 	Dir      string        // logs, database and nginx prefix; "" is a temp dir that Close removes
 	Env      []string      // extra KEY=value for every replica, after (so overriding) the harness's own
-	Stdout   io.Writer     // optional copy of every process's output, each line prefixed with its name
+	// Sentinel runs Redis as a primary and a replica under three sentinels
+	// (RedisHA) and points the replicas at the sentinels; it implies
+	// RedisProxy.
+	Sentinel bool
+	// RedisProxy puts a TCP proxy between the replicas and Redis, for
+	// PartitionRedis and DelayRedis.
+	RedisProxy bool
+	// Database is where the replicas keep catalog, stock, orders and
+	// accounts: "sqlite" (default), one file in Dir shared by every
+	// replica, or "postgres", one PostgreSQL server the cluster starts
+	// (Debian's postgresql package; its log is Dir/postgres.log).
+	Database string
+	Stdout   io.Writer // optional copy of every process's output, each line prefixed with its name
+
+	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
+	// after Env (the lab gives each replica the drain its script asks for).
+	ReplicaEnv func(name string) []string
 }
+
+// The databases a cluster can run on.
+const (
+	DatabaseSQLite   = "sqlite"
+	DatabasePostgres = "postgres"
+)
 
 // defaultDrain keeps SIGTERM, RemoveReplica and Close quick in tests.
 const defaultDrain = 300 * time.Millisecond
@@ -64,6 +88,18 @@ func (o Options) withDefaults() (Options, error) {
 	if o.LB != deploy.PolicyRoundRobin && o.LB != deploy.PolicySticky {
 		return o, fmt.Errorf("cluster: LB %q: want %s or %s", o.LB, deploy.PolicyRoundRobin, deploy.PolicySticky)
 	}
+	if o.Sentinel {
+		o.RedisProxy = true
+	}
+	if o.Store == "memory" && o.RedisProxy {
+		return o, errors.New("cluster: Sentinel and RedisProxy need Redis; Store is memory")
+	}
+	if o.Database == "" {
+		o.Database = DatabaseSQLite
+	}
+	if o.Database != DatabaseSQLite && o.Database != DatabasePostgres {
+		return o, fmt.Errorf("cluster: Database %q: want %s or %s", o.Database, DatabaseSQLite, DatabasePostgres)
+	}
 	if o.Lock == "" {
 		o.Lock = "on"
 	}
@@ -86,8 +122,14 @@ type Cluster struct {
 	ownDir bool // dir is a temp dir that Close removes
 	bin    string
 	out    *sharedWriter
-	redis  *Redis
+	redis  *Redis    // the single Redis; nil with Sentinel or in memory mode
+	ha     *RedisHA  // with Sentinel
+	net    *redisNet // the proxies between replicas and Redis, with RedisProxy
 	nginx  *nginx
+	pg     *testenv.Postgres // with Options.Database postgres
+	db     string            // SHOP_DB of every replica
+
+	redisProxyPort int // the single Redis's proxy, with RedisProxy
 
 	ops sync.Mutex // serializes AddReplica, RemoveReplica and Close
 
@@ -138,9 +180,24 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.bin, err = c.binary(ctx); err != nil {
 		return err
 	}
-	if c.o.Store == "redis" {
-		if c.redis, err = startRedis(ctx, filepath.Join(c.dir, "redis"), c.out); err != nil {
+	if err := c.startDatabase(ctx); err != nil {
+		return err
+	}
+	switch {
+	case c.o.Sentinel:
+		if c.ha, err = startRedisHA(ctx, filepath.Join(c.dir, "redis"), c.out); err != nil {
 			return err
+		}
+		c.net = c.ha.net
+	case c.o.Store == "redis":
+		if c.redis, err = startRedis(ctx, filepath.Join(c.dir, "redis"), c.out, "redis", nil); err != nil {
+			return err
+		}
+		if c.o.RedisProxy {
+			c.net = newRedisNet()
+			if c.redisProxyPort, err = c.net.add("redis", c.redis.Addr()); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -176,6 +233,25 @@ func (c *Cluster) start(ctx context.Context) error {
 	return waitFor(ctx, c.nginx.p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
 }
 
+// startDatabase starts PostgreSQL with an empty database for the replicas,
+// or names the SQLite file they share.
+func (c *Cluster) startDatabase(ctx context.Context) error {
+	if c.o.Database == DatabaseSQLite {
+		c.db = filepath.Join(c.dir, "shop.db")
+		return nil
+	}
+	// Durable (fsync on), like a real server: the bench measures it.
+	pg, err := testenv.NewPostgres(ctx, filepath.Join(c.dir, "postgres.log"), true)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.pg = pg
+	if c.db, err = pg.CreateDatabase(ctx, "shop"); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
 // binary returns the absolute path of the shop binary, building it when
 // Options.Binary is empty.
 func (c *Cluster) binary(ctx context.Context) (string, error) {
@@ -208,7 +284,7 @@ func (c *Cluster) nextName() string {
 // picking another port when the first was taken meanwhile.
 func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string) (*Replica, error) {
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +297,7 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 			return r, nil
 		}
 		r.Kill() // not ready in time: nobody would own it
-		releasePort(port)
+		testenv.ReleasePort(port)
 		if !errors.Is(err, errAddrInUse) || attempt == 3 {
 			return nil, err
 		}
@@ -230,20 +306,32 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 
 func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	redisAddr := noRedisAddr
-	if c.redis != nil {
+	switch {
+	case c.redisProxyPort != 0:
+		redisAddr = testenv.Loopback(c.redisProxyPort)
+	case c.redis != nil:
 		redisAddr = c.redis.Addr()
 	}
-	env := append(baseEnv(),
-		"SHOP_ADDR="+loopback(port),
+	env := baseEnv()
+	if c.ha != nil {
+		env = append(env,
+			"SHOP_REDIS_SENTINELS="+strings.Join(c.ha.SentinelAddrs(), ","),
+			"SHOP_REDIS_MASTER="+c.ha.MasterName())
+	}
+	env = append(env,
+		"SHOP_ADDR="+testenv.Loopback(port),
 		"SHOP_REPLICA="+name,
 		"SHOP_SESSION_STORE="+c.o.Store,
 		"SHOP_REDIS_ADDR="+redisAddr,
-		"SHOP_DB="+filepath.Join(c.dir, "shop.db"),
+		"SHOP_DB="+c.db,
 		"SHOP_SESSION_LOCK="+c.o.Lock,
 		"SHOP_DRAIN="+c.o.Drain.String(),
 	)
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
+	if c.o.ReplicaEnv != nil {
+		env = append(env, c.o.ReplicaEnv(name)...)
+	}
 	return append(env, extra...)
 }
 
@@ -258,8 +346,48 @@ func upstreams(rs []*Replica) []deploy.Replica {
 // URL is nginx's base URL: "http://127.0.0.1:PORT".
 func (c *Cluster) URL() string { return c.nginx.url() }
 
-// Redis is the cluster's Redis, nil in memory mode.
+// Redis is the cluster's Redis, nil in memory mode and with Sentinel.
 func (c *Cluster) Redis() *Redis { return c.redis }
+
+// RedisHA is the primary, replica and sentinels with Options.Sentinel, nil
+// otherwise.
+func (c *Cluster) RedisHA() *RedisHA { return c.ha }
+
+// errNoProxy is the answer of a network fault on a cluster without a proxy.
+var errNoProxy = errors.New("cluster: no proxy in front of Redis (Options.RedisProxy or Sentinel)")
+
+// PartitionRedis cuts the replicas off from Redis: their connections hang,
+// new ones are accepted and never answered (see redisNet.Partition).
+func (c *Cluster) PartitionRedis() error {
+	if c.net == nil {
+		return errNoProxy
+	}
+	return c.net.Partition()
+}
+
+// HealRedis ends a partition.
+func (c *Cluster) HealRedis() error {
+	if c.net == nil {
+		return errNoProxy
+	}
+	return c.net.Heal()
+}
+
+// DelayRedis adds d to every exchange with Redis; 0 takes it away.
+func (c *Cluster) DelayRedis(d time.Duration) error {
+	if c.net == nil {
+		return errNoProxy
+	}
+	return c.net.Delay(d)
+}
+
+// Postgres is the cluster's PostgreSQL server, for faults (Stop, Start,
+// Pause), or nil on SQLite.
+func (c *Cluster) Postgres() *testenv.Postgres { return c.pg }
+
+// Database is what every replica gets as SHOP_DB: the SQLite file's path or
+// the PostgreSQL database's URL.
+func (c *Cluster) Database() string { return c.db }
 
 // Dir is the cluster's working directory: shop.db, one NAME.log per
 // replica, redis/ (data and redis.log) and nginx/ (nginx.conf, error.log,
@@ -421,11 +549,19 @@ func (c *Cluster) Close() error {
 	if c.redis != nil {
 		errs = append(errs, c.redis.Close())
 	}
+	if c.ha != nil {
+		errs = append(errs, c.ha.Close())
+	} else if c.net != nil {
+		c.net.close()
+	}
+	if c.pg != nil {
+		errs = append(errs, c.pg.Close())
+	}
 	for _, r := range replicas {
-		releasePort(r.port)
+		testenv.ReleasePort(r.port)
 	}
 	if c.nginx != nil {
-		releasePort(c.nginx.port)
+		testenv.ReleasePort(c.nginx.port)
 	}
 	if c.ownDir {
 		errs = append(errs, os.RemoveAll(c.dir))

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // nginx is the load balancer in front of the replicas. Its prefix directory
@@ -26,7 +27,7 @@ type nginx struct {
 }
 
 func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Replica, out *sharedWriter) (*nginx, error) {
-	bin, err := lookBinary("nginx")
+	bin, err := testenv.LookBinary("nginx")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nginx: %w", err)
 	}
@@ -40,12 +41,12 @@ func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Repli
 		user = "root"
 	}
 	for attempt := 1; ; attempt++ {
-		port, err := pickPort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
 		}
 		n := &nginx{dir: dir, bin: bin, out: out, port: port, cfg: deploy.NginxConfig{
-			Listen:   loopback(port),
+			Listen:   testenv.Loopback(port),
 			Policy:   policy,
 			Replicas: replicas,
 			User:     user,
@@ -57,7 +58,7 @@ func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Repli
 		if n.p != nil {
 			n.p.kill()
 		}
-		releasePort(port)
+		testenv.ReleasePort(port)
 		if !errors.Is(err, errAddrInUse) || attempt == 3 {
 			return nil, err
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // errNotStarted is returned for a replica whose process never ran.
@@ -30,7 +32,7 @@ type Replica struct {
 func (r *Replica) Name() string { return r.name }
 
 // Addr is the replica's own host:port, bypassing nginx.
-func (r *Replica) Addr() string { return loopback(r.port) }
+func (r *Replica) Addr() string { return testenv.Loopback(r.port) }
 
 // URL is "http://" + Addr: the replica directly, bypassing nginx.
 func (r *Replica) URL() string { return "http://" + r.Addr() }

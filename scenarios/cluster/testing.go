@@ -5,62 +5,28 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // startTimeout bounds StartT, a first build of the shop binary included.
 const startTimeout = 5 * time.Minute
 
-// aptPackages maps a binary to the Debian/Ubuntu package that installs it.
-var aptPackages = map[string]string{
-	"redis-server": "redis-server",
-	"redis-cli":    "redis-tools",
-	"nginx":        "nginx",
-	"go":           "golang-go",
-}
-
-// Require skips the test when one of the named binaries is not installed,
-// naming the apt-get command that installs it, or fails the test when
-// SHOP_TEST_REQUIRE=all (as `make test` sets it) so that CI cannot skip
-// silently. nginx and redis-server are also found in /usr/sbin when PATH
-// lacks it.
+// Require is testenv.Require: it skips the test when one of the named
+// binaries is missing, or fails it when SHOP_TEST_REQUIRE=all.
 func Require(tb testing.TB, names ...string) {
 	tb.Helper()
-	var missing, pkgs []string
-	for _, name := range names {
-		if _, err := lookBinary(name); err == nil {
-			continue
-		}
-		missing = append(missing, name)
-		pkg := aptPackages[name]
-		if pkg == "" {
-			pkg = name
-		}
-		if !slices.Contains(pkgs, pkg) {
-			pkgs = append(pkgs, pkg)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := fmt.Sprintf("%s not found on PATH; install with: sudo apt-get install -y %s",
-		strings.Join(missing, ", "), strings.Join(pkgs, " "))
-	if os.Getenv("SHOP_TEST_REQUIRE") == "all" {
-		tb.Fatalf("%s (required: SHOP_TEST_REQUIRE=all)", msg)
-		return
-	}
-	tb.Skip(msg)
+	testenv.Require(tb, names...)
 }
 
-// StartRedisT starts a Redis in a test temp dir and stops it when the test
-// ends; it skips (or fails) like Require when redis-server is missing.
+// StartRedisT starts the cluster's Redis in a test temp dir and stops it
+// when the test ends; it skips (or fails) like Require when redis-server is
+// missing. Tests outside the cluster want testenv.StartRedis.
 func StartRedisT(tb testing.TB) *Redis {
 	tb.Helper()
 	Require(tb, "redis-server")
@@ -82,6 +48,31 @@ func StartRedisT(tb testing.TB) *Redis {
 	return r
 }
 
+// StartRedisHAT starts a Redis primary, a replica and three sentinels in a
+// test temp dir (StartRedisHA) and stops them when the test ends; it skips
+// (or fails) like Require when redis-server is missing.
+func StartRedisHAT(tb testing.TB) *RedisHA {
+	tb.Helper()
+	testenv.Require(tb, "redis-server")
+	dir := tb.TempDir()
+	ctx, cancel := context.WithTimeout(tb.Context(), time.Minute)
+	defer cancel()
+	ha, err := StartRedisHA(ctx, dir)
+	if err != nil {
+		logTails(tb, dir)
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			logTails(tb, dir)
+		}
+		if err := ha.Close(); err != nil {
+			tb.Errorf("close redis tier: %v", err)
+		}
+	})
+	return ha
+}
+
 // StartT starts a cluster for a test and closes it when the test ends. It
 // skips (or fails) like Require when nginx or redis-server is missing, keeps
 // the working directory in a test temp dir and, when the start or the test
@@ -93,6 +84,9 @@ func StartT(tb testing.TB, o Options) *Cluster {
 		Require(tb, "nginx")
 	} else {
 		Require(tb, "nginx", "redis-server")
+	}
+	if o.Database == DatabasePostgres {
+		testenv.RequirePostgres(tb)
 	}
 	if o.Dir == "" {
 		o.Dir = tb.TempDir()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/scenarios/cluster"
 )
 
@@ -52,7 +53,7 @@ func findChromium(tb testing.TB) string {
 			return p
 		}
 	}
-	cluster.Require(tb, "chromium") // skips or fails, naming apt-get install -y chromium
+	testenv.Require(tb, "chromium") // skips or fails, naming apt-get install -y chromium
 	return ""
 }
 

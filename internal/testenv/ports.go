@@ -1,4 +1,4 @@
-package cluster
+package testenv
 
 import (
 	"errors"
@@ -12,25 +12,26 @@ import (
 )
 
 // ports remembers the ports this process handed out and has not released,
-// so that two clusters in one test binary never get the same one, even after
+// so that two servers in one test binary never get the same one, even after
 // a replica died and left its port unbound until its restart. Ports belong
-// to the machine, not to a cluster, hence process-wide state.
+// to the machine, not to a test, hence process-wide state.
 var ports = struct {
 	mu    sync.Mutex
 	given map[int]bool
 }{given: make(map[int]bool)}
 
-// lowestPort is the bottom of the range pickPort draws from.
+// lowestPort is the bottom of the range FreePort draws from.
 const lowestPort = 15000
 
-// pickPort returns a free loopback port. It draws below the kernel's
-// ephemeral range: a port from that range (what listening on :0 gives) can
-// be taken as the source port of any outgoing connection (nginx to a
-// replica, a load generator to nginx) while its replica is down, and the
-// replica could not restart on it. Nothing is bound when pickPort returns;
-// callers retry with another port when the child reports "address already
-// in use".
-func pickPort() (int, error) {
+// FreePort returns a free loopback port that this process has not handed
+// out yet. It draws below the kernel's ephemeral range: a port from that
+// range (what listening on :0 gives) can be taken as the source port of any
+// outgoing connection (nginx to a replica, a load generator to nginx) while
+// its server is down, and the server could not restart on it. Nothing is
+// bound when FreePort returns; callers retry with another port when the
+// child reports "address already in use", and ReleasePort it once nothing
+// will bind it again.
+func FreePort() (int, error) {
 	hi := ephemeralLow()
 	for attempt := range 100 {
 		want := 0 // let the kernel choose
@@ -51,16 +52,18 @@ func pickPort() (int, error) {
 			return port, nil
 		}
 	}
-	return 0, errors.New("cluster: found no free loopback port")
+	return 0, errors.New("testenv: found no free loopback port")
 }
 
-// releasePort lets pickPort hand out port again, once nothing of ours
-// will bind it.
-func releasePort(port int) {
+// ReleasePort lets FreePort hand out port again.
+func ReleasePort(port int) {
 	ports.mu.Lock()
 	defer ports.mu.Unlock()
 	delete(ports.given, port)
 }
+
+// Loopback is 127.0.0.1:port.
+func Loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
 // ephemeralLow is the first port of the kernel's range for outgoing
 // connections (Linux default 32768).
@@ -79,5 +82,3 @@ func ephemeralLow() int {
 	}
 	return n
 }
-
-func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
