@@ -26,6 +26,7 @@ import (
 
 	"github.com/statelab/shop/scenarios/bench"
 	"github.com/statelab/shop/scenarios/lab"
+	"github.com/statelab/shop/session"
 )
 
 func main() {
@@ -182,9 +183,9 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}} {
-		allowed := map[string][]string{"store": {"memory", "redis"}, "lb": {"roundrobin", "sticky"}, "lock": {"on", "off"}}[c.flag]
+		allowed := map[string][]string{"store": session.Kinds(), "lb": {"roundrobin", "sticky"}, "lock": {"on", "off"}}[c.flag]
 		if f.set[c.flag] && !slices.Contains(allowed, c.val) {
-			return "", f, fmt.Errorf("-%s %q: want %s or %s", c.flag, c.val, allowed[0], allowed[1])
+			return "", f, fmt.Errorf("-%s %q: want %s or %s", c.flag, c.val, strings.Join(allowed[:len(allowed)-1], ", "), allowed[len(allowed)-1])
 		}
 	}
 	if f.driver != "none" && f.driver != "compose" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/internal/redisclient"
 )
 
 // Login failures allowed per account and client address in one window.
@@ -79,7 +80,7 @@ func (l *memoryLimiter) Reset(_ context.Context, key string) error {
 
 // redisLimiter is the shared limiter of redis mode: a fixed window counter
 // per key that every replica increments.
-type redisLimiter struct{ pool *redis.Pool }
+type redisLimiter struct{ rc *redisclient.Client }
 
 // limitKey hashes the account and address, so neither sits in Redis in clear.
 func limitKey(key string) string {
@@ -89,7 +90,7 @@ func limitKey(key string) string {
 
 func (l redisLimiter) do(ctx context.Context, cmd string, args ...any) (any, error) {
 	var v any
-	err := withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) (err error) {
+	err := l.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
 		v, err = redis.DoContext(conn, ctx, cmd, args...)
 		return err
 	})
@@ -112,7 +113,7 @@ func (l redisLimiter) Blocked(ctx context.Context, key string) (bool, error) {
 var incrScript = redis.NewScript(1, `local n = redis.call("INCR", KEYS[1]) if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end return n`)
 
 func (l redisLimiter) Fail(ctx context.Context, key string) error {
-	err := withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) error {
+	err := l.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
 		_, err := incrScript.DoContext(ctx, conn, limitKey(key), loginWindow.Milliseconds())
 		return err
 	})

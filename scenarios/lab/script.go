@@ -47,6 +47,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/statelab/shop/session"
 )
 
 // Script is a parsed scenario.
@@ -87,7 +89,7 @@ var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on"}
 
 // configValues are the values each configuration key allows.
 var configValues = map[string][]string{
-	"store": {"memory", "redis"},
+	"store": session.Kinds(),
 	"lb":    {"roundrobin", "sticky"},
 	"lock":  {"on", "off"},
 }
