@@ -13,7 +13,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # nonroot user can create the SQLite database and its WAL files there.
 RUN mkdir -p /out/data && chown 65532:65532 /out/data
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian13:nonroot
 COPY --from=build /shop /shop
 COPY --from=build --chown=65532:65532 /out/data /data
 ENV SHOP_ADDR=:8080 SHOP_DB=/data/shop.db

@@ -21,6 +21,7 @@ func loadCompose(t *testing.T, path string, env map[string]string) composeProjec
 	opts, err := cli.NewProjectOptions([]string{path},
 		cli.WithWorkingDirectory(filepath.Dir(path)),
 		cli.WithEnv(environ),
+		cli.WithDefaultProfiles(), // COMPOSE_PROFILES from env, as docker compose does
 		cli.WithResolvedPaths(true),
 	)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,16 +50,21 @@ func TestCompose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const sentinels = "sentinel1:26379,sentinel2:26379,sentinel3:26379"
 	tests := []struct {
 		name        string
 		env         map[string]string
 		store, lock string
 		policy      string
+		ha          bool
 	}{
-		{"defaults", nil, "redis", "on", PolicyRoundRobin},
+		{"defaults", nil, "redis", "on", PolicyRoundRobin, false},
 		{"from the environment", map[string]string{
 			"SHOP_SESSION_STORE": "memory", "SHOP_SESSION_LOCK": "off", "SHOP_LB": PolicySticky,
-		}, "memory", "off", PolicySticky},
+		}, "memory", "off", PolicySticky, false},
+		{"ha profile", map[string]string{
+			"COMPOSE_PROFILES": "ha", "SHOP_REDIS_SENTINELS": sentinels,
+		}, "redis", "on", PolicyRoundRobin, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,12 +74,25 @@ func TestCompose(t *testing.T) {
 				names = append(names, name)
 			}
 			slices.Sort(names)
-			if want := []string{"nginx", "redis", "shop1", "shop2", "shop3"}; !slices.Equal(names, want) {
+			want := []string{"nginx", "redis", "shop1", "shop2", "shop3"}
+			if tt.ha {
+				want = []string{"nginx", "redis", "redis-replica", "sentinel1", "sentinel2", "sentinel3", "shop1", "shop2", "shop3"}
+			}
+			if !slices.Equal(names, want) {
 				t.Fatalf("services = %v, want %v", names, want)
 			}
 			checkComposeShops(t, p, root, tt.store, tt.lock)
 			checkComposeRedis(t, p)
 			checkComposeNginx(t, p, root, tt.policy)
+			if tt.ha {
+				checkComposeHA(t, p, root)
+			} else {
+				for _, name := range []string{"shop1", "shop2", "shop3"} {
+					if got := p.Services[name].Environment["SHOP_REDIS_SENTINELS"]; got != "" {
+						t.Errorf("%s: SHOP_REDIS_SENTINELS=%q without the ha profile, want empty", name, got)
+					}
+				}
+			}
 		})
 	}
 }
@@ -144,6 +163,75 @@ func checkComposeRedis(t *testing.T, p composeProject) {
 	}
 	if !slices.ContainsFunc(r.Mounts, func(m composeMount) bool { return m.Type == "volume" && m.Target == "/data" }) {
 		t.Errorf("redis mounts %+v, want a volume at /data", r.Mounts)
+	}
+}
+
+// checkComposeHA checks the ha profile: a replica of redis, three sentinels
+// running the committed renderings of deploy/sentinel.go, and shops that
+// find the primary through exactly those sentinels.
+func checkComposeHA(t *testing.T, p composeProject, root string) {
+	t.Helper()
+	if !containsRun(p.Services["redis"].Command, []string{"--replica-announce-ip", "redis"}) {
+		t.Errorf("redis command %q: want --replica-announce-ip redis (it may become a replica)", p.Services["redis"].Command)
+	}
+	replica := p.Services["redis-replica"]
+	if !strings.HasPrefix(replica.Image, "redis:") {
+		t.Errorf("redis-replica image %q", replica.Image)
+	}
+	for _, want := range [][]string{{"--replicaof", "redis", "6379"}, {"--replica-announce-ip", "redis-replica"}, {"--appendonly", "yes"}} {
+		if !containsRun(replica.Command, want) {
+			t.Errorf("redis-replica command %q lacks %q", replica.Command, want)
+		}
+	}
+
+	var addrs []string
+	for _, r := range SentinelRenderings() {
+		name := strings.TrimSuffix(strings.TrimPrefix(r.File, "compose-"), ".conf")
+		s, ok := p.Services[name]
+		if !ok {
+			t.Errorf("rendering %s has no service %s", r.File, name)
+			continue
+		}
+		addrs = append(addrs, name+":"+strconv.Itoa(r.Config.Port))
+		if !strings.HasPrefix(s.Image, "redis:") {
+			t.Errorf("%s image %q", name, s.Image)
+		}
+		mount := composeMount{Type: "bind", Source: filepath.Join(root, "deploy", "sentinel", r.File), Target: "/etc/statelab/sentinel.conf", ReadOnly: true}
+		if !slices.Contains(s.Mounts, mount) {
+			t.Errorf("%s mounts %+v, want %+v", name, s.Mounts, mount)
+		}
+		script := strings.Join(s.Command, " ")
+		if !strings.Contains(script, "cp /etc/statelab/sentinel.conf /data/sentinel.conf") || !strings.Contains(script, "exec redis-server /data/sentinel.conf --sentinel") {
+			t.Errorf("%s command %q: want it to run a writable copy of its configuration", name, s.Command)
+		}
+		if want := map[string]string{"redis": "service_healthy", "redis-replica": "service_healthy"}; !maps.Equal(s.DependsOn, want) {
+			t.Errorf("%s depends on %v, want %v", name, s.DependsOn, want)
+		}
+		c := r.Config
+		if !c.Hostnames || c.AnnounceIP != name || c.PrimaryHost != "redis" || c.PrimaryPort != 6379 {
+			t.Errorf("%s: %+v: want hostnames resolved and announced, announcing %s, watching redis:6379", r.File, c, name)
+		}
+		rendered, err := RenderSentinel(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if committed, err := os.ReadFile(filepath.Join(root, "deploy", "sentinel", r.File)); err != nil || !bytes.Equal(committed, rendered) {
+			t.Errorf("deploy/sentinel/%s is missing or stale (%v): run go generate ./deploy/", r.File, err)
+		}
+		for _, directive := range []string{"sentinel resolve-hostnames yes", "sentinel announce-hostnames yes", "sentinel monitor " + SentinelMaster + " redis 6379 2"} {
+			if !bytes.Contains(rendered, []byte(directive+"\n")) {
+				t.Errorf("%s lacks %q", r.File, directive)
+			}
+		}
+	}
+	for _, name := range []string{"shop1", "shop2", "shop3"} {
+		env := p.Services[name].Environment
+		if got := env["SHOP_REDIS_SENTINELS"]; got != strings.Join(addrs, ",") {
+			t.Errorf("%s: SHOP_REDIS_SENTINELS=%q, want %q", name, got, strings.Join(addrs, ","))
+		}
+		if got := env["SHOP_REDIS_MASTER"]; got != SentinelMaster {
+			t.Errorf("%s: SHOP_REDIS_MASTER=%q, want %q", name, got, SentinelMaster)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 var contractEnv = []string{
 	"SHOP_ADDR", "SHOP_REPLICA", "SHOP_SESSION_STORE", "SHOP_REDIS_ADDR",
 	"SHOP_DB", "SHOP_SESSION_LOCK", "SHOP_DRAIN",
+	"SHOP_REDIS_SENTINELS", "SHOP_REDIS_MASTER", "SHOP_REDIS_WAIT_REPLICAS",
 }
 
 func TestProcfile(t *testing.T) {

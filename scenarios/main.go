@@ -3,8 +3,8 @@
 // judges what happened to every cart.
 //
 //	go run ./scenarios list
-//	go run ./scenarios show NAME
-//	go run ./scenarios run NAME [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-report FILE.html] [-target URL [-driver compose]]
+//	go run ./scenarios show NAME|PATH.txt
+//	go run ./scenarios run NAME|PATH.txt [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
 //	go run ./scenarios matrix
 //
@@ -19,14 +19,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/statelab/shop/scenarios/bench"
 	"github.com/statelab/shop/scenarios/lab"
-	"github.com/statelab/shop/session"
 )
 
 func main() {
@@ -45,9 +43,10 @@ const (
 )
 
 const usage = `usage:
-  scenarios list                 one line per scenario: name — lesson
-  scenarios show NAME            print a scenario's script
-  scenarios run NAME [flags]     run one scenario and judge it
+  scenarios list                 one line per scenario: name — lesson (a broken one says why)
+  scenarios show NAME|PATH.txt   print a scenario's script
+  scenarios run NAME|PATH.txt [flags]
+                                 run one scenario, built in or from any file, and judge it
   scenarios run load [-short] [-scaling] [-duration D] [-doc FILE]
                                  the load benchmark (package scenarios/bench); measured, not judged
   scenarios matrix               run every scenario under every configuration it applies to;
@@ -77,11 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = errors.New("usage: scenarios show NAME")
 			break
 		}
-		var src string
-		if _, err = lab.Lookup(args[1]); err == nil {
-			src, err = lab.Source(args[1])
-			fmt.Fprint(stdout, src)
-		}
+		err = show(stdout, args[1])
 	case "run":
 		if len(args) > 1 && args[1] == "load" {
 			code, err = runLoad(ctx, args[2:], stdout, stderr)
@@ -104,16 +99,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// list prints every built-in scenario; a broken one is marked with its
+// first error and the others list as usual.
 func list(w io.Writer) error {
-	scripts, err := lab.Scripts()
-	if err != nil {
-		return err
-	}
-	for _, s := range scripts {
-		fmt.Fprintf(w, "%s — %s\n", s.Name, s.Lesson)
+	writeList(w, lab.Builtins())
+	return nil
+}
+
+func writeList(w io.Writer, builtins []lab.Builtin) {
+	for _, b := range builtins {
+		if b.Err != nil {
+			fmt.Fprintf(w, "%s — BROKEN: %v\n", b.Name, b.Err)
+			continue
+		}
+		fmt.Fprintf(w, "%s — %s\n", b.Name, b.Script.Lesson)
 	}
 	fmt.Fprintf(w, "%s — %s\n", "load", loadLesson)
-	return nil
+}
+
+// show prints a script as written: a built-in one (even broken) or a file.
+func show(w io.Writer, arg string) error {
+	if lab.IsPath(arg) {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	src, err := lab.Source(arg)
+	if err != nil {
+		_, err = lab.Lookup(arg) // the error that lists the names
+		return err
+	}
+	_, err = io.WriteString(w, src)
+	return err
 }
 
 // loadLesson is the load benchmark's line in the list: it measures, it
@@ -183,9 +203,10 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}} {
-		allowed := map[string][]string{"store": session.Kinds(), "lb": {"roundrobin", "sticky"}, "lock": {"on", "off"}}[c.flag]
-		if f.set[c.flag] && !slices.Contains(allowed, c.val) {
-			return "", f, fmt.Errorf("-%s %q: want %s or %s", c.flag, c.val, strings.Join(allowed[:len(allowed)-1], ", "), allowed[len(allowed)-1])
+		if f.set[c.flag] {
+			if err := lab.CheckConfigValue(c.flag, c.val); err != nil {
+				return "", f, fmt.Errorf("-%v", err)
+			}
 		}
 	}
 	if f.driver != "none" && f.driver != "compose" {
@@ -228,9 +249,15 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return exitError, err
 	}
-	s, err := lab.Lookup(name)
+	s, err := lab.Find(name)
 	if err != nil {
 		return exitError, err
+	}
+	// A report that cannot be written must not cost a whole run.
+	if f.report != "" {
+		if err := checkWritable(f.report); err != nil {
+			return exitError, fmt.Errorf("-report: %w", err)
+		}
 	}
 	o := lab.Options{Config: pickConfig(s, f), Out: stdout}
 	switch {
@@ -260,6 +287,21 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	return exitOK, nil
 }
 
+// checkWritable creates path if it is missing (and removes it again) or
+// opens it for writing, without changing an existing file.
+func checkWritable(path string) error {
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if os.IsNotExist(statErr) {
+		return os.Remove(path)
+	}
+	return nil
+}
+
 func writeReport(path string, res *lab.Result) error {
 	out, err := os.Create(path)
 	if err != nil {
@@ -281,24 +323,27 @@ func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err := fs.Parse(args); err != nil {
 		return exitError, err
 	}
-	scripts, err := lab.Scripts()
-	if err != nil {
-		return exitError, err
-	}
 	start := time.Now()
 	var results []*lab.Result
 	code := exitOK
-	for _, s := range scripts {
-		if *only != "" && s.Name != *only {
+	for _, b := range lab.Builtins() {
+		if *only != "" && b.Name != *only {
 			continue
 		}
+		if b.Err != nil {
+			// One broken script must not cost the others their run.
+			fmt.Fprintf(stderr, "scenarios: %s is broken: %v\n", b.Name, b.Err)
+			code = exitError
+			continue
+		}
+		s := b.Script
 		for _, cfg := range s.Configs {
 			fmt.Fprintf(stderr, "running %s (%s)\n", s.Name, cfg)
 			res, err := lab.Run(ctx, s, lab.Options{Config: cfg})
 			if err != nil {
 				return exitError, fmt.Errorf("%s (%s): %w", s.Name, cfg, err)
 			}
-			if !res.Pass {
+			if !res.Pass && code == exitOK {
 				code = exitMismatch
 			}
 			results = append(results, res)

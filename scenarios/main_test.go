@@ -46,7 +46,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dance"}, `unknown command "dance"`},
 		{[]string{"run"}, "which scenario?"},
 		{[]string{"run", "nosuch"}, `no scenario "nosuch"`},
-		{[]string{"run", "failover", "-store", "disk"}, `-store "disk": want memory or redis`},
+		{[]string{"run", "failover", "-store", "disk"}, `-store=disk: want memory or redis`},
+		{[]string{"run", "failover", "-lb", "round-robin"}, `-lb=round-robin: want roundrobin or sticky`},
+		{[]string{"run", "./no/such/script.txt"}, `no/such/script.txt: no such file`},
+		{[]string{"run", "failover", "-report", "/no/such/dir/r.html"}, `-report: open /no/such/dir/r.html: no such file or directory`},
 		{[]string{"run", "failover", "-driver", "compose"}, "-driver and -compose-file need -target"},
 		{[]string{"run", "failover", "-target", "http://x", "-driver", "k8s"}, `-driver "k8s"`},
 		{[]string{"show"}, "usage: scenarios show NAME"},
@@ -133,8 +136,8 @@ func TestMatrix(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, want := range []string{
-		"| across-replicas | memory | roundrobin | on | 0 / 3 / 0 |",
-		"| across-replicas | redis | roundrobin | on | 3 / 0 / 0 |",
+		"| across-replicas | memory | roundrobin | on | lost carts | 0 / 3 / 0 |",
+		"| across-replicas | redis | roundrobin | on | carts intact; cart of alice is 4 | 3 / 0 / 0 |",
 		"- **across-replicas**: round robin",
 	} {
 		if !strings.Contains(out, want) {

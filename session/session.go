@@ -221,6 +221,13 @@ func (s *Session) Touch(replica string) string {
 	return s.v.SID
 }
 
+// NewIdentity gives the session a new stable identity: what belonged to
+// the old one (anonymous orders) stays with it.
+func (s *Session) NewIdentity() {
+	s.v.SID = randomHex(16)
+	s.modified = true
+}
+
 // SetCart replaces the cart.
 func (s *Session) SetCart(cart json.RawMessage) {
 	s.v.Cart = cart

@@ -4,7 +4,10 @@ package static
 
 import (
 	"embed"
+	iofs "io/fs"
 	"net/http"
+	"path"
+	"strings"
 )
 
 //go:embed shop.css img
@@ -14,10 +17,16 @@ var files embed.FS
 var FS = files
 
 // Handler serves the static files. They change only with the binary, so
-// browsers may cache them for an hour.
+// browsers may cache them for an hour. Directories are not files: they are a
+// 404, not a listing of what the binary holds.
 func Handler() http.Handler {
 	fs := http.FileServerFS(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if fi, err := iofs.Stat(files, name); name == "" || (err == nil && fi.IsDir()) {
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		fs.ServeHTTP(w, r)
 	})

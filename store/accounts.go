@@ -19,7 +19,7 @@ type Account struct {
 
 // CreateAccount registers email, which is unique regardless of ASCII case; an
 // email already registered fails with an error wrapping ErrEmailTaken.
-func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (Account, error) {
+func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (_ Account, err error) {
 	switch {
 	case email == "":
 		return Account{}, errors.New("store: create account: empty email")
@@ -27,19 +27,20 @@ func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (Acco
 		// An empty hash would let any password match a careless check.
 		return Account{}, errors.New("store: create account: empty password hash")
 	}
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	a := Account{Email: email, PasswordHash: hash, CreatedAt: now()}
 	// A single INSERT in autocommit mode waits for the write lock under
-	// busy_timeout, so it needs no explicit transaction.
-	res, err := d.write.ExecContext(ctx,
-		"INSERT INTO accounts (email, password_hash, created_at) VALUES (?, ?, ?)",
-		email, hash, formatTime(a.CreatedAt))
+	// busy_timeout, so it needs no explicit transaction. RETURNING gives
+	// the id on both databases (pgx has no LastInsertId).
+	err = d.write.QueryRowContext(ctx,
+		d.q("INSERT INTO accounts (email, password_hash, created_at) VALUES (?, ?, ?) RETURNING id"),
+		email, hash, formatTime(a.CreatedAt)).Scan(&a.ID)
 	if isUniqueViolation(err) {
 		return Account{}, fmt.Errorf("store: create account: %w", ErrEmailTaken)
 	}
 	if err != nil {
-		return Account{}, fmt.Errorf("store: create account: %w", err)
-	}
-	if a.ID, err = res.LastInsertId(); err != nil {
 		return Account{}, fmt.Errorf("store: create account: %w", err)
 	}
 	return a, nil
@@ -47,9 +48,19 @@ func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (Acco
 
 // AccountByEmail returns the account registered with email (ASCII case does
 // not matter), or an error wrapping ErrNotFound.
-func (d *DB) AccountByEmail(ctx context.Context, email string) (Account, error) {
+func (d *DB) AccountByEmail(ctx context.Context, email string) (_ Account, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
+	// SQLite's column is NOCASE; PostgreSQL's unique index is on
+	// lower(email) in the "C" collation, which folds ASCII only, and the
+	// lookup must fold the same way to use it.
+	where := "email = ?"
+	if d.postgres {
+		where = `lower(email) = lower(CAST(? AS TEXT) COLLATE "C")`
+	}
 	a, err := scanAccount(d.read.QueryRowContext(ctx,
-		"SELECT id, email, password_hash, created_at FROM accounts WHERE email = ?", email))
+		d.q("SELECT id, email, password_hash, created_at FROM accounts WHERE "+where), email))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("store: account %q: %w", email, ErrNotFound)
 	}
@@ -60,9 +71,12 @@ func (d *DB) AccountByEmail(ctx context.Context, email string) (Account, error) 
 }
 
 // Account returns the account with id, or an error wrapping ErrNotFound.
-func (d *DB) Account(ctx context.Context, id int64) (Account, error) {
+func (d *DB) Account(ctx context.Context, id int64) (_ Account, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	a, err := scanAccount(d.read.QueryRowContext(ctx,
-		"SELECT id, email, password_hash, created_at FROM accounts WHERE id = ?", id))
+		d.q("SELECT id, email, password_hash, created_at FROM accounts WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("store: account %d: %w", id, ErrNotFound)
 	}
@@ -91,10 +105,13 @@ func scanAccount(s scanner) (Account, error) {
 // SavedCart returns the cart the account saved, as SaveCart stored it, or nil
 // and no error when there is none. The store does not read the bytes: the cart
 // format belongs to the web layer.
-func (d *DB) SavedCart(ctx context.Context, accountID int64) ([]byte, error) {
+func (d *DB) SavedCart(ctx context.Context, accountID int64) (_ []byte, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	var data []byte
-	err := d.read.QueryRowContext(ctx,
-		"SELECT data FROM saved_carts WHERE account_id = ?", accountID).Scan(&data)
+	err = d.read.QueryRowContext(ctx,
+		d.q("SELECT data FROM saved_carts WHERE account_id = ?"), accountID).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -107,14 +124,16 @@ func (d *DB) SavedCart(ctx context.Context, accountID int64) ([]byte, error) {
 // SaveCart replaces the account's saved cart. Empty data deletes it, so an
 // emptied cart does not come back at the next login. An unknown account fails
 // with an error wrapping ErrNotFound.
-func (d *DB) SaveCart(ctx context.Context, accountID int64, data []byte) error {
-	var err error
+func (d *DB) SaveCart(ctx context.Context, accountID int64, data []byte) (err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	if len(data) == 0 {
-		_, err = d.write.ExecContext(ctx, "DELETE FROM saved_carts WHERE account_id = ?", accountID)
+		_, err = d.write.ExecContext(ctx, d.q("DELETE FROM saved_carts WHERE account_id = ?"), accountID)
 	} else {
 		_, err = d.write.ExecContext(ctx,
-			`INSERT INTO saved_carts (account_id, data, updated_at) VALUES (?, ?, ?)
-			 ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`,
+			d.q(`INSERT INTO saved_carts (account_id, data, updated_at) VALUES (?, ?, ?)
+			 ON CONFLICT (account_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`),
 			accountID, data, formatTime(now()))
 	}
 	if isForeignKeyViolation(err) {

@@ -6,17 +6,27 @@ import (
 )
 
 func BenchmarkProducts(b *testing.B) {
-	d, _ := openTest(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := d.Products(b.Context()); err != nil {
-			b.Fatal(err)
-		}
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			d, _ := openTest(b, be)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.Products(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 func BenchmarkPlaceOrder(b *testing.B) {
-	d, _ := openTest(b)
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) { benchmarkPlaceOrder(b, be) })
+	}
+}
+
+func benchmarkPlaceOrder(b *testing.B, be backend) {
+	d, _ := openTest(b, be)
 	// Enough stock for any b.N.
 	if _, err := d.write.ExecContext(b.Context(), "UPDATE products SET stock = 1000000000"); err != nil {
 		b.Fatal(err)

@@ -45,7 +45,10 @@ func scanProduct(s scanner) (Product, error) {
 }
 
 // Categories returns every category in id order.
-func (d *DB) Categories(ctx context.Context) ([]Category, error) {
+func (d *DB) Categories(ctx context.Context) (_ []Category, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	rows, err := d.read.QueryContext(ctx, "SELECT id, slug, name FROM categories ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("store: categories: %w", err)
@@ -66,7 +69,10 @@ func (d *DB) Categories(ctx context.Context) ([]Category, error) {
 }
 
 // Products returns every product in id order.
-func (d *DB) Products(ctx context.Context) ([]Product, error) {
+func (d *DB) Products(ctx context.Context) (_ []Product, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	rows, err := d.read.QueryContext(ctx, "SELECT "+productColumns+" ORDER BY p.id")
 	if err != nil {
 		return nil, fmt.Errorf("store: products: %w", err)
@@ -87,8 +93,11 @@ func (d *DB) Products(ctx context.Context) ([]Product, error) {
 }
 
 // Product returns the product with id, or an error wrapping ErrNotFound.
-func (d *DB) Product(ctx context.Context, id int64) (Product, error) {
-	p, err := scanProduct(d.read.QueryRowContext(ctx, "SELECT "+productColumns+" WHERE p.id = ?", id))
+func (d *DB) Product(ctx context.Context, id int64) (_ Product, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
+	p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, fmt.Errorf("store: product %d: %w", id, ErrNotFound)
 	}
@@ -100,8 +109,11 @@ func (d *DB) Product(ctx context.Context, id int64) (Product, error) {
 
 // ProductBySlug returns the product with slug, or an error wrapping
 // ErrNotFound.
-func (d *DB) ProductBySlug(ctx context.Context, slug string) (Product, error) {
-	p, err := scanProduct(d.read.QueryRowContext(ctx, "SELECT "+productColumns+" WHERE p.slug = ?", slug))
+func (d *DB) ProductBySlug(ctx context.Context, slug string) (_ Product, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
+	p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.slug = ?"), slug))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, fmt.Errorf("store: product %q: %w", slug, ErrNotFound)
 	}

@@ -13,22 +13,35 @@ import (
 	"time"
 )
 
-//go:embed migrations/*.sql
+// migrationFiles holds one directory of numbered migrations per dialect:
+// the schema must differ (types, collations, identity columns), the
+// numbering does not.
+//
+//go:embed migrations
 var migrationFiles embed.FS
 
 // migration is one numbered schema change; migration n moves the database
-// from user_version n-1 to n.
+// from version n-1 to n.
 type migration struct {
 	version int
 	name    string
 	sql     string
 }
 
-// loadMigrations reads the embedded migrations in version order. Numbers must
-// run 1..N without gaps, because PRAGMA user_version records only the last one
-// applied.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// dialect names the migrations directory of d.
+func (d *DB) dialect() string {
+	if d.postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// loadMigrations reads the embedded migrations of a dialect in version order.
+// Numbers must run 1..N without gaps, because the schema version records
+// only the last one applied.
+func loadMigrations(dialect string) ([]migration, error) {
+	dir := path.Join("migrations", dialect)
+	entries, err := fs.ReadDir(migrationFiles, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +55,7 @@ func loadMigrations() ([]migration, error) {
 		if want := len(ms) + 1; v != want {
 			return nil, fmt.Errorf("migration %s: number %d, want %d", e.Name(), v, want)
 		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		b, err := migrationFiles.ReadFile(path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
@@ -52,7 +65,7 @@ func loadMigrations() ([]migration, error) {
 }
 
 // busyRetryBudget bounds how long Open keeps retrying a start that fails with
-// SQLITE_BUSY; it matches busy_timeout.
+// SQLITE_BUSY.
 const busyRetryBudget = 5 * time.Second
 
 // migrateRetryingBusy runs migrate, retrying while it fails with SQLITE_BUSY.
@@ -86,24 +99,27 @@ func (d *DB) migrateRetryingBusy(ctx context.Context) (seeded bool, err error) {
 // migrate brings the schema up to date and seeds a database that had none. It
 // reports whether it seeded.
 //
-// Replicas may start together on one new file. The version is read once
-// without a lock so that a normal start takes no write lock at all, then read
-// again inside an immediate transaction: only the process holding the write
-// lock decides, and it migrates and seeds in the same transaction, so the
-// others see either nothing or everything.
+// Replicas may start together on one new database. Only the process holding
+// the lock decides (SQLite: the write lock of an immediate transaction;
+// PostgreSQL: an advisory lock held to the end of the transaction), and it
+// migrates and seeds in the same transaction, so the others see either
+// nothing or everything. With SQLite the version is first read without a
+// lock, so that a normal start takes no write lock at all.
 func (d *DB) migrate(ctx context.Context) (seeded bool, err error) {
-	ms, err := loadMigrations()
+	ms, err := loadMigrations(d.dialect())
 	if err != nil {
 		return false, fmt.Errorf("migrate: %w", err)
 	}
 	latest := len(ms)
 
-	v, err := userVersion(ctx, d.write)
-	if err != nil {
-		return false, fmt.Errorf("migrate: %w", err)
-	}
-	if v == latest {
-		return false, nil
+	if !d.postgres {
+		v, err := d.schemaVersion(ctx, d.write)
+		if err != nil {
+			return false, fmt.Errorf("migrate: %w", err)
+		}
+		if v == latest {
+			return false, nil
+		}
 	}
 
 	tx, err := d.write.BeginTx(ctx, nil)
@@ -111,8 +127,18 @@ func (d *DB) migrate(ctx context.Context) (seeded bool, err error) {
 		return false, fmt.Errorf("migrate: %w", err)
 	}
 	defer rollback(tx)
+	if d.postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
+			return false, fmt.Errorf("migrate: lock: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			"CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"); err != nil {
+			return false, fmt.Errorf("migrate: %w", err)
+		}
+	}
 
-	if v, err = userVersion(ctx, tx); err != nil {
+	v, err := d.schemaVersion(ctx, tx)
+	if err != nil {
 		return false, fmt.Errorf("migrate: %w", err)
 	}
 	switch {
@@ -127,12 +153,11 @@ func (d *DB) migrate(ctx context.Context) (seeded bool, err error) {
 		}
 	}
 	if v == 0 {
-		if err := seed(ctx, tx); err != nil {
+		if err := d.seed(ctx, tx); err != nil {
 			return false, fmt.Errorf("seed: %w", err)
 		}
 	}
-	// PRAGMA takes no parameters; latest is an int we computed.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", latest)); err != nil {
+	if err := d.setSchemaVersion(ctx, tx, latest); err != nil {
 		return false, fmt.Errorf("migrate: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -141,30 +166,52 @@ func (d *DB) migrate(ctx context.Context) (seeded bool, err error) {
 	return v == 0, nil
 }
 
-func userVersion(ctx context.Context, q queryer) (int, error) {
+// schemaVersion reads the number of the last migration applied: SQLite's
+// user_version, or the one row of PostgreSQL's schema_version (none: 0).
+func (d *DB) schemaVersion(ctx context.Context, q queryer) (int, error) {
+	query := "PRAGMA user_version"
+	if d.postgres {
+		query = "SELECT coalesce(max(version), 0) FROM schema_version"
+	}
 	var v int
-	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return 0, fmt.Errorf("read user_version: %w", err)
+	if err := q.QueryRowContext(ctx, query).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	return v, nil
 }
 
+func (d *DB) setSchemaVersion(ctx context.Context, tx *sql.Tx, v int) error {
+	var err error
+	if d.postgres {
+		if _, err = tx.ExecContext(ctx, "DELETE FROM schema_version"); err == nil {
+			_, err = tx.ExecContext(ctx, "INSERT INTO schema_version (version) VALUES ($1)", v)
+		}
+	} else {
+		// PRAGMA takes no parameters; v is an int we computed.
+		_, err = tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
+	}
+	if err != nil {
+		return fmt.Errorf("set schema version %d: %w", v, err)
+	}
+	return nil
+}
+
 // seed fills the catalog with explicit ids, so that categories and products
-// are numbered 1..N in seedCatalog order whatever SQLite would pick.
-func seed(ctx context.Context, tx *sql.Tx) error {
+// are numbered 1..N in seedCatalog order whatever the database would pick.
+func (d *DB) seed(ctx context.Context, tx *sql.Tx) error {
 	var productID int64
 	for i, c := range seedCatalog {
 		categoryID := int64(i + 1)
 		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO categories (id, slug, name) VALUES (?, ?, ?)",
+			d.q("INSERT INTO categories (id, slug, name) VALUES (?, ?, ?)"),
 			categoryID, c.Slug, c.Name); err != nil {
 			return fmt.Errorf("category %s: %w", c.Slug, err)
 		}
 		for _, p := range c.Products {
 			productID++
 			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO products (id, slug, name, description, price_cents, stock, category_id)
-				 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				d.q(`INSERT INTO products (id, slug, name, description, price_cents, stock, category_id)
+				 VALUES (?, ?, ?, ?, ?, ?, ?)`),
 				productID, p.Slug, p.Name, p.Description, p.PriceCents, p.Stock, categoryID); err != nil {
 				return fmt.Errorf("product %s: %w", p.Slug, err)
 			}

@@ -7,6 +7,8 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -88,13 +90,16 @@ func (e *OutOfStockError) Is(target error) bool {
 // (*OutOfStockError); else stock is decremented and the order stored, all in
 // one transaction.
 func (d *DB) PlaceOrder(ctx context.Context, o NewOrder) (order Order, created bool, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	if err := validateNewOrder(o); err != nil {
 		return Order{}, false, fmt.Errorf("store: place order: %w", err)
 	}
 	// A replay is the common repeat (a reload, a double click, a retry
 	// through another replica): answer it from a snapshot without taking
 	// the write lock.
-	existing, err := orderByKey(ctx, d.read, o.IdempotencyKey)
+	existing, err := d.orderByKey(ctx, o.IdempotencyKey)
 	switch {
 	case err == nil:
 		return resolveReplay(existing, o)
@@ -126,10 +131,16 @@ func validateNewOrder(o NewOrder) error {
 	return nil
 }
 
-// insertOrder places o in one immediate transaction. The order row goes in
-// first: if the UNIQUE idempotency key refuses it, another request (perhaps
-// in another process) placed that key after our snapshot, and its order, not
-// our stock check, decides the answer.
+// insertOrder places o in one transaction (immediate with SQLite). The order
+// row goes in first: if the UNIQUE idempotency key refuses it, another
+// request (perhaps in another process) placed that key after our snapshot,
+// and its order, not our stock check, decides the answer.
+//
+// Stock is decremented by conditional updates (stock >= n) in product id
+// order. With SQLite the write lock already serializes writers; with
+// PostgreSQL the update waits for a concurrent order's row lock and then
+// sees its result, so two replicas cannot both sell the last unit, and the
+// fixed order keeps two orders of the same products from deadlocking.
 func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 	order := Order{
 		ID:             newOrderID(),
@@ -151,14 +162,14 @@ func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 	order.CreatedAt = now()
 
 	_, err = tx.ExecContext(ctx,
-		`INSERT INTO orders (id, idempotency_key, session_id, account_id, replica, name, email, address, created_at)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.q(`INSERT INTO orders (id, idempotency_key, session_id, account_id, replica, name, email, address, created_at)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		order.ID, order.IdempotencyKey, order.SessionID, nullID(order.AccountID),
 		order.Replica, order.Name, order.Email, order.Address, formatTime(order.CreatedAt))
 	switch {
 	case isUniqueViolation(err):
 		rollback(tx)
-		existing, err := orderByKey(ctx, d.read, o.IdempotencyKey)
+		existing, err := d.orderByKey(ctx, o.IdempotencyKey)
 		if err != nil {
 			return Order{}, false, fmt.Errorf("store: place order: resolve key after unique violation: %w", err)
 		}
@@ -177,7 +188,7 @@ func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 		p, ok := products[l.ProductID]
 		if !ok {
 			err := tx.QueryRowContext(ctx,
-				"SELECT slug, name, price_cents, stock FROM products WHERE id = ?", l.ProductID).
+				d.q("SELECT slug, name, price_cents, stock FROM products WHERE id = ?"), l.ProductID).
 				Scan(&p.Slug, &p.Name, &p.PriceCents, &p.Stock)
 			if errors.Is(err, sql.ErrNoRows) {
 				return Order{}, false, fmt.Errorf("store: place order: product %d: %w", l.ProductID, ErrNotFound)
@@ -206,21 +217,28 @@ func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 		}
 	}
 
-	for _, l := range order.Lines {
-		n, ok := requested[l.ProductID]
-		if !ok {
-			continue // decremented with an earlier line of the same product
+	for _, id := range slices.Sorted(maps.Keys(requested)) {
+		n := requested[id]
+		res, err := tx.ExecContext(ctx,
+			d.q("UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?"), n, id, n)
+		if err != nil {
+			return Order{}, false, fmt.Errorf("store: place order: product %d: %w", id, err)
 		}
-		delete(requested, l.ProductID)
-		if _, err := tx.ExecContext(ctx,
-			"UPDATE products SET stock = stock - ? WHERE id = ?", n, l.ProductID); err != nil {
-			return Order{}, false, fmt.Errorf("store: place order: product %d: %w", l.ProductID, err)
+		if changed, err := res.RowsAffected(); err != nil || changed == 0 {
+			// Another replica's order took the stock after our read.
+			p := products[id]
+			if err := tx.QueryRowContext(ctx, d.q("SELECT stock FROM products WHERE id = ?"), id).Scan(&p.Stock); err != nil {
+				return Order{}, false, fmt.Errorf("store: place order: product %d: %w", id, err)
+			}
+			return Order{}, false, fmt.Errorf("store: place order: %w", &OutOfStockError{
+				ProductID: id, Name: p.Name, Available: p.Stock, Requested: n,
+			})
 		}
 	}
 	for i, l := range order.Lines {
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO order_lines (order_id, line, product_id, slug, name, quantity, price_cents)
-			 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			d.q(`INSERT INTO order_lines (order_id, line, product_id, slug, name, quantity, price_cents)
+			 VALUES (?, ?, ?, ?, ?, ?, ?)`),
 			order.ID, i+1, l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents); err != nil {
 			return Order{}, false, fmt.Errorf("store: place order: line %d: %w", i+1, err)
 		}
@@ -271,7 +289,10 @@ func nullID(id int64) sql.NullInt64 {
 
 // Order returns the order with id, or an error wrapping ErrNotFound. Callers
 // check ownership: the id alone is no permission.
-func (d *DB) Order(ctx context.Context, id string) (Order, error) {
+func (d *DB) Order(ctx context.Context, id string) (_ Order, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	o, err := d.orderWhere(ctx, "id", id)
 	if err != nil {
 		return Order{}, fmt.Errorf("store: order %q: %w", id, err)
@@ -281,7 +302,10 @@ func (d *DB) Order(ctx context.Context, id string) (Order, error) {
 
 // OrderByKey returns the order placed with an idempotency key, or an error
 // wrapping ErrNotFound. Callers check ownership.
-func (d *DB) OrderByKey(ctx context.Context, key string) (Order, error) {
+func (d *DB) OrderByKey(ctx context.Context, key string) (_ Order, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	o, err := d.orderWhere(ctx, "idempotency_key", key)
 	if err != nil {
 		return Order{}, fmt.Errorf("store: order with key %q: %w", key, err)
@@ -296,28 +320,36 @@ func (d *DB) orderWhere(ctx context.Context, column, value string) (Order, error
 		return Order{}, err
 	}
 	defer rollback(tx)
-	o, err := scanOrder(tx.QueryRowContext(ctx, "SELECT "+orderColumns+" WHERE "+column+" = ?", value))
+	o, err := scanOrder(tx.QueryRowContext(ctx, d.q("SELECT "+orderColumns+" WHERE "+column+" = ?"), value))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, ErrNotFound
 	}
 	if err != nil {
 		return Order{}, err
 	}
-	if err := loadLines(ctx, tx, []*Order{&o}); err != nil {
+	if err := d.loadLines(ctx, tx, []*Order{&o}); err != nil {
 		return Order{}, err
 	}
 	return o, nil
 }
 
 // OrdersByAccount returns the account's orders, newest first.
-func (d *DB) OrdersByAccount(ctx context.Context, accountID int64) ([]Order, error) {
+func (d *DB) OrdersByAccount(ctx context.Context, accountID int64) (_ []Order, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(&err)
 	tx, err := d.readTx(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
 	}
 	defer rollback(tx)
+	// Insertion order breaks ties: SQLite's rowid, PostgreSQL's seq.
+	tiebreak := "rowid"
+	if d.postgres {
+		tiebreak = "seq"
+	}
 	rows, err := tx.QueryContext(ctx,
-		"SELECT "+orderColumns+" WHERE account_id = ? ORDER BY created_at DESC, rowid DESC", accountID)
+		d.q("SELECT "+orderColumns+" WHERE account_id = ? ORDER BY created_at DESC, "+tiebreak+" DESC"), accountID)
 	if err != nil {
 		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
 	}
@@ -338,7 +370,7 @@ func (d *DB) OrdersByAccount(ctx context.Context, accountID int64) ([]Order, err
 	for i := range orders {
 		ptrs[i] = &orders[i]
 	}
-	if err := loadLines(ctx, tx, ptrs); err != nil {
+	if err := d.loadLines(ctx, tx, ptrs); err != nil {
 		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
 	}
 	return orders, nil
@@ -352,20 +384,20 @@ func (d *DB) readTx(ctx context.Context) (*sql.Tx, error) {
 
 // orderByKey returns the order placed with key, or an error wrapping
 // ErrNotFound.
-func orderByKey(ctx context.Context, db *sql.DB, key string) (Order, error) {
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func (d *DB) orderByKey(ctx context.Context, key string) (Order, error) {
+	tx, err := d.readTx(ctx)
 	if err != nil {
 		return Order{}, err
 	}
 	defer rollback(tx)
-	o, err := scanOrder(tx.QueryRowContext(ctx, "SELECT "+orderColumns+" WHERE idempotency_key = ?", key))
+	o, err := scanOrder(tx.QueryRowContext(ctx, d.q("SELECT "+orderColumns+" WHERE idempotency_key = ?"), key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, fmt.Errorf("order with key %q: %w", key, ErrNotFound)
 	}
 	if err != nil {
 		return Order{}, fmt.Errorf("order with key %q: %w", key, err)
 	}
-	if err := loadLines(ctx, tx, []*Order{&o}); err != nil {
+	if err := d.loadLines(ctx, tx, []*Order{&o}); err != nil {
 		return Order{}, fmt.Errorf("order with key %q: %w", key, err)
 	}
 	return o, nil
@@ -394,13 +426,14 @@ func scanOrder(s scanner) (Order, error) {
 }
 
 // loadLines fills the lines and totals of orders. One query per order is
-// fine: SQLite runs in-process, so a query is a function call, not a round
-// trip.
-func loadLines(ctx context.Context, q queryer, orders []*Order) error {
+// fine for SQLite, which runs in-process, so a query is a function call; with
+// PostgreSQL it is a round trip per order, and an account's order page is the
+// only caller with more than one.
+func (d *DB) loadLines(ctx context.Context, q queryer, orders []*Order) error {
 	for _, o := range orders {
 		rows, err := q.QueryContext(ctx,
-			`SELECT product_id, slug, name, quantity, price_cents
-			 FROM order_lines WHERE order_id = ? ORDER BY line`, o.ID)
+			d.q(`SELECT product_id, slug, name, quantity, price_cents
+			 FROM order_lines WHERE order_id = ? ORDER BY line`), o.ID)
 		if err != nil {
 			return fmt.Errorf("lines: %w", err)
 		}

@@ -1,7 +1,12 @@
-// Package store keeps the shop's lasting state in one SQLite file: catalog,
-// stock, orders, accounts and saved carts. Several replica processes may share
-// the file, so every write runs in an immediate transaction and every rule that
+// Package store keeps the shop's lasting state: catalog, stock, orders,
+// accounts and saved carts, in one SQLite file (the default) or in PostgreSQL
+// (a postgres:// URL). Several replica processes may share either, so every
+// write runs in a transaction that holds what it changes, and every rule that
 // must hold across processes is a constraint in the schema.
+//
+// All SQL lives here. Queries are written once with ? placeholders and
+// rewritten for PostgreSQL; where the dialects must differ (schema, schema
+// version, locks at start) each has its own file.
 package store
 
 import (
@@ -9,14 +14,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"runtime"
 	"strings"
+	"sync"
 	"time"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ErrNotFound reports that a product, order or account does not exist. The web
@@ -34,103 +34,158 @@ var ErrIdempotencyConflict = errors.New("idempotency key used by another owner")
 // ErrEmailTaken reports that an account with that email already exists.
 var ErrEmailTaken = errors.New("email already registered")
 
+// ErrUnavailable reports that the database cannot answer now, whatever the
+// request: locked or busy past Timeout, read-only, an I/O error, PostgreSQL
+// down or unreachable. The same request may succeed later; the web layer
+// answers 503 with Retry-After.
+var ErrUnavailable = errors.New("database unavailable")
+
+// Timeout bounds every call to the database, so no request waits on it for
+// longer. SQLite's busy_timeout is shorter, so that a lock held elsewhere
+// ends as SQLITE_BUSY, which names the cause, rather than as a deadline.
+const Timeout = 2 * time.Second
+
 // DB is the shop's database. It is safe for concurrent use, and several
-// processes may open the same file.
+// processes may open the same database.
 type DB struct {
-	// write holds a single connection: writers of one process queue in
-	// database/sql instead of sleeping in SQLite's busy handler, which is
-	// left to arbitrate between processes only.
+	// write runs transactions that change data; read runs queries. With
+	// SQLite write holds a single connection, so that writers of one
+	// process queue in database/sql instead of sleeping in SQLite's busy
+	// handler (left to arbitrate between processes), and read is a pool of
+	// query-only connections reading WAL snapshots. With PostgreSQL both
+	// are the same pool.
 	write *sql.DB
-	// read is a pool of query-only connections; in WAL mode they read a
-	// snapshot and never wait for writers.
-	read *sql.DB
+	read  *sql.DB
+
+	// postgres selects the PostgreSQL forms of the few queries that
+	// differ, and the $n placeholders.
+	postgres bool
+	rebound  sync.Map // query with ? → query with $n
+
+	// file is the SQLite file as opened, so that readiness notices when
+	// the path no longer leads to it (deleted or replaced).
+	file *sqliteFile
 
 	// seeded records whether this Open filled the catalog, so tests can
 	// prove that racing replicas seed exactly once.
 	seeded bool
 }
 
-// Open opens (creating if need be) the database file at path, applies pending
-// migrations and seeds the catalog of an empty database. Replicas starting
-// together on one new file are safe: the first to take the write lock migrates
-// and seeds, the others find the work done.
-func Open(ctx context.Context, path string) (*DB, error) {
-	if path == "" {
+// Open opens the database named by dsn, applies pending migrations and seeds
+// the catalog of an empty database. A postgres:// (or postgresql://) URL
+// opens PostgreSQL; anything else is the path of a SQLite file, created if
+// need be. Replicas starting together on one new database are safe: one of
+// them migrates and seeds, the others find the work done.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	switch {
+	case dsn == "":
 		return nil, errors.New("store: open: empty database path")
+	case IsPostgresURL(dsn):
+		return openPostgres(ctx, dsn)
 	}
-	write, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-
-	read, err := sql.Open("sqlite", dsn(path, true))
-	if err != nil {
-		write.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	read.SetMaxOpenConns(n)
-	// Keep every connection: opening one re-runs the pragmas.
-	read.SetMaxIdleConns(n)
-
-	d := &DB{write: write, read: read}
-	seeded, err := d.migrateRetryingBusy(ctx)
-	if err != nil {
-		d.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	d.seeded = seeded
-	return d, nil
+	return openSQLite(ctx, dsn)
 }
 
-// dsn builds a modernc DSN for path. The path becomes a file: URI so that
-// names with '?' or '#' still mean a file; SQLite ignores the driver's
-// underscore parameters.
-func dsn(path string, readOnly bool) string {
-	// Clean folds a leading "//", which a file: URI would read as a host.
-	p := filepath.ToSlash(filepath.Clean(path))
-	p = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	if readOnly {
-		// A write that strays into the read pool fails loudly instead
-		// of running as a deferred transaction that may hit SQLITE_BUSY.
-		// Its transactions stay deferred: they only read, and an
-		// immediate one would take the write lock for nothing.
-		q.Add("_pragma", "query_only(1)")
-	} else {
-		// A deferred transaction that reads and then writes cannot wait
-		// for another process's write lock (SQLite answers SQLITE_BUSY
-		// at once); an immediate one takes the lock up front, under
-		// busy_timeout.
-		q.Set("_txlock", "immediate")
-	}
-	return "file:" + p + "?" + q.Encode()
+// IsPostgresURL reports whether dsn names a PostgreSQL database rather than
+// a SQLite file.
+func IsPostgresURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 // Close closes the database.
 func (d *DB) Close() error {
-	if err := errors.Join(d.read.Close(), d.write.Close()); err != nil {
+	err := d.write.Close()
+	if d.read != d.write {
+		err = errors.Join(d.read.Close(), err)
+	}
+	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
 }
 
-// Ping reports whether the database answers, for readiness checks. It reads
-// the file header through the read pool: a bare ping would not touch the file,
-// and the write connection may be busy with an order.
-func (d *DB) Ping(ctx context.Context) error {
+// Ping reports whether the database answers, for readiness checks. With
+// SQLite it reads the file header through the read pool (a bare ping would
+// not touch the file, and the write connection may be busy with an order) and
+// checks that the path still leads to the file that is open: writes to a
+// deleted file succeed and are lost at the next start.
+func (d *DB) Ping(ctx context.Context) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	defer classify(&err)
+	if d.file != nil {
+		if err := d.file.check(); err != nil {
+			return fmt.Errorf("store: ping: %w", err)
+		}
+	}
+	query := "SELECT 1"
+	if !d.postgres {
+		query = "PRAGMA user_version" // reads the file's header
+	}
 	var v int
-	if err := d.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	if err := d.read.QueryRowContext(ctx, query).Scan(&v); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
 	return nil
 }
+
+// bound limits one call to Timeout. Every exported method that touches the
+// database starts with it, and with defer classify(&err).
+func bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, Timeout)
+}
+
+// q returns query for this database: as written for SQLite, with ?
+// placeholders numbered $1, $2… for PostgreSQL.
+func (d *DB) q(query string) string {
+	if !d.postgres {
+		return query
+	}
+	if r, ok := d.rebound.Load(query); ok {
+		return r.(string)
+	}
+	r := rebind(query)
+	d.rebound.Store(query, r)
+	return r
+}
+
+// rebind numbers the ? placeholders of query. Our queries hold no ? inside
+// string literals, so no parsing is needed.
+func rebind(query string) string {
+	var b strings.Builder
+	n := 0
+	for {
+		i := strings.IndexByte(query, '?')
+		if i < 0 {
+			b.WriteString(query)
+			return b.String()
+		}
+		n++
+		b.WriteString(query[:i])
+		fmt.Fprintf(&b, "$%d", n)
+		query = query[i+1:]
+	}
+}
+
+// classify marks *err with ErrUnavailable when it says that the database
+// cannot answer now (busy, locked, read-only, I/O, connection lost, a
+// deadline), as opposed to a refusal of this request.
+func classify(err *error) {
+	if *err == nil || errors.Is(*err, ErrUnavailable) {
+		return
+	}
+	if errors.Is(*err, context.DeadlineExceeded) || errors.Is(*err, sql.ErrConnDone) ||
+		sqliteUnavailable(*err) || postgresUnavailable(*err) {
+		*err = &unavailableError{err: *err}
+	}
+}
+
+// unavailableError is a database error that matches ErrUnavailable and
+// keeps the driver's error for the log.
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string   { return e.err.Error() }
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 
 // queryer is what the read helpers need, so they run on a pool or inside a
 // transaction alike.
@@ -139,28 +194,14 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// sqliteCode returns the extended SQLite result code of err, or 0.
-func sqliteCode(err error) int {
-	var e *sqlite.Error
-	if errors.As(err, &e) {
-		return e.Code()
-	}
-	return 0
-}
-
 // isUniqueViolation reports whether err is a UNIQUE constraint failure.
 func isUniqueViolation(err error) bool {
-	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
-}
-
-// isBusy reports whether err is SQLITE_BUSY or one of its extended codes.
-func isBusy(err error) bool {
-	return sqliteCode(err)&0xff == sqlite3.SQLITE_BUSY
+	return sqliteIsUniqueViolation(err) || postgresCode(err) == "23505"
 }
 
 // isForeignKeyViolation reports whether err is a FOREIGN KEY constraint failure.
 func isForeignKeyViolation(err error) bool {
-	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	return sqliteIsForeignKeyViolation(err) || postgresCode(err) == "23503"
 }
 
 // timeLayout is fixed-width so that stored times sort as text.

@@ -64,6 +64,9 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 		f.Errors["password"] = "given more than once"
 	case len(pw) == 0 || pw[0] == "":
 		f.Errors["password"] = "is required"
+	case register && strings.TrimSpace(pw[0]) == "":
+		// Ten spaces pass a length rule and are a guess anyone tries first.
+		f.Errors["password"] = "must not be only spaces"
 	case len(pw[0]) > maxPasswordLen:
 		f.Errors["password"] = fmt.Sprintf("must be at most %d bytes", maxPasswordLen)
 	case register && len([]rune(pw[0])) < minPasswordLen:
@@ -85,7 +88,7 @@ func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, 
 		title = "Create an account"
 	}
 	v.Page = s.page(r, title)
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
 	}
@@ -115,9 +118,13 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if len(f.Errors) > 0 {
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, true, f)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(f.Password), bcryptCost)
-	if err != nil {
+	var hash []byte
+	var hashErr error
+	if err := s.hashers.do(r.Context(), func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), bcryptCost) }); err != nil {
 		return err
+	}
+	if hashErr != nil {
+		return hashErr
 	}
 	acct, err := s.db.CreateAccount(r.Context(), f.Email, hash)
 	if errors.Is(err, store.ErrEmailTaken) {
@@ -131,13 +138,14 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := s.logIn(r.Context(), info, acct, "register"); err != nil {
 		return err
 	}
-	setFlash(w, "registered")
+	s.setFlash(w, r, "registered")
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 	return nil
 }
 
-// handleLogin checks the password, with failures limited per account and
-// client address.
+// handleLogin checks the password, with attempts limited per account and
+// client address. The attempt is counted before the password is checked, so
+// a burst of parallel guesses checks no more passwords than the limit.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	info, err := s.session(r.Context())
 	if err != nil {
@@ -151,11 +159,11 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, false, f)
 	}
 	limitKey := f.Email + "|" + s.clientIP(r)
-	blocked, err := s.limiter.Blocked(r.Context(), limitKey)
+	allowed, err := s.limiter.Reserve(r.Context(), limitKey)
 	if err != nil {
 		return err
 	}
-	if blocked {
+	if !allowed {
 		f.Errors["form"] = fmt.Sprintf("Too many failed logins for this account from your address. Try again in %d minutes.", int(loginWindow.Minutes()))
 		return s.renderAuth(w, r, http.StatusTooManyRequests, false, f)
 	}
@@ -167,10 +175,11 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) != nil || err != nil {
-		if err := s.limiter.Fail(r.Context(), limitKey); err != nil {
-			return err
-		}
+	var wrong error
+	if err := s.hashers.do(r.Context(), func() { wrong = bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) }); err != nil {
+		return err
+	}
+	if wrong != nil || err != nil {
 		f.Errors["form"] = "The email or the password is wrong."
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, false, f)
 	}
@@ -180,30 +189,49 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := s.logIn(r.Context(), info, acct, "login"); err != nil {
 		return err
 	}
-	setFlash(w, "logged-in")
+	s.setFlash(w, r, "logged-in")
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
 	return nil
 }
 
-// logIn renews the session token (so a token planted before login is worth
-// nothing after it), records the account, and merges the anonymous cart with
-// the one the account saved.
+// logIn makes the session the account's. The merge rule (docs/CONTRACT.md,
+// "Accounts"):
+//
+//   - already logged in as this account (a resubmitted form, the back
+//     button): nothing changes;
+//   - logged in as another account: that account is logged out first (its
+//     cart is saved with it already and stays there), then this one logs in
+//     with its own saved cart;
+//   - anonymous: the anonymous cart is merged into the account's saved cart.
+//
+// The token is renewed (a token planted before login is worth nothing after
+// it) and the session gets a new identity, so orders placed anonymously in
+// this browser stay with the anonymous session and never become visible to
+// the account, or to any later one.
 func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account, why string) error {
-	saved, err := s.db.SavedCart(ctx, acct.ID)
-	if err != nil {
-		return err
-	}
-	cart := info.Cart
-	if len(saved) > 0 {
-		if old, err := DecodeCart(saved); err == nil {
-			cart = mergeCarts(cart, old)
-		}
+	if info.AccountID == acct.ID {
+		return nil
 	}
 	sess := sessionOf(ctx).sess
 	if sess == nil {
 		return ErrSessionStore
 	}
+	cart := info.Cart
+	if info.AccountID != 0 {
+		sess.Clear()
+		cart = Cart{}
+	}
+	saved, err := s.db.SavedCart(ctx, acct.ID)
+	if err != nil {
+		return err
+	}
+	if len(saved) > 0 {
+		if old, err := DecodeCart(saved); err == nil {
+			cart = mergeCarts(cart, old)
+		}
+	}
 	sess.Renew(why)
+	sess.NewIdentity()
 	sess.SetAccount(acct.ID, acct.Email)
 	return s.saveCart(ctx, acct.ID, cart)
 }
@@ -230,7 +258,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 	sess.Clear()
 	sess.Renew("logout")
 	s.touchSession(r.Context())
-	setFlash(w, "logged-out")
+	s.setFlash(w, r, "logged-out")
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }
@@ -262,7 +290,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 	v.Page = s.page(r, "Your account")
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.AccountPage(v))
 	return nil
 }

@@ -100,6 +100,12 @@ func TestBadInput(t *testing.T) {
 		{"register: cross-site", "POST", "/register", "", form("email", "eve@example.com", "password", "0123456789"), 403, ""},
 		{"login: long password", "POST", "/login", "", form("email", "eve@example.com", "password", strings.Repeat("p", 100)), 422, "72"},
 		{"login: no email", "POST", "/login", "", form("password", "0123456789"), 422, "email"},
+		{"register: password of spaces", "POST", "/register", "", form("email", "eve@example.com", "password", "          "), 422, "password"},
+		{"register: password of tabs and newlines", "POST", "/register", "", form("email", "eve@example.com", "password", "\t\t\n\n\r\r  \t\t"), 422, "password"},
+		{"static directory", "GET", "/static/", "", "", 404, ""},
+		{"static img directory", "GET", "/static/img/", "", "", 404, ""},
+		{"static directory without slash", "GET", "/static/img/products", "", "", 404, ""},
+		{"static dot-dot", "GET", "/static/img/..%2f..%2f", "", "", 404, ""},
 	}
 	if len(tests) < 40 {
 		t.Errorf("only %d hostile requests; the issue asks for at least 40", len(tests))

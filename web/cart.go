@@ -27,7 +27,7 @@ func (s *Server) renderCart(w http.ResponseWriter, r *http.Request, status int, 
 	lines, count, total := cartLines(cat, cart)
 	v := templates.CartView{Lines: lines, Count: count, Total: formatPrice(total), Error: errMsg}
 	v.Page = s.page(r, "Your cart")
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, status, templates.CartPage(v))
 	return nil
 }
@@ -69,7 +69,7 @@ func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 	if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
 		return err
 	}
-	setFlash(w, "added")
+	s.setFlash(w, r, "added")
 	http.Redirect(w, r, "/cart", http.StatusSeeOther)
 	return nil
 }
@@ -111,9 +111,9 @@ func (s *Server) handleCartSet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if qty == 0 {
-		setFlash(w, "removed")
+		s.setFlash(w, r, "removed")
 	} else {
-		setFlash(w, "updated")
+		s.setFlash(w, r, "updated")
 	}
 	http.Redirect(w, r, "/cart", http.StatusSeeOther)
 	return nil

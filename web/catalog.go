@@ -33,7 +33,7 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	}
 	v.Page = s.page(r, v.Heading)
 	v.Grid = cat.grids[gridKey{category: slug, withCart: !v.CartUnavailable}]
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil
 }
@@ -55,7 +55,7 @@ func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) error {
 	}
 	v := templates.ProductView{Product: productView(&p), Quantity: "1"}
 	v.Page = s.page(r, p.Name)
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.ProductPage(v))
 	return nil
 }

@@ -154,7 +154,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 		if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
 			return err
 		}
-		setFlash(w, "ordered")
+		s.setFlash(w, r, "ordered")
 	}
 	http.Redirect(w, r, "/orders/"+placed.ID, http.StatusSeeOther)
 	return nil
@@ -200,7 +200,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 		v.Lines = append(v.Lines, cartLine(l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents))
 	}
 	v.Page = s.page(r, "Order "+o.ID)
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.OrderPage(v))
 	return nil
 }

@@ -154,7 +154,7 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	}
 	slices.SortFunc(v.Members, func(a, b templates.ClusterMember) int { return cmp.Compare(a.Name, b.Name) })
 	v.Page = s.page(r, "The cluster")
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, templates.ClusterPage(v))
 	return nil

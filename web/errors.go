@@ -51,8 +51,12 @@ func errorStatus(err error) (status int, heading, message string) {
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
 	case errors.Is(err, session.ErrLockTimeout):
 		return http.StatusServiceUnavailable, "Busy", "Another request is changing this session right now. Try again in a moment."
+	case errors.Is(err, errHashersBusy):
+		return http.StatusServiceUnavailable, "Busy", "Too many people are logging in right now. Try again in a moment; the catalog and your cart still work."
 	case errors.Is(err, ErrSessionStore), errors.Is(err, session.ErrUnavailable):
 		return http.StatusServiceUnavailable, "Cart unavailable", "The session store is not answering, so your cart cannot be read or changed right now. The catalog still works; try again in a moment."
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, "Database unavailable", "The shop's database is not answering right now, so this could not be done. Nothing was changed; browsing the catalog still works. Try again in a moment."
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "Not found", "There is nothing here."
 	case errors.Is(err, store.ErrIdempotencyConflict):

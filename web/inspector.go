@@ -57,7 +57,7 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 	}
 	v.ClientState = clientStateText(trail, s.homeOf(r))
 	v.Page = s.page(r, "Your session")
-	clearFlash(w, r)
+	s.clearFlash(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, templates.InspectorPage(v))
 	return nil

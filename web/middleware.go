@@ -146,6 +146,16 @@ func (s *Server) withHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// withNoStore keeps every page out of caches: each one shows this visitor's
+// session (the cart count, the account once logged in), so a shared cache,
+// or the browser's own after a logout on a shared computer, must not keep it.
+func withNoStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // pinRoute sets the routing cookie nginx's sticky policy maps to this replica.
 // The app sets it (not nginx) so that the very first response pins the
 // browser to the replica that created its session, and the replica a dead

@@ -88,8 +88,9 @@ var flashes = map[string]string{
 	"logged-out": "You are logged out. Your session has a new token and no account.",
 }
 
-func setFlash(w http.ResponseWriter, code string) {
-	http.SetCookie(w, &http.Cookie{Name: "flash", Value: code, Path: "/", MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+// setFlash sets the flash cookie, Secure exactly when the session cookie is.
+func (s *Server) setFlash(w http.ResponseWriter, r *http.Request, code string) {
+	http.SetCookie(w, &http.Cookie{Name: "flash", Value: code, Path: "/", MaxAge: 60, HttpOnly: true, Secure: s.cameOverTLS(r), SameSite: http.SameSiteLaxMode})
 }
 
 func takeFlash(r *http.Request) string {
@@ -101,9 +102,9 @@ func takeFlash(r *http.Request) string {
 }
 
 // clearFlash drops the flash cookie once a page showed it.
-func clearFlash(w http.ResponseWriter, r *http.Request) {
+func (s *Server) clearFlash(w http.ResponseWriter, r *http.Request) {
 	if _, err := r.Cookie("flash"); err == nil {
-		http.SetCookie(w, &http.Cookie{Name: "flash", Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		http.SetCookie(w, &http.Cookie{Name: "flash", Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cameOverTLS(r), SameSite: http.SameSiteLaxMode})
 	}
 }
 

@@ -12,18 +12,25 @@ import (
 	"github.com/statelab/shop/internal/redisclient"
 )
 
-// Login failures allowed per account and client address in one window.
+// Login attempts allowed per account and client address in one window.
 const (
 	loginFailures = 5
 	loginWindow   = 5 * time.Minute
 )
 
-// loginLimiter counts failed logins. Where it keeps its counts is the lesson:
-// in Redis every replica sees the same count; in process memory each replica
-// counts alone, so round robin multiplies the allowance by the replica count.
+// loginLimiter counts login attempts. Where it keeps its counts is the
+// lesson: in Redis every replica sees the same count; in process memory each
+// replica counts alone, so round robin multiplies the allowance by the
+// replica count.
+//
+// An attempt is reserved before its password is checked, in one atomic step:
+// checking first and counting after (check-then-act) let a burst of parallel
+// guesses all pass the check before any of them was counted.
 type loginLimiter interface {
-	Blocked(ctx context.Context, key string) (bool, error)
-	Fail(ctx context.Context, key string) error
+	// Reserve counts one attempt for key and reports whether it is within
+	// the allowance; an attempt past it must not be checked at all.
+	Reserve(ctx context.Context, key string) (allowed bool, err error)
+	// Reset forgets key's attempts after a successful login.
 	Reset(ctx context.Context, key string) error
 }
 
@@ -43,14 +50,7 @@ func newMemoryLimiter() *memoryLimiter {
 	return &memoryLimiter{counts: make(map[string]window), now: time.Now}
 }
 
-func (l *memoryLimiter) Blocked(_ context.Context, key string) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w, ok := l.counts[key]
-	return ok && l.now().Before(w.until) && w.n >= loginFailures, nil
-}
-
-func (l *memoryLimiter) Fail(_ context.Context, key string) error {
+func (l *memoryLimiter) Reserve(_ context.Context, key string) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -66,9 +66,12 @@ func (l *memoryLimiter) Fail(_ context.Context, key string) error {
 	if !now.Before(w.until) {
 		w = window{until: now.Add(loginWindow)}
 	}
+	if w.n >= loginFailures {
+		return false, nil
+	}
 	w.n++
 	l.counts[key] = w
-	return nil
+	return true, nil
 }
 
 func (l *memoryLimiter) Reset(_ context.Context, key string) error {
@@ -88,42 +91,30 @@ func limitKey(key string) string {
 	return "ratelimit:login:" + hex.EncodeToString(sum[:16])
 }
 
-func (l redisLimiter) do(ctx context.Context, cmd string, args ...any) (any, error) {
-	var v any
+// reserveScript counts the attempt and starts its window on the first one,
+// atomically, so a counter can never be left without an expiry; Redis runs
+// it as one step, so parallel attempts on every replica get distinct counts.
+var reserveScript = redis.NewScript(1, `local n = redis.call("INCR", KEYS[1]) if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end return n`)
+
+func (l redisLimiter) Reserve(ctx context.Context, key string) (bool, error) {
+	var n int
 	err := l.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
-		v, err = redis.DoContext(conn, ctx, cmd, args...)
+		n, err = redis.Int(reserveScript.DoContext(ctx, conn, limitKey(key), loginWindow.Milliseconds()))
 		return err
 	})
-	if err != nil && err != redis.ErrNil {
-		return nil, fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
+	if err != nil {
+		return false, fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
 	}
-	return v, nil
+	return n <= loginFailures, nil
 }
 
-func (l redisLimiter) Blocked(ctx context.Context, key string) (bool, error) {
-	n, err := redis.Int(l.do(ctx, "GET", limitKey(key)))
-	if err == redis.ErrNil {
-		return false, nil
-	}
-	return n >= loginFailures, err
-}
-
-// incrScript increments the counter and starts its window on the first
-// failure, atomically, so a counter can never be left without an expiry.
-var incrScript = redis.NewScript(1, `local n = redis.call("INCR", KEYS[1]) if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end return n`)
-
-func (l redisLimiter) Fail(ctx context.Context, key string) error {
+func (l redisLimiter) Reset(ctx context.Context, key string) error {
 	err := l.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		_, err := incrScript.DoContext(ctx, conn, limitKey(key), loginWindow.Milliseconds())
+		_, err := redis.DoContext(conn, ctx, "DEL", limitKey(key))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
 	}
 	return nil
-}
-
-func (l redisLimiter) Reset(ctx context.Context, key string) error {
-	_, err := l.do(ctx, "DEL", limitKey(key))
-	return err
 }

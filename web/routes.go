@@ -10,7 +10,8 @@ import (
 func (s *Server) addRoutes(mux *http.ServeMux) {
 	// Every page carries the ribbon; withTrail (trail.go) keeps the browser's
 	// own record of which replicas served it.
-	page := func(h handler) http.Handler { return s.withTrail(s.withSession(s.handle(h))) }
+	// Every page shows the visitor's session, so none may be cached.
+	page := func(h handler) http.Handler { return withNoStore(s.withTrail(s.withSession(s.handle(h)))) }
 
 	mux.Handle("GET /{$}", page(s.handleCatalog))
 	mux.Handle("GET /products/{slug}", page(s.handleProduct))

@@ -51,6 +51,10 @@ type Config struct {
 	// X-Forwarded-Proto are believed (nginx). Nil means loopback and the
 	// private ranges, where nginx sits in the Procfile and compose clusters.
 	TrustedProxies []netip.Prefix
+	// PasswordHashers is how many bcrypt hashes may run at once (as many
+	// more may queue; past that a login or register is a 503 at once). 0
+	// means GOMAXPROCS.
+	PasswordHashers int
 }
 
 // Server is one replica's HTTP handler.
@@ -65,6 +69,7 @@ type Server struct {
 	catalog  catalogCache
 	metrics  *Metrics
 	limiter  loginLimiter
+	hashers  *hashGate
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -79,7 +84,7 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(cfg.Replica, sessions.Kind())
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {

@@ -70,7 +70,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
 	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
-	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "SQLite file: catalog, stock, orders, accounts (SHOP_DB)")
+	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
@@ -127,7 +127,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		c.trusted = append(c.trusted, prefix)
 	}
 	if c.db == "" {
-		return c, errors.New("shop: -db: want a file path, e.g. shop.db")
+		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
 	return c, nil
 }
@@ -160,7 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(stderr, cfg)
 	db, err := store.Open(ctx, cfg.db)
 	if err != nil {
-		return fmt.Errorf("shop: open database %s: %w", cfg.db, err)
+		return fmt.Errorf("shop: open database %s: %w", store.Redact(cfg.db), err)
 	}
 	defer db.Close()
 
@@ -205,7 +205,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock)
-	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "db", cfg.db)
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "db", store.Redact(cfg.db))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,18 @@ type Options struct {
 	Binary   string        // the shop binary; "" builds cmd/shop once per process
 	Dir      string        // logs, database and nginx prefix; "" is a temp dir that Close removes
 	Env      []string      // extra KEY=value for every replica, after (so overriding) the harness's own
-	Stdout   io.Writer     // optional copy of every process's output, each line prefixed with its name
+	// Sentinel runs Redis as a primary and a replica under three sentinels
+	// (RedisHA) and points the replicas at the sentinels; it implies
+	// RedisProxy.
+	Sentinel bool
+	// RedisProxy puts a TCP proxy between the replicas and Redis, for
+	// PartitionRedis and DelayRedis.
+	RedisProxy bool
+	Stdout     io.Writer // optional copy of every process's output, each line prefixed with its name
+
+	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
+	// after Env (the lab gives each replica the drain its script asks for).
+	ReplicaEnv func(name string) []string
 }
 
 // defaultDrain keeps SIGTERM, RemoveReplica and Close quick in tests.
@@ -66,6 +78,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.LB != deploy.PolicyRoundRobin && o.LB != deploy.PolicySticky {
 		return o, fmt.Errorf("cluster: LB %q: want %s or %s", o.LB, deploy.PolicyRoundRobin, deploy.PolicySticky)
 	}
+	if o.Sentinel {
+		o.RedisProxy = true
+	}
+	if o.Store == "memory" && o.RedisProxy {
+		return o, errors.New("cluster: Sentinel and RedisProxy need Redis; Store is memory")
+	}
 	if o.Lock == "" {
 		o.Lock = "on"
 	}
@@ -88,8 +106,12 @@ type Cluster struct {
 	ownDir bool // dir is a temp dir that Close removes
 	bin    string
 	out    *sharedWriter
-	redis  *Redis
+	redis  *Redis    // the single Redis; nil with Sentinel or in memory mode
+	ha     *RedisHA  // with Sentinel
+	net    *redisNet // the proxies between replicas and Redis, with RedisProxy
 	nginx  *nginx
+
+	redisProxyPort int // the single Redis's proxy, with RedisProxy
 
 	ops sync.Mutex // serializes AddReplica, RemoveReplica and Close
 
@@ -140,9 +162,21 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.bin, err = c.binary(ctx); err != nil {
 		return err
 	}
-	if c.o.Store == "redis" {
-		if c.redis, err = startRedis(ctx, filepath.Join(c.dir, "redis"), c.out); err != nil {
+	switch {
+	case c.o.Sentinel:
+		if c.ha, err = startRedisHA(ctx, filepath.Join(c.dir, "redis"), c.out); err != nil {
 			return err
+		}
+		c.net = c.ha.net
+	case c.o.Store == "redis":
+		if c.redis, err = startRedis(ctx, filepath.Join(c.dir, "redis"), c.out, "redis", nil); err != nil {
+			return err
+		}
+		if c.o.RedisProxy {
+			c.net = newRedisNet()
+			if c.redisProxyPort, err = c.net.add("redis", c.redis.Addr()); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -232,10 +266,19 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 
 func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	redisAddr := noRedisAddr
-	if c.redis != nil {
+	switch {
+	case c.redisProxyPort != 0:
+		redisAddr = testenv.Loopback(c.redisProxyPort)
+	case c.redis != nil:
 		redisAddr = c.redis.Addr()
 	}
-	env := append(baseEnv(),
+	env := baseEnv()
+	if c.ha != nil {
+		env = append(env,
+			"SHOP_REDIS_SENTINELS="+strings.Join(c.ha.SentinelAddrs(), ","),
+			"SHOP_REDIS_MASTER="+c.ha.MasterName())
+	}
+	env = append(env,
 		"SHOP_ADDR="+testenv.Loopback(port),
 		"SHOP_REPLICA="+name,
 		"SHOP_SESSION_STORE="+c.o.Store,
@@ -246,6 +289,9 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	)
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
+	if c.o.ReplicaEnv != nil {
+		env = append(env, c.o.ReplicaEnv(name)...)
+	}
 	return append(env, extra...)
 }
 
@@ -260,8 +306,40 @@ func upstreams(rs []*Replica) []deploy.Replica {
 // URL is nginx's base URL: "http://127.0.0.1:PORT".
 func (c *Cluster) URL() string { return c.nginx.url() }
 
-// Redis is the cluster's Redis, nil in memory mode.
+// Redis is the cluster's Redis, nil in memory mode and with Sentinel.
 func (c *Cluster) Redis() *Redis { return c.redis }
+
+// RedisHA is the primary, replica and sentinels with Options.Sentinel, nil
+// otherwise.
+func (c *Cluster) RedisHA() *RedisHA { return c.ha }
+
+// errNoProxy is the answer of a network fault on a cluster without a proxy.
+var errNoProxy = errors.New("cluster: no proxy in front of Redis (Options.RedisProxy or Sentinel)")
+
+// PartitionRedis cuts the replicas off from Redis: their connections hang,
+// new ones are accepted and never answered (see redisNet.Partition).
+func (c *Cluster) PartitionRedis() error {
+	if c.net == nil {
+		return errNoProxy
+	}
+	return c.net.Partition()
+}
+
+// HealRedis ends a partition.
+func (c *Cluster) HealRedis() error {
+	if c.net == nil {
+		return errNoProxy
+	}
+	return c.net.Heal()
+}
+
+// DelayRedis adds d to every exchange with Redis; 0 takes it away.
+func (c *Cluster) DelayRedis(d time.Duration) error {
+	if c.net == nil {
+		return errNoProxy
+	}
+	return c.net.Delay(d)
+}
 
 // Dir is the cluster's working directory: shop.db, one NAME.log per
 // replica, redis/ (data and redis.log) and nginx/ (nginx.conf, error.log,
@@ -422,6 +500,11 @@ func (c *Cluster) Close() error {
 	errs = append(errs, replicaErrs...)
 	if c.redis != nil {
 		errs = append(errs, c.redis.Close())
+	}
+	if c.ha != nil {
+		errs = append(errs, c.ha.close())
+	} else if c.net != nil {
+		c.net.close()
 	}
 	for _, r := range replicas {
 		testenv.ReleasePort(r.port)

@@ -24,12 +24,16 @@ const redisStopTimeout = 10 * time.Second
 
 // Redis is a redis-server on a free loopback port with its own data
 // directory and append-only persistence, so that Stop and Start keep the
-// data while Kill may lose the last second of writes.
+// data while Kill may lose the last second of writes. It runs from a
+// configuration file in its directory (redis.conf), which Sentinel rewrites
+// when it turns a server into a replica, as in production.
 type Redis struct {
 	dir  string
 	port int
 	bin  string
 	out  *sharedWriter
+	name string   // process name in logs: "redis", "redis-a"
+	conf []string // directives added to redis.conf
 
 	mu sync.Mutex
 	p  *proc // the current or last run
@@ -38,10 +42,12 @@ type Redis struct {
 // StartRedis starts redis-server with its data and its log (redis.log) in
 // dir and returns once it answers PING.
 func StartRedis(ctx context.Context, dir string) (*Redis, error) {
-	return startRedis(ctx, dir, nil)
+	return startRedis(ctx, dir, nil, "redis", nil)
 }
 
-func startRedis(ctx context.Context, dir string, out *sharedWriter) (*Redis, error) {
+// startRedis starts a redis-server named name, with conf(port) added to its
+// configuration: directives that may depend on the port it got.
+func startRedis(ctx context.Context, dir string, out *sharedWriter, name string, conf func(port int) []string) (*Redis, error) {
 	bin, err := testenv.LookBinary("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: redis: %w", err)
@@ -58,7 +64,13 @@ func startRedis(ctx context.Context, dir string, out *sharedWriter) (*Redis, err
 		if err != nil {
 			return nil, err
 		}
-		r := &Redis{dir: dir, port: port, bin: bin, out: out}
+		r := &Redis{dir: dir, port: port, bin: bin, out: out, name: name}
+		if conf != nil {
+			r.conf = conf(port)
+		}
+		if err := r.writeConf(); err != nil {
+			return nil, err
+		}
 		err = r.Start(ctx)
 		if err == nil {
 			return r, nil
@@ -75,6 +87,32 @@ func (r *Redis) Addr() string { return testenv.Loopback(r.port) }
 
 // Dir is Redis's data directory.
 func (r *Redis) Dir() string { return r.dir }
+
+// Name is the server's name in logs and reports ("redis", "redis-a").
+func (r *Redis) Name() string { return r.name }
+
+// confPath is redis.conf in the data directory.
+func (r *Redis) confPath() string { return filepath.Join(r.dir, "redis.conf") }
+
+// writeConf writes redis.conf for a new server; restarts reuse it with
+// whatever Sentinel rewrote in it.
+func (r *Redis) writeConf() error {
+	lines := append([]string{
+		"port " + strconv.Itoa(r.port),
+		"bind 127.0.0.1",
+		"dir " + strconv.Quote(r.dir),
+		"appendonly yes",
+		"appendfsync everysec",
+		`save ""`,
+		"daemonize no",
+		"protected-mode no",
+		`logfile ""`,
+	}, r.conf...)
+	if err := os.WriteFile(r.confPath(), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("cluster: %s: %w", r.name, err)
+	}
+	return nil
+}
 
 // LogPath is the file Redis logs to; restarts append to it.
 func (r *Redis) LogPath() string { return filepath.Join(r.dir, "redis.log") }
@@ -93,22 +131,12 @@ func (r *Redis) Start(ctx context.Context) error {
 	r.mu.Lock()
 	if r.p != nil && r.p.running() {
 		r.mu.Unlock()
-		return fmt.Errorf("cluster: redis %s is already running", r.Addr())
+		return fmt.Errorf("cluster: %s %s is already running", r.name, r.Addr())
 	}
 	p, err := startProc(procSpec{
-		name: "redis",
-		path: r.bin,
-		args: []string{
-			"--port", strconv.Itoa(r.port),
-			"--bind", "127.0.0.1",
-			"--dir", r.dir,
-			"--appendonly", "yes",
-			"--appendfsync", "everysec",
-			"--save", "",
-			"--daemonize", "no",
-			"--protected-mode", "no",
-			"--logfile", "",
-		},
+		name:    r.name,
+		path:    r.bin,
+		args:    []string{r.confPath()},
 		dir:     r.dir,
 		logPath: r.LogPath(),
 		out:     r.out,

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -53,35 +52,36 @@ func (d *ComposeDriver) run(ctx context.Context, verb, service string) error {
 }
 
 // Start returns the target URL: compose runs the cluster, not the lab.
-func (d *ComposeDriver) Start(ctx context.Context, n int, cfg Config) (string, error) {
+func (d *ComposeDriver) Start(ctx context.Context, s Setup) (string, error) {
 	return d.URL, nil
 }
 
-// Kill is `docker compose kill SERVICE` (SIGKILL).
-func (d *ComposeDriver) Kill(ctx context.Context, target string) error {
-	return d.run(ctx, "kill", target)
+// composeVerbs maps a fault to the docker compose command that does it.
+var composeVerbs = map[string]string{
+	"kill":   "kill",    // SIGKILL
+	"stop":   "stop",    // SIGTERM, then the exit
+	"start":  "start",   // start a stopped service
+	"pause":  "pause",   // the cgroup freezer: a hung process
+	"resume": "unpause", // and back
 }
 
-// Stop is `docker compose stop SERVICE` (SIGTERM, then the exit).
-func (d *ComposeDriver) Stop(ctx context.Context, target string) error {
-	return d.run(ctx, "stop", target)
+// CheckFault says whether docker compose can do f.
+func (d *ComposeDriver) CheckFault(f Fault) error {
+	switch {
+	case composeVerbs[f.Do] == "":
+		return unsupported("compose", f, "edit the compose file and nginx config to scale")
+	case f.Drain.Set:
+		return unsupported("compose", f, "a service's drain is SHOP_DRAIN in the compose file")
+	}
+	return nil
 }
 
-// StartAgain is `docker compose start SERVICE`.
-func (d *ComposeDriver) StartAgain(ctx context.Context, target string) error {
-	return d.run(ctx, "start", target)
-}
-
-var errComposeScale = errors.New("lab: the compose driver cannot scale (edit the compose file and nginx config instead)")
-
-// AddReplica is not supported.
-func (d *ComposeDriver) AddReplica(ctx context.Context) (string, error) {
-	return "", errComposeScale
-}
-
-// RemoveReplica is not supported.
-func (d *ComposeDriver) RemoveReplica(ctx context.Context, name string) error {
-	return errComposeScale
+// Fault runs `docker compose VERB SERVICE`.
+func (d *ComposeDriver) Fault(ctx context.Context, f Fault) error {
+	if err := d.CheckFault(f); err != nil {
+		return err
+	}
+	return d.run(ctx, composeVerbs[f.Do], f.Target)
 }
 
 // LiveReplicas is the configured replica count: compose is not asked.
@@ -96,28 +96,19 @@ func (d *ComposeDriver) LiveReplicas() int {
 func (d *ComposeDriver) Close() error { return nil }
 
 // NoFaults is the driver for -target without a fault driver: shoppers run
-// against the URL, and every fault step fails saying so.
+// against the URL, and a script with a fault step fails before it starts.
 type NoFaults struct{ URL string }
 
-var errNoFaults = errors.New("lab: this run has no fault driver (use -driver compose with -target, or run without -target)")
-
 // Start returns the URL.
-func (d NoFaults) Start(context.Context, int, Config) (string, error) { return d.URL, nil }
+func (d NoFaults) Start(context.Context, Setup) (string, error) { return d.URL, nil }
 
-// Kill fails.
-func (NoFaults) Kill(context.Context, string) error { return errNoFaults }
+// CheckFault refuses every fault.
+func (NoFaults) CheckFault(f Fault) error {
+	return unsupported("none", f, "with -target, choose a fault driver: -driver goreman (make cluster) or -driver compose")
+}
 
-// Stop fails.
-func (NoFaults) Stop(context.Context, string) error { return errNoFaults }
-
-// StartAgain fails.
-func (NoFaults) StartAgain(context.Context, string) error { return errNoFaults }
-
-// AddReplica fails.
-func (NoFaults) AddReplica(context.Context) (string, error) { return "", errNoFaults }
-
-// RemoveReplica fails.
-func (NoFaults) RemoveReplica(context.Context, string) error { return errNoFaults }
+// Fault refuses every fault.
+func (d NoFaults) Fault(_ context.Context, f Fault) error { return d.CheckFault(f) }
 
 // LiveReplicas is unknown; the judge assumes the default three.
 func (NoFaults) LiveReplicas() int { return 3 }

@@ -17,16 +17,12 @@ func TestComposeDriverCommands(t *testing.T) {
 			return nil, nil
 		}}
 	ctx := context.Background()
-	url, err := d.Start(ctx, 3, DefaultConfig)
+	url, err := d.Start(ctx, Setup{Replicas: 3, Config: DefaultConfig})
 	if err != nil || url != "http://localhost:8080" {
 		t.Fatalf("Start = %q, %v", url, err)
 	}
-	for _, f := range []func() error{
-		func() error { return d.Kill(ctx, "shop2") },
-		func() error { return d.Stop(ctx, "redis") },
-		func() error { return d.StartAgain(ctx, "redis") },
-	} {
-		if err := f(); err != nil {
+	for _, f := range []Fault{{Do: "kill", Target: "shop2"}, {Do: "stop", Target: "redis"}, {Do: "start", Target: "redis"}, {Do: "pause", Target: "redis"}, {Do: "resume", Target: "redis"}} {
+		if err := d.Fault(ctx, f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -34,6 +30,8 @@ func TestComposeDriverCommands(t *testing.T) {
 		"docker compose -f docker-compose.yml -p statelab kill shop2",
 		"docker compose -f docker-compose.yml -p statelab stop redis",
 		"docker compose -f docker-compose.yml -p statelab start redis",
+		"docker compose -f docker-compose.yml -p statelab pause redis",
+		"docker compose -f docker-compose.yml -p statelab unpause redis",
 	}
 	if strings.Join(ran, "\n") != strings.Join(want, "\n") {
 		t.Errorf("ran:\n%s\nwant:\n%s", strings.Join(ran, "\n"), strings.Join(want, "\n"))
@@ -41,8 +39,10 @@ func TestComposeDriverCommands(t *testing.T) {
 	if got := (&ComposeDriver{}).command("kill", "shop1"); strings.Join(got, " ") != "docker compose kill shop1" {
 		t.Errorf("bare command = %q", got)
 	}
-	if _, err := d.AddReplica(ctx); !errors.Is(err, errComposeScale) {
-		t.Errorf("AddReplica: %v, want it refused", err)
+	for _, f := range []Fault{{Do: "add", Target: "shop4"}, {Do: "stop", Target: "shop2", Drain: Drain{Set: true}}} {
+		if err := d.Fault(ctx, f); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("%s: %v, want it refused as unsupported", f, err)
+		}
 	}
 }
 
@@ -50,7 +50,7 @@ func TestComposeDriverReportsFailure(t *testing.T) {
 	d := &ComposeDriver{Run: func(context.Context, []string) ([]byte, error) {
 		return []byte("no such service: shop9"), errors.New("exit status 1")
 	}}
-	err := d.Kill(context.Background(), "shop9")
+	err := d.Fault(context.Background(), Fault{Do: "kill", Target: "shop9"})
 	if err == nil || !strings.Contains(err.Error(), "docker compose kill shop9") || !strings.Contains(err.Error(), "no such service") {
 		t.Errorf("Kill error = %v", err)
 	}

@@ -5,30 +5,72 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
 )
 
 // Driver is how a scenario reaches a cluster: it brings one up (or finds the
-// running one) and injects the faults. Targets are replica names ("shop2")
-// or "redis".
+// running one) and does what the fault steps ask. A driver that cannot do a
+// fault answers an error wrapping errors.ErrUnsupported.
 type Driver interface {
-	// Start makes a cluster of n replicas under cfg serve and returns the
-	// URL shoppers use (the load balancer).
-	Start(ctx context.Context, n int, cfg Config) (string, error)
-	Kill(ctx context.Context, target string) error       // SIGKILL, a crash
-	Stop(ctx context.Context, target string) error       // SIGTERM, then wait for the exit
-	StartAgain(ctx context.Context, target string) error // start a stopped target and wait until ready
-	AddReplica(ctx context.Context) (string, error)      // scale out; returns the new replica's name
-	RemoveReplica(ctx context.Context, name string) error
+	// Start makes a cluster serve as the setup says and returns the URL
+	// shoppers use (the load balancer).
+	Start(ctx context.Context, s Setup) (string, error)
+	// Fault does one thing to one part of the cluster and returns when it
+	// is done: a stopped process has exited, a started one is ready.
+	Fault(ctx context.Context, f Fault) error
 	// LiveReplicas is how many replicas serve now, 0 when unknown.
 	LiveReplicas() int
 	Close() error
 }
 
+// Setup is what "start N replicas" asks of a driver.
+type Setup struct {
+	Replicas int
+	Config   Config
+	// Drains are the drains the script's stop steps ask for, by replica
+	// name: a replica's drain is fixed when it starts.
+	Drains map[string]time.Duration
+}
+
+// Fault is one thing done to one part of the cluster: the verb of a step
+// form (steps.go) and its target.
+type Fault struct {
+	Do     string // "kill", "stop", "start", "pause", "resume", "add", "remove"
+	Target string // a replica name ("shop2") or "redis"
+	Drain  Drain  // for stop: the drain the step asked for
+}
+
+// String is "stop shop2 with drain 2s".
+func (f Fault) String() string {
+	s := f.Do + " " + f.Target
+	if f.Drain.Set {
+		s += " " + f.Drain.String()
+	}
+	return s
+}
+
+// FaultChecker is what a driver may also offer: say before the run whether
+// it can do a fault at all, so a script it cannot run fails before any
+// load starts. Target is "" when only the run will know it ("replica of
+// alice"); the answer wraps errors.ErrUnsupported when it cannot.
+type FaultChecker interface {
+	CheckFault(f Fault) error
+}
+
+// unsupported is the error of a driver that cannot do a fault.
+func unsupported(driver string, f Fault, why string) error {
+	if why != "" {
+		why = ": " + why
+	}
+	return fmt.Errorf("the %s driver cannot %s%s: %w", driver, f, why, errors.ErrUnsupported)
+}
+
 // LocalDriver runs the cluster as local processes with the cluster harness:
-// the project's real shop binary, nginx and Redis on free ports.
+// the project's real shop binary, nginx and Redis on free ports. It does
+// every fault the step table has a Local for.
 type LocalDriver struct {
 	Binary string    // the shop binary; "" builds cmd/shop
 	Dir    string    // working directory; "" is a temp dir removed on Close
@@ -36,23 +78,27 @@ type LocalDriver struct {
 	AddEnv []string  // extra KEY=value for replicas added by "add replica"
 	Stdout io.Writer // optional copy of every process's output
 
-	c *cluster.Cluster
+	c      *cluster.Cluster
+	drains map[string]time.Duration
 }
 
 // Start starts the cluster.
-func (d *LocalDriver) Start(ctx context.Context, n int, cfg Config) (string, error) {
+func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	if d.c != nil {
 		return "", errors.New("lab: the cluster is already started")
 	}
+	d.drains = s.Drains
+	env := slices.Clone(d.Env)
 	c, err := cluster.Start(ctx, cluster.Options{
-		Replicas: n,
-		Store:    cfg.Store,
-		LB:       cfg.LB,
-		Lock:     cfg.Lock,
-		Binary:   d.Binary,
-		Dir:      d.Dir,
-		Env:      d.Env,
-		Stdout:   d.Stdout,
+		Replicas:   s.Replicas,
+		Store:      s.Config.Store,
+		LB:         s.Config.LB,
+		Lock:       s.Config.Lock,
+		Binary:     d.Binary,
+		Dir:        d.Dir,
+		Env:        env,
+		ReplicaEnv: d.drainEnv,
+		Stdout:     d.Stdout,
 	})
 	if err != nil {
 		return "", err
@@ -61,105 +107,65 @@ func (d *LocalDriver) Start(ctx context.Context, n int, cfg Config) (string, err
 	return c.URL(), nil
 }
 
-func (d *LocalDriver) replica(name string) (*cluster.Replica, error) {
+// drainEnv is the environment that gives a replica the drain the script
+// asks of it.
+func (d *LocalDriver) drainEnv(name string) []string {
+	dr, ok := d.drains[name]
+	if !ok {
+		return nil
+	}
+	return []string{"SHOP_DRAIN=" + dr.String()}
+}
+
+// Fault does f with the step table's Local for its verb.
+func (d *LocalDriver) Fault(ctx context.Context, f Fault) error {
 	if d.c == nil {
-		return nil, errors.New("lab: no cluster")
+		return errors.New("lab: no cluster")
 	}
-	r := d.c.Replica(name)
+	for _, form := range steps {
+		if form.Verb == f.Do && form.Local != nil {
+			return form.Local(ctx, d, f)
+		}
+	}
+	return unsupported("local", f, "no step form does it")
+}
+
+// onTarget runs the Redis or the replica function for f's target.
+func (d *LocalDriver) onTarget(f Fault, onRedis func(*cluster.Redis) error, onReplica func(*cluster.Replica) error) error {
+	if f.Target == "redis" {
+		r := d.c.Redis()
+		if r == nil {
+			return errors.New("lab: this cluster has no Redis (store=memory)")
+		}
+		return onRedis(r)
+	}
+	r := d.c.Replica(f.Target)
 	if r == nil {
-		return nil, fmt.Errorf("lab: no replica %s", name)
+		return fmt.Errorf("lab: no replica %s", f.Target)
 	}
-	return r, nil
+	return onReplica(r)
 }
 
-func (d *LocalDriver) redis() (*cluster.Redis, error) {
-	if d.c == nil || d.c.Redis() == nil {
-		return nil, errors.New("lab: this cluster has no Redis (store=memory)")
-	}
-	return d.c.Redis(), nil
-}
-
-// Kill sends SIGKILL.
-func (d *LocalDriver) Kill(ctx context.Context, target string) error {
-	if target == "redis" {
-		r, err := d.redis()
-		if err != nil {
-			return err
-		}
-		return r.Kill()
-	}
-	r, err := d.replica(target)
-	if err != nil {
-		return err
-	}
-	return r.Kill()
-}
-
-// Stop sends SIGTERM and waits for the exit: a replica drains first.
-func (d *LocalDriver) Stop(ctx context.Context, target string) error {
-	if target == "redis" {
-		r, err := d.redis()
-		if err != nil {
-			return err
-		}
-		return r.Stop()
-	}
-	r, err := d.replica(target)
-	if err != nil {
-		return err
-	}
+// stopReplica sends SIGTERM and waits for the exit: the replica drains
+// first. A replica killed before is already stopped ("restart" after
+// "kill -9" just starts it).
+func stopReplica(ctx context.Context, r *cluster.Replica) error {
 	if !r.Running() {
-		return nil // killed before: "restart" after "kill -9" just starts it
+		return nil
 	}
 	if err := r.Term(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 70*time.Second) // the longest drain is 1m
 	defer cancel()
 	code, err := r.Wait(ctx)
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		return fmt.Errorf("lab: %s exited with status %d after SIGTERM", target, code)
+		return fmt.Errorf("lab: %s exited with status %d after SIGTERM", r.Name(), code)
 	}
 	return nil
-}
-
-// StartAgain restarts a stopped or killed target.
-func (d *LocalDriver) StartAgain(ctx context.Context, target string) error {
-	if target == "redis" {
-		r, err := d.redis()
-		if err != nil {
-			return err
-		}
-		return r.Start(ctx)
-	}
-	r, err := d.replica(target)
-	if err != nil {
-		return err
-	}
-	return r.Start(ctx)
-}
-
-// AddReplica scales out by one replica.
-func (d *LocalDriver) AddReplica(ctx context.Context) (string, error) {
-	if d.c == nil {
-		return "", errors.New("lab: no cluster")
-	}
-	r, err := d.c.AddReplica(ctx, d.AddEnv...)
-	if err != nil {
-		return "", err
-	}
-	return r.Name(), nil
-}
-
-// RemoveReplica scales in.
-func (d *LocalDriver) RemoveReplica(ctx context.Context, name string) error {
-	if d.c == nil {
-		return errors.New("lab: no cluster")
-	}
-	return d.c.RemoveReplica(ctx, name)
 }
 
 // LiveReplicas counts the running replicas nginx routes to.

@@ -152,6 +152,7 @@ func (t Tally) String() string {
 type Check struct {
 	Line     int
 	Text     string // the script line
+	Expected string // what it expects: "cart of alice is 2"
 	Applies  bool   // its "when" holds under this configuration
 	OK       bool
 	Observed string // what the judge saw, in words
@@ -161,90 +162,43 @@ type Check struct {
 type observation struct {
 	carts    []CartVerdict
 	requests []Request
-	failed   int // actions given up
+	gaveUp   int // shopper actions given up
 }
 
-// check evaluates one expectation.
-func (o observation) check(e *Expectation) (ok bool, observed string) {
+// cartsSeen is the carts in words, with the first problem if any.
+func (o *observation) cartsSeen() string {
 	t := tally(o.carts)
-	total := len(o.carts)
-	cartsSeen := fmt.Sprintf("%d of %d carts intact, %d lost, %d wrong%s", t.Intact, total, t.Lost, t.Wrong, o.firstProblem())
-	switch e.What {
-	case expectIntact:
-		return total > 0 && t.Intact == total, cartsSeen
-	case expectLost:
-		return t.Lost > 0, cartsSeen
-	case expectLostUpdates:
-		return t.Fewer > 0, fmt.Sprintf("%d of %d carts with lost updates; %s", t.Fewer, total, cartsSeen)
-	case expectCartCount, expectCartVerdict:
-		i := slices.IndexFunc(o.carts, func(v CartVerdict) bool { return v.Shopper == e.Shopper })
-		if i < 0 {
-			return false, fmt.Sprintf("no shopper named %s", e.Shopper)
+	return fmt.Sprintf("%d of %d carts intact, %d lost, %d wrong%s", t.Intact, len(o.carts), t.Lost, t.Wrong, o.firstProblem())
+}
+
+// failedRequests counts requests with no answer or a 5xx.
+func (o *observation) failedRequests() int {
+	n := 0
+	for _, q := range o.requests {
+		if q.Failed() {
+			n++
 		}
-		v := o.carts[i]
-		seen := fmt.Sprintf("cart of %s is %s, reads counted %v", v.Shopper, v.Verdict, v.Counts)
-		if v.Why != "" {
-			seen += ": " + v.Why
-		}
-		if e.What == expectCartVerdict {
-			return v.Verdict == e.Verdict, seen
-		}
-		ok := len(v.Counts) > 0 && v.Verdict != Lost
-		for _, c := range v.Counts {
-			ok = ok && c == e.Count
-		}
-		return ok, seen
-	case expectTraffic:
-		n := 0
-		for _, q := range o.requests {
-			if q.Replica == e.Replica {
-				n++
-			}
-		}
-		return n > 0, fmt.Sprintf("%s served %d requests", e.Replica, n)
-	case expectNoFailed:
-		return o.failed == 0, fmt.Sprintf("%d requests failed after retries", o.failed)
-	case expectFailed:
-		return o.failed > 0, fmt.Sprintf("%d requests failed after retries", o.failed)
-	case expectStatus, expectNoStatus:
-		n := 0
-		for _, q := range o.requests {
-			if q.Status == e.Status {
-				n++
-			}
-		}
-		seen := fmt.Sprintf("%d responses with status %d", n, e.Status)
-		if e.What == expectStatus {
-			return n > 0, seen
-		}
-		return n == 0, seen
 	}
-	return false, "unknown expectation " + e.What
+	return n
+}
+
+// withStatus counts responses with that status.
+func (o *observation) withStatus(status int) int {
+	n := 0
+	for _, q := range o.requests {
+		if q.Status == status {
+			n++
+		}
+	}
+	return n
 }
 
 // firstProblem names one cart that is not intact, so a failure says why.
-func (o observation) firstProblem() string {
+func (o *observation) firstProblem() string {
 	for _, v := range o.carts {
 		if v.Verdict != Intact {
 			return fmt.Sprintf(" (%s: %s)", v.Shopper, v.Why)
 		}
 	}
 	return ""
-}
-
-// expectedText says what an expectation wanted, for "expected X, observed Y".
-func expectedText(e *Expectation) string {
-	switch e.What {
-	case expectCartCount:
-		return fmt.Sprintf("cart of %s is %d", e.Shopper, e.Count)
-	case expectCartVerdict:
-		return fmt.Sprintf("cart of %s is %s", e.Shopper, e.Verdict)
-	case expectTraffic:
-		return "traffic on " + e.Replica
-	case expectStatus:
-		return fmt.Sprintf("status %d", e.Status)
-	case expectNoStatus:
-		return fmt.Sprintf("no status %d", e.Status)
-	}
-	return e.What
 }

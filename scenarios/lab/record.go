@@ -37,7 +37,15 @@ type recorder struct {
 	mu       sync.Mutex
 	requests []Request
 	events   []Event
-	failed   int // shopper actions given up after their retries
+	story    []Line
+	gaveUp   int // shopper actions given up after their retries
+}
+
+// Line is one line of the narrative: what the terminal printed, on the
+// scenario's clock.
+type Line struct {
+	At   time.Duration
+	Text string
 }
 
 func newRecorder(out io.Writer) *recorder {
@@ -57,7 +65,7 @@ func (r *recorder) request(q Request) {
 
 func (r *recorder) giveUp() {
 	r.mu.Lock()
-	r.failed++
+	r.gaveUp++
 	r.mu.Unlock()
 }
 
@@ -72,6 +80,9 @@ func (r *recorder) event(format string, args ...any) {
 
 // say prints a narrative line that is not an event on the timeline.
 func (r *recorder) say(at time.Duration, text string) {
+	r.mu.Lock()
+	r.story = append(r.story, Line{At: at, Text: text})
+	r.mu.Unlock()
 	fmt.Fprintf(r.out, "%7.2fs  %s\n", at.Seconds(), text)
 }
 

@@ -42,8 +42,9 @@ func reportView(r *Result) templates.ReportView {
 		Pass:     r.Pass,
 		Summary: []templates.ReportPair{
 			{Label: "requests", Value: fmt.Sprintf("%d (%s)", st.Requests, StatusText(st.ByStatus))},
-			{Label: "failed", Value: fmt.Sprintf("%d without an answer or with a 5xx", st.Failed)},
-			{Label: "retries", Value: fmt.Sprintf("%d; gave up %d times", st.Retries, r.Failed)},
+			{Label: "failed requests", Value: fmt.Sprintf("%d without an answer or with a 5xx (retries included)", st.Failed)},
+			{Label: "retries", Value: fmt.Sprint(st.Retries)},
+			{Label: "gave-up shoppers", Value: fmt.Sprintf("%d adds failed after every retry", r.GaveUp)},
 			{Label: "carts", Value: t.String()},
 			{Label: "latency", Value: fmt.Sprintf("p50 %s, p99 %s", ms(st.P50), ms(st.P99))},
 			{Label: "duration", Value: fmt.Sprintf("%.1f s", r.Duration.Seconds())},
@@ -72,9 +73,7 @@ func reportView(r *Result) templates.ReportView {
 	for _, e := range r.Events {
 		v.Events = append(v.Events, templates.ReportPair{Label: fmt.Sprintf("%.2f s", e.At.Seconds()), Value: e.Text})
 	}
-	if src, err := Source(r.Scenario); err == nil {
-		v.Script = src
-	}
+	v.Script = r.Source
 	v.Timeline = timeline(r, colors)
 	return v
 }

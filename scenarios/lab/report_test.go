@@ -14,6 +14,7 @@ func TestReportIsSelfContained(t *testing.T) {
 	r := &Result{
 		Scenario: "failover",
 		Lesson:   "kill -9 a replica",
+		Source:   "lesson kill -9 a replica\nkill -9 replica of alice\n",
 		Config:   Config{Store: "memory", LB: "sticky", Lock: "on"},
 		Duration: 2 * time.Second,
 		Requests: []Request{

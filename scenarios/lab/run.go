@@ -19,6 +19,7 @@ type Options struct {
 	Out    io.Writer // the narrative; nil discards it
 	// Detect asks a running cluster (-target) for its store and policy
 	// instead of trusting Config: the expectations must match what runs.
+	// The narrative then never speaks of starting a cluster.
 	Detect bool
 }
 
@@ -26,13 +27,16 @@ type Options struct {
 // expectations.
 type Result struct {
 	Scenario string
+	File     string // the script's path
+	Source   string // the script as written
 	Lesson   string
 	Config   Config
 	Duration time.Duration // from the cluster serving to the end
 	Requests []Request
 	Events   []Event
+	Story    []Line        // the narrative as the terminal told it
 	Carts    []CartVerdict // the last judgement of every shopper
-	Failed   int           // shopper actions given up after their retries
+	GaveUp   int           // shopper actions given up after their retries
 	Checks   []Check       // every expectation, applying or not
 	// Differences name each expectation that did not hold, as
 	// "file:line: expected X, observed Y".
@@ -49,24 +53,36 @@ func (r *Result) PerReplica() []ReplicaStats { return perReplica(r.Requests) }
 // Tally counts the cart verdicts.
 func (r *Result) Tally() Tally { return tally(r.Carts) }
 
+// Expected is what the expectations that applied asked for:
+// "lost carts; cart of alice is lost".
+func (r *Result) Expected() string {
+	var parts []string
+	for _, c := range r.Checks {
+		if c.Applies {
+			parts = append(parts, c.Expected)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 // Run runs a script under one configuration and judges it. An error means
-// the scenario could not run (a cluster that did not start, a fault that
-// could not be injected); an outcome that differs from the expectation is
-// not an error but a Result with Pass false.
+// the scenario could not run (a cluster that did not start, a fault the
+// driver cannot do); an outcome that differs from the expectation is not an
+// error but a Result with Pass false.
 func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 	cfg := o.Config
-	if cfg.Store == "" {
-		cfg.Store = DefaultConfig.Store
-	}
-	if cfg.LB == "" {
-		cfg.LB = DefaultConfig.LB
-	}
-	if cfg.Lock == "" {
-		cfg.Lock = DefaultConfig.Lock
+	for _, k := range configKeys {
+		if f := k.field(&cfg); *f == "" {
+			*f = DefaultConfig.get(k.name)
+		}
 	}
 	d := o.Driver
 	if d == nil {
 		d = &LocalDriver{}
+	}
+	// A driver that cannot do a fault must say so before any load starts.
+	if err := checkFaults(s, cfg, d); err != nil {
+		return nil, err
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
 	r := &runner{
@@ -88,6 +104,26 @@ func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 		return nil, err
 	}
 	return r.result(), nil
+}
+
+// checkFaults asks a driver that can tell whether it can do every fault
+// the script will ask under cfg.
+func checkFaults(s *Script, cfg Config, d Driver) error {
+	fc, ok := d.(FaultChecker)
+	if !ok {
+		return nil
+	}
+	for _, st := range s.Steps {
+		if !st.When.Holds(cfg) {
+			continue
+		}
+		for _, v := range st.form.verbs() {
+			if err := fc.CheckFault(Fault{Do: v, Target: st.Target, Drain: st.Drain}); err != nil {
+				return fmt.Errorf("%s:%d: %s: %w", s.File, st.Line, st.Text, err)
+			}
+		}
+	}
+	return nil
 }
 
 type runner struct {
@@ -113,14 +149,18 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) error {
 	fmt.Fprintf(r.rec.out, "%s — %s\n", r.s.Name, r.s.Lesson)
-	for _, st := range r.s.Steps {
+	for i := range r.s.Steps {
+		st := &r.s.Steps[i]
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if st.Kind != kindExpect {
+		if st.Expect == nil {
+			if !st.When.Holds(r.cfg) {
+				continue
+			}
 			r.obs = nil
 		}
-		if err := r.step(ctx, st); err != nil {
+		if err := st.form.Run(ctx, r, st); err != nil {
 			return fmt.Errorf("%s:%d: %s: %w", r.s.File, st.Line, st.Text, err)
 		}
 	}
@@ -131,64 +171,66 @@ func (r *runner) run(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) step(ctx context.Context, st Step) error {
-	switch st.Kind {
-	case kindStart:
-		r.rec.say(0, fmt.Sprintf("starting %d replicas (%s)", st.N, r.cfg))
-		url, err := r.d.Start(ctx, st.N, r.cfg)
-		if err != nil {
-			return err
+// start brings the cluster up (or, with -target, finds it) and starts the
+// clock.
+func (r *runner) start(ctx context.Context, n int) error {
+	setup := Setup{Replicas: n, Config: r.cfg, Drains: map[string]time.Duration{}}
+	for _, st := range r.s.Steps {
+		if st.Drain.Set && st.Target != "" && st.When.Holds(r.cfg) {
+			setup.Drains[st.Target] = st.Drain.Duration
 		}
-		r.url = strings.TrimRight(url, "/")
-		if r.detect {
-			if err := r.detectConfig(ctx); err != nil {
-				return err
-			}
-		}
-		// The clock starts when the cluster serves: the timeline shows
-		// the scenario, not the boot.
-		r.rec.t0 = time.Now()
-		r.rec.event("cluster serves")
-		r.rec.say(0, fmt.Sprintf("nginx at %s (%s)", r.url, r.cfg))
-	case kindAdd:
-		return r.add(ctx, st)
-	case kindLoad:
-		r.startLoad(ctx, st.N, st.Duration)
-	case kindWaitLoad:
-		r.loadWG.Wait()
-		r.stopLoad()
-		r.rec.mu.Lock()
-		n := len(r.rec.requests) - r.loadStart
-		r.rec.mu.Unlock()
-		r.rec.say(r.rec.since(), fmt.Sprintf("load done: %d requests", n))
-	case kindSleep:
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(st.Duration):
-		}
-	case kindKill, kindStop, kindStartOne, kindRestart:
-		return r.fault(ctx, st)
-	case kindAddRep:
-		r.rec.say(r.rec.since(), "adding a replica")
-		name, err := r.d.AddReplica(ctx)
-		if err != nil {
-			return err
-		}
-		r.rec.event("%s added, takes traffic", name)
-	case kindRemoveRep:
-		r.rec.event("%s removed", st.Target)
-		r.rec.say(r.rec.since(), "nginx reloads without "+st.Target+", then SIGTERM")
-		if err := r.d.RemoveReplica(ctx, st.Target); err != nil {
-			return err
-		}
-		r.rec.say(r.rec.since(), st.Target+" drained and exited")
-	case kindExpect:
-		r.expect(ctx, st)
-	default:
-		return fmt.Errorf("unknown step kind %q", st.Kind)
 	}
+	if !r.detect {
+		r.rec.say(0, fmt.Sprintf("starting %d replicas (%s)", n, r.cfg))
+	}
+	url, err := r.d.Start(ctx, setup)
+	if err != nil {
+		return err
+	}
+	r.url = strings.TrimRight(url, "/")
+	if r.detect {
+		if err := r.detectConfig(ctx); err != nil {
+			return err
+		}
+	}
+	// The clock starts when the cluster serves: the timeline shows the
+	// scenario, not the boot.
+	r.rec.t0 = time.Now()
+	if r.detect {
+		r.rec.event("the running cluster at %s answers", r.url)
+		r.rec.say(0, fmt.Sprintf("it says %s; the script asked for %d replicas, the lab did not start them", r.cfg, n))
+		return nil
+	}
+	r.rec.event("cluster serves")
+	r.rec.say(0, fmt.Sprintf("nginx at %s (%s)", r.url, r.cfg))
 	return nil
+}
+
+// target resolves a step's target: "replica of alice" is the replica that
+// served alice's last add.
+func (r *runner) target(st *Step) (string, error) {
+	if st.Shopper == "" {
+		return st.Target, nil
+	}
+	s := r.shoppers[st.Shopper]
+	if s == nil || s.lastReplica() == "" {
+		return "", fmt.Errorf("%s has not shopped yet: no replica of %s", st.Shopper, st.Shopper)
+	}
+	return s.lastReplica(), nil
+}
+
+// fault hands a fault to the driver.
+func (r *runner) fault(ctx context.Context, f Fault) error {
+	return r.d.Fault(ctx, f)
+}
+
+func (r *runner) waitLoad() {
+	r.loadWG.Wait()
+	r.stopLoad()
+	r.rec.mu.Lock()
+	n := len(r.rec.requests) - r.loadStart
+	r.rec.mu.Unlock()
+	r.rec.say(r.rec.since(), fmt.Sprintf("load done: %d requests", n))
 }
 
 // detectConfig reads the running cluster's store and policy: with -target
@@ -226,7 +268,7 @@ func (r *runner) shopper(name string) *shopper {
 	return s
 }
 
-func (r *runner) add(ctx context.Context, st Step) error {
+func (r *runner) add(ctx context.Context, st *Step) error {
 	s := r.shopper(st.Shopper)
 	total := st.Tabs * st.Times
 	if total == 1 {
@@ -303,45 +345,6 @@ func (r *runner) stopLoad() {
 	}
 }
 
-func (r *runner) fault(ctx context.Context, st Step) error {
-	target := st.Target
-	if st.Shopper != "" {
-		s := r.shoppers[st.Shopper]
-		if s == nil || s.lastReplica() == "" {
-			return fmt.Errorf("%s has not shopped yet: no replica of %s", st.Shopper, st.Shopper)
-		}
-		target = s.lastReplica()
-	}
-	switch st.Kind {
-	case kindKill:
-		if err := r.d.Kill(ctx, target); err != nil {
-			return err
-		}
-		r.rec.event("%s killed (kill -9)", target)
-	case kindStop:
-		r.rec.event("%s stopping (SIGTERM)", target)
-		if err := r.d.Stop(ctx, target); err != nil {
-			return err
-		}
-		r.rec.say(r.rec.since(), target+" exited")
-	case kindStartOne:
-		if err := r.d.StartAgain(ctx, target); err != nil {
-			return err
-		}
-		r.rec.event("%s started again", target)
-	case kindRestart:
-		r.rec.event("%s restarting (SIGTERM, then start)", target)
-		if err := r.d.Stop(ctx, target); err != nil {
-			return err
-		}
-		if err := r.d.StartAgain(ctx, target); err != nil {
-			return err
-		}
-		r.rec.say(r.rec.since(), target+" serves again")
-	}
-	return nil
-}
-
 // judge reads every shopper's cart, one shopper after the other: a read
 // must not share the round robin with another shopper's.
 func (r *runner) judge(ctx context.Context) {
@@ -355,16 +358,16 @@ func (r *runner) judge(ctx context.Context) {
 	}
 	r.rec.mu.Lock()
 	o.requests = append([]Request(nil), r.rec.requests...)
-	o.failed = r.rec.failed
+	o.gaveUp = r.rec.gaveUp
 	r.rec.mu.Unlock()
 	r.obs = o
 	t := tally(o.carts)
 	r.rec.say(r.rec.since(), fmt.Sprintf("judged %d carts (%d reads each): %s", len(o.carts), reads, t))
 }
 
-func (r *runner) expect(ctx context.Context, st Step) {
+func (r *runner) expect(ctx context.Context, st *Step) {
 	e := st.Expect
-	c := Check{Line: st.Line, Text: st.Text, Applies: e.When.Holds(r.cfg)}
+	c := Check{Line: st.Line, Text: st.Text, Expected: e.Text, Applies: st.When.Holds(r.cfg)}
 	if !c.Applies {
 		r.checks = append(r.checks, c)
 		return
@@ -372,7 +375,7 @@ func (r *runner) expect(ctx context.Context, st Step) {
 	if r.obs == nil {
 		r.judge(ctx)
 	}
-	c.OK, c.Observed = r.obs.check(e)
+	c.OK, c.Observed = e.form.Check(r.obs, e)
 	r.checks = append(r.checks, c)
 	mark := "✓"
 	if !c.OK {
@@ -384,6 +387,8 @@ func (r *runner) expect(ctx context.Context, st Step) {
 func (r *runner) result() *Result {
 	res := &Result{
 		Scenario: r.s.Name,
+		File:     r.s.File,
+		Source:   r.s.Source,
 		Lesson:   r.s.Lesson,
 		Config:   r.cfg,
 		Duration: r.end,
@@ -392,25 +397,20 @@ func (r *runner) result() *Result {
 	r.rec.mu.Lock()
 	res.Requests = append([]Request(nil), r.rec.requests...)
 	res.Events = append([]Event(nil), r.rec.events...)
-	res.Failed = r.rec.failed
+	res.Story = append([]Line(nil), r.rec.story...)
+	res.GaveUp = r.rec.gaveUp
 	r.rec.mu.Unlock()
 	if r.obs != nil {
 		res.Carts = r.obs.carts
 	}
 	applied := 0
-	for i, c := range r.checks {
+	for _, c := range r.checks {
 		if !c.Applies {
 			continue
 		}
 		applied++
 		if !c.OK {
-			var st Step
-			for _, s := range r.s.Steps {
-				if s.Line == c.Line {
-					st = s
-				}
-			}
-			res.Differences = append(res.Differences, fmt.Sprintf("%s:%d: expected %s, observed %s", r.s.File, c.Line, expectedText(st.Expect), r.checks[i].Observed))
+			res.Differences = append(res.Differences, fmt.Sprintf("%s:%d: expected %s, observed %s", r.s.File, c.Line, c.Expected, c.Observed))
 		}
 	}
 	if applied == 0 {

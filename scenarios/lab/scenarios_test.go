@@ -34,11 +34,12 @@ func runT(t *testing.T, s *Script, cfg Config, d *LocalDriver) *Result {
 // and wants the outcome it expects. One after the other: each starts its own
 // cluster, and the machine is shared.
 func TestScenarios(t *testing.T) {
-	scripts, err := Scripts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range scripts {
+	for _, b := range Builtins() {
+		s := b.Script
+		if b.Err != nil {
+			t.Errorf("%s: %v", b.Name, b.Err)
+			continue
+		}
 		for _, cfg := range s.Configs {
 			t.Run(s.Name+"/"+cfg.Store+"-"+cfg.LB+"-lock-"+cfg.Lock, func(t *testing.T) {
 				res := runT(t, s, cfg, &LocalDriver{})
@@ -64,7 +65,7 @@ func TestJudgeCatchesWrongStore(t *testing.T) {
 		if res.Pass {
 			t.Fatal("the judge passed replicas with memory sessions as a Redis cluster")
 		}
-		wantDiff(t, res, "scripts/across-replicas.txt:", "expected carts intact, observed 0 of 3 carts intact, 3 lost")
+		wantDiff(t, res, "scenarios/lab/scripts/across-replicas.txt:", "expected carts intact, observed 0 of 3 carts intact, 3 lost")
 		wantDiff(t, res, "", "expected cart of alice is 4, observed cart of alice is lost")
 	})
 	t.Run("the added replica", func(t *testing.T) {
@@ -77,7 +78,7 @@ func TestJudgeCatchesWrongStore(t *testing.T) {
 		if res.Pass {
 			t.Fatal("the judge passed a scale-out whose new replica keeps sessions in memory")
 		}
-		wantDiff(t, res, "scripts/scale-out.txt:", "expected carts intact, observed")
+		wantDiff(t, res, "scenarios/lab/scripts/scale-out.txt:", "expected carts intact, observed")
 	})
 }
 

@@ -1,38 +1,79 @@
 package lab
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 const header = "lesson l\nrun with store=redis\n"
 
+// TestParseRejectsMalformedScripts: every error is one line naming the file
+// and line, what is wrong, and the closest form when there is one.
 func TestParseRejectsMalformedScripts(t *testing.T) {
 	tests := []struct {
 		name   string
 		script string
-		want   string // in the error
+		want   string // the whole error
 	}{
-		{"unknown step", header + "start 3 replicas\nfrobnicate shop2\nexpect carts intact\n", `x.txt:4: expected a step`},
-		{"bad add", header + "start 3 replicas\nas alice add two of product 1\nexpect carts intact\n", `x.txt:4: expected "as NAME add Q of product P`},
-		{"quantity too big", header + "start 3 replicas\nas alice add 100 of product 1\nexpect carts intact\n", `x.txt:4: add 100: expected a quantity from 1 to 99`},
-		{"bad duration", header + "start 3 replicas\nload 5 shoppers for soon\nwait for load\nexpect carts intact\n", `x.txt:4: expected a duration like 800ms or 2s`},
-		{"bad kill", header + "start 3 replicas\nkill shop2\nexpect carts intact\n", `x.txt:4: expected "kill -9 TARGET"`},
-		{"bad target", header + "start 3 replicas\nstop nginx\nexpect carts intact\n", `x.txt:4: expected "shopN", "redis" or "replica of NAME" after "stop"`},
-		{"bad expectation", header + "start 3 replicas\nexpect everything fine\n", `x.txt:4: expected "expect carts intact|`},
-		{"bad when", header + "start 3 replicas\nexpect carts intact when store=disk\n", `x.txt:4: store=disk: expected store=memory|redis`},
-		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n", `x.txt:4: unknown key "colour"`},
-		{"empty when", header + "start 3 replicas\nexpect carts intact when\n", `x.txt:4: expected KEY=VALUE after "when"`},
-		{"bad run with", "lesson l\nrun with redis\nstart 3 replicas\nexpect carts intact\n", `x.txt:2: expected "run with KEY=VALUE ..."`},
-		{"step before start", header + "kill -9 shop1\nstart 3 replicas\nexpect carts intact\n", `x.txt:3: expected "start N replicas" before "kill -9 shop1"`},
-		{"expect during load", header + "start 3 replicas\nload 2 shoppers for 1s\nexpect carts intact\nwait for load\n", `x.txt:5: expected "wait for load" before an expectation`},
-		{"load never waited", header + "start 3 replicas\nexpect carts intact\nload 2 shoppers for 1s\n", `expected "wait for load" before the end`},
-		{"wait without load", header + "start 3 replicas\nwait for load\nexpect carts intact\n", `x.txt:4: "wait for load" without a "load"`},
-		{"header after steps", header + "start 3 replicas\nlesson again\nexpect carts intact\n", `x.txt:4: lesson must come before the first step`},
-		{"no lesson", "run with store=redis\nstart 3 replicas\nexpect carts intact\n", `x.txt:1: expected a "lesson ..." line`},
-		{"no configuration", "lesson l\nstart 3 replicas\nexpect carts intact\n", `x.txt:1: expected at least one "run with`},
-		{"no expectation", header + "start 3 replicas\n", `expected at least one "expect ..." line`},
-		{"too many replicas", header + "start 12 replicas\nexpect carts intact\n", `x.txt:3: start 12 replicas: expected 1 to 9 replicas`},
+		{"unknown step", header + "start 3 replicas\nfrobnicate shop2\nexpect carts intact\n",
+			`x.txt:4: unknown step "frobnicate shop2"; did you mean "restart TARGET [with drain D | without drain]" (e.g. "restart shop1")?`},
+		{"typo in a keyword", header + "start 3 replicas\nlod 6 shoppers for 2s\nwait for load\nexpect carts intact\n",
+			`x.txt:4: unknown step "lod 6 shoppers for 2s"; did you mean "load N shoppers for D" (e.g. "load 6 shoppers for 2s")?`},
+		{"bad add", header + "start 3 replicas\nas alice add two of product 1\nexpect carts intact\n",
+			`x.txt:4: quantity "two": want a number from 1 to 99`},
+		{"add misspelt", header + "start 3 replicas\nas alice adds 2 of product 1\nexpect carts intact\n",
+			`x.txt:4: "as alice adds 2 of product 1" does not fit any "as" form; did you mean "as NAME add Q of product P [in T tabs] [R times]" (e.g. "as alice add 2 of product 1")?`},
+		{"quantity too big", header + "start 3 replicas\nas alice add 100 of product 1\nexpect carts intact\n",
+			`x.txt:4: quantity 100: want 1 to 99`},
+		{"bad duration", header + "start 3 replicas\nload 5 shoppers for soon\nwait for load\nexpect carts intact\n",
+			`x.txt:4: "soon" is not a duration; did you mean one like 800ms or 2s (at most 1m)?`},
+		{"kill without -9", header + "start 3 replicas\nkill shop2\nexpect carts intact\n",
+			`x.txt:4: "kill shop2" does not fit any "kill" form; did you mean "kill -9 TARGET" (e.g. "kill -9 replica of alice")?`},
+		{"bad target", header + "start 3 replicas\nstop nginx\nexpect carts intact\n",
+			`x.txt:4: unknown target "nginx": want shopN, redis or "replica of NAME"`},
+		{"no such replica", header + "start 3 replicas\nkill -9 shop4\nexpect carts intact\n",
+			`x.txt:4: no replica shop4 here: the cluster has shop1 to shop3`},
+		{"drain on redis", header + "start 3 replicas\nstop redis without drain\nexpect carts intact\n",
+			`x.txt:4: Redis has no drain: write "stop redis"`},
+		{"two drains", header + "start 3 replicas\nstop shop2 with drain 2s\nstart shop2\nstop shop2 without drain\nexpect carts intact\n",
+			`x.txt:6: shop2 is stopped with drain 2s on line 4: a replica's drain is set when it starts, so one script gives it one drain`},
+		{"bad expectation", header + "start 3 replicas\nexpect carts intcat\n",
+			`x.txt:4: unknown expectation "expect carts intcat"; did you mean "expect carts intact"?`},
+		{"bad when", header + "start 3 replicas\nexpect carts intact when store=disk\n",
+			`x.txt:4: store=disk: want memory or redis`},
+		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:2: lb=round-robin: want roundrobin or sticky`},
+		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
+			`x.txt:4: unknown key "colour": want store, lb or lock`},
+		{"empty when", header + "start 3 replicas\nexpect carts intact when\n",
+			`x.txt:4: "when" without a condition; did you mean "expect carts intact when store=redis"?`},
+		{"when on load", header + "start 3 replicas\nload 2 shoppers for 1s when store=redis\nwait for load\nexpect carts intact\n",
+			`x.txt:4: "load N shoppers for D" cannot take a when clause: it shapes the whole run`},
+		{"bare value in run with", "lesson l\nrun with redis\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:2: "redis" is not KEY=VALUE; did you mean "store=redis"?`},
+		{"step before start", header + "kill -9 shop1\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:3: no replica shop1 here: the cluster has shop1 to shop0`},
+		{"sleep before start", header + "sleep 1s\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:3: "sleep 1s" before "start N replicas": the cluster must be started first`},
+		{"expect during load", header + "start 3 replicas\nload 2 shoppers for 1s\nexpect carts intact\nwait for load\n",
+			`x.txt:5: an expectation while load is running; did you mean "wait for load" first? Carts are judged while nobody shops`},
+		{"load never waited", header + "start 3 replicas\nexpect carts intact\nload 2 shoppers for 1s\n",
+			`x.txt:5: load is still running at the end; did you mean to end with "wait for load"?`},
+		{"wait without load", header + "start 3 replicas\nwait for load\nexpect carts intact\n",
+			`x.txt:4: "wait for load" without a "load N shoppers for D" before it`},
+		{"header after steps", header + "start 3 replicas\nlesson again\nexpect carts intact\n",
+			`x.txt:4: lesson must come before the first step`},
+		{"no lesson", "run with store=redis\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:1: no "lesson TEXT" line: say in one line what the scenario teaches`},
+		{"no configuration", "lesson l\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:1: no "run with KEY=VALUE ..." line: say which configurations the scenario applies to`},
+		{"no expectation", header + "start 3 replicas\n",
+			`x.txt:3: no "expect ..." line: a scenario without one cannot fail`},
+		{"too many replicas", header + "start 12 replicas\nexpect carts intact\n",
+			`x.txt:3: replicas 12: want 1 to 9`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,23 +81,76 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse accepted:\n%s", tt.script)
 			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Parse error:\n%v\nwant it to contain %q", err, tt.want)
+			if err.Error() != tt.want {
+				t.Errorf("Parse error:\n%v\nwant\n%s", err, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseReportsEveryBadLine(t *testing.T) {
-	_, err := Parse("x.txt", header+"start 3 replicas\nfly\nswim\nexpect carts intact\n")
+// TestParseStopsAtFirstError: a broken load line is the only error, not
+// followed by "wait for load without a load" and the rest.
+func TestParseStopsAtFirstError(t *testing.T) {
+	_, err := Parse("x.txt", header+"start 3 replicas\nload 6 shopers for 2s\nsleep 1s\nwait for load\nfly\nexpect carts intact\n")
 	if err == nil {
-		t.Fatal("Parse accepted two bad lines")
+		t.Fatal("Parse accepted a bad load line")
 	}
-	for _, want := range []string{"x.txt:4:", "x.txt:5:"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not name %s", err, want)
+	want := `x.txt:4: "load 6 shopers for 2s" does not fit any "load" form; did you mean "load N shoppers for D" (e.g. "load 6 shoppers for 2s")?`
+	if err.Error() != want {
+		t.Errorf("error:\n%v\nwant only\n%s", err, want)
+	}
+}
+
+// TestEveryFormExample: every entry of the step and expectation tables has
+// a usage, help and an example that parses as that very form.
+func TestEveryFormExample(t *testing.T) {
+	for _, f := range steps {
+		if f.Usage == "" || f.Help == "" || f.Example == "" {
+			t.Errorf("step form %q lacks usage, help or example", f.Usage)
+			continue
+		}
+		script := header + "start 5 replicas\nas alice add 1 of product 1\n"
+		if f.Usage == "start N replicas" {
+			script = header
+		}
+		st := parseOne(t, script, f.Example)
+		if st != nil && st.form != f {
+			t.Errorf("example %q parses as %q, not %q", f.Example, st.Form(), f.Usage)
 		}
 	}
+	for _, f := range expectations {
+		if f.Usage == "" || f.Help == "" || f.Example == "" {
+			t.Errorf("expectation %q lacks usage, help or example", f.Usage)
+			continue
+		}
+		st := parseOne(t, header+"start 3 replicas\nas alice add 1 of product 1\n", f.Example)
+		if st != nil && (st.Expect == nil || st.Expect.form != f) {
+			t.Errorf("example %q does not parse as expect %q", f.Example, f.Usage)
+		}
+	}
+}
+
+// parseOne parses line after the script before and returns its step.
+func parseOne(t *testing.T, before, line string) *Step {
+	t.Helper()
+	if line == "wait for load" {
+		before += "load 1 shopper for 1s\n"
+	}
+	s, err := Parse("x.txt", before+line+"\nexpect carts intact\n")
+	if err != nil && strings.HasPrefix(line, "load ") {
+		s, err = Parse("x.txt", before+line+"\nwait for load\nexpect carts intact\n")
+	}
+	if err != nil {
+		t.Errorf("example %q: %v", line, err)
+		return nil
+	}
+	for i := range s.Steps {
+		if s.Steps[i].Text == line {
+			return &s.Steps[i]
+		}
+	}
+	t.Errorf("example %q: no step", line)
+	return nil
 }
 
 func TestParseStepsAndExpectations(t *testing.T) {
@@ -72,6 +166,9 @@ load 20 shoppers for 3s
 sleep 800ms
 kill -9 replica of alice
 restart redis
+pause shop2 when store=redis
+resume shop2 when store=redis
+stop shop3 without drain
 wait for load
 add replica
 remove replica shop4
@@ -89,13 +186,13 @@ expect no status 500
 	if len(s.Configs) != 2 || s.Configs[0] != wantCfg[0] || s.Configs[1] != wantCfg[1] {
 		t.Errorf("configs = %v, want %v", s.Configs, wantCfg)
 	}
-	var kinds []string
+	var forms []string
 	for _, st := range s.Steps {
-		kinds = append(kinds, st.Kind)
+		forms = append(forms, strings.Fields(st.Form())[0])
 	}
-	want := "start add add load sleep kill restart wait-load add-replica remove-replica expect expect expect"
-	if got := strings.Join(kinds, " "); got != want {
-		t.Errorf("kinds = %s\nwant     %s", got, want)
+	want := "start as as load sleep kill restart pause resume stop wait add remove expect expect expect"
+	if got := strings.Join(forms, " "); got != want {
+		t.Errorf("forms = %s\nwant    %s", got, want)
 	}
 	tabs := s.Steps[2]
 	if tabs.Tabs != 8 || tabs.Times != 5 || tabs.N != 1 || tabs.Product != 2 || tabs.Line != 8 {
@@ -104,42 +201,81 @@ expect no status 500
 	if k := s.Steps[5]; k.Shopper != "alice" || k.Target != "" {
 		t.Errorf("kill step = %+v", k)
 	}
-	e := s.Steps[10].Expect
-	if e.What != expectCartCount || e.Count != 2 || e.Shopper != "alice" {
+	if p := s.Steps[7]; p.Target != "shop2" || p.When.String() != "store=redis" {
+		t.Errorf("pause step = %+v", p)
+	}
+	if st := s.Steps[9]; st.Target != "shop3" || st.Drain != (Drain{Set: true}) {
+		t.Errorf("stop step = %+v", st)
+	}
+	st := s.Steps[13]
+	e := st.Expect
+	if e.Text != "cart of alice is 2" || e.Count != 2 || e.Shopper != "alice" {
 		t.Errorf("expectation = %+v", e)
 	}
-	if e.When.Holds(Config{Store: "redis", LB: "sticky", Lock: "on"}) || !e.When.Holds(Config{Store: "redis", LB: "roundrobin", Lock: "off"}) {
-		t.Errorf("when %v holds wrongly", e.When)
+	if st.When.Holds(Config{Store: "redis", LB: "sticky", Lock: "on"}) || !st.When.Holds(Config{Store: "redis", LB: "roundrobin", Lock: "off"}) {
+		t.Errorf("when %v holds wrongly", st.When)
 	}
 }
 
-func TestEmbeddedScripts(t *testing.T) {
-	scripts, err := Scripts()
+// TestBuiltins: every file in scripts/ is a built-in script, none is
+// broken, and every configuration a script declares has an expectation
+// that applies to it (or its run could not fail). No names by hand: adding
+// a script is adding a file.
+func TestBuiltins(t *testing.T) {
+	files, err := filepath.Glob("scripts/*.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"across-replicas", "sticky", "failover", "rolling-restart", "scale-out", "redis-outage", "redis-restart", "concurrent-cart"}
-	var got []string
-	for _, s := range scripts {
-		got = append(got, s.Name)
-		// Every configuration a script declares must have an expectation
-		// that applies to it, or its run could not fail.
-		for _, cfg := range s.Configs {
+	builtins := Builtins()
+	if len(builtins) != len(files) || len(files) == 0 {
+		t.Fatalf("%d built-in scripts for %d files", len(builtins), len(files))
+	}
+	for _, b := range builtins {
+		if b.Err != nil {
+			t.Errorf("%s: %v", b.Name, b.Err)
+			continue
+		}
+		if !strings.HasPrefix(b.Script.File, "scenarios/lab/scripts/") {
+			t.Errorf("%s: file %q is not the path in the repository", b.Name, b.Script.File)
+		}
+		for _, cfg := range b.Script.Configs {
 			applies := false
-			for _, st := range s.Steps {
-				if st.Kind == kindExpect && st.Expect.When.Holds(cfg) {
+			for _, st := range b.Script.Steps {
+				if st.Expect != nil && st.When.Holds(cfg) {
 					applies = true
 				}
 			}
 			if !applies {
-				t.Errorf("%s: no expectation applies to %s", s.Name, cfg)
+				t.Errorf("%s: no expectation applies to %s", b.Name, cfg)
 			}
 		}
 	}
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("scripts = %v, want %v", got, want)
-	}
-	if _, err := Lookup("no-such-scenario"); err == nil || !strings.Contains(err.Error(), "across-replicas") {
+	if _, err := Lookup("no-such-scenario"); err == nil || !strings.Contains(err.Error(), builtins[0].Name) {
 		t.Errorf("Lookup of an unknown name: %v", err)
+	}
+}
+
+// TestBrokenBuiltinBreaksNothing: a broken script lists with its first
+// error, and the others parse and run as usual.
+func TestBrokenBuiltinBreaksNothing(t *testing.T) {
+	good, err := os.ReadFile("scripts/across-replicas.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{
+		"scripts/a-broken.txt": {Data: []byte(header + "start 3 replicas\nlod 6 shoppers for 2s\nwait for load\nexpect carts intact\n")},
+		"scripts/good.txt":     {Data: good},
+	}
+	got := builtinsIn(fsys)
+	if len(got) != 2 {
+		t.Fatalf("%d scripts, want 2", len(got))
+	}
+	broken, ok := got[0], got[1]
+	if broken.Name != "a-broken" || broken.Script != nil ||
+		broken.Err == nil || !strings.HasPrefix(broken.Err.Error(), "scenarios/lab/scripts/a-broken.txt:4: unknown step") || strings.Contains(broken.Err.Error(), "\n") {
+		t.Errorf("broken script = %+v, want one line naming its file and line", broken)
+	}
+	if ok.Name != "good" || ok.Err != nil || ok.Script == nil || len(ok.Script.Steps) == 0 {
+		t.Errorf("good script = %+v", ok)
 	}
 }

@@ -1,0 +1,475 @@
+package cluster
+
+// The stateful tier made available: a Redis primary and a replica watched
+// by three sentinels, each Redis server behind its own proxy (netproxy.go).
+//
+// The servers announce their proxy's address (replica-announce-ip/port) and
+// the sentinels monitor the primary at its proxy's address, so every address
+// Sentinel hands out, to the shop or to a server it reconfigures, is a proxy:
+// whoever follows Sentinel goes through the link the harness controls. The
+// sentinels themselves are reached directly.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
+)
+
+// sentinelCount is how many sentinels watch the primary: three, so that two
+// agree on a failure and a majority survives the loss of one.
+const sentinelCount = 3
+
+// Sentinel is one redis-server --sentinel on a free loopback port.
+type Sentinel struct {
+	name string
+	port int
+	dir  string
+	bin  string
+	out  *sharedWriter
+
+	mu sync.Mutex
+	p  *proc
+}
+
+// Addr is the sentinel's host:port.
+func (s *Sentinel) Addr() string { return testenv.Loopback(s.port) }
+
+// LogPath is the sentinel's log file.
+func (s *Sentinel) LogPath() string { return filepath.Join(s.dir, s.name+".log") }
+
+func (s *Sentinel) confPath() string { return filepath.Join(s.dir, s.name+".conf") }
+
+// start starts the sentinel from its configuration file, which Sentinel
+// rewrites as it learns, and waits until it answers PING.
+func (s *Sentinel) start(ctx context.Context) error {
+	s.mu.Lock()
+	p, err := startProc(procSpec{
+		name:    s.name,
+		path:    s.bin,
+		args:    []string{s.confPath(), "--sentinel"},
+		dir:     s.dir,
+		logPath: s.LogPath(),
+		out:     s.out,
+	})
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.p = p
+	s.mu.Unlock()
+	return waitFor(ctx, p, "it answers PING on "+s.Addr(), func(ctx context.Context) error {
+		_, err := redisDo(ctx, s.Addr(), "PING")
+		return err
+	})
+}
+
+func (s *Sentinel) close() error {
+	defer testenv.ReleasePort(s.port)
+	s.mu.Lock()
+	p := s.p
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.stop(closeGrace)
+}
+
+// RedisHA is a Redis primary and replica under three sentinels, each server
+// behind a proxy of the harness's.
+type RedisHA struct {
+	master    string
+	net       *redisNet
+	servers   []*Redis
+	proxies   []string // proxy address of servers[i]
+	sentinels []*Sentinel
+}
+
+// startRedisHA starts redis-a (the primary) and redis-b (its replica), each
+// behind a proxy, then three sentinels, and returns once every sentinel
+// knows the replica and the two other sentinels: from then on a failover
+// can happen.
+func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *RedisHA, err error) {
+	bin, err := testenv.LookBinary("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("cluster: sentinel: %w", err)
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: sentinel: %w", err)
+	}
+	ha = &RedisHA{master: deploy.SentinelMaster, net: newRedisNet()}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, ha.close())
+		}
+	}()
+
+	for i, name := range []string{"redis-a", "redis-b"} {
+		var primaryProxy string
+		if i > 0 {
+			primaryProxy = ha.proxies[0]
+		}
+		// The proxy starts with the server: the server announces the
+		// proxy's port, the proxy forwards to the server's.
+		var proxyPort int
+		var proxyErr error
+		server, err := startRedis(ctx, filepath.Join(dir, name), out, name, func(port int) []string {
+			if proxyPort == 0 {
+				proxyPort, proxyErr = ha.net.add(name, testenv.Loopback(port))
+			} else {
+				ha.net.retarget(proxyPort, testenv.Loopback(port))
+			}
+			conf := []string{
+				"replica-announce-ip 127.0.0.1",
+				"replica-announce-port " + strconv.Itoa(proxyPort),
+			}
+			if primaryProxy != "" {
+				host, port, _ := strings.Cut(primaryProxy, ":")
+				conf = append(conf, "replicaof "+host+" "+port)
+			}
+			return conf
+		})
+		if err == nil {
+			err = proxyErr
+		}
+		if server != nil {
+			ha.servers = append(ha.servers, server)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ha.proxies = append(ha.proxies, testenv.Loopback(proxyPort))
+	}
+	if err := ha.waitReplicating(ctx, ha.servers[1]); err != nil {
+		return nil, err
+	}
+
+	host, port, _ := strings.Cut(ha.proxies[0], ":")
+	primaryPort, _ := strconv.Atoi(port)
+	for i := 1; i <= sentinelCount; i++ {
+		sp, err := testenv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Sentinel{name: "sentinel" + strconv.Itoa(i), port: sp, dir: filepath.Join(dir, "sentinel"), bin: bin, out: out}
+		conf, err := deploy.RenderSentinel(deploy.SentinelConfig{
+			Port:        sp,
+			Bind:        "127.0.0.1",
+			Master:      ha.master,
+			PrimaryHost: host,
+			PrimaryPort: primaryPort,
+		})
+		if err == nil {
+			err = os.MkdirAll(s.dir, 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(s.confPath(), conf, 0o644)
+		}
+		if err != nil {
+			testenv.ReleasePort(sp)
+			return nil, fmt.Errorf("cluster: %s: %w", s.name, err)
+		}
+		ha.sentinels = append(ha.sentinels, s)
+		if err := s.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range ha.sentinels {
+		if err := ha.waitAware(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	return ha, nil
+}
+
+// waitAware waits until s knows the replica (up) and both other sentinels.
+func (ha *RedisHA) waitAware(ctx context.Context, s *Sentinel) error {
+	return waitFor(ctx, s.p, s.name+" knows the replica and the other sentinels", func(ctx context.Context) error {
+		replicas, err := sentinelTable(ctx, s.Addr(), "REPLICAS", ha.master)
+		if err != nil {
+			return err
+		}
+		if len(replicas) != 1 || strings.Contains(replicas[0]["flags"], "down") || strings.Contains(replicas[0]["flags"], "disconnected") {
+			return fmt.Errorf("replicas %v", replicas)
+		}
+		others, err := sentinelTable(ctx, s.Addr(), "SENTINELS", ha.master)
+		if err != nil {
+			return err
+		}
+		if len(others) != sentinelCount-1 {
+			return fmt.Errorf("knows %d other sentinels", len(others))
+		}
+		return nil
+	})
+}
+
+// waitReplicating waits until r is a replica whose link to its primary is up.
+func (ha *RedisHA) waitReplicating(ctx context.Context, r *Redis) error {
+	return waitFor(ctx, r.current(), r.name+" replicates its primary", func(ctx context.Context) error {
+		info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "role:slave") || !strings.Contains(info, "master_link_status:up") {
+			return errors.New("not a connected replica")
+		}
+		return nil
+	})
+}
+
+// MasterName is the name the sentinels monitor the primary under
+// (SHOP_REDIS_MASTER).
+func (ha *RedisHA) MasterName() string { return ha.master }
+
+// SentinelAddrs are the sentinels' host:port (SHOP_REDIS_SENTINELS).
+func (ha *RedisHA) SentinelAddrs() []string {
+	var addrs []string
+	for _, s := range ha.sentinels {
+		addrs = append(addrs, s.Addr())
+	}
+	return addrs
+}
+
+// Servers are the Redis servers, redis-a (the first primary) and redis-b.
+func (ha *RedisHA) Servers() []*Redis { return slices.Clone(ha.servers) }
+
+// ProxyAddr is the address through which everyone reaches r: what Sentinel
+// announces for it.
+func (ha *RedisHA) ProxyAddr(r *Redis) string {
+	if i := slices.Index(ha.servers, r); i >= 0 {
+		return ha.proxies[i]
+	}
+	return ""
+}
+
+// Primary asks the sentinels which server is the primary now.
+func (ha *RedisHA) Primary(ctx context.Context) (*Redis, error) {
+	var errs []error
+	for _, s := range ha.sentinels {
+		addr, err := sentinelMaster(ctx, s.Addr(), ha.master)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if i := slices.Index(ha.proxies, addr); i >= 0 {
+			return ha.servers[i], nil
+		}
+		return nil, fmt.Errorf("cluster: %s names primary %s, which is none of ours", s.name, addr)
+	}
+	return nil, fmt.Errorf("cluster: no sentinel answered: %w", errors.Join(errs...))
+}
+
+// KillPrimary sends SIGKILL to the server the sentinels call primary, as a
+// crash would, and returns it.
+func (ha *RedisHA) KillPrimary(ctx context.Context) (*Redis, error) {
+	p, err := ha.Primary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.Kill()
+}
+
+// WaitFailover waits until every sentinel names a primary other than old and
+// that server answers ROLE as a master: the failover is over.
+func (ha *RedisHA) WaitFailover(ctx context.Context, old *Redis) (*Redis, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		p, err := ha.agreedPrimary(ctx)
+		if err == nil && p != old {
+			role, rerr := redisRole(ctx, p.Addr())
+			if rerr == nil && role == "master" {
+				return p, nil
+			}
+			err = fmt.Errorf("%s answers ROLE %q (%v)", p.name, role, rerr)
+		} else if err == nil {
+			err = fmt.Errorf("the sentinels still name %s", old.name)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: no failover: %w", err)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// agreedPrimary is the primary when every sentinel names the same one.
+func (ha *RedisHA) agreedPrimary(ctx context.Context) (*Redis, error) {
+	var first string
+	for _, s := range ha.sentinels {
+		addr, err := sentinelMaster(ctx, s.Addr(), ha.master)
+		if err != nil {
+			return nil, err
+		}
+		if first == "" {
+			first = addr
+		} else if addr != first {
+			return nil, fmt.Errorf("sentinels disagree: %s and %s", first, addr)
+		}
+	}
+	i := slices.Index(ha.proxies, first)
+	if i < 0 {
+		return nil, fmt.Errorf("primary %s is none of ours", first)
+	}
+	return ha.servers[i], nil
+}
+
+// WaitReplica waits until r (typically a demoted primary, restarted) is a
+// replica again with its link to the primary up.
+func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s is not a replica: %v %s", r.name, err, info)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// WaitHealthy waits until every sentinel names the same primary and sees it
+// and every other running server (as its replica) up: after a heal or a
+// restart, before the next fault.
+func (ha *RedisHA) WaitHealthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := ha.healthy(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: sentinels do not see a healthy tier: %w", err)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func (ha *RedisHA) healthy(ctx context.Context) error {
+	primary, err := ha.agreedPrimary(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range ha.sentinels {
+		m, err := redis.StringMap(redisDoValue(ctx, s.Addr(), "SENTINEL", "MASTER", ha.master))
+		if err != nil {
+			return err
+		}
+		if flags := m["flags"]; flags != "master" {
+			return fmt.Errorf("%s flags the primary %s %q", s.name, primary.name, flags)
+		}
+		replicas, err := sentinelTable(ctx, s.Addr(), "REPLICAS", ha.master)
+		if err != nil {
+			return err
+		}
+		for i, r := range ha.servers {
+			if r == primary || !r.Running() {
+				continue
+			}
+			j := slices.IndexFunc(replicas, func(m map[string]string) bool { return m["ip"]+":"+m["port"] == ha.proxies[i] })
+			if j < 0 {
+				return fmt.Errorf("%s does not know replica %s", s.name, r.name)
+			}
+			if flags := replicas[j]["flags"]; flags != "slave" || replicas[j]["master-link-status"] != "ok" {
+				return fmt.Errorf("%s flags replica %s %q, link %s", s.name, r.name, flags, replicas[j]["master-link-status"])
+			}
+		}
+	}
+	return nil
+}
+
+// Partition cuts the Redis servers off from everyone (replicas, sentinels,
+// each other), as a network cut would: connections hang. The sentinels stay
+// reachable, see both servers down and cannot promote anything.
+func (ha *RedisHA) Partition() error { return ha.net.Partition() }
+
+// Heal ends a partition.
+func (ha *RedisHA) Heal() error { return ha.net.Heal() }
+
+// Delay adds d to every exchange with a Redis server; 0 removes it.
+func (ha *RedisHA) Delay(d time.Duration) error { return ha.net.Delay(d) }
+
+func (ha *RedisHA) close() error {
+	var errs []error
+	for _, s := range ha.sentinels {
+		errs = append(errs, s.close())
+	}
+	for _, r := range ha.servers {
+		errs = append(errs, r.Close())
+	}
+	ha.net.close()
+	return errors.Join(errs...)
+}
+
+// sentinelMaster asks one sentinel for the primary's address.
+func sentinelMaster(ctx context.Context, addr, master string) (string, error) {
+	reply, err := redisDoValue(ctx, addr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", master)
+	hostPort, err := redis.Strings(reply, err)
+	if err != nil {
+		return "", err
+	}
+	if len(hostPort) != 2 {
+		return "", fmt.Errorf("sentinel %s: no primary known for %s", addr, master)
+	}
+	return hostPort[0] + ":" + hostPort[1], nil
+}
+
+// sentinelTable asks one sentinel for its REPLICAS or SENTINELS of master,
+// one map of fields per entry.
+func sentinelTable(ctx context.Context, addr, what, master string) ([]map[string]string, error) {
+	rows, err := redis.Values(redisDoValue(ctx, addr, "SENTINEL", what, master))
+	if err != nil {
+		return nil, err
+	}
+	var table []map[string]string
+	for _, row := range rows {
+		m, err := redis.StringMap(row, nil)
+		if err != nil {
+			return nil, err
+		}
+		table = append(table, m)
+	}
+	return table, nil
+}
+
+// redisRole is the first field of ROLE: "master", "slave" or "sentinel".
+func redisRole(ctx context.Context, addr string) (string, error) {
+	v, err := redis.Values(redisDoValue(ctx, addr, "ROLE"))
+	if err != nil {
+		return "", err
+	}
+	if len(v) == 0 {
+		return "", errors.New("empty ROLE reply")
+	}
+	return redis.String(v[0], nil)
+}
+
+// redisDoValue sends one command over a fresh connection, bounded by ctx and
+// a second, and returns redigo's reply for the typed helpers.
+func redisDoValue(ctx context.Context, addr string, cmd string, args ...any) (any, error) {
+	c, err := redis.DialContext(ctx, "tcp", addr,
+		redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second), redis.DialWriteTimeout(time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return redis.DoContext(c, ctx, cmd, args...)
+}

@@ -1,0 +1,236 @@
+package lab
+
+// The expectation table: what may follow "expect", one entry per form,
+// each with its help, an example, its pattern and how the judge checks it.
+// Expectations are evaluated where they stand, against a fresh look at
+// every shopper's cart; consecutive expectations share one look.
+//
+// Two words are kept apart everywhere (story, tables, expectations):
+//   - a failed request is one HTTP request that got no answer or a 5xx;
+//     shoppers retry those, so a failed request is often invisible to them;
+//   - a gave-up shopper action is an add that still failed after every
+//     retry (or got a 4xx): the shopper knows its click did not count.
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+)
+
+// Expectation is one parsed "expect" line.
+type Expectation struct {
+	Text    string // what follows "expect", without "when": "cart of alice is 2"
+	Shopper string // cart of NAME
+	Replica string // traffic on shopN
+	Count   int    // cart of NAME is N
+	Verdict string // cart of NAME is intact|lost|wrong
+	Status  int    // [no] status NNN
+	form    *expectForm
+}
+
+// expectForm is one entry of the expectation table.
+type expectForm struct {
+	Usage   string // what follows "expect", placeholders in capitals
+	Help    string
+	Example string // a whole line: "expect carts intact"
+	Pattern *regexp.Regexp
+	Parse   func(m []string, e *Expectation) error // nil: nothing to parse
+	// Check judges the observation: whether the expectation holds, and
+	// what was seen, in words, either way.
+	Check func(o *observation, e *Expectation) (ok bool, observed string)
+}
+
+// expectations is the expectation table, in the order docs/scenarios.md
+// lists it.
+var expectations = []*expectForm{
+	{
+		Usage:   "carts intact",
+		Help:    "Every shopper's cart, read once through every live replica, holds what the shopper put in. An add whose answer never came may or may not have counted; either is intact.",
+		Example: "expect carts intact",
+		Pattern: regexp.MustCompile(`^carts intact$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			t := tally(o.carts)
+			return len(o.carts) > 0 && t.Intact == len(o.carts), o.cartsSeen()
+		},
+	},
+	{
+		Usage:   "lost carts",
+		Help:    "At least one cart is lost: a read found no session, or the shop started a new one for the shopper.",
+		Example: "expect lost carts when store=memory",
+		Pattern: regexp.MustCompile(`^lost carts$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			return tally(o.carts).Lost > 0, o.cartsSeen()
+		},
+	},
+	{
+		Usage:   "lost updates",
+		Help:    "At least one cart survived but holds fewer of some product than the shopper surely added: two writes read the same session and the second overwrote the first.",
+		Example: "expect lost updates when lock=off",
+		Pattern: regexp.MustCompile(`^lost updates$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			t := tally(o.carts)
+			return t.Fewer > 0, fmt.Sprintf("%d of %d carts with lost updates; %s", t.Fewer, len(o.carts), o.cartsSeen())
+		},
+	},
+	{
+		Usage:   "cart of NAME is N|intact|lost|wrong",
+		Help:    "NAME's cart: every read counts N items, or the judge's verdict on it is intact, lost or wrong.",
+		Example: "expect cart of alice is 2",
+		Pattern: regexp.MustCompile(`^cart of (\S+) is (\S+)$`),
+		Parse: func(m []string, e *Expectation) error {
+			e.Shopper = m[1]
+			switch m[2] {
+			case Intact, Lost, Wrong:
+				e.Verdict = m[2]
+				return nil
+			}
+			n, err := count(m[2], "item count", 0, 100000)
+			if err != nil {
+				return fmt.Errorf("cart of %s is %q: want a number of items, intact, lost or wrong", m[1], m[2])
+			}
+			e.Count = n
+			return nil
+		},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			i := slices.IndexFunc(o.carts, func(v CartVerdict) bool { return v.Shopper == e.Shopper })
+			if i < 0 {
+				return false, fmt.Sprintf("no shopper named %s", e.Shopper)
+			}
+			v := o.carts[i]
+			seen := fmt.Sprintf("cart of %s is %s, reads counted %v", v.Shopper, v.Verdict, v.Counts)
+			if v.Why != "" {
+				seen += ": " + v.Why
+			}
+			if e.Verdict != "" {
+				return v.Verdict == e.Verdict, seen
+			}
+			ok := len(v.Counts) > 0 && v.Verdict != Lost
+			for _, c := range v.Counts {
+				ok = ok && c == e.Count
+			}
+			return ok, seen
+		},
+	},
+	{
+		Usage:   "traffic on shopN",
+		Help:    "shopN answered at least one request.",
+		Example: "expect traffic on shop4",
+		Pattern: regexp.MustCompile(`^traffic on (\S+)$`),
+		Parse: func(m []string, e *Expectation) error {
+			if !reShopN.MatchString(m[1]) {
+				return fmt.Errorf("%q is not a replica: want shopN", m[1])
+			}
+			e.Replica = m[1]
+			return nil
+		},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := 0
+			for _, q := range o.requests {
+				if q.Replica == e.Replica {
+					n++
+				}
+			}
+			return n > 0, fmt.Sprintf("%s served %d requests", e.Replica, n)
+		},
+	},
+	{
+		Usage:   "no failed requests",
+		Help:    "No request got no answer or a 5xx, retries included: the cluster hid the fault even from the shoppers' browsers.",
+		Example: "expect no failed requests",
+		Pattern: regexp.MustCompile(`^no failed requests$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := o.failedRequests()
+			return n == 0, failedSeen(n)
+		},
+	},
+	{
+		Usage:   "failed requests",
+		Help:    "At least one request got no answer or a 5xx.",
+		Example: "expect failed requests",
+		Pattern: regexp.MustCompile(`^failed requests$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := o.failedRequests()
+			return n > 0, failedSeen(n)
+		},
+	},
+	{
+		Usage:   "no gave-up shoppers",
+		Help:    "No shopper gave up on an add: every click counted, if only after a retry.",
+		Example: "expect no gave-up shoppers",
+		Pattern: regexp.MustCompile(`^no gave-up shoppers$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			return o.gaveUp == 0, gaveUpSeen(o.gaveUp)
+		},
+	},
+	{
+		Usage:   "gave-up shoppers",
+		Help:    "At least one shopper gave up on an add after its retries (or on a 4xx).",
+		Example: "expect gave-up shoppers",
+		Pattern: regexp.MustCompile(`^gave-up shoppers$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			return o.gaveUp > 0, gaveUpSeen(o.gaveUp)
+		},
+	},
+	{
+		Usage:   "status NNN",
+		Help:    "At least one response had status NNN (a 503 when the session store is down, say).",
+		Example: "expect status 503",
+		Pattern: regexp.MustCompile(`^status (\S+)$`),
+		Parse:   parseStatus,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := o.withStatus(e.Status)
+			return n > 0, fmt.Sprintf("%d responses with status %d", n, e.Status)
+		},
+	},
+	{
+		Usage:   "no status NNN",
+		Help:    "No response had status NNN: a shop that degrades answers 503, never 500.",
+		Example: "expect no status 500",
+		Pattern: regexp.MustCompile(`^no status (\S+)$`),
+		Parse:   parseStatus,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := o.withStatus(e.Status)
+			return n == 0, fmt.Sprintf("%d responses with status %d", n, e.Status)
+		},
+	},
+}
+
+func parseStatus(m []string, e *Expectation) error {
+	n, err := strconv.Atoi(m[1])
+	if err != nil || n < 100 || n > 599 {
+		return fmt.Errorf("status %q: want an HTTP status from 100 to 599", m[1])
+	}
+	e.Status = n
+	return nil
+}
+
+// parseExpectation parses what follows "expect" (without "when").
+func parseExpectation(rest string) (*Expectation, error) {
+	for _, f := range expectations {
+		m := f.Pattern.FindStringSubmatch(rest)
+		if m == nil {
+			continue
+		}
+		e := &Expectation{Text: rest, form: f}
+		if f.Parse != nil {
+			if err := f.Parse(m, e); err != nil {
+				return nil, err
+			}
+		}
+		return e, nil
+	}
+	var cands []candidate
+	for _, f := range expectations {
+		cands = append(cands, candidate{f.Usage, f.Example})
+	}
+	return nil, unknownLine("expectation", "expect ", rest, cands)
+}
+
+func failedSeen(n int) string {
+	return fmt.Sprintf("%d failed requests (no answer or 5xx)", n)
+}
+
+func gaveUpSeen(n int) string {
+	return fmt.Sprintf("%d shopper actions given up after retries", n)
+}

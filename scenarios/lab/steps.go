@@ -1,0 +1,481 @@
+package lab
+
+// The step table: every form a step line can take, one entry each, in the
+// manner of testscript's command table and toxiproxy's toxic registry. An
+// entry holds the form as the docs write it, one sentence of help, an
+// example (docs/scenarios.md and the tests parse it), the pattern, how the
+// match becomes a Step, how the step runs, and for a fault how the local
+// cluster does it. A new step or fault is one entry here (and, for a fault,
+// one harness method in scenarios/cluster).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statelab/shop/scenarios/cluster"
+)
+
+// stepForm is one entry of the step table.
+type stepForm struct {
+	Usage   string         // the form: literal words, placeholders in capitals
+	Help    string         // one or two sentences: what it does and why
+	Example string         // a line of this form that parses
+	Pattern *regexp.Regexp // matches the line without its "when" clause
+	NoWhen  bool           // the step shapes the whole run: no "when"
+	// Parse fills the step from the pattern's match; nil when the form
+	// has nothing to parse.
+	Parse func(m []string, st *Step, ps *parseState) error
+	// Order checks the step's place among the others and records what it
+	// changes; nil means it needs a started cluster.
+	Order func(ps *parseState, st *Step) error
+	Run   func(ctx context.Context, r *runner, st *Step) error
+
+	// For faults: the verb a Driver receives, and what the local cluster
+	// harness does for it (LocalDriver.Fault looks the verb up here).
+	Verb  string
+	Local func(ctx context.Context, d *LocalDriver, f Fault) error
+	// Uses, for a step made of other faults (restart), are their verbs.
+	Uses []string
+}
+
+// verbs are the faults a step of this form asks of a driver.
+func (f *stepForm) verbs() []string {
+	if f.Verb != "" {
+		return []string{f.Verb}
+	}
+	return f.Uses
+}
+
+func (f *stepForm) order(ps *parseState, st *Step) error {
+	if f.Order != nil {
+		return f.Order(ps, st)
+	}
+	if !ps.started {
+		return fmt.Errorf(`%q before "start N replicas": the cluster must be started first`, st.Text)
+	}
+	return nil
+}
+
+// Placeholders in the forms: N, Q, P, T, R numbers; D a duration like 800ms;
+// NAME a shopper (lower-case letters and digits); TARGET shopN, redis or
+// "replica of NAME".
+const (
+	reName   = `([a-z][a-z0-9]*)`
+	reTarget = `(.+)` // parseTarget says what is wrong with it
+)
+
+// steps is the step table, in the order docs/scenarios.md lists it.
+var steps = []*stepForm{
+	{
+		Usage:   "start N replicas",
+		Help:    "Starts Redis (when the store needs it), N replicas shop1..shopN and nginx in front of them under the run's configuration. The clock starts when nginx serves. One per script, before every other step.",
+		Example: "start 3 replicas",
+		Pattern: regexp.MustCompile(`^start (\S+) replicas?$`),
+		NoWhen:  true,
+		Parse: func(m []string, st *Step, _ *parseState) error {
+			n, err := count(m[1], "replicas", 1, 9)
+			st.N = n
+			return err
+		},
+		Order: func(ps *parseState, st *Step) error {
+			if ps.started {
+				return errors.New(`the cluster is already started: one "start N replicas" per script`)
+			}
+			ps.started, ps.replicas = true, st.N
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.start(ctx, st.N) },
+	},
+	{
+		Usage:   "as NAME add Q of product P [in T tabs] [R times]",
+		Help:    "The shopper NAME (a browser with its own cookie jar) opens the catalog once, then adds Q of product P to its cart, retrying a failed request (no answer or 5xx) up to three times. With tabs, T tabs of the same browser add at once, R times each: T×R writes racing for one session.",
+		Example: "as alice add 2 of product 1",
+		Pattern: regexp.MustCompile(`^as (\S+) add (\S+) of product (\S+)(?: in (\S+) tabs?)?(?: (\S+) times?)?$`),
+		Parse: func(m []string, st *Step, _ *parseState) error {
+			if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
+				return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+			}
+			st.Shopper, st.Tabs, st.Times = m[1], 1, 1
+			var err error
+			if st.N, err = count(m[2], "quantity", 1, 99); err != nil {
+				return err
+			}
+			if st.Product, err = count(m[3], "product", 1, 1000); err != nil {
+				return err
+			}
+			if m[4] != "" {
+				if st.Tabs, err = count(m[4], "tabs", 1, 32); err != nil {
+					return err
+				}
+			}
+			if m[5] != "" {
+				if st.Times, err = count(m[5], "times", 1, 100); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.add(ctx, st) },
+	},
+	{
+		Usage:   "load N shoppers for D",
+		Help:    "N more shoppers (shopper01, shopper02, ...) shop in the background for D: each adds a random product every 20 to 60 ms. The next steps run while they shop; \"wait for load\" waits for them.",
+		Example: "load 6 shoppers for 2s",
+		Pattern: regexp.MustCompile(`^load (\S+) shoppers? for (\S+)$`),
+		NoWhen:  true,
+		Parse: func(m []string, st *Step, _ *parseState) (err error) {
+			if st.N, err = count(m[1], "shoppers", 1, 200); err != nil {
+				return err
+			}
+			st.Duration, err = parseDuration(m[2])
+			return err
+		},
+		Order: func(ps *parseState, st *Step) error {
+			if !ps.started {
+				return errors.New(`load before "start N replicas": the cluster must be started first`)
+			}
+			if ps.loading {
+				return errors.New(`load is already running; did you mean "wait for load" first?`)
+			}
+			ps.loading = true
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			r.startLoad(ctx, st.N, st.Duration)
+			return nil
+		},
+	},
+	{
+		Usage:   "wait for load",
+		Help:    "Waits until the background shoppers have finished. Expectations judge carts while nobody shops, so a load must be waited for before the next expectation and before the end.",
+		Example: "wait for load",
+		Pattern: regexp.MustCompile(`^wait for load$`),
+		NoWhen:  true,
+		Order: func(ps *parseState, st *Step) error {
+			if !ps.loading {
+				return errors.New(`"wait for load" without a "load N shoppers for D" before it`)
+			}
+			ps.loading = false
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			r.waitLoad()
+			return nil
+		},
+	},
+	{
+		Usage:   "sleep D",
+		Help:    "Does nothing for D while the load goes on: gives a fault time to show.",
+		Example: "sleep 800ms",
+		Pattern: regexp.MustCompile(`^sleep (\S+)$`),
+		Parse: func(m []string, st *Step, _ *parseState) (err error) {
+			st.Duration, err = parseDuration(m[1])
+			return err
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(st.Duration):
+				return nil
+			}
+		},
+	},
+	{
+		Usage:   "kill -9 TARGET",
+		Help:    "A crash: SIGKILL, no drain, no goodbye. A replica's in-flight requests get no answer; a memory session dies with it. Redis comes back from its append-only file when started again.",
+		Example: "kill -9 replica of alice",
+		Pattern: regexp.MustCompile(`^kill -9 ` + reTarget + `$`),
+		Parse:   parseTarget(1),
+		Run:     runFault("kill", "%s killed (kill -9)", ""),
+		Verb:    "kill",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.onTarget(f, (*cluster.Redis).Kill, (*cluster.Replica).Kill)
+		},
+	},
+	{
+		Usage: "stop TARGET [with drain D | without drain]",
+		Help: "SIGTERM, then waits for the exit. A replica turns not-ready, keeps serving for its drain so nginx moves away, finishes what is in flight and exits; Redis saves and exits. " +
+			"The lab starts replicas with a 300 ms drain to keep runs short (the shop's own default is 2 s): \"with drain 2s\" starts that replica with a 2 s drain, \"without drain\" with none, so it stops taking requests at once. A replica's drain is set when the cluster starts, so one script gives each replica one drain.",
+		Example: "stop shop2 with drain 2s",
+		Pattern: regexp.MustCompile(`^stop (.+?)(?: (with drain \S+|without drain))?$`),
+		Parse:   parseStop,
+		Run:     runFault("stop", "%s stopping (SIGTERM%s)", "%s exited"),
+		Verb:    "stop",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.onTarget(f, (*cluster.Redis).Stop, func(r *cluster.Replica) error { return stopReplica(ctx, r) })
+		},
+	},
+	{
+		Usage:   "start TARGET",
+		Help:    "Starts a stopped or killed replica or Redis again and waits until it is ready.",
+		Example: "start redis",
+		Pattern: regexp.MustCompile(`^start ` + reTarget + `$`),
+		Parse:   parseTarget(1),
+		Run:     runFault("start", "", "%s started again"),
+		Verb:    "start",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.onTarget(f,
+				func(r *cluster.Redis) error { return r.Start(ctx) },
+				func(r *cluster.Replica) error { return r.Start(ctx) })
+		},
+	},
+	{
+		Usage:   "restart TARGET [with drain D | without drain]",
+		Help:    "stop, then start: a deploy of one replica, or a Redis restart.",
+		Example: "restart shop1",
+		Pattern: regexp.MustCompile(`^restart (.+?)(?: (with drain \S+|without drain))?$`),
+		Parse:   parseStop,
+		Run:     runRestart,
+		Uses:    []string{"stop", "start"},
+	},
+	{
+		Usage:   "pause TARGET",
+		Help:    "SIGSTOP: a hung process. The kernel still accepts connections but nothing answers; a replica's requests wait for nginx's timeout, Redis commands for the shop's store timeout (about 1 s).",
+		Example: "pause redis",
+		Pattern: regexp.MustCompile(`^pause ` + reTarget + `$`),
+		Parse:   parseTarget(1),
+		Run:     runFault("pause", "%s paused (SIGSTOP)", ""),
+		Verb:    "pause",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.onTarget(f, (*cluster.Redis).Pause, (*cluster.Replica).Pause)
+		},
+	},
+	{
+		Usage:   "resume TARGET",
+		Help:    "SIGCONT: a paused replica or Redis carries on where it stopped.",
+		Example: "resume redis",
+		Pattern: regexp.MustCompile(`^resume ` + reTarget + `$`),
+		Parse:   parseTarget(1),
+		Run:     runFault("resume", "", "%s resumed (SIGCONT), serves again"),
+		Verb:    "resume",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.onTarget(f, (*cluster.Redis).Resume, (*cluster.Replica).Resume)
+		},
+	},
+	{
+		Usage:   "add replica",
+		Help:    "Scales out: starts the next replica (shop4 after three), waits until it is ready and reloads nginx with it.",
+		Example: "add replica",
+		Pattern: regexp.MustCompile(`^add replica$`),
+		Order: func(ps *parseState, st *Step) error {
+			if !ps.started {
+				return errors.New(`"add replica" before "start N replicas": the cluster must be started first`)
+			}
+			ps.replicas++
+			st.Target = "shop" + strconv.Itoa(ps.replicas)
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			r.rec.say(r.rec.since(), "adding a replica")
+			if err := r.fault(ctx, Fault{Do: "add", Target: st.Target}); err != nil {
+				return err
+			}
+			r.rec.event("%s added, takes traffic", st.Target)
+			return nil
+		},
+		Verb: "add",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			rep, err := d.c.AddReplica(ctx, d.AddEnv...)
+			if err != nil {
+				return err
+			}
+			if rep.Name() != f.Target {
+				return fmt.Errorf("lab: the new replica is %s, the script counted %s", rep.Name(), f.Target)
+			}
+			return nil
+		},
+	},
+	{
+		Usage:   "remove replica shopN",
+		Help:    "Scales in: reloads nginx without shopN, then stops it (SIGTERM, drain, exit).",
+		Example: "remove replica shop4",
+		Pattern: regexp.MustCompile(`^remove replica (\S+)$`),
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			if err := checkReplica(m[1], ps); err != nil {
+				return err
+			}
+			st.Target = m[1]
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			r.rec.event("%s removed", st.Target)
+			r.rec.say(r.rec.since(), "nginx reloads without "+st.Target+", then SIGTERM")
+			if err := r.fault(ctx, Fault{Do: "remove", Target: st.Target}); err != nil {
+				return err
+			}
+			r.rec.say(r.rec.since(), st.Target+" drained and exited")
+			return nil
+		},
+		Verb: "remove",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.c.RemoveReplica(ctx, f.Target)
+		},
+	},
+}
+
+// expectStep is the form of every "expect ..." line; expect.go holds what
+// may follow "expect".
+var expectStep = &stepForm{
+	Usage: "expect WHAT",
+	Order: func(ps *parseState, st *Step) error {
+		if !ps.started {
+			return errors.New(`an expectation before "start N replicas": there is nothing to judge yet`)
+		}
+		if ps.loading {
+			return errors.New(`an expectation while load is running; did you mean "wait for load" first? Carts are judged while nobody shops`)
+		}
+		return nil
+	},
+	Run: func(ctx context.Context, r *runner, st *Step) error {
+		r.expect(ctx, st)
+		return nil
+	},
+}
+
+// count parses a number in [lo, hi] for the placeholder what.
+func count(s, what string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s %q: want a number from %d to %d", what, s, lo, hi)
+	case n < lo || n > hi:
+		return 0, fmt.Errorf("%s %d: want %d to %d", what, n, lo, hi)
+	}
+	return n, nil
+}
+
+var (
+	reShopN     = regexp.MustCompile(`^shop(\d+)$`)
+	reReplicaOf = regexp.MustCompile(`^replica of ` + reName + `$`)
+)
+
+// parseTarget parses the TARGET in match group i.
+func parseTarget(i int) func(m []string, st *Step, ps *parseState) error {
+	return func(m []string, st *Step, ps *parseState) error {
+		t := m[i]
+		switch {
+		case t == "redis":
+			st.Target = t
+		case reShopN.MatchString(t):
+			if err := checkReplica(t, ps); err != nil {
+				return err
+			}
+			st.Target = t
+		case reReplicaOf.MatchString(t):
+			st.Shopper = strings.TrimPrefix(t, "replica of ")
+		default:
+			return fmt.Errorf("unknown target %q: want shopN, redis or \"replica of NAME\"", t)
+		}
+		return nil
+	}
+}
+
+// checkReplica says when shopN names no replica the script has by then.
+func checkReplica(name string, ps *parseState) error {
+	m := reShopN.FindStringSubmatch(name)
+	if m == nil {
+		return fmt.Errorf("%q is not a replica: want shopN", name)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 1 || n > ps.replicas {
+		return fmt.Errorf("no replica %s here: the cluster has shop1 to shop%d", name, ps.replicas)
+	}
+	return nil
+}
+
+// parseStop parses "stop|restart TARGET [with drain D | without drain]". A
+// drain is fixed when a replica starts, so each replica gets one.
+func parseStop(m []string, st *Step, ps *parseState) error {
+	if err := parseTarget(1)(m, st, ps); err != nil {
+		return err
+	}
+	switch {
+	case m[2] == "":
+		return nil
+	case st.Target == "redis":
+		return errors.New(`Redis has no drain: write "stop redis"`)
+	case st.Shopper != "":
+		return fmt.Errorf(`a drain needs a replica the script names: "replica of %s" is only known while it runs; did you mean "stop shop1 %s"?`, st.Shopper, m[2])
+	case m[2] == "without drain":
+		st.Drain = Drain{Set: true}
+	default:
+		d, err := parseDuration(strings.TrimPrefix(m[2], "with drain "))
+		if err != nil {
+			return err
+		}
+		st.Drain = Drain{Set: true, Duration: d}
+	}
+	if prev, ok := ps.drains[st.Target]; ok && prev != st.Drain {
+		return fmt.Errorf("%s is stopped %s on line %d: a replica's drain is set when it starts, so one script gives it one drain", st.Target, prev, ps.drainAt[st.Target])
+	}
+	ps.drains[st.Target] = st.Drain
+	ps.drainAt[st.Target] = ps.line
+	return nil
+}
+
+// runFault runs a one-fault step, telling it before (as an event on the
+// timeline) and after; %s is the target, a second %s in before the drain.
+func runFault(verb, before, after string) func(ctx context.Context, r *runner, st *Step) error {
+	return func(ctx context.Context, r *runner, st *Step) error {
+		target, err := r.target(st)
+		if err != nil {
+			return err
+		}
+		if before != "" {
+			if strings.Count(before, "%s") == 2 {
+				drain := ""
+				if st.Drain.Set {
+					drain = ", " + st.Drain.String()
+				}
+				r.rec.event(before, target, drain)
+			} else {
+				r.rec.event(before, target)
+			}
+		}
+		if err := r.fault(ctx, Fault{Do: verb, Target: target, Drain: st.Drain}); err != nil {
+			return err
+		}
+		if after != "" {
+			if before == "" {
+				r.rec.event(after, target)
+			} else {
+				r.rec.say(r.rec.since(), fmt.Sprintf(after, target))
+			}
+		}
+		return nil
+	}
+}
+
+func runRestart(ctx context.Context, r *runner, st *Step) error {
+	target, err := r.target(st)
+	if err != nil {
+		return err
+	}
+	drain := ""
+	if st.Drain.Set {
+		drain = ", " + st.Drain.String()
+	}
+	r.rec.event("%s restarting (SIGTERM%s, then start)", target, drain)
+	if err := r.fault(ctx, Fault{Do: "stop", Target: target, Drain: st.Drain}); err != nil {
+		return err
+	}
+	if err := r.fault(ctx, Fault{Do: "start", Target: target}); err != nil {
+		return err
+	}
+	r.rec.event("%s serves again", target)
+	return nil
+}
+
+// stepCandidates are the forms an unknown step line may have meant.
+func stepCandidates() []candidate {
+	out := []candidate{{"lesson TEXT", "lesson round robin scatters memory sessions"}, {"run with KEY=VALUE ...", "run with store=redis lb=roundrobin"}}
+	for _, f := range steps {
+		out = append(out, candidate{f.Usage, f.Example})
+	}
+	return append(out, candidate{"expect WHAT", "expect carts intact"})
+}

@@ -1,0 +1,106 @@
+package store
+
+// PostgreSQL: opening a pool through pgx's database/sql driver, the schema
+// version and the lock that lets replicas start together, and which
+// PostgreSQL errors mean "unavailable".
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+)
+
+// migrationLock is the key of the advisory lock that serializes migrations
+// and the seed between replicas starting together ("statelab" in ASCII).
+const migrationLock int64 = 0x73746174656c6162
+
+func openPostgres(ctx context.Context, url string) (*DB, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", redactURL(url), err)
+	}
+	// Every connection is a server process: a few per replica are plenty,
+	// since no transaction waits on anything but the database.
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	// A restarted server leaves dead connections in the pool; database/sql
+	// replaces them when a call finds one bad, and this ages out the rest.
+	db.SetConnMaxIdleTime(time.Minute)
+
+	d := &DB{write: db, read: db, postgres: true}
+	if d.seeded, err = d.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", redactURL(url), err)
+	}
+	return d, nil
+}
+
+// redactURL hides the password of a postgres:// URL, for errors and logs.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return scheme + "://" + user + ":xxxxx@" + rest[at+1:]
+}
+
+// Redact returns dsn with any password replaced, fit for a log line.
+func Redact(dsn string) string { return redactURL(dsn) }
+
+// postgresCode returns the SQLSTATE of a PostgreSQL error, or "".
+func postgresCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// postgresUnavailable reports whether err says that PostgreSQL cannot
+// answer now: the connection failed or broke, the server is shutting down,
+// starting or short of resources, or the transaction lost a race the
+// client should simply retry.
+func postgresUnavailable(err error) bool {
+	if code := postgresCode(err); code != "" {
+		switch {
+		case strings.HasPrefix(code, "08"), // connection exception
+			strings.HasPrefix(code, "53"),  // insufficient resources
+			strings.HasPrefix(code, "57P"), // shutdown, cannot connect now
+			strings.HasPrefix(code, "58"),  // system error, I/O
+			code == "40001",                // serialization failure
+			code == "40P01",                // deadlock detected
+			code == "25006",                // read-only transaction (a standby)
+			code == "55P03":                // lock not available
+			return true
+		}
+		return false
+	}
+	var (
+		connect *pgconn.ConnectError
+		netErr  net.Error
+	)
+	return errors.As(err, &connect) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET)
+}
