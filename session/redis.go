@@ -217,9 +217,10 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 	return s.token, s.deadline, nil
 }
 
-// Ping reports whether Redis answers.
+// Ping reports whether Redis answers and accepts writes: a Redis that
+// refuses them (out of memory, read-only) cannot keep a cart.
 func (r *RedisStore) Ping(ctx context.Context) error {
-	if err := r.rc.Ping(ctx); err != nil {
+	if err := r.rc.Writable(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -1,12 +1,14 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -52,8 +54,11 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	}
 	info, err := s.session(r.Context())
 	switch {
+	case errors.Is(err, session.ErrLockTimeout):
+		rb.State = templates.SessionBusy
 	case err != nil:
 		rb.State = templates.SessionUnavailable
+		rb.Trouble, p.StoreTrouble = storeTrouble(err)
 		p.CartUnavailable = true
 	case info.Known || info.SID != "":
 		// SID without a token: this very request created the session.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,7 +40,9 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
-	redisAddr    string
+	redisAddr    string // host:port, from -redis-addr's either form
+	redisUser    string // from a redis://user:password@ address
+	redisPass    string // -redis-password, or the password in a redis:// address
 	db           string
 	sessionLock  bool
 	drain        time.Duration
@@ -65,11 +68,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted string
+	var lock, drain, level, trusted, redisPassword string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions: host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
+	fs.StringVar(&redisPassword, "redis-password", env("SHOP_REDIS_PASSWORD", ""), "password for a Redis with requirepass; wins over one in -redis-addr (SHOP_REDIS_PASSWORD)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
@@ -94,8 +98,13 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
 	}
-	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
-		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
+	rcfg, err := redisclient.ParseAddr(c.redisAddr)
+	if err != nil {
+		return c, fmt.Errorf("shop: -redis-addr %q: %v; want host:port or redis://[:password@]host:port, e.g. 127.0.0.1:6379", redactRedis(c.redisAddr), err)
+	}
+	c.redisAddr, c.redisUser, c.redisPass = rcfg.Addr, rcfg.Username, rcfg.Password
+	if redisPassword != "" {
+		c.redisPass = redisPassword
 	}
 	switch lock {
 	case "on":
@@ -130,6 +139,17 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
 	return c, nil
+}
+
+// redactRedis hides the password of a redis:// address, for messages.
+func redactRedis(addr string) string {
+	if !strings.Contains(addr, "@") {
+		return addr
+	}
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
+	}
+	return "redis://(unparsable, not shown)"
 }
 
 func checkAddr(addr string) error {
@@ -169,7 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// replicas share nothing, redis replicas share this one client.
 	var rc *redisclient.Client
 	if cfg.sessionStore == session.Redis {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr})
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
