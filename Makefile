@@ -1,13 +1,13 @@
 # Statelab Shop. `make test` is what CI runs (via .ci/run): it installs the
 # Debian packages the tests need, checks formatting, vet and generated code,
-# then runs every test against real SQLite, Redis and nginx.
+# then runs every test against real SQLite, PostgreSQL, Redis and nginx.
 
 SHELL := /bin/bash
 GO ?= go
 STORE ?= redis
 LB ?= roundrobin
 LOCK ?= on
-PACKAGES := redis-server nginx chromium
+PACKAGES := redis-server nginx chromium postgresql
 BINARIES := redis-server nginx chromium
 
 .PHONY: test deps check fuzz generate run cluster clean bench benchcmp bench-baseline
@@ -26,6 +26,7 @@ fuzz:
 # uses apt-get directly, otherwise sudo; without either it says what to run.
 deps:
 	@missing=""; for b in $(BINARIES); do command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1 || missing="$$missing postgres"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing $(PACKAGES) (missing:$$missing)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; \

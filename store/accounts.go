@@ -29,7 +29,7 @@ func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (_ Ac
 	}
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	a := Account{Email: email, PasswordHash: hash, CreatedAt: now()}
 	// A single INSERT in autocommit mode waits for the write lock under
 	// busy_timeout, so it needs no explicit transaction. RETURNING gives
@@ -51,7 +51,7 @@ func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (_ Ac
 func (d *DB) AccountByEmail(ctx context.Context, email string) (_ Account, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	// SQLite's column is NOCASE; PostgreSQL's unique index is on
 	// lower(email) in the "C" collation, which folds ASCII only, and the
 	// lookup must fold the same way to use it.
@@ -74,7 +74,7 @@ func (d *DB) AccountByEmail(ctx context.Context, email string) (_ Account, err e
 func (d *DB) Account(ctx context.Context, id int64) (_ Account, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	a, err := scanAccount(d.read.QueryRowContext(ctx,
 		d.q("SELECT id, email, password_hash, created_at FROM accounts WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -108,7 +108,7 @@ func scanAccount(s scanner) (Account, error) {
 func (d *DB) SavedCart(ctx context.Context, accountID int64) (_ []byte, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	var data []byte
 	err = d.read.QueryRowContext(ctx,
 		d.q("SELECT data FROM saved_carts WHERE account_id = ?"), accountID).Scan(&data)
@@ -127,7 +127,7 @@ func (d *DB) SavedCart(ctx context.Context, accountID int64) (_ []byte, err erro
 func (d *DB) SaveCart(ctx context.Context, accountID int64, data []byte) (err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	if len(data) == 0 {
 		_, err = d.write.ExecContext(ctx, d.q("DELETE FROM saved_carts WHERE account_id = ?"), accountID)
 	} else {

@@ -48,7 +48,7 @@ func scanProduct(s scanner) (Product, error) {
 func (d *DB) Categories(ctx context.Context) (_ []Category, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	rows, err := d.read.QueryContext(ctx, "SELECT id, slug, name FROM categories ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("store: categories: %w", err)
@@ -72,7 +72,7 @@ func (d *DB) Categories(ctx context.Context) (_ []Category, err error) {
 func (d *DB) Products(ctx context.Context) (_ []Product, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	rows, err := d.read.QueryContext(ctx, "SELECT "+productColumns+" ORDER BY p.id")
 	if err != nil {
 		return nil, fmt.Errorf("store: products: %w", err)
@@ -96,7 +96,7 @@ func (d *DB) Products(ctx context.Context) (_ []Product, err error) {
 func (d *DB) Product(ctx context.Context, id int64) (_ Product, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, fmt.Errorf("store: product %d: %w", id, ErrNotFound)
@@ -112,7 +112,7 @@ func (d *DB) Product(ctx context.Context, id int64) (_ Product, err error) {
 func (d *DB) ProductBySlug(ctx context.Context, slug string) (_ Product, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.slug = ?"), slug))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, fmt.Errorf("store: product %q: %w", slug, ErrNotFound)

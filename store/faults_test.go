@@ -216,3 +216,20 @@ func TestPostgresDown(t *testing.T) {
 		recovered("after-stall")
 	})
 }
+
+// TestCanceledIsNotUnavailable: a caller that gave up (a client that went
+// away) is not a sick database, whatever the driver reports.
+func TestCanceledIsNotUnavailable(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := openTest(t, b)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, _, err := d.PlaceOrder(ctx, anOrder("canceled"))
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+			t.Errorf("PlaceOrder with a canceled context: %v; want context.Canceled, not ErrUnavailable", err)
+		}
+		if _, err := d.Products(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+			t.Errorf("Products with a canceled context: %v; want context.Canceled, not ErrUnavailable", err)
+		}
+	})
+}

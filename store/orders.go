@@ -92,7 +92,7 @@ func (e *OutOfStockError) Is(target error) bool {
 func (d *DB) PlaceOrder(ctx context.Context, o NewOrder) (order Order, created bool, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	if err := validateNewOrder(o); err != nil {
 		return Order{}, false, fmt.Errorf("store: place order: %w", err)
 	}
@@ -292,7 +292,7 @@ func nullID(id int64) sql.NullInt64 {
 func (d *DB) Order(ctx context.Context, id string) (_ Order, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	o, err := d.orderWhere(ctx, "id", id)
 	if err != nil {
 		return Order{}, fmt.Errorf("store: order %q: %w", id, err)
@@ -305,7 +305,7 @@ func (d *DB) Order(ctx context.Context, id string) (_ Order, err error) {
 func (d *DB) OrderByKey(ctx context.Context, key string) (_ Order, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	o, err := d.orderWhere(ctx, "idempotency_key", key)
 	if err != nil {
 		return Order{}, fmt.Errorf("store: order with key %q: %w", key, err)
@@ -337,7 +337,7 @@ func (d *DB) orderWhere(ctx context.Context, column, value string) (Order, error
 func (d *DB) OrdersByAccount(ctx context.Context, accountID int64) (_ []Order, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	tx, err := d.readTx(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)

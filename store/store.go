@@ -112,7 +112,7 @@ func (d *DB) Close() error {
 func (d *DB) Ping(ctx context.Context) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	defer classify(&err)
+	defer classify(ctx, &err)
 	if d.file != nil {
 		if err := d.file.check(); err != nil {
 			return fmt.Errorf("store: ping: %w", err)
@@ -130,7 +130,7 @@ func (d *DB) Ping(ctx context.Context) (err error) {
 }
 
 // bound limits one call to Timeout. Every exported method that touches the
-// database starts with it, and with defer classify(&err).
+// database starts with it, and with defer classify(ctx, &err).
 func bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, Timeout)
 }
@@ -169,9 +169,18 @@ func rebind(query string) string {
 
 // classify marks *err with ErrUnavailable when it says that the database
 // cannot answer now (busy, locked, read-only, I/O, connection lost, a
-// deadline), as opposed to a refusal of this request.
-func classify(err *error) {
+// deadline), as opposed to a refusal of this request. A call whose caller
+// gave up (ctx canceled: the client went away) is not the database's fault:
+// its error says context.Canceled, whatever the driver made of it (SQLite
+// reports an interrupt).
+func classify(ctx context.Context, err *error) {
 	if *err == nil || errors.Is(*err, ErrUnavailable) {
+		return
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		if !errors.Is(*err, context.Canceled) {
+			*err = fmt.Errorf("%w: %w", context.Canceled, *err)
+		}
 		return
 	}
 	if errors.Is(*err, context.DeadlineExceeded) || errors.Is(*err, sql.ErrConnDone) ||

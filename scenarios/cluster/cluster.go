@@ -43,12 +43,23 @@ type Options struct {
 	// RedisProxy puts a TCP proxy between the replicas and Redis, for
 	// PartitionRedis and DelayRedis.
 	RedisProxy bool
-	Stdout     io.Writer // optional copy of every process's output, each line prefixed with its name
+	// Database is where the replicas keep catalog, stock, orders and
+	// accounts: "sqlite" (default), one file in Dir shared by every
+	// replica, or "postgres", one PostgreSQL server the cluster starts
+	// (Debian's postgresql package; its log is Dir/postgres.log).
+	Database string
+	Stdout   io.Writer // optional copy of every process's output, each line prefixed with its name
 
 	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
 	// after Env (the lab gives each replica the drain its script asks for).
 	ReplicaEnv func(name string) []string
 }
+
+// The databases a cluster can run on.
+const (
+	DatabaseSQLite   = "sqlite"
+	DatabasePostgres = "postgres"
+)
 
 // defaultDrain keeps SIGTERM, RemoveReplica and Close quick in tests.
 const defaultDrain = 300 * time.Millisecond
@@ -83,6 +94,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Store == "memory" && o.RedisProxy {
 		return o, errors.New("cluster: Sentinel and RedisProxy need Redis; Store is memory")
 	}
+	if o.Database == "" {
+		o.Database = DatabaseSQLite
+	}
+	if o.Database != DatabaseSQLite && o.Database != DatabasePostgres {
+		return o, fmt.Errorf("cluster: Database %q: want %s or %s", o.Database, DatabaseSQLite, DatabasePostgres)
+	}
 	if o.Lock == "" {
 		o.Lock = "on"
 	}
@@ -109,6 +126,8 @@ type Cluster struct {
 	ha     *RedisHA  // with Sentinel
 	net    *redisNet // the proxies between replicas and Redis, with RedisProxy
 	nginx  *nginx
+	pg     *testenv.Postgres // with Options.Database postgres
+	db     string            // SHOP_DB of every replica
 
 	redisProxyPort int // the single Redis's proxy, with RedisProxy
 
@@ -161,6 +180,9 @@ func (c *Cluster) start(ctx context.Context) error {
 	if c.bin, err = c.binary(ctx); err != nil {
 		return err
 	}
+	if err := c.startDatabase(ctx); err != nil {
+		return err
+	}
 	switch {
 	case c.o.Sentinel:
 		if c.ha, err = startRedisHA(ctx, filepath.Join(c.dir, "redis"), c.out); err != nil {
@@ -209,6 +231,25 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	u := c.URL() + "/healthz"
 	return waitFor(ctx, c.nginx.p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+}
+
+// startDatabase starts PostgreSQL with an empty database for the replicas,
+// or names the SQLite file they share.
+func (c *Cluster) startDatabase(ctx context.Context) error {
+	if c.o.Database == DatabaseSQLite {
+		c.db = filepath.Join(c.dir, "shop.db")
+		return nil
+	}
+	// Durable (fsync on), like a real server: the bench measures it.
+	pg, err := testenv.NewPostgres(ctx, filepath.Join(c.dir, "postgres.log"), true)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.pg = pg
+	if c.db, err = pg.CreateDatabase(ctx, "shop"); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
 }
 
 // binary returns the absolute path of the shop binary, building it when
@@ -282,7 +323,7 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 		"SHOP_REPLICA="+name,
 		"SHOP_SESSION_STORE="+c.o.Store,
 		"SHOP_REDIS_ADDR="+redisAddr,
-		"SHOP_DB="+filepath.Join(c.dir, "shop.db"),
+		"SHOP_DB="+c.db,
 		"SHOP_SESSION_LOCK="+c.o.Lock,
 		"SHOP_DRAIN="+c.o.Drain.String(),
 	)
@@ -339,6 +380,14 @@ func (c *Cluster) DelayRedis(d time.Duration) error {
 	}
 	return c.net.Delay(d)
 }
+
+// Postgres is the cluster's PostgreSQL server, for faults (Stop, Start,
+// Pause), or nil on SQLite.
+func (c *Cluster) Postgres() *testenv.Postgres { return c.pg }
+
+// Database is what every replica gets as SHOP_DB: the SQLite file's path or
+// the PostgreSQL database's URL.
+func (c *Cluster) Database() string { return c.db }
 
 // Dir is the cluster's working directory: shop.db, one NAME.log per
 // replica, redis/ (data and redis.log) and nginx/ (nginx.conf, error.log,
@@ -501,9 +550,12 @@ func (c *Cluster) Close() error {
 		errs = append(errs, c.redis.Close())
 	}
 	if c.ha != nil {
-		errs = append(errs, c.ha.close())
+		errs = append(errs, c.ha.Close())
 	} else if c.net != nil {
 		c.net.close()
+	}
+	if c.pg != nil {
+		errs = append(errs, c.pg.Close())
 	}
 	for _, r := range replicas {
 		testenv.ReleasePort(r.port)

@@ -96,6 +96,12 @@ type RedisHA struct {
 	sentinels []*Sentinel
 }
 
+// StartRedisHA starts the tier in dir (each process's data and log in its
+// own folder) and returns once a failover can happen. Close stops it.
+func StartRedisHA(ctx context.Context, dir string) (*RedisHA, error) {
+	return startRedisHA(ctx, dir, nil)
+}
+
 // startRedisHA starts redis-a (the primary) and redis-b (its replica), each
 // behind a proxy, then three sentinels, and returns once every sentinel
 // knows the replica and the two other sentinels: from then on a failover
@@ -112,7 +118,7 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 	ha = &RedisHA{master: deploy.SentinelMaster, net: newRedisNet()}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, ha.close())
+			err = errors.Join(err, ha.Close())
 		}
 	}()
 
@@ -344,6 +350,43 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 	}
 }
 
+// StartStopped starts every server that is not running as a replica of the
+// current primary and waits until it replicates: a demoted primary brought
+// back by an operator who knows the topology. (Started bare, it would come
+// back still believing it is the primary until Sentinel demotes it, about
+// 15 s here; redisha's tests cover that window.)
+func (ha *RedisHA) StartStopped(ctx context.Context) error {
+	primary, err := ha.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	host, port, _ := strings.Cut(ha.ProxyAddr(primary), ":")
+	for _, r := range ha.servers {
+		if r.Running() {
+			continue
+		}
+		// A later directive wins over one Sentinel may have rewritten.
+		f, err := os.OpenFile(r.confPath(), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("cluster: %s: %w", r.name, err)
+		}
+		_, err = fmt.Fprintf(f, "replicaof %s %s\n", host, port)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("cluster: %s: %w", r.name, err)
+		}
+		if err := r.Start(ctx); err != nil {
+			return err
+		}
+		if err := ha.WaitReplica(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WaitHealthy waits until every sentinel names the same primary and sees it
 // and every other running server (as its replica) up: after a heal or a
 // restart, before the next fault.
@@ -407,7 +450,8 @@ func (ha *RedisHA) Heal() error { return ha.net.Heal() }
 // Delay adds d to every exchange with a Redis server; 0 removes it.
 func (ha *RedisHA) Delay(d time.Duration) error { return ha.net.Delay(d) }
 
-func (ha *RedisHA) close() error {
+// Close stops the sentinels, then the servers, then the proxies.
+func (ha *RedisHA) Close() error {
 	var errs []error
 	for _, s := range ha.sentinels {
 		errs = append(errs, s.close())

@@ -48,6 +48,31 @@ func StartRedisT(tb testing.TB) *Redis {
 	return r
 }
 
+// StartRedisHAT starts a Redis primary, a replica and three sentinels in a
+// test temp dir (StartRedisHA) and stops them when the test ends; it skips
+// (or fails) like Require when redis-server is missing.
+func StartRedisHAT(tb testing.TB) *RedisHA {
+	tb.Helper()
+	testenv.Require(tb, "redis-server")
+	dir := tb.TempDir()
+	ctx, cancel := context.WithTimeout(tb.Context(), time.Minute)
+	defer cancel()
+	ha, err := StartRedisHA(ctx, dir)
+	if err != nil {
+		logTails(tb, dir)
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			logTails(tb, dir)
+		}
+		if err := ha.Close(); err != nil {
+			tb.Errorf("close redis tier: %v", err)
+		}
+	})
+	return ha
+}
+
 // StartT starts a cluster for a test and closes it when the test ends. It
 // skips (or fails) like Require when nginx or redis-server is missing, keeps
 // the working directory in a test temp dir and, when the start or the test
@@ -59,6 +84,9 @@ func StartT(tb testing.TB, o Options) *Cluster {
 		Require(tb, "nginx")
 	} else {
 		Require(tb, "nginx", "redis-server")
+	}
+	if o.Database == DatabasePostgres {
+		testenv.RequirePostgres(tb)
 	}
 	if o.Dir == "" {
 		o.Dir = tb.TempDir()

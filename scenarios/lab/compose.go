@@ -72,6 +72,8 @@ func (d *ComposeDriver) CheckFault(f Fault) error {
 		return unsupported("compose", f, "edit the compose file and nginx config to scale")
 	case f.Drain.Set:
 		return unsupported("compose", f, "a service's drain is SHOP_DRAIN in the compose file")
+	case f.Target == "redis primary":
+		return unsupported("compose", f, "ask a sentinel which service is the primary and name it")
 	}
 	return nil
 }

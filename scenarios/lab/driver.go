@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
@@ -33,21 +34,32 @@ type Setup struct {
 	// Drains are the drains the script's stop steps ask for, by replica
 	// name: a replica's drain is fixed when it starts.
 	Drains map[string]time.Duration
+	// RedisNet: the script cuts or slows the link to Redis, so the driver
+	// puts a proxy between the replicas and Redis.
+	RedisNet bool
 }
 
 // Fault is one thing done to one part of the cluster: the verb of a step
 // form (steps.go) and its target.
 type Fault struct {
-	Do     string // "kill", "stop", "start", "pause", "resume", "add", "remove"
-	Target string // a replica name ("shop2") or "redis"
-	Drain  Drain  // for stop: the drain the step asked for
+	Do     string        // "kill", "stop", "start", "pause", "resume", "add", "remove", "partition", "heal", "delay"
+	Target string        // a replica name ("shop2"), "redis" or "redis primary"
+	Drain  Drain         // for stop: the drain the step asked for
+	Delay  time.Duration // for delay: added to every exchange with Redis; 0 takes it away
 }
 
-// String is "stop shop2 with drain 2s".
+// String is "stop shop2 with drain 2s", "delay redis 2ms".
 func (f Fault) String() string {
 	s := f.Do + " " + f.Target
 	if f.Drain.Set {
 		s += " " + f.Drain.String()
+	}
+	if f.Do == "delay" {
+		if f.Delay == 0 {
+			s += " off"
+		} else {
+			s += " " + f.Delay.String()
+		}
 	}
 	return s
 }
@@ -89,11 +101,16 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	}
 	d.drains = s.Drains
 	env := slices.Clone(d.Env)
+	if s.Config.Wait != "" {
+		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
+	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Replicas:   s.Replicas,
 		Store:      s.Config.Store,
 		LB:         s.Config.LB,
 		Lock:       s.Config.Lock,
+		Sentinel:   s.Config.Redis == "sentinel",
+		RedisProxy: s.RedisNet,
 		Binary:     d.Binary,
 		Dir:        d.Dir,
 		Env:        env,
@@ -130,8 +147,25 @@ func (d *LocalDriver) Fault(ctx context.Context, f Fault) error {
 	return unsupported("local", f, "no step form does it")
 }
 
-// onTarget runs the Redis or the replica function for f's target.
+// onTarget runs the Redis or the replica function for f's target. With
+// redis=sentinel, "redis primary" is the server the sentinels name now;
+// "redis" is the whole tier only for start (every server that is down).
 func (d *LocalDriver) onTarget(f Fault, onRedis func(*cluster.Redis) error, onReplica func(*cluster.Replica) error) error {
+	if ha := d.c.RedisHA(); ha != nil && strings.HasPrefix(f.Target, "redis") {
+		if f.Target != "redis primary" {
+			return fmt.Errorf(`lab: with redis=sentinel, %s needs a server: "%s redis primary"`, f.Do, f.Do)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p, err := ha.Primary(ctx)
+		if err != nil {
+			return err
+		}
+		return onRedis(p)
+	}
+	if f.Target == "redis primary" {
+		return errors.New("lab: only redis=sentinel has a primary: write redis")
+	}
 	if f.Target == "redis" {
 		r := d.c.Redis()
 		if r == nil {

@@ -176,8 +176,15 @@ func (r *runner) run(ctx context.Context) error {
 func (r *runner) start(ctx context.Context, n int) error {
 	setup := Setup{Replicas: n, Config: r.cfg, Drains: map[string]time.Duration{}}
 	for _, st := range r.s.Steps {
-		if st.Drain.Set && st.Target != "" && st.When.Holds(r.cfg) {
+		if !st.When.Holds(r.cfg) {
+			continue
+		}
+		if st.Drain.Set && st.Target != "" {
 			setup.Drains[st.Target] = st.Drain.Duration
+		}
+		switch st.form.Verb {
+		case "partition", "heal", "delay":
+			setup.RedisNet = true
 		}
 	}
 	if !r.detect {

@@ -41,7 +41,7 @@ func TestScenarios(t *testing.T) {
 			continue
 		}
 		for _, cfg := range s.Configs {
-			t.Run(s.Name+"/"+cfg.Store+"-"+cfg.LB+"-lock-"+cfg.Lock, func(t *testing.T) {
+			t.Run(s.Name+"/"+strings.ReplaceAll(cfg.String(), " ", "-"), func(t *testing.T) {
 				res := runT(t, s, cfg, &LocalDriver{})
 				if !res.Pass {
 					t.Errorf("%s under %s: outcome differs from the expectation:\n%s", s.Name, cfg, strings.Join(res.Differences, "\n"))

@@ -32,15 +32,25 @@ type Config struct {
 	Store string // a session store kind (configKeys["store"])
 	LB    string // roundrobin or sticky
 	Lock  string // on or off
+	Redis string // single, or sentinel: a primary and a replica under three sentinels
+	Wait  string // replicas a session write waits for (WAIT N): 0 or 1
 }
 
-// String is "store=redis lb=roundrobin lock=on".
+// String is "store=redis lb=roundrobin lock=on", then the Redis keys when
+// they differ from the default: "... redis=sentinel wait=1".
 func (c Config) String() string {
-	return fmt.Sprintf("store=%s lb=%s lock=%s", c.Store, c.LB, c.Lock)
+	s := fmt.Sprintf("store=%s lb=%s lock=%s", c.Store, c.LB, c.Lock)
+	if c.Redis != "" && c.Redis != DefaultConfig.Redis {
+		s += " redis=" + c.Redis
+	}
+	if c.Wait != "" && c.Wait != DefaultConfig.Wait {
+		s += " wait=" + c.Wait
+	}
+	return s
 }
 
 // DefaultConfig is what a "run with" line or a flag leaves unsaid.
-var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on"}
+var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0"}
 
 // configKey is one key of "run with" and "when": its allowed values and
 // where it lives in a Config. A new store kind is one more value here.
@@ -56,6 +66,8 @@ var configKeys = []configKey{
 	{"store", []string{"memory", "redis"}, func(c *Config) *string { return &c.Store }},
 	{"lb", []string{"roundrobin", "sticky"}, func(c *Config) *string { return &c.LB }},
 	{"lock", []string{"on", "off"}, func(c *Config) *string { return &c.Lock }},
+	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
+	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an

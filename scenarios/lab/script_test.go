@@ -33,7 +33,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"kill without -9", header + "start 3 replicas\nkill shop2\nexpect carts intact\n",
 			`x.txt:4: "kill shop2" does not fit any "kill" form; did you mean "kill -9 TARGET" (e.g. "kill -9 replica of alice")?`},
 		{"bad target", header + "start 3 replicas\nstop nginx\nexpect carts intact\n",
-			`x.txt:4: unknown target "nginx": want shopN, redis or "replica of NAME"`},
+			`x.txt:4: unknown target "nginx": want shopN, redis, redis primary or "replica of NAME"`},
 		{"no such replica", header + "start 3 replicas\nkill -9 shop4\nexpect carts intact\n",
 			`x.txt:4: no replica shop4 here: the cluster has shop1 to shop3`},
 		{"drain on redis", header + "start 3 replicas\nstop redis without drain\nexpect carts intact\n",
@@ -47,7 +47,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
 			`x.txt:2: lb=round-robin: want roundrobin or sticky`},
 		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
-			`x.txt:4: unknown key "colour": want store, lb or lock`},
+			`x.txt:4: unknown key "colour": want store, lb, lock, redis or wait`},
 		{"empty when", header + "start 3 replicas\nexpect carts intact when\n",
 			`x.txt:4: "when" without a condition; did you mean "expect carts intact when store=redis"?`},
 		{"when on load", header + "start 3 replicas\nload 2 shoppers for 1s when store=redis\nwait for load\nexpect carts intact\n",
@@ -182,7 +182,7 @@ expect no status 500
 	if s.Name != "demo" || s.Lesson != "something worth knowing" {
 		t.Errorf("name %q lesson %q", s.Name, s.Lesson)
 	}
-	wantCfg := []Config{{Store: "memory", LB: "sticky", Lock: "on"}, {Store: "redis", LB: "roundrobin", Lock: "off"}}
+	wantCfg := []Config{{Store: "memory", LB: "sticky", Lock: "on", Redis: "single", Wait: "0"}, {Store: "redis", LB: "roundrobin", Lock: "off", Redis: "single", Wait: "0"}}
 	if len(s.Configs) != 2 || s.Configs[0] != wantCfg[0] || s.Configs[1] != wantCfg[1] {
 		t.Errorf("configs = %v, want %v", s.Configs, wantCfg)
 	}

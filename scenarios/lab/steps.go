@@ -188,7 +188,7 @@ var steps = []*stepForm{
 	},
 	{
 		Usage:   "kill -9 TARGET",
-		Help:    "A crash: SIGKILL, no drain, no goodbye. A replica's in-flight requests get no answer; a memory session dies with it. Redis comes back from its append-only file when started again.",
+		Help:    "A crash: SIGKILL, no drain, no goodbye. A replica's in-flight requests get no answer; a memory session dies with it. Redis comes back from its append-only file when started again. With redis=sentinel, \"kill -9 redis primary\" kills the server the sentinels call primary: they promote the replica.",
 		Example: "kill -9 replica of alice",
 		Pattern: regexp.MustCompile(`^kill -9 ` + reTarget + `$`),
 		Parse:   parseTarget(1),
@@ -213,13 +213,16 @@ var steps = []*stepForm{
 	},
 	{
 		Usage:   "start TARGET",
-		Help:    "Starts a stopped or killed replica or Redis again and waits until it is ready.",
+		Help:    "Starts a stopped or killed replica or Redis again and waits until it is ready. With redis=sentinel, \"start redis\" brings back every Redis server that is down, as a replica of the current primary.",
 		Example: "start redis",
 		Pattern: regexp.MustCompile(`^start ` + reTarget + `$`),
 		Parse:   parseTarget(1),
 		Run:     runFault("start", "", "%s started again"),
 		Verb:    "start",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			if ha := d.c.RedisHA(); ha != nil && f.Target == "redis" {
+				return ha.StartStopped(ctx)
+			}
 			return d.onTarget(f,
 				func(r *cluster.Redis) error { return r.Start(ctx) },
 				func(r *cluster.Replica) error { return r.Start(ctx) })
@@ -256,6 +259,73 @@ var steps = []*stepForm{
 		Verb:    "resume",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Resume, (*cluster.Replica).Resume)
+		},
+	},
+	{
+		Usage:   "partition redis",
+		Help:    "Cuts the network between the replicas and Redis: connections hang, as on a real cut, rather than being refused. Every request that needs the session answers 503 within the store timeout (about 1 s); the catalog still serves. With redis=sentinel the sentinels lose the servers too and cannot fail over.",
+		Example: "partition redis",
+		Pattern: regexp.MustCompile(`^partition redis$`),
+		Order:   orderRedisNet,
+		Run:     runNet(Fault{Do: "partition", Target: "redis"}, "the network to Redis is cut", ""),
+		Verb:    "partition",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.c.PartitionRedis()
+		},
+	},
+	{
+		Usage:   "heal redis",
+		Help:    "Ends a partition: connections that lived through it are closed, new ones work, the replicas recover by themselves.",
+		Example: "heal redis",
+		Pattern: regexp.MustCompile(`^heal redis$`),
+		Order:   orderRedisNet,
+		Run:     runNet(Fault{Do: "heal", Target: "redis"}, "", "the network to Redis is back"),
+		Verb:    "heal",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			if err := d.c.HealRedis(); err != nil {
+				return err
+			}
+			if ha := d.c.RedisHA(); ha != nil {
+				// The sentinels saw both servers down: the next step may
+				// count on a tier they see whole again.
+				return ha.WaitHealthy(ctx)
+			}
+			return nil
+		},
+	},
+	{
+		Usage:   "delay redis D|off",
+		Help:    "Adds D (whole milliseconds) to every exchange with Redis, one way: the price every stateless request pays for a store across the network, turned up. \"off\" takes it away.",
+		Example: "delay redis 2ms",
+		Pattern: regexp.MustCompile(`^delay redis (\S+)$`),
+		Parse: func(m []string, st *Step, _ *parseState) error {
+			st.Target = "redis"
+			if m[1] == "off" {
+				return nil
+			}
+			d, err := time.ParseDuration(m[1])
+			if err != nil || d < time.Millisecond || d > 10*time.Second || d%time.Millisecond != 0 {
+				return fmt.Errorf("delay %q: want whole milliseconds from 1ms to 10s, e.g. 2ms, or off", m[1])
+			}
+			st.Duration = d
+			return nil
+		},
+		Order: orderRedisNet,
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			f := Fault{Do: "delay", Target: "redis", Delay: st.Duration}
+			if err := r.fault(ctx, f); err != nil {
+				return err
+			}
+			if st.Duration == 0 {
+				r.rec.event("Redis is next door again (no delay)")
+			} else {
+				r.rec.event("Redis is %s away (every exchange)", st.Duration)
+			}
+			return nil
+		},
+		Verb: "delay",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.c.DelayRedis(f.Delay)
 		},
 	},
 	{
@@ -319,6 +389,31 @@ var steps = []*stepForm{
 	},
 }
 
+// orderRedisNet: a network fault needs a started cluster, and the run
+// needs a proxy in front of Redis (runner.start asks for one).
+func orderRedisNet(ps *parseState, st *Step) error {
+	if !ps.started {
+		return fmt.Errorf(`%q before "start N replicas": the cluster must be started first`, st.Text)
+	}
+	return nil
+}
+
+// runNet runs a network fault on Redis, telling it before or after.
+func runNet(f Fault, before, after string) func(ctx context.Context, r *runner, st *Step) error {
+	return func(ctx context.Context, r *runner, st *Step) error {
+		if before != "" {
+			r.rec.event("%s", before)
+		}
+		if err := r.fault(ctx, f); err != nil {
+			return err
+		}
+		if after != "" {
+			r.rec.event("%s", after)
+		}
+		return nil
+	}
+}
+
 // expectStep is the form of every "expect ..." line; expect.go holds what
 // may follow "expect".
 var expectStep = &stepForm{
@@ -360,7 +455,7 @@ func parseTarget(i int) func(m []string, st *Step, ps *parseState) error {
 	return func(m []string, st *Step, ps *parseState) error {
 		t := m[i]
 		switch {
-		case t == "redis":
+		case t == "redis", t == "redis primary":
 			st.Target = t
 		case reShopN.MatchString(t):
 			if err := checkReplica(t, ps); err != nil {
@@ -370,7 +465,7 @@ func parseTarget(i int) func(m []string, st *Step, ps *parseState) error {
 		case reReplicaOf.MatchString(t):
 			st.Shopper = strings.TrimPrefix(t, "replica of ")
 		default:
-			return fmt.Errorf("unknown target %q: want shopN, redis or \"replica of NAME\"", t)
+			return fmt.Errorf("unknown target %q: want shopN, redis, redis primary or \"replica of NAME\"", t)
 		}
 		return nil
 	}
@@ -397,8 +492,8 @@ func parseStop(m []string, st *Step, ps *parseState) error {
 	switch {
 	case m[2] == "":
 		return nil
-	case st.Target == "redis":
-		return errors.New(`Redis has no drain: write "stop redis"`)
+	case strings.HasPrefix(st.Target, "redis"):
+		return fmt.Errorf(`Redis has no drain: write "stop %s"`, st.Target)
 	case st.Shopper != "":
 		return fmt.Errorf(`a drain needs a replica the script names: "replica of %s" is only known while it runs; did you mean "stop shop1 %s"?`, st.Shopper, m[2])
 	case m[2] == "without drain":

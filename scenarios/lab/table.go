@@ -52,6 +52,22 @@ func WriteTable(w io.Writer, r *Result) {
 	}
 }
 
+// storeColumn is the store, with the Redis setup when it is not the
+// default: "redis (sentinel, wait 1)".
+func storeColumn(c Config) string {
+	var extra []string
+	if c.Redis != "" && c.Redis != DefaultConfig.Redis {
+		extra = append(extra, c.Redis)
+	}
+	if c.Wait != "" && c.Wait != DefaultConfig.Wait {
+		extra = append(extra, "wait "+c.Wait)
+	}
+	if len(extra) == 0 {
+		return c.Store
+	}
+	return c.Store + " (" + strings.Join(extra, ", ") + ")"
+}
+
 // StatusText is "303×412 503×12 none×1", statuses in order; "none" counts
 // requests that got no answer.
 func StatusText(by map[int]int) string {
@@ -88,7 +104,7 @@ func WriteMatrix(w io.Writer, results []*Result, elapsed time.Duration) {
 			outcome = "**NOT as expected**: " + strings.Join(r.Differences, "; ")
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d / %d / %d | %d | %d | %d | %s | %s |\n",
-			r.Scenario, r.Config.Store, r.Config.LB, r.Config.Lock, r.Expected(), t.Intact, t.Lost, t.Wrong,
+			r.Scenario, storeColumn(r.Config), r.Config.LB, r.Config.Lock, r.Expected(), t.Intact, t.Lost, t.Wrong,
 			st.Requests, st.Failed, r.GaveUp, ms(st.P99), outcome)
 	}
 	fmt.Fprintln(w)

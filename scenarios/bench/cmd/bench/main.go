@@ -2,6 +2,7 @@
 // writes docs/benchmarks.md: `make bench`, or
 //
 //	go run ./scenarios/bench/cmd/bench [-short] [-scaling] [-doc docs/benchmarks.md]
+//	go run ./scenarios/bench/cmd/bench -only concurrency
 package main
 
 import (
@@ -38,8 +39,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.Rate, "rate", 0, "open-model request rate per second (default 200)")
 	fs.IntVar(&o.Workers, "workers", 0, "closed-model concurrent clients (default 32)")
 	fs.StringVar(&o.Doc, "doc", "", "write the Markdown report here, e.g. docs/benchmarks.md")
+	only := fs.String("only", "", "run one part alone: concurrency (the scaling table's 10-1000 shoppers; no report written)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	switch *only {
+	case "":
+	case "concurrency":
+		_, err := bench.RunConcurrency(ctx, o, stdout)
+		return err
+	default:
+		return fmt.Errorf("bench: -only %q: want concurrency", *only)
 	}
 	o.Command = commandLine(args)
 	_, err := bench.Run(ctx, o, stdout)
