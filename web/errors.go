@@ -38,6 +38,10 @@ func notFound(format string, args ...any) error {
 	return &Error{Status: http.StatusNotFound, Message: fmt.Sprintf(format, args...)}
 }
 
+// StatusClientClosedRequest is nginx's 499: the client closed the request
+// before it was answered. It is counted and logged, never sent.
+const StatusClientClosedRequest = 499
+
 // errorStatus maps an error to what the person sees: the one table of
 // error-to-status in the shop. Only 5xx are logged.
 func errorStatus(err error) (status int, heading, message string) {
@@ -70,6 +74,14 @@ func errorStatus(err error) (status int, heading, message string) {
 // elsewhere.
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	status, heading, message := errorStatus(err)
+	if status >= 500 && r.Context().Err() != nil {
+		// The client went away (or its connection broke) while we worked:
+		// whatever failed after that is the client's doing, not an outage.
+		// nginx's 499 says so in the metrics and the log.
+		s.log.InfoContext(r.Context(), "client closed the request", "err", err)
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "status", status, "err", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/store"
@@ -49,6 +50,9 @@ type Config struct {
 	// more may queue; past that a login or register is a 503 at once). 0
 	// means GOMAXPROCS.
 	PasswordHashers int
+	// BodyTimeout is how long a request body may take to arrive before the
+	// request is a 408; 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Server is one replica's HTTP handler.
@@ -69,6 +73,9 @@ type Server struct {
 func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
@@ -110,7 +117,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	buf := bufferPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufferPool.Put(buf)
-	if err := c.Render(r.Context(), buf); err != nil {
+	// Rendering into a buffer needs the request's values, not its liveness: a
+	// request whose context ended (its client left, or its body broke off)
+	// still gets its page; whoever is left to read it decides.
+	if err := c.Render(context.WithoutCancel(r.Context()), buf); err != nil {
 		s.log.ErrorContext(r.Context(), "render failed", "err", err)
 		http.Error(w, "The page could not be rendered.", http.StatusInternalServerError)
 		return

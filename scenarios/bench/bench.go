@@ -141,8 +141,10 @@ type Result struct {
 	Replicas    []Measurement // catalog, redis, at 1..4 replicas
 	Concurrency []Measurement // catalog, redis, at 10, 100, 1000 workers
 	Sessions    []SessionPoint
-	Goals       []Goal
-	Notes       []string
+	// Databases is catalog and checkout on SQLite and on PostgreSQL.
+	Databases []DatabaseMeasurement
+	Goals     []Goal
+	Notes     []string
 }
 
 // ClusterMemory is resident memory after the load.
@@ -304,6 +306,14 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		}
 		delete(clusters, store)
 	}
+	// After the session clusters are gone: the database clusters take turns
+	// with each other, not with them.
+	dbs, err := databaseBench(ctx, o, bin, dir, logf)
+	if err != nil {
+		return res, err
+	}
+	res.Databases = dbs
+
 	res.Took = time.Since(res.Started)
 	res.Goals = goals(res)
 	res.printTable(w)
@@ -318,6 +328,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	for _, m := range append(slices.Clone(res.Measurements), res.Limit["redis"], res.Limit["memory"]) {
 		if m.Success < 0.99 {
 			errs = append(errs, fmt.Errorf("bench: %s (%s): only %.1f%% of requests succeeded: %s", m.Page, m.Store, m.Success*100, strings.Join(m.Errors, "; ")))
+		}
+	}
+	for _, m := range res.Databases {
+		if m.Success < 0.99 {
+			errs = append(errs, fmt.Errorf("bench: %s on %s: only %.1f%% of requests succeeded: %s", m.Page, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
 	return res, errors.Join(errs...)
