@@ -25,6 +25,13 @@ var replicaPalette = [...]string{
 	"#57534e", // stone
 }
 
+// replicaClasses are the stylesheet classes of the palette, as constants so
+// that naming a colour allocates nothing.
+var replicaClasses = [len(replicaPalette)]string{
+	"replica-c0", "replica-c1", "replica-c2", "replica-c3", "replica-c4", "replica-c5",
+	"replica-c6", "replica-c7", "replica-c8", "replica-c9", "replica-c10", "replica-c11",
+}
+
 // noReplicaColor is .replica-none: no replica answered, or none is known.
 const noReplicaColor = "#3b4252"
 
@@ -50,5 +57,5 @@ func ReplicaColor(name string) (class, hex string) {
 		h.Write([]byte(name))
 		c = int(h.Sum32() % uint32(n))
 	}
-	return "replica-c" + strconv.Itoa(c), replicaPalette[c]
+	return replicaClasses[c], replicaPalette[c]
 }

@@ -56,3 +56,10 @@ func TestReplicaColor(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaColorAllocatesNothing: pages name several replicas per request.
+func TestReplicaColorAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { ReplicaColor("shop12") }); n != 0 {
+		t.Errorf("ReplicaColor allocates %.0f times per call", n)
+	}
+}

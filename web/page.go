@@ -13,6 +13,7 @@ import (
 
 // replicaColorClass gives each replica name its stable colour class, from
 // the palette the lab's reports share (static.ReplicaColor).
+// It allocates nothing: pages name up to six replicas per request.
 func replicaColorClass(name string) string {
 	class, _ := static.ReplicaColor(name)
 	return class
