@@ -3,6 +3,7 @@
 //
 //	go run ./scenarios/bench/cmd/bench [-short] [-scaling] [-doc docs/benchmarks.md]
 //	go run ./scenarios/bench/cmd/bench -only concurrency
+//	go run ./scenarios/bench/cmd/bench -only database
 package main
 
 import (
@@ -39,7 +40,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.Rate, "rate", 0, "open-model request rate per second (default 200)")
 	fs.IntVar(&o.Workers, "workers", 0, "closed-model concurrent clients (default 32)")
 	fs.StringVar(&o.Doc, "doc", "", "write the Markdown report here, e.g. docs/benchmarks.md")
-	only := fs.String("only", "", "run one part alone: concurrency (the scaling table's 10-1000 shoppers; no report written)")
+	only := fs.String("only", "", "run one part alone: concurrency (the scaling table's 10-1000 shoppers) or database (catalog and checkout on SQLite and PostgreSQL); no report written")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -48,8 +49,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "concurrency":
 		_, err := bench.RunConcurrency(ctx, o, stdout)
 		return err
+	case "database":
+		_, err := bench.RunDatabase(ctx, o, stdout)
+		return err
 	default:
-		return fmt.Errorf("bench: -only %q: want concurrency", *only)
+		return fmt.Errorf("bench: -only %q: want concurrency or database", *only)
 	}
 	o.Command = commandLine(args)
 	_, err := bench.Run(ctx, o, stdout)
