@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -33,21 +34,13 @@ func newShopConfig(t *testing.T, kind string, cfg web.Config) *testShop {
 	}
 	t.Cleanup(func() { db.Close() })
 	ts := &testShop{t: t, db: db}
-	var sessions *web.Sessions
-	if kind == web.StoreRedis {
+	if kind == session.Redis {
 		ts.redis = testenv.StartRedis(t)
-		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
-	} else {
-		sessions = web.NewMemorySessions(true)
 	}
-	t.Cleanup(func() { sessions.Close() })
 	if cfg.Replica == "" {
 		cfg.Replica = "shop1"
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	ts.srv = httptest.NewServer(web.NewServer(cfg, db, sessions))
+	ts.srv = httptest.NewServer(ts.newServer(ts.parts(kind, cfg.Replica, true), db, cfg))
 	t.Cleanup(ts.srv.Close)
 	return ts
 }
@@ -140,7 +133,7 @@ func TestLoginBurst(t *testing.T) {
 // the others succeed, and the catalog keeps answering meanwhile. Issue 10,
 // item 4.
 func TestPasswordHashingIsBounded(t *testing.T) {
-	shop := newShopConfig(t, web.StoreMemory, web.Config{PasswordHashers: 1})
+	shop := newShopConfig(t, session.Memory, web.Config{PasswordHashers: 1})
 	hc := noRedirects()
 	const n = 40
 	var catalog sync.WaitGroup
@@ -283,7 +276,7 @@ func checkoutNow(c *client) string {
 // count, account), so none may be stored by a cache; static files may.
 // Issue 10, item 5.
 func TestNoStoreOnSessionPages(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	c := shop.client()
 	c.register("cache@example.com", "a long cache password")
 	c.add(2, 1)
@@ -308,7 +301,7 @@ func TestNoStoreOnSessionPages(t *testing.T) {
 // TestFlashCookieSecure: the flash cookie is Secure exactly when the session
 // cookie is: behind TLS at a trusted nginx. Issue 10, item 5.
 func TestFlashCookieSecure(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	for _, proto := range []string{"", "https"} {
 		req, _ := http.NewRequest(http.MethodPost, shop.srv.URL+"/cart/items", strings.NewReader("product_id=1&quantity=1"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -379,7 +372,7 @@ func serverErrors(m []sample) map[string]float64 {
 // metrics or an ERROR in the log. Issue 10, item 7.
 func TestTruncatedBody(t *testing.T) {
 	logs := &logBuffer{}
-	shop := newShopConfig(t, web.StoreMemory, web.Config{BodyTimeout: 300 * time.Millisecond,
+	shop := newShopConfig(t, session.Memory, web.Config{BodyTimeout: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	c := shop.client()
 	c.add(1, 1) // a session, so the writes below take its lock too
@@ -422,7 +415,7 @@ func TestTruncatedBody(t *testing.T) {
 // Issue 10, item 7.
 func TestClientAbortIsTheClients(t *testing.T) {
 	logs := &logBuffer{}
-	shop := newShopConfig(t, web.StoreRedis, web.Config{
+	shop := newShopConfig(t, session.Redis, web.Config{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	c := shop.client()
 	c.add(1, 1)

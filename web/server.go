@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/a-h/templ"
+	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -42,6 +45,10 @@ type Config struct {
 	Replica string
 	// Logger receives one line per request and every 5xx.
 	Logger *slog.Logger
+	// Metrics receives the server's counters. main hands the same Metrics
+	// to the session store as its Observer; nil makes a fresh one that sees
+	// no store operations.
+	Metrics *Metrics
 	// TrustedProxies are the addresses whose X-Forwarded-For and
 	// X-Forwarded-Proto are believed (nginx). Nil means loopback and the
 	// private ranges, where nginx sits in the Procfile and compose clusters.
@@ -59,34 +66,41 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	db       Store
-	sessions *Sessions
+	sessions session.Store
+	// redis is Redis as a shared service (login limiter, presence, live
+	// metrics); nil when the replicas share nothing and each keeps its own.
+	redis    *redisclient.Client
 	log      *slog.Logger
 	catalog  catalogCache
-	metrics  *metrics
+	metrics  *Metrics
 	limiter  loginLimiter
 	hashers  *hashGate
 	draining atomic.Bool
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database and the session backend.
-func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
+// NewServer wires the routes over the database, the session store and,
+// when rc is not nil, a Redis that the replicas share for what is not a
+// session: login failure counts, who is up (/cluster), live metrics.
+func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(cfg.Replica, sessions.Kind())
 	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, hashers: newHashGate(cfg.PasswordHashers)}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
-	s.metrics = newMetrics(cfg.Replica, sessions.Kind())
-	sessions.instrument(s.metrics)
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies
 	}
-	if pool := sessions.Pool(); pool != nil {
-		s.limiter = redisLimiter{pool: pool}
+	if rc != nil {
+		s.limiter = redisLimiter{rc: rc}
+		s.metrics.watchRedis(rc)
 	} else {
 		s.limiter = newMemoryLimiter()
 	}
@@ -126,6 +140,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
@@ -149,37 +164,52 @@ type catalog struct {
 	// formatting 24 prices and URLs on every request was a tenth of the
 	// page's allocations.
 	views []templates.Product
-	// grids are the catalog page's product grids, rendered once per category
-	// ("" is all products) and cart availability: the biggest part of the
-	// page, the same for every visitor.
-	grids map[gridKey]templ.Component
+	// bodies are the catalog page inside its layout (category menu, heading,
+	// product grid), rendered once per category ("" is all products) and
+	// cart availability: most of the page, the same for every visitor.
+	bodies map[catalogKey]catalogBody
 }
 
-type gridKey struct {
+type catalogKey struct {
 	category string
 	withCart bool
 }
 
-// renderGrids renders every product grid the catalog page can show.
-func (cat *catalog) renderGrids(ctx context.Context) error {
-	cat.grids = make(map[gridKey]templ.Component)
+// catalogBody is one rendered templates.CatalogBody and its heading (the
+// page's title).
+type catalogBody struct {
+	heading string
+	html    templ.Component
+}
+
+// renderBodies renders every catalog body the catalog page can show.
+func (cat *catalog) renderBodies(ctx context.Context) error {
+	cat.bodies = make(map[catalogKey]catalogBody)
 	slugs := []string{""}
 	for _, c := range cat.categories {
 		slugs = append(slugs, c.Slug)
 	}
 	for _, slug := range slugs {
-		var views []templates.Product
+		content := templates.CatalogContent{Heading: "All products"}
+		for _, c := range cat.categories {
+			current := c.Slug == slug
+			if current {
+				content.Heading = c.Name
+			}
+			content.Categories = append(content.Categories, templates.Category{Slug: c.Slug, Name: c.Name, Current: current})
+		}
 		for i := range cat.products {
 			if slug == "" || cat.products[i].CategorySlug == slug {
-				views = append(views, cat.views[i])
+				content.Products = append(content.Products, cat.views[i])
 			}
 		}
 		for _, withCart := range []bool{true, false} {
+			content.WithCart = withCart
 			var b strings.Builder
-			if err := templates.ProductGrid(views, withCart).Render(ctx, &b); err != nil {
-				return fmt.Errorf("web: render the catalog grid: %w", err)
+			if err := templates.CatalogBody(content).Render(ctx, &b); err != nil {
+				return fmt.Errorf("web: render the catalog: %w", err)
 			}
-			cat.grids[gridKey{slug, withCart}] = templ.Raw(b.String())
+			cat.bodies[catalogKey{slug, withCart}] = catalogBody{heading: content.Heading, html: templ.Raw(b.String())}
 		}
 	}
 	return nil
@@ -211,7 +241,7 @@ func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
 		cat.bySlug[prods[i].Slug] = &prods[i]
 		cat.views = append(cat.views, productView(&prods[i]))
 	}
-	if err := cat.renderGrids(ctx); err != nil {
+	if err := cat.renderBodies(ctx); err != nil {
 		return nil, err
 	}
 	c.snap.Store(cat)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/session"
 )
 
 // Options shape a run. The zero value is the full bench.
@@ -217,7 +218,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 			c.Close()
 		}
 	}()
-	for _, store := range []string{"memory", "redis"} {
+	for _, store := range session.Kinds() {
 		start := time.Now()
 		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin, Dir: filepath.Join(dir, store),
 			// Info logs cost a JSON line per request on a 2-core machine;
@@ -251,11 +252,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	// the goal is about.
 	for _, page := range pages {
 		var jobs []job
-		for _, store := range []string{"memory", "redis"} {
+		for _, store := range session.Kinds() {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), PageHealthz, nil, slug), page: PageHealthz, store: store})
 		}
-		for _, store := range []string{"memory", "redis"} {
+		for _, store := range session.Kinds() {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), page, shoppers[store], slug), page: page, store: store})
 		}
