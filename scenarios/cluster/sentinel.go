@@ -494,6 +494,9 @@ func sentinelTable(ctx context.Context, addr, what, master string) ([]map[string
 	return table, nil
 }
 
+// Role asks the server for its role: "master" or "slave".
+func (r *Redis) Role(ctx context.Context) (string, error) { return redisRole(ctx, r.Addr()) }
+
 // redisRole is the first field of ROLE: "master", "slave" or "sentinel".
 func redisRole(ctx context.Context, addr string) (string, error) {
 	v, err := redis.Values(redisDoValue(ctx, addr, "ROLE"))
