@@ -4,7 +4,7 @@
 //
 //	go run ./scenarios list
 //	go run ./scenarios show NAME|PATH.txt
-//	go run ./scenarios run NAME|PATH.txt [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-report FILE.html] [-target URL [-driver goreman|compose]]
+//	go run ./scenarios run NAME|PATH.txt [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
 //	go run ./scenarios matrix
 //
@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/scenarios/bench"
+	"github.com/statelab/shop/scenarios/cluster"
 	"github.com/statelab/shop/scenarios/lab"
 )
 
@@ -54,6 +55,7 @@ const usage = `usage:
 
 run flags:
   -store memory|redis   -lb roundrobin|sticky   -lock on|off
+  -db sqlite|postgres   the replicas' database: one SQLite file (default), or a PostgreSQL the run starts
   -report FILE.html     write a self-contained report with a timeline
   -target URL           shop against a running cluster instead of starting one
   -driver none|compose  with -target: how faults are injected (compose: docker compose kill|stop|start)
@@ -170,6 +172,7 @@ type runFlags struct {
 	target          string
 	driver          string
 	composeFile     string
+	db              string
 	verbose         bool
 	set             map[string]bool // flags given on the command line
 }
@@ -184,6 +187,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
 	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none or compose")
 	fs.StringVar(&f.composeFile, "compose-file", "", "with -driver compose, the compose file")
+	fs.StringVar(&f.db, "db", "sqlite", "the replicas' database: sqlite (one shared file) or postgres (a PostgreSQL server the run starts)")
 	fs.BoolVar(&f.verbose, "v", false, "copy the cluster's process output to stderr")
 	// The name may come before or after the flags.
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -208,6 +212,12 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 				return "", f, fmt.Errorf("-%v", err)
 			}
 		}
+	}
+	if f.db != cluster.DatabaseSQLite && f.db != cluster.DatabasePostgres {
+		return "", f, fmt.Errorf("-db %q: want %s or %s", f.db, cluster.DatabaseSQLite, cluster.DatabasePostgres)
+	}
+	if f.target != "" && f.set["db"] {
+		return "", f, errors.New("-db starts a database for a local cluster; with -target the cluster is already running")
 	}
 	if f.driver != "none" && f.driver != "compose" {
 		return "", f, fmt.Errorf("-driver %q: want none or compose", f.driver)
@@ -268,7 +278,9 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		o.Driver = lab.NoFaults{URL: f.target}
 		o.Detect = true
 	case f.verbose:
-		o.Driver = &lab.LocalDriver{Stdout: stderr}
+		o.Driver = &lab.LocalDriver{Stdout: stderr, Database: f.db}
+	case f.db != cluster.DatabaseSQLite:
+		o.Driver = &lab.LocalDriver{Database: f.db}
 	}
 	res, err := lab.Run(ctx, s, o)
 	if err != nil {

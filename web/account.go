@@ -24,14 +24,6 @@ const (
 	bcryptCost     = bcrypt.DefaultCost
 )
 
-// Session keys of a logged-in session.
-const (
-	keyAccountEmail = "account_email"
-	// keyRenewed says why the token was last renewed (register, login,
-	// logout), so the session inspector can show the fixation defence at work.
-	keyRenewed = "renewed"
-)
-
 // dummyHash is compared against when an email has no account, so a failed
 // login takes as long whether or not the account exists. It is made on first
 // use, not at start: bcrypt costs tens of milliseconds, and a replica must be
@@ -220,12 +212,13 @@ func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account
 	if info.AccountID == acct.ID {
 		return nil
 	}
-	m := s.sessions.manager
+	sess := sessionOf(ctx).sess
+	if sess == nil {
+		return ErrSessionStore
+	}
 	cart := info.Cart
 	if info.AccountID != 0 {
-		if err := m.Clear(ctx); err != nil {
-			return errors.Join(ErrSessionStore, err)
-		}
+		sess.Clear()
 		cart = Cart{}
 	}
 	saved, err := s.db.SavedCart(ctx, acct.ID)
@@ -237,13 +230,9 @@ func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account
 			cart = mergeCarts(cart, old)
 		}
 	}
-	if err := m.RenewToken(ctx); err != nil {
-		return errors.Join(ErrSessionStore, err)
-	}
-	m.Put(ctx, keySID, randomToken(16))
-	m.Put(ctx, keyAccount, strconv.FormatInt(acct.ID, 10))
-	m.Put(ctx, keyAccountEmail, acct.Email)
-	m.Put(ctx, keyRenewed, why)
+	sess.Renew(why)
+	sess.NewIdentity()
+	sess.SetAccount(acct.ID, acct.Email)
 	return s.saveCart(ctx, acct.ID, cart)
 }
 
@@ -263,17 +252,12 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.session(r.Context()); err != nil {
 		return err
 	}
-	m := s.sessions.manager
+	sess := sessionOf(r.Context()).sess
 	// Everything goes: the cart belongs to the account (it is saved with it),
 	// and the next person at this browser must not see it.
-	if err := m.Clear(r.Context()); err != nil {
-		return errors.Join(ErrSessionStore, err)
-	}
-	if err := m.RenewToken(r.Context()); err != nil {
-		return errors.Join(ErrSessionStore, err)
-	}
+	sess.Clear()
+	sess.Renew("logout")
 	s.touchSession(r.Context())
-	m.Put(r.Context(), keyRenewed, "logout")
 	s.setFlash(w, r, "logged-out")
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
@@ -294,7 +278,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := templates.AccountView{Email: s.sessions.manager.GetString(r.Context(), keyAccountEmail)}
+	v := templates.AccountView{Email: info.AccountEmail}
 	for _, o := range orders {
 		n := 0
 		for _, l := range o.Lines {

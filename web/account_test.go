@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -164,18 +165,11 @@ func twoReplicas(t *testing.T, kind string, lock bool) (*testShop, *testShop) {
 	t.Cleanup(func() { db.Close() })
 	a := &testShop{t: t, db: db}
 	b := &testShop{t: t, db: db}
-	sessions := func() *web.Sessions {
-		if kind == web.StoreRedis {
-			return web.NewRedisSessions(a.redis.Addr(), lock)
-		}
-		return web.NewMemorySessions(lock)
-	}
-	if kind == web.StoreRedis {
+	if kind == session.Redis {
 		a.redis = testenv.StartRedis(t)
 		b.redis = a.redis
 	}
-	sa, sb := sessions(), sessions()
-	t.Cleanup(func() { sa.Close(); sb.Close() })
+	sa, sb := a.parts(kind, "shop1", lock), b.parts(kind, "shop2", lock)
 	return a.serve(sa, db, "shop1"), b.serve(sb, db, "shop2")
 }
 
@@ -203,12 +197,12 @@ func TestLoginRateLimit(t *testing.T) {
 				}
 			}
 			switch kind {
-			case web.StoreRedis:
+			case session.Redis:
 				// Attempts 1-5 fail and count, 6-10 are refused whichever replica gets them.
 				if blocked != 5 {
 					t.Errorf("redis: %d of 10 guesses refused (%v), want 5: the limit must hold across replicas", blocked, statuses)
 				}
-			case web.StoreMemory:
+			case session.Memory:
 				// Each replica saw 5 failures: every guess was checked. The trap.
 				if blocked != 0 {
 					t.Errorf("memory: %d of 10 guesses refused (%v), want 0: each replica counts alone", blocked, statuses)
@@ -218,7 +212,7 @@ func TestLoginRateLimit(t *testing.T) {
 				}
 			}
 			// The right password is refused too while blocked (no oracle).
-			if kind == web.StoreRedis {
+			if kind == session.Redis {
 				if r := cb.login("victim@example.com", "the real password!"); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 					t.Errorf("right password while blocked: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
 				}
@@ -284,7 +278,7 @@ func TestDoubleCheckoutAcrossReplicas(t *testing.T) {
 	for _, lock := range []bool{true, false} {
 		name := map[bool]string{true: "lock on", false: "lock off"}[lock]
 		t.Run(name, func(t *testing.T) {
-			a, b := twoReplicas(t, web.StoreRedis, lock)
+			a, b := twoReplicas(t, session.Redis, lock)
 			ca := a.client()
 			ca.add(7, 2)
 			key, _ := ca.get("/checkout").doc.Find(`input[name="idempotency_key"]`).Attr("value")
@@ -353,9 +347,7 @@ func TestCookieFlags(t *testing.T) {
 	db, _ := store.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
 	defer db.Close()
 	other := &testShop{t: t, db: db}
-	sessions := web.NewMemorySessions(true)
-	defer sessions.Close()
-	srv := web.NewServer(web.Config{Replica: "shop1", TrustedProxies: mustPrefixes("10.9.0.0/16")}, db, sessions)
+	srv := other.newServer(other.parts(session.Memory, "shop1", true), db, web.Config{Replica: "shop1", TrustedProxies: mustPrefixes("10.9.0.0/16")})
 	other.srv = newHTTPTestServer(t, srv)
 	shop = other
 	if c := post("https"); c.Secure {

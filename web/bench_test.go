@@ -19,7 +19,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 )
 
@@ -32,15 +34,20 @@ func benchServer(b *testing.B, kind string) *Server {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	var sessions *Sessions
-	if kind == StoreRedis {
-		sessions = NewRedisSessions(testenv.StartRedis(b).Addr(), true)
+	metrics := NewMetrics("shop1", kind)
+	opts := session.Options{Lock: true, Observer: metrics}
+	var sessions session.Store
+	var rc *redisclient.Client
+	if kind == session.Redis {
+		rc = redisclient.New(redisclient.Config{Addr: testenv.StartRedis(b).Addr()})
+		b.Cleanup(func() { rc.Close() })
+		sessions = session.NewRedis(rc, opts)
 	} else {
-		sessions = NewMemorySessions(true)
+		sessions = session.NewMemory(opts)
 	}
 	b.Cleanup(func() { sessions.Close() })
 	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil))).With("replica", "shop1")
-	return NewServer(Config{Replica: "shop1", Logger: log}, db, sessions)
+	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc)
 }
 
 // newSession adds one item through the handler, as a browser's first add,
@@ -84,7 +91,7 @@ func (d *discard) reset() {
 }
 
 func BenchmarkPages(b *testing.B) {
-	for _, kind := range []string{StoreMemory, StoreRedis} {
+	for _, kind := range []string{session.Memory, session.Redis} {
 		b.Run(kind, func(b *testing.B) {
 			s := benchServer(b, kind)
 			cookie := newSession(b, s)
@@ -135,28 +142,28 @@ func BenchmarkPages(b *testing.B) {
 }
 
 // BenchmarkSession is the session store alone: a load (one Redis GET) and
-// a load-modify-commit (GET, then MULTI/SET/PEXPIREAT/EXEC), with a cart of
-// three lines, through scs and our JSON codec.
+// a load-modify-save (GET, then MULTI/SET/PEXPIREAT/EXEC), with a cart of
+// three lines, through the session package's JSON encoding.
 func BenchmarkSession(b *testing.B) {
-	for _, kind := range []string{StoreMemory, StoreRedis} {
+	for _, kind := range []string{session.Memory, session.Redis} {
 		b.Run(kind, func(b *testing.B) {
 			s := benchServer(b, kind)
-			m := s.sessions.manager
-			ctx, err := m.Load(context.Background(), "")
+			ctx := context.Background()
+			sess, err := s.sessions.Load(ctx, "", false)
 			if err != nil {
 				b.Fatal(err)
 			}
-			s.touchSession(ctx)
-			m.Put(ctx, keyCart, json.RawMessage(`{"v":1,"rev":3,"items":[{"product_id":1,"quantity":2},{"product_id":4,"quantity":1},{"product_id":7,"quantity":5}]}`))
-			token, _, err := m.Commit(ctx)
+			sess.Touch("shop1")
+			sess.SetCart(json.RawMessage(`{"v":1,"rev":3,"items":[{"product_id":1,"quantity":2},{"product_id":4,"quantity":1},{"product_id":7,"quantity":5}]}`))
+			token, _, err := s.sessions.Save(ctx, sess)
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Run("load", func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					ctx, err := m.Load(context.Background(), token)
-					if err != nil || m.GetString(ctx, keySID) == "" {
+					sess, err := s.sessions.Load(ctx, token, false)
+					if err != nil || sess.SID() == "" {
 						b.Fatalf("load: %v", err)
 					}
 				}
@@ -164,12 +171,12 @@ func BenchmarkSession(b *testing.B) {
 			b.Run("load-commit", func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					ctx, err := m.Load(context.Background(), token)
+					sess, err := s.sessions.Load(ctx, token, false)
 					if err != nil {
 						b.Fatal(err)
 					}
-					m.Put(ctx, keyWriter, "shop1")
-					if _, _, err := m.Commit(ctx); err != nil {
+					sess.Touch("shop1")
+					if _, _, err := s.sessions.Save(ctx, sess); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -1,9 +1,9 @@
 package web
 
 // GET /cluster and the announcer behind it. Replicas know nothing of each
-// other by design; in redis mode they share a place to meet, so each one
-// announces itself there with a short TTL and /cluster lists who is alive.
-// In memory mode there is no shared place, and the page says so.
+// other by design; with a shared Redis they have a place to meet, so each
+// one announces itself there with a short TTL and /cluster lists who is
+// alive. Without one there is no shared place, and the page says so.
 
 import (
 	"cmp"
@@ -49,14 +49,14 @@ type announcement struct {
 // Announce makes this replica visible on the other replicas' /cluster page:
 // every announceEvery it writes replicas:<name> to Redis with a TTL of
 // announceTTL, until ctx ends, when it withdraws the announcement. addr is
-// the address to show for this replica. In memory mode there is nowhere to
-// announce, and it returns at once.
+// the address to show for this replica. Without a shared Redis there is
+// nowhere to announce, and it returns at once.
 //
 // Run it in its own goroutine. It shares nothing with requests but the Redis
-// pool, which never waits for a connection, so it cannot hold one up; a
+// client's pool, which never waits for a connection, so it cannot hold one up; a
 // Redis error is logged at debug level and retried on the next tick.
 func (s *Server) Announce(ctx context.Context, addr string) {
-	if s.sessions.pool == nil {
+	if s.redis == nil {
 		return
 	}
 	a := announcement{Name: s.cfg.Replica, Addr: addr, Store: s.sessions.Kind(), StartedAt: time.Now().UTC().Truncate(time.Second)}
@@ -81,7 +81,7 @@ func (s *Server) announceOnce(ctx context.Context, a announcement) error {
 	if err != nil {
 		return err
 	}
-	return withRedis(ctx, s.sessions.pool, func(ctx context.Context, conn redis.Conn) error {
+	return s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
 		expires := time.Now().Add(announceTTL).UnixMilli()
 		conn.Send("SET", announcePrefix+s.cfg.Replica, b, "PX", announceTTL.Milliseconds())
 		conn.Send("ZADD", announceIndex, expires, s.cfg.Replica)
@@ -95,15 +95,12 @@ func (s *Server) announceOnce(ctx context.Context, a announcement) error {
 // withdraw deletes the announcement as the replica stops, so the others see
 // it leave at once instead of after the TTL.
 func (s *Server) withdraw() {
-	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
-	defer cancel()
-	conn, err := s.sessions.pool.GetContext(ctx)
-	if err != nil {
-		return // it expires by itself
-	}
-	defer conn.Close()
-	conn.Send("DEL", announcePrefix+s.cfg.Replica)
-	redis.DoContext(conn, ctx, "ZREM", announceIndex, s.cfg.Replica)
+	// A fresh context: the replica's is done. On failure it expires by itself.
+	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
+		conn.Send("DEL", announcePrefix+s.cfg.Replica)
+		_, err := redis.DoContext(conn, ctx, "ZREM", announceIndex, s.cfg.Replica)
+		return err
+	})
 }
 
 // readyErr is what /readyz checks: not draining, database and store answer.
@@ -125,15 +122,16 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind()}
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
-		Ready: sessionOf(ctx).available && s.readyErr(ctx) == nil, Self: true,
+		Ready: sessionOf(ctx).available() && s.readyErr(ctx) == nil, Self: true,
 	}
 	switch {
-	case s.sessions.pool != nil && !sessionOf(ctx).available:
-		// The session load just found Redis down: asking again would only
-		// make the page wait another StoreTimeout for the same answer.
+	case s.redis != nil && !sessionOf(ctx).available():
+		// Only a redis session store fails to load, and main hands it the
+		// same Redis: the session load just found it down, and asking again
+		// would only make the page wait another timeout for the same answer.
 		v.Error = "Redis did not answer, so this replica cannot tell which others are up."
 		v.Members = []templates.ClusterMember{self}
-	case s.sessions.pool != nil:
+	case s.redis != nil:
 		members, err := s.announced(ctx)
 		if err != nil {
 			s.log.DebugContext(ctx, "reading announcements failed", "err", err)
@@ -163,14 +161,15 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 }
 
 // announced reads every live announcement from Redis.
-func (s *Server) announced(ctx context.Context) ([]templates.ClusterMember, error) {
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := s.sessions.pool.GetContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
+func (s *Server) announced(ctx context.Context) (members []templates.ClusterMember, err error) {
+	err = s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		members, err = readAnnouncements(ctx, conn)
+		return err
+	})
+	return members, err
+}
+
+func readAnnouncements(ctx context.Context, conn redis.Conn) ([]templates.ClusterMember, error) {
 	conn.Send("ZREMRANGEBYSCORE", announceIndex, "-inf", time.Now().UnixMilli())
 	names, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGE", announceIndex, 0, maxAnnounced-1))
 	if err != nil {
@@ -189,8 +188,8 @@ func (s *Server) announced(ctx context.Context) ([]templates.ClusterMember, erro
 		return nil, err
 	}
 	for _, key := range keys {
-		b, errGet := redis.Bytes(conn.Receive())
-		ms, errTTL := redis.Int64(conn.Receive())
+		b, errGet := redis.Bytes(redis.ReceiveContext(conn, ctx))
+		ms, errTTL := redis.Int64(redis.ReceiveContext(conn, ctx))
 		var a announcement
 		if errGet != nil || errTTL != nil || json.Unmarshal(b, &a) != nil {
 			continue // expired since it was indexed, or not ours

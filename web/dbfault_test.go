@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
-	"github.com/statelab/shop/web"
 	_ "modernc.org/sqlite"
 )
 
@@ -28,9 +28,8 @@ func newShopAt(t *testing.T, path string) *testShop {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	sessions := web.NewMemorySessions(true)
-	t.Cleanup(func() { sessions.Close() })
-	return (&testShop{t: t, db: db}).serve(sessions, db, "shop1")
+	ts := &testShop{t: t, db: db}
+	return ts.serve(ts.parts(session.Memory, "shop1", true), db, "shop1")
 }
 
 // checkoutForm fills the cart and returns a checkout form with a fresh key.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -38,6 +39,10 @@ func notFound(format string, args ...any) error {
 	return &Error{Status: http.StatusNotFound, Message: fmt.Sprintf(format, args...)}
 }
 
+// StatusClientClosedRequest is nginx's 499: the client closed the request
+// before it was answered. It is counted and logged, never sent.
+const StatusClientClosedRequest = 499
+
 // errorStatus maps an error to what the person sees: the one table of
 // error-to-status in the shop. Only 5xx are logged.
 func errorStatus(err error) (status int, heading, message string) {
@@ -48,11 +53,11 @@ func errorStatus(err error) (status int, heading, message string) {
 		return e.Status, http.StatusText(e.Status), e.Error()
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
-	case errors.Is(err, errLockTimeout):
+	case errors.Is(err, session.ErrLockTimeout):
 		return http.StatusServiceUnavailable, "Busy", "Another request is changing this session right now. Try again in a moment."
 	case errors.Is(err, errHashersBusy):
 		return http.StatusServiceUnavailable, "Busy", "Too many people are logging in right now. Try again in a moment; the catalog and your cart still work."
-	case errors.Is(err, ErrSessionStore):
+	case errors.Is(err, ErrSessionStore), errors.Is(err, session.ErrUnavailable):
 		return http.StatusServiceUnavailable, "Cart unavailable", "The session store is not answering, so your cart cannot be read or changed right now. The catalog still works; try again in a moment."
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "Database unavailable", "The shop's database is not answering right now, so this could not be done. Nothing was changed; browsing the catalog still works. Try again in a moment."
@@ -70,6 +75,14 @@ func errorStatus(err error) (status int, heading, message string) {
 // elsewhere.
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	status, heading, message := errorStatus(err)
+	if status >= 500 && r.Context().Err() != nil {
+		// The client went away (or its connection broke) while we worked:
+		// whatever failed after that is the client's doing, not an outage.
+		// nginx's 499 says so in the metrics and the log.
+		s.log.InfoContext(r.Context(), "client closed the request", "err", err)
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "status", status, "err", err)
 	}

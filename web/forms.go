@@ -2,9 +2,11 @@ package web
 
 import (
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -23,8 +25,13 @@ func parseForm(r *http.Request) (url.Values, error) {
 	}
 	if err := r.ParseForm(); err != nil {
 		var maxBytes *http.MaxBytesError
-		if errors.As(err, &maxBytes) {
+		switch {
+		case errors.As(err, &maxBytes):
 			return nil, err
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time (it is shorter than its Content-Length?)"}
+		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return nil, &Error{Status: http.StatusBadRequest, Message: "the request body ended early (shorter than its Content-Length)"}
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Message: "the form could not be read: " + err.Error()}
 	}

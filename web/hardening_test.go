@@ -4,10 +4,12 @@ package web_test
 // switches in one browser, a crowd of password hashes.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,8 +17,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -30,21 +34,13 @@ func newShopConfig(t *testing.T, kind string, cfg web.Config) *testShop {
 	}
 	t.Cleanup(func() { db.Close() })
 	ts := &testShop{t: t, db: db}
-	var sessions *web.Sessions
-	if kind == web.StoreRedis {
+	if kind == session.Redis {
 		ts.redis = testenv.StartRedis(t)
-		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
-	} else {
-		sessions = web.NewMemorySessions(true)
 	}
-	t.Cleanup(func() { sessions.Close() })
 	if cfg.Replica == "" {
 		cfg.Replica = "shop1"
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	ts.srv = httptest.NewServer(web.NewServer(cfg, db, sessions))
+	ts.srv = httptest.NewServer(ts.newServer(ts.parts(kind, cfg.Replica, true), db, cfg))
 	t.Cleanup(ts.srv.Close)
 	return ts
 }
@@ -137,7 +133,7 @@ func TestLoginBurst(t *testing.T) {
 // the others succeed, and the catalog keeps answering meanwhile. Issue 10,
 // item 4.
 func TestPasswordHashingIsBounded(t *testing.T) {
-	shop := newShopConfig(t, web.StoreMemory, web.Config{PasswordHashers: 1})
+	shop := newShopConfig(t, session.Memory, web.Config{PasswordHashers: 1})
 	hc := noRedirects()
 	const n = 40
 	var catalog sync.WaitGroup
@@ -280,7 +276,7 @@ func checkoutNow(c *client) string {
 // count, account), so none may be stored by a cache; static files may.
 // Issue 10, item 5.
 func TestNoStoreOnSessionPages(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	c := shop.client()
 	c.register("cache@example.com", "a long cache password")
 	c.add(2, 1)
@@ -305,7 +301,7 @@ func TestNoStoreOnSessionPages(t *testing.T) {
 // TestFlashCookieSecure: the flash cookie is Secure exactly when the session
 // cookie is: behind TLS at a trusted nginx. Issue 10, item 5.
 func TestFlashCookieSecure(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	for _, proto := range []string{"", "https"} {
 		req, _ := http.NewRequest(http.MethodPost, shop.srv.URL+"/cart/items", strings.NewReader("product_id=1&quantity=1"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -338,5 +334,132 @@ func TestFlashCookieSecure(t *testing.T) {
 				t.Errorf("proto %q: the flash deletion has Secure=%v", proto, ck.Secure)
 			}
 		}
+	}
+}
+
+// logBuffer collects a replica's log lines for a test to read.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// serverErrors is every 5xx that /metrics counted, by route and status.
+func serverErrors(m []sample) map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range m {
+		if s.name == "shop_http_requests_total" && strings.HasPrefix(s.labels["status"], "5") && s.value > 0 {
+			out[s.labels["route"]+" "+s.labels["status"]] = s.value
+		}
+	}
+	return out
+}
+
+// TestTruncatedBody: a body shorter than its Content-Length (the rest never
+// comes) is a 400 or 408 once the replica's body deadline passes, never a
+// 500, never a wait for the server's whole ReadTimeout, and no 5xx in the
+// metrics or an ERROR in the log. Issue 10, item 7.
+func TestTruncatedBody(t *testing.T) {
+	logs := &logBuffer{}
+	shop := newShopConfig(t, session.Memory, web.Config{BodyTimeout: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	c := shop.client()
+	c.add(1, 1) // a session, so the writes below take its lock too
+	cookie := "session=" + c.cookie("session")
+	addr := strings.TrimPrefix(shop.srv.URL, "http://")
+	for _, path := range []string{"/cart/items", "/cart/items/1", "/checkout", "/login", "/register"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second)) // the test's own bound: a hang fails, it does not stall
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nquantity=1", path, addr, cookie)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Errorf("POST %s with 10 of 100 bytes: no answer: %v", path, err)
+			conn.Close()
+			continue
+		}
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("POST %s with 10 of 100 bytes: %d, want 400 or 408", path, resp.StatusCode)
+		}
+	}
+	// The session still takes writes: the lock was released.
+	if r := c.add(2, 1); r.status != http.StatusSeeOther {
+		t.Errorf("an add after the truncated bodies: %d", r.status)
+	}
+	if e := serverErrors(scrape(t, c)); len(e) > 0 {
+		t.Errorf("metrics count server errors: %v", e)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("truncated bodies were logged as errors:\n%s", logs)
+	}
+}
+
+// TestClientAbortIsTheClients: a browser that gives up while the replica
+// waits for a stalled Redis is counted and logged as status 499 (the
+// client's doing), never as a 5xx in the metrics or an ERROR in the log.
+// Issue 10, item 7.
+func TestClientAbortIsTheClients(t *testing.T) {
+	logs := &logBuffer{}
+	shop := newShopConfig(t, session.Redis, web.Config{
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	c := shop.client()
+	c.add(1, 1)
+	if err := shop.redis.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shop.redis.Resume() })
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, shop.srv.URL+"/cart", nil),
+		httptest.NewRequest(http.MethodPost, shop.srv.URL+"/cart/items", strings.NewReader("product_id=1&quantity=1")),
+		httptest.NewRequest(http.MethodGet, shop.srv.URL+"/session", nil),
+	} {
+		req.RequestURI = ""
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		if _, err := c.http.Do(req.WithContext(ctx)); err == nil {
+			t.Errorf("%s %s answered within 200 ms with Redis stalled", req.Method, req.URL.Path)
+		}
+		cancel()
+	}
+	if err := shop.redis.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// The replica finishes the abandoned requests on its own time.
+	var m []sample
+	waitUntil(t, func() bool {
+		m = scrape(t, c)
+		n := 0.0
+		for _, s := range m {
+			if s.name == "shop_http_requests_total" && s.labels["status"] != "200" && s.labels["status"] != "303" {
+				n += s.value
+			}
+		}
+		return n >= 3
+	}, "the three abandoned requests to be counted")
+	for _, route := range []string{"GET /cart", "POST /cart/items", "GET /session"} {
+		if got, _ := value(m, "shop_http_requests_total", L{"route": route, "status": "499"}); got != 1 {
+			t.Errorf("%s abandoned by its client: counted %v times as 499, want 1", route, got)
+		}
+	}
+	if e := serverErrors(m); len(e) > 0 {
+		t.Errorf("metrics count the client's aborts as server errors: %v", e)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the client's aborts were logged as errors:\n%s", logs)
 	}
 }

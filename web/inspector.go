@@ -5,20 +5,14 @@ package web
 // stateful-versus-stateless story side by side.
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/templates"
 )
-
-// redisSessionPrefix is where redisstore keeps sessions (its default).
-const redisSessionPrefix = "scs:session:"
 
 // handleSessionInspector shows the session as this replica sees it. It only
 // reads: showing a session must not change it.
@@ -28,13 +22,12 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	m := s.sessions.manager
+	sess := sessionOf(ctx).sess
 	v := templates.InspectorView{
 		Replica: s.cfg.Replica,
 		Store:   s.sessions.Kind(),
 		State:   templates.SessionNone,
 	}
-	token := m.Token(ctx)
 	sent := sessionCookie(r)
 	switch {
 	case info.Known:
@@ -44,45 +37,20 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		v.SentToken = shortToken(sent)
 		v.Home = s.homeOf(r)
 	}
+	d := s.sessions.Describe(ctx, sess, s.cfg.Replica)
 	if info.Known {
-		v.Token = shortToken(token)
+		v.Token = shortToken(sess.Token())
 		v.Born, v.BornAt, v.LastWriter = info.Born, info.BornAt, info.LastWriter
-		v.Renewed = m.GetString(ctx, keyRenewed)
-		deadline := m.Deadline(ctx)
-		ttl := time.Until(deadline)
-		if s.sessions.pool != nil {
-			// What Redis itself will do, which is what matters to every replica.
-			if ms, err := s.redisPTTL(ctx, redisSessionPrefix+token); err == nil && ms > 0 {
-				ttl = time.Duration(ms) * time.Millisecond
-			}
+		v.Renewed = sess.Renewed()
+		v.TTL = formatTTL(d.TTL)
+		v.Expires = sess.Deadline().UTC().Format("2006-01-02 15:04 MST")
+		for _, f := range sess.Fields() {
+			v.Keys = append(v.Keys, templates.SessionKey{Name: f.Name, Bytes: len(f.JSON), Value: truncate(string(f.JSON), 160)})
 		}
-		v.TTL = formatTTL(ttl)
-		v.Expires = deadline.UTC().Format("2006-01-02 15:04 MST")
-		values := make(map[string]any)
-		keys := m.Keys(ctx)
-		slices.Sort(keys)
-		for _, k := range keys {
-			val := m.Get(ctx, k)
-			values[k] = val
-			raw, err := jsonCodec{}.Encode(time.Time{}, map[string]any{k: val})
-			if err != nil {
-				continue
-			}
-			var st storedSession
-			if json.Unmarshal(raw, &st) != nil {
-				continue
-			}
-			b := st.Values[k]
-			v.Keys = append(v.Keys, templates.SessionKey{Name: k, Bytes: len(b), Value: truncate(string(b), 160)})
-		}
-		// The size is what the store holds: the whole session encoded as
-		// jsonCodec encodes it on commit.
-		if b, err := (jsonCodec{}).Encode(deadline, values); err == nil {
-			v.SizeBytes = len(b)
-		}
+		v.SizeBytes = d.SizeBytes
 	}
-	v.Lock = s.lockState(ctx, token)
-	v.Stories = s.deathStories()
+	v.Lock = d.Lock
+	v.Stories = s.deathStories(d.ReplicaDeath)
 	trail := trailOf(ctx)
 	for _, name := range trail {
 		v.Trail = append(v.Trail, templates.TrailStop{Replica: name, ColorClass: replicaColorClass(name)})
@@ -116,74 +84,15 @@ func formatTTL(d time.Duration) string {
 	return d.String()
 }
 
-// lockState says whether the session's write lock is held right now. A GET
-// never takes it, so it is free unless a write is in flight.
-func (s *Server) lockState(ctx context.Context, token string) string {
-	return s.lockStateOf(ctx, s.sessions.locks, token)
-}
-
-func (s *Server) lockStateOf(ctx context.Context, lk locker, token string) string {
-	switch l := lk.(type) {
-	case *timedLocker:
-		// The metrics wrapper (metrics.go): the lock is what it wraps.
-		return s.lockStateOf(ctx, l.inner, token)
-	case noLocks:
-		return "off (-session-lock off): concurrent writes to one cart may overwrite each other"
-	case *memoryLocks:
-		held := false
-		if token != "" {
-			l.mu.Lock()
-			_, held = l.locks[token]
-			l.mu.Unlock()
-		}
-		if held {
-			return "held right now by a write in this process (an in-process mutex: memory sessions only ever change here)"
-		}
-		return "free: an in-process mutex, taken only while a write to this session runs (memory sessions only ever change here)"
-	case redisLocks:
-		if token == "" {
-			return "none: no session yet"
-		}
-		ms, err := s.redisPTTL(ctx, "lock:session:"+token)
-		switch {
-		case err != nil:
-			return "unknown: Redis did not answer"
-		case ms == -2:
-			return "free: no lock:session:<token> key in Redis; a write takes it for at most 5 s"
-		default:
-			return fmt.Sprintf("held: lock:session:<token> exists in Redis and expires in %d ms unless its holder releases it first", ms)
+// deathStories explains, for each kind of store, what this replica's death
+// would do to the session: the store in use tells its own, first.
+func (s *Server) deathStories(current string) []templates.StoreStory {
+	stories := []templates.StoreStory{{Store: s.sessions.Kind(), Text: current, Current: true}}
+	for _, kind := range session.Kinds() {
+		if kind != s.sessions.Kind() {
+			stories = append(stories, templates.StoreStory{Store: kind, Text: session.ReplicaDeathStory(kind, s.cfg.Replica)})
 		}
 	}
-	return "unknown"
-}
-
-// redisPTTL is PTTL key: milliseconds to live, -1 without expiry, -2 absent.
-func (s *Server) redisPTTL(ctx context.Context, key string) (ms int64, err error) {
-	err = withRedis(ctx, s.sessions.pool, func(ctx context.Context, conn redis.Conn) error {
-		ms, err = redis.Int64(redis.DoContext(conn, ctx, "PTTL", key))
-		return err
-	})
-	return ms, err
-}
-
-// deathStories explains, for each store, what this replica's death would do
-// to the session; the store in use comes first.
-func (s *Server) deathStories() []templates.StoreStory {
-	me := s.cfg.Replica
-	stories := []templates.StoreStory{
-		{Store: StoreMemory, Text: fmt.Sprintf(
-			"The session lives in %[1]s's memory and nowhere else. If %[1]s died, the session would die with it, and so would every cart %[1]s holds. "+
-				"Your browser would keep its cookie, but the next replica nginx picks has never seen that token: it shows an empty cart, "+
-				"and a restarted %[1]s starts with empty memory too. This is what stateful means: the replica is the only copy of your data.", me)},
-		{Store: StoreRedis, Text: fmt.Sprintf(
-			"The session lives in Redis, not in %[1]s. If %[1]s died, nginx would send your next request to another replica, which reads the same session "+
-				"from Redis: nothing is lost, and only the ribbon's name changes. The replicas are stateless and interchangeable. "+
-				"The risk moved rather than vanished: if Redis died, every replica would lose every session at once.", me)},
-	}
-	if s.sessions.Kind() == StoreRedis {
-		stories[0], stories[1] = stories[1], stories[0]
-	}
-	stories[0].Current = true
 	return stories
 }
 

@@ -6,13 +6,13 @@ package web
 // one histogram observation per request; everything else is computed when
 // /metrics is scraped.
 //
-// Also here: the session store and lock wrappers that time the store, the
-// order counter, and the per-second counter behind /metrics/live.
+// Also here: the session store's Observer (the store times its own work and
+// reports it), the order counter, and the per-second counter behind
+// /metrics/live.
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -20,11 +20,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/alexedwards/scs/v2"
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -34,8 +34,9 @@ import (
 // at 2 s. Prometheus's default buckets start at 5 ms, where nothing here is.
 var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 
-// metrics is one replica's instruments.
-type metrics struct {
+// Metrics is one replica's instruments. It is the session store's
+// Observer: main builds it and hands it to both the store and the Server.
+type Metrics struct {
 	reg *prometheus.Registry
 	// labelled registers in reg with replica=<name> on every series.
 	labelled prometheus.Registerer
@@ -59,10 +60,11 @@ type metrics struct {
 	live liveCounter
 }
 
-// newMetrics registers the shop's series, Go runtime and process metrics
-// (RSS among them) in a fresh registry, all labelled replica=<name>.
-func newMetrics(replica, storeKind string) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+// NewMetrics registers the shop's series, Go runtime and process metrics
+// (RSS among them) in a fresh registry, all labelled replica=<name>; the
+// session store's series also store=<storeKind>.
+func NewMetrics(replica, storeKind string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	for i := 100; i < len(m.statuses); i++ {
 		m.statuses[i] = strconv.Itoa(i)
 	}
@@ -123,7 +125,7 @@ func newMetrics(replica, storeKind string) *metrics {
 // observeRequest counts one finished request. route is the ServeMux
 // pattern ("GET /products/{slug}"), never the path, so the number of series
 // stays bounded whatever URLs clients invent.
-func (m *metrics) observeRequest(route string, status int, d time.Duration) {
+func (m *Metrics) observeRequest(route string, status int, d time.Duration) {
 	if route == "" {
 		route = "unmatched" // 405s and the like: the mux found no pattern
 	}
@@ -157,16 +159,16 @@ type slogPrinter struct{ s *Server }
 
 func (p slogPrinter) Println(v ...any) { p.s.log.Error("metrics", "err", v) }
 
-// observeStore records one session store operation.
-func (m *metrics) observeStore(op string, d time.Duration, err error) {
+// ObserveStore records one session store operation.
+func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
 	m.storeLatency.WithLabelValues(op).Observe(d.Seconds())
 	if err != nil {
 		m.storeErrors.WithLabelValues(op).Inc()
 	}
 }
 
-// observeLockWait records one wait for a session's lock.
-func (m *metrics) observeLockWait(d time.Duration, timedOut bool) {
+// ObserveLockWait records one wait for a session's lock.
+func (m *Metrics) ObserveLockWait(d time.Duration, timedOut bool) {
 	m.lockWait.Observe(d.Seconds())
 	if timedOut {
 		m.lockTimeouts.Inc()
@@ -174,139 +176,23 @@ func (m *metrics) observeLockWait(d time.Duration, timedOut bool) {
 }
 
 // orderPlaced counts one new order.
-func (m *metrics) orderPlaced() { m.orders.Inc() }
+func (m *Metrics) orderPlaced() { m.orders.Inc() }
 
-// watchPool exports how many Redis connections the pool keeps open: a
-// number that should stay small and steady when connections are reused.
-func (m *metrics) watchPool(pool *redis.Pool) {
+// watchRedis exports how many Redis connections the shared client keeps
+// open: a number that should stay small and steady when connections are
+// reused.
+func (m *Metrics) watchRedis(rc *redisclient.Client) {
 	m.labelled.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shop_redis_pool_active_connections",
 		Help: "Connections to Redis open in the pool, in use or idle (kept alive for the next request).",
-	}, func() float64 { return float64(pool.Stats().ActiveCount) }))
-}
-
-// instrument makes the session backend report to m: every store operation
-// is timed and its errors counted, and lock waits are timed. It wraps the
-// scs store and the locker once; a Sessions handed to a second Server
-// reports to the newest one.
-func (s *Sessions) instrument(m *metrics) {
-	if st, ok := s.manager.Store.(*timedStore); ok {
-		st.m.Store(m)
-	} else {
-		ts := &timedStore{inner: s.manager.Store}
-		ts.m.Store(m)
-		s.manager.Store = ts
-	}
-	switch l := s.locks.(type) {
-	case noLocks:
-		// -session-lock off: there is no wait to time.
-	case *timedLocker:
-		l.m.Store(m)
-	default:
-		tl := &timedLocker{inner: l}
-		tl.m.Store(m)
-		s.locks = tl
-	}
-	if s.pool != nil {
-		m.watchPool(s.pool)
-	}
-}
-
-// timedStore is an scs store that times every call to the store it wraps.
-// It implements scs.CtxStore so that scs passes the request's context
-// through, and the iteration interfaces so that nothing that lists sessions
-// loses that ability by being wrapped.
-type timedStore struct {
-	inner scs.Store
-	m     atomic.Pointer[metrics]
-}
-
-func (t *timedStore) observe(op string, start time.Time, err error) {
-	t.m.Load().observeStore(op, time.Since(start), err)
-}
-
-func (t *timedStore) Find(token string) ([]byte, bool, error) {
-	return t.FindCtx(context.Background(), token)
-}
-
-func (t *timedStore) Commit(token string, b []byte, expiry time.Time) error {
-	return t.CommitCtx(context.Background(), token, b, expiry)
-}
-
-func (t *timedStore) Delete(token string) error {
-	return t.DeleteCtx(context.Background(), token)
-}
-
-func (t *timedStore) FindCtx(ctx context.Context, token string) (b []byte, found bool, err error) {
-	start := time.Now()
-	if cs, ok := t.inner.(scs.CtxStore); ok {
-		b, found, err = cs.FindCtx(ctx, token)
-	} else {
-		b, found, err = t.inner.Find(token)
-	}
-	t.observe("find", start, err)
-	return b, found, err
-}
-
-func (t *timedStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) (err error) {
-	start := time.Now()
-	if cs, ok := t.inner.(scs.CtxStore); ok {
-		err = cs.CommitCtx(ctx, token, b, expiry)
-	} else {
-		err = t.inner.Commit(token, b, expiry)
-	}
-	t.observe("commit", start, err)
-	return err
-}
-
-func (t *timedStore) DeleteCtx(ctx context.Context, token string) (err error) {
-	start := time.Now()
-	if cs, ok := t.inner.(scs.CtxStore); ok {
-		err = cs.DeleteCtx(ctx, token)
-	} else {
-		err = t.inner.Delete(token)
-	}
-	t.observe("delete", start, err)
-	return err
-}
-
-// errNotIterable: the wrapped store cannot list its sessions.
-var errNotIterable = errors.New("sessions: the store cannot list its sessions")
-
-// All lists every session when the wrapped store can (memstore and
-// redisstore can); it is not timed, being no part of serving a request.
-func (t *timedStore) All() (map[string][]byte, error) {
-	return t.AllCtx(context.Background())
-}
-
-func (t *timedStore) AllCtx(ctx context.Context) (map[string][]byte, error) {
-	switch st := t.inner.(type) {
-	case scs.IterableCtxStore:
-		return st.AllCtx(ctx)
-	case scs.IterableStore:
-		return st.All()
-	}
-	return nil, errNotIterable
-}
-
-// timedLocker times the wait for a session's lock.
-type timedLocker struct {
-	inner locker
-	m     atomic.Pointer[metrics]
-}
-
-func (t *timedLocker) Lock(ctx context.Context, key string) (func(), error) {
-	start := time.Now()
-	unlock, err := t.inner.Lock(ctx, key)
-	t.m.Load().observeLockWait(time.Since(start), errors.Is(err, errLockTimeout))
-	return unlock, err
+	}, func() float64 { return float64(rc.ActiveConns()) }))
 }
 
 // countingDB counts orders as the database reports them placed, so that an
 // idempotent replay of a checkout is not counted twice.
 type countingDB struct {
 	Store
-	m *metrics
+	m *Metrics
 }
 
 func (db countingDB) PlaceOrder(ctx context.Context, o store.NewOrder) (store.Order, bool, error) {
@@ -388,14 +274,14 @@ const (
 	liveTTL       = 5 * time.Second
 )
 
-// observe records one finished request and, in redis mode, publishes this
+// observe records one finished request and, with a shared Redis, publishes this
 // replica's live counters at most once a second. Publishing rides on
 // traffic instead of a ticker so that the Server needs no goroutine to
 // stop; a replica with no traffic has nothing to show anyway.
 func (s *Server) observe(route string, status int, d time.Duration) {
 	now := time.Now()
 	s.metrics.observeRequest(route, status, d)
-	if s.sessions.pool == nil {
+	if s.redis == nil {
 		return
 	}
 	sec := now.Unix()
@@ -406,18 +292,15 @@ func (s *Server) observe(route string, status int, d time.Duration) {
 
 // publishLive writes this replica's rates to Redis with a short TTL.
 func (s *Server) publishLive(now time.Time) {
-	ctx, cancel := context.WithTimeout(context.Background(), StoreTimeout)
-	defer cancel()
 	b, err := json.Marshal(s.liveRate(now))
 	if err != nil {
 		return
 	}
-	conn, err := s.sessions.pool.GetContext(ctx)
-	if err != nil {
-		return // the live page shows this replica as gone: true enough
-	}
-	defer conn.Close()
-	redis.DoContext(conn, ctx, "SET", liveKeyPrefix+s.cfg.Replica, b, "PX", liveTTL.Milliseconds())
+	// An error leaves the live page showing this replica as gone: true enough.
+	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "SET", liveKeyPrefix+s.cfg.Replica, b, "PX", liveTTL.Milliseconds())
+		return err
+	})
 }
 
 func (s *Server) liveRate(now time.Time) liveRate {
@@ -426,40 +309,38 @@ func (s *Server) liveRate(now time.Time) liveRate {
 		Requests: total, Errors: errs, UnixTimestamp: now.Unix()}
 }
 
-// liveRates reads every replica's published counters (redis mode). This
-// replica's own row is always fresh, whatever Redis holds for it.
+// liveRates reads every replica's published counters from the shared
+// Redis. This replica's own row is always fresh, whatever Redis holds for it.
 func (s *Server) liveRates(ctx context.Context, now time.Time) ([]liveRate, error) {
-	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
-	defer cancel()
-	conn, err := s.sessions.pool.GetContext(ctx)
+	var keys []string
+	var vals [][]byte
+	err := s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		cursor := "0"
+		for {
+			reply, err := redis.Values(redis.DoContext(conn, ctx, "SCAN", cursor, "MATCH", liveKeyPrefix+"*", "COUNT", 1000))
+			if err != nil {
+				return err
+			}
+			var batch []string
+			if _, err := redis.Scan(reply, &cursor, &batch); err != nil {
+				return err
+			}
+			keys = append(keys, batch...)
+			if cursor == "0" {
+				break
+			}
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		var err error
+		vals, err = redis.ByteSlices(redis.DoContext(conn, ctx, "MGET", redis.Args{}.AddFlat(keys)...))
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer conn.Close()
-	var keys []string
-	cursor := "0"
-	for {
-		reply, err := redis.Values(redis.DoContext(conn, ctx, "SCAN", cursor, "MATCH", liveKeyPrefix+"*", "COUNT", 1000))
-		if err != nil {
-			return nil, err
-		}
-		var batch []string
-		if _, err := redis.Scan(reply, &cursor, &batch); err != nil {
-			return nil, err
-		}
-		keys = append(keys, batch...)
-		if cursor == "0" {
-			break
-		}
 	}
 	rates := []liveRate{s.liveRate(now)}
-	if len(keys) == 0 {
-		return rates, nil
-	}
-	vals, err := redis.ByteSlices(redis.DoContext(conn, ctx, "MGET", redis.Args{}.AddFlat(keys)...))
-	if err != nil {
-		return nil, err
-	}
 	for _, v := range vals {
 		var lr liveRate
 		if v == nil || json.Unmarshal(v, &lr) != nil || lr.Replica == s.cfg.Replica {
@@ -481,8 +362,8 @@ func (s *Server) handleLive() http.Handler {
 		v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
 			Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
 		rates := []liveRate{s.liveRate(now)}
-		if s.sessions.pool == nil {
-			v.Note = "In memory mode the replicas share nothing, so each shows its own; reload to land on another."
+		if s.redis == nil {
+			v.Note = "These replicas share no Redis, so each shows its own; reload to land on another."
 		} else if all, err := s.liveRates(r.Context(), now); err != nil {
 			v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."
 		} else {

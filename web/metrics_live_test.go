@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/statelab/shop/web"
+	"github.com/statelab/shop/session"
 )
 
 // TestMetricsLive: /metrics/live counts this replica's requests in both
@@ -13,7 +13,7 @@ import (
 // Redis, each by name.
 func TestMetricsLive(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
-		shop := newShop(t, web.StoreMemory)
+		shop := newShop(t, session.Memory)
 		c := shop.client()
 		for range 3 {
 			c.get("/")
@@ -38,10 +38,9 @@ func TestMetricsLive(t *testing.T) {
 		}
 	})
 	t.Run("redis", func(t *testing.T) {
-		shop := newShop(t, web.StoreRedis)
-		sessions := web.NewRedisSessions(shop.redis.Addr(), true)
-		t.Cleanup(func() { sessions.Close() })
-		other := (&testShop{t: t, db: shop.db, redis: shop.redis}).serve(sessions, shop.db, "shop2")
+		shop := newShop(t, session.Redis)
+		other := &testShop{t: t, db: shop.db, redis: shop.redis}
+		other.serve(other.parts(session.Redis, "shop2", true), shop.db, "shop2")
 		shop.client().get("/")
 		other.client().get("/")
 		var r *response

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -139,11 +140,53 @@ func (s *Server) withHeaders(next http.Handler) http.Handler {
 		if r.Header.Get("X-Shop-Sticky") == "1" {
 			s.pinRoute(w, r)
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = s.boundBody(w, r)
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// DefaultBodyTimeout is how long a request body may take to arrive; see
+// Config.BodyTimeout.
+const DefaultBodyTimeout = 5 * time.Second
+
+// boundBody caps the body at MaxBodyBytes and gives it BodyTimeout to
+// arrive: a client that announces 100 bytes and sends 10 gets a 408 then,
+// instead of holding a handler (and its session's lock) until the server's
+// ReadTimeout. Once the whole body is read the deadline is lifted again:
+// left in place it would end the request's context for a handler that is
+// merely slow after reading (net/http watches the connection with it).
+func (s *Server) boundBody(w http.ResponseWriter, r *http.Request) io.ReadCloser {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)); err != nil {
+		return body // a writer without deadlines (a test recorder): nothing to lift
+	}
+	return &deadlineBody{ReadCloser: body, rc: rc, header: w.Header()}
+}
+
+// deadlineBody lifts the connection's read deadline when the body ends, and
+// closes the connection after the reply when it does not: the rest of a
+// broken body must not be read as the next request.
+type deadlineBody struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	header http.Header
+	done   bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.done {
+		b.done = true
+		if err == io.EOF {
+			b.rc.SetReadDeadline(time.Time{})
+		} else {
+			b.header.Set("Connection", "close")
+		}
+	}
+	return n, err
 }
 
 // withNoStore keeps every page out of caches: each one shows this visitor's

@@ -55,7 +55,7 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		rb.CartRev = info.Cart.Rev
 		p.CartCount = info.Cart.Count()
 		if info.AccountID != 0 {
-			p.Account = s.sessions.manager.GetString(r.Context(), keyAccountEmail)
+			p.Account = info.AccountEmail
 		}
 	case info.HadCookie:
 		rb.State = templates.SessionUnknown

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/internal/redisclient"
 )
 
 // Login attempts allowed per account and client address in one window.
@@ -82,7 +83,7 @@ func (l *memoryLimiter) Reset(_ context.Context, key string) error {
 
 // redisLimiter is the shared limiter of redis mode: a fixed window counter
 // per key that every replica increments.
-type redisLimiter struct{ pool *redis.Pool }
+type redisLimiter struct{ rc *redisclient.Client }
 
 // limitKey hashes the account and address, so neither sits in Redis in clear.
 func limitKey(key string) string {
@@ -97,7 +98,7 @@ var reserveScript = redis.NewScript(1, `local n = redis.call("INCR", KEYS[1]) if
 
 func (l redisLimiter) Reserve(ctx context.Context, key string) (bool, error) {
 	var n int
-	err := withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) (err error) {
+	err := l.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
 		n, err = redis.Int(reserveScript.DoContext(ctx, conn, limitKey(key), loginWindow.Milliseconds()))
 		return err
 	})
@@ -108,7 +109,7 @@ func (l redisLimiter) Reserve(ctx context.Context, key string) (bool, error) {
 }
 
 func (l redisLimiter) Reset(ctx context.Context, key string) error {
-	err := withRedis(ctx, l.pool, func(ctx context.Context, conn redis.Conn) error {
+	err := l.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
 		_, err := redis.DoContext(conn, ctx, "DEL", limitKey(key))
 		return err
 	})

@@ -2,8 +2,6 @@ package web_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/web"
 )
 
@@ -22,14 +21,7 @@ import (
 // for Announce.
 func (ts *testShop) replicaAt(name string, kind string) (*httptest.Server, *web.Server) {
 	ts.t.Helper()
-	var sessions *web.Sessions
-	if kind == web.StoreRedis {
-		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
-	} else {
-		sessions = web.NewMemorySessions(true)
-	}
-	ts.t.Cleanup(func() { sessions.Close() })
-	srv := web.NewServer(web.Config{Replica: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ts.db, sessions)
+	srv := ts.newServer(ts.parts(kind, name, true), ts.db, web.Config{Replica: name})
 	hs := httptest.NewServer(srv)
 	ts.t.Cleanup(hs.Close)
 	return hs, srv
@@ -87,7 +79,7 @@ func TestRibbon(t *testing.T) {
 			if rb.state != "known" || rb.born != "shop1" || rb.writer != "shop1" || rb.rev != "1" || rb.unknown != "" {
 				t.Errorf("same replica: ribbon %+v, want known, born and written on shop1, cart version 1", rb)
 			}
-			wantLives := map[string]string{web.StoreMemory: "your cart lives only in shop1's memory", web.StoreRedis: "your cart lives in Redis, shared by every replica"}[kind]
+			wantLives := map[string]string{session.Memory: "your cart lives only in shop1's memory", session.Redis: "your cart lives in Redis, shared by every replica"}[kind]
 			if got := r.testid("cart-lives"); got != wantLives {
 				t.Errorf("same replica: ribbon says %q, want %q", got, wantLives)
 			}
@@ -103,11 +95,11 @@ func TestRibbon(t *testing.T) {
 				t.Errorf("other replica: served by %q, trail %q", rb.servedBy, rb.trail)
 			}
 			switch kind {
-			case web.StoreRedis:
+			case session.Redis:
 				if rb.state != "known" || rb.born != "shop1" || rb.writer != "shop1" || r.testid("cart-count") != "2" {
 					t.Errorf("redis, other replica: ribbon %+v, cart %q; want the cart born and written on shop1", rb, r.testid("cart-count"))
 				}
-			case web.StoreMemory:
+			case session.Memory:
 				want := "this replica has never seen your session: with memory sessions, your cart lives on shop1"
 				if rb.state != "unknown" || rb.home != "shop1" || !strings.Contains(rb.stateText, want) {
 					t.Errorf("memory, other replica: ribbon %+v\nwant it to say %q", rb, want)
@@ -120,13 +112,13 @@ func TestRibbon(t *testing.T) {
 			// Unknown session: the replica that issued it restarted (memory),
 			// or the store lost it (redis).
 			switch kind {
-			case web.StoreMemory:
+			case session.Memory:
 				restarted, _ := shop.replicaAt("shop1", kind)
 				rb = ribbonOf(c.at(restarted.URL).get("/"))
 				if rb.state != "unknown" || !strings.Contains(rb.stateText, "this replica created your session but no longer has it") {
 					t.Errorf("memory, restarted replica: ribbon %+v", rb)
 				}
-			case web.StoreRedis:
+			case session.Redis:
 				req, _ := http.NewRequest(http.MethodGet, shop.srv.URL+"/", nil)
 				req.Header.Set("Cookie", "session="+strings.Repeat("A", 43))
 				rb = ribbonOf(shop.client().do(req))
@@ -142,7 +134,7 @@ func TestRibbon(t *testing.T) {
 // session and has no trustworthy record of where it was born says so
 // without naming a replica. A forged or stale session_home is ignored.
 func TestRibbonUnknownWithoutHome(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	for name, cookie := range map[string]string{
 		"no home cookie":     "",
 		"home of another":    "; session_home=shop7.00000000",
@@ -160,7 +152,7 @@ func TestRibbonUnknownWithoutHome(t *testing.T) {
 // TestTrailCookie: the trail is strictly parsed, capped at five, HttpOnly
 // and SameSite=Lax, and not rewritten when it does not change.
 func TestTrailCookie(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	for _, tc := range []struct{ sent, want string }{
 		{"", "shop1"},
 		{"shop9.shop8", "shop9 shop8 shop1"},
@@ -239,7 +231,7 @@ func TestSessionInspector(t *testing.T) {
 			if first, _ := r.doc.Find(`[data-testid="story"]`).First().Attr("data-store"); first != kind || r.count("story") != 2 {
 				t.Errorf("stories: first %q of %d, want %s first of 2", first, r.count("story"), kind)
 			}
-			if kind == web.StoreRedis {
+			if kind == session.Redis {
 				// A write in flight on another replica holds the lock in Redis.
 				conn, err := redis.Dial("tcp", shop.redis.Addr())
 				if err != nil {
@@ -260,7 +252,7 @@ func TestSessionInspector(t *testing.T) {
 // TestInspectorShowsRenewal: after a login-style renewal the inspector says
 // the token changed and why.
 func TestInspectorShowsRenewal(t *testing.T) {
-	shop := newShop(t, web.StoreMemory)
+	shop := newShop(t, session.Memory)
 	c := shop.client()
 	c.add(1, 1)
 	before := c.cookie("session")
@@ -281,16 +273,16 @@ func TestInspectorShowsRenewal(t *testing.T) {
 // replicas see each other's announcements, which vanish when the announcer
 // stops.
 func TestClusterView(t *testing.T) {
-	t.Run(web.StoreMemory, func(t *testing.T) {
-		shop := newShop(t, web.StoreMemory)
+	t.Run(session.Memory, func(t *testing.T) {
+		shop := newShop(t, session.Memory)
 		r := shop.client().get("/cluster")
 		if r.status != 200 || r.count("member") != 1 || r.count("cluster-memory") != 1 {
 			t.Errorf("GET /cluster: %d, %d members, memory note %d", r.status, r.count("member"), r.count("cluster-memory"))
 		}
 	})
-	t.Run(web.StoreRedis, func(t *testing.T) {
-		shop := newShop(t, web.StoreRedis)
-		_, shop2 := shop.replicaAt("shop2", web.StoreRedis)
+	t.Run(session.Redis, func(t *testing.T) {
+		shop := newShop(t, session.Redis)
+		_, shop2 := shop.replicaAt("shop2", session.Redis)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { shop2.Announce(ctx, "127.0.0.1:9999"); close(done) }()

@@ -13,8 +13,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/a-h/templ"
+	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -41,6 +44,10 @@ type Config struct {
 	Replica string
 	// Logger receives one line per request and every 5xx.
 	Logger *slog.Logger
+	// Metrics receives the server's counters. main hands the same Metrics
+	// to the session store as its Observer; nil makes a fresh one that sees
+	// no store operations.
+	Metrics *Metrics
 	// TrustedProxies are the addresses whose X-Forwarded-For and
 	// X-Forwarded-Proto are believed (nginx). Nil means loopback and the
 	// private ranges, where nginx sits in the Procfile and compose clusters.
@@ -49,37 +56,50 @@ type Config struct {
 	// more may queue; past that a login or register is a 503 at once). 0
 	// means GOMAXPROCS.
 	PasswordHashers int
+	// BodyTimeout is how long a request body may take to arrive before the
+	// request is a 408; 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Server is one replica's HTTP handler.
 type Server struct {
 	cfg      Config
 	db       Store
-	sessions *Sessions
+	sessions session.Store
+	// redis is Redis as a shared service (login limiter, presence, live
+	// metrics); nil when the replicas share nothing and each keeps its own.
+	redis    *redisclient.Client
 	log      *slog.Logger
 	catalog  catalogCache
-	metrics  *metrics
+	metrics  *Metrics
 	limiter  loginLimiter
 	hashers  *hashGate
 	draining atomic.Bool
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database and the session backend.
-func NewServer(cfg Config, db Store, sessions *Sessions) *Server {
+// NewServer wires the routes over the database, the session store and,
+// when rc is not nil, a Redis that the replicas share for what is not a
+// session: login failure counts, who is up (/cluster), live metrics.
+func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, hashers: newHashGate(cfg.PasswordHashers)}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(cfg.Replica, sessions.Kind())
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
-	s.metrics = newMetrics(cfg.Replica, sessions.Kind())
-	sessions.instrument(s.metrics)
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies
 	}
-	if pool := sessions.Pool(); pool != nil {
-		s.limiter = redisLimiter{pool: pool}
+	if rc != nil {
+		s.limiter = redisLimiter{rc: rc}
+		s.metrics.watchRedis(rc)
 	} else {
 		s.limiter = newMemoryLimiter()
 	}
@@ -110,7 +130,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	buf := bufferPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufferPool.Put(buf)
-	if err := c.Render(r.Context(), buf); err != nil {
+	// Rendering into a buffer needs the request's values, not its liveness: a
+	// request whose context ended (its client left, or its body broke off)
+	// still gets its page; whoever is left to read it decides.
+	if err := c.Render(context.WithoutCancel(r.Context()), buf); err != nil {
 		s.log.ErrorContext(r.Context(), "render failed", "err", err)
 		http.Error(w, "The page could not be rendered.", http.StatusInternalServerError)
 		return

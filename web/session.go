@@ -2,27 +2,22 @@ package web
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/alexedwards/scs/v2"
+	"github.com/statelab/shop/session"
 )
 
-// ErrSessionStore wraps every failure of the session store: it becomes a 503.
+// ErrSessionStore wraps every failure of the session store or of a shared
+// service the request needs: it becomes a 503.
 var ErrSessionStore = errors.New("session store unavailable")
 
-// Session keys. Values are strings or json.RawMessage (see jsonCodec).
-const (
-	keySID     = "sid"        // stable identity, survives token renewal; owns anonymous orders
-	keyBorn    = "born"       // replica that created the session
-	keyBornAt  = "born_at"    // RFC 3339
-	keyWriter  = "writer"     // replica that last wrote it
-	keyCart    = "cart"       // json.RawMessage, see EncodeCart
-	keyAccount = "account_id" // decimal account id once logged in
-)
+// StoreTimeout bounds what /readyz and /cluster wait for the database and
+// the session store: no probe waits longer, whatever state they are in.
+const StoreTimeout = time.Second
 
 type ctxKey int
 
@@ -31,10 +26,9 @@ const sessionStateKey ctxKey = iota
 // requestSession is what the session middleware learned about this request's
 // session, kept in its context.
 type requestSession struct {
-	// available is false when the store did not answer: the context then
-	// carries no scs data and every scs call would panic.
-	available bool
-	// hadCookie: the browser sent a well-formed session cookie.
+	// sess is the loaded session; nil when the store did not answer.
+	sess *session.Session
+	// hadCookie: the browser sent a session cookie the store could read.
 	hadCookie bool
 }
 
@@ -43,20 +37,15 @@ func sessionOf(ctx context.Context) requestSession {
 	return rs
 }
 
-// sessionCookie returns the token from a well-formed session cookie, or "".
-// scs tokens are 43 characters of unpadded base64url; anything else is
-// garbage and is treated as no cookie (a fresh session, never a 5xx).
+// available reports whether the store answered for this request.
+func (rs requestSession) available() bool { return rs.sess != nil }
+
+// sessionCookie is the session cookie's value as the browser sent it, ""
+// without one. What it means is the store's business.
 func sessionCookie(r *http.Request) string {
 	c, err := r.Cookie("session")
-	if err != nil || len(c.Value) != 43 {
+	if err != nil {
 		return ""
-	}
-	for i := 0; i < len(c.Value); i++ {
-		switch ch := c.Value[i]; {
-		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
-		default:
-			return ""
-		}
 	}
 	return c.Value
 }
@@ -66,66 +55,59 @@ func isWrite(r *http.Request) bool {
 	return r.Method != http.MethodGet && r.Method != http.MethodHead
 }
 
-// withSession loads the session, runs next into a buffer, commits the session
-// if next changed it, and only then writes the response. It replaces scs's
-// LoadAndSave, which turns a store error into a bare 500 before the handler
-// runs and saves on the first Write, tearing the response if the save fails.
+// withSession loads the session, runs next into a buffer, saves the session
+// if next changed it, and only then writes the response: a store error
+// degrades the request instead of becoming a bare 500, and a failed save
+// becomes a clean 503 page instead of a torn response.
 //
-// With the session lock on, a write takes its session's lock before the load
-// and holds it past the commit, so two replicas never interleave
-// read-modify-write cycles on one cart.
+// A write loads its session for writing: with the session lock on, the
+// store takes the session's lock as it loads it and releases it as it
+// saves, so two replicas never interleave read-modify-write cycles on one
+// cart.
 func (s *Server) withSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := sessionCookie(r)
-		rs := requestSession{hadCookie: token != ""}
-		if token != "" && isWrite(r) {
-			ctx, cancel := context.WithTimeout(r.Context(), LockWait)
-			unlock, err := s.sessions.locks.Lock(ctx, token)
-			cancel()
-			if err != nil {
-				s.serveError(w, r, err)
-				return
-			}
-			defer unlock()
-		}
-
-		ctx, err := s.sessions.manager.Load(r.Context(), token)
+		sess, err := s.sessions.Load(r.Context(), sessionCookie(r), isWrite(r))
 		switch {
-		case errors.Is(err, errBadSessionData):
-			s.log.WarnContext(r.Context(), "undecodable session; starting a fresh one", "err", err)
-			ctx, err = s.sessions.manager.Load(r.Context(), "")
+		case errors.Is(err, session.ErrLockTimeout):
+			s.serveError(w, r, err)
+			return
 		case err != nil:
 			// Degrade: the request goes on without a session; pages that can
 			// live without one show a notice, the others answer 503.
 			s.log.WarnContext(r.Context(), "session store unavailable", "err", err)
-			ctx = r.Context()
+		case sess.Dropped() != "":
+			s.log.WarnContext(r.Context(), "session dropped", "why", sess.Dropped())
 		}
-		rs.available = err == nil
-		r = r.WithContext(context.WithValue(ctx, sessionStateKey, rs))
+		defer sess.Release() // a write that changed nothing
+		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent()}
+		if sess == nil {
+			// Whether the cookie was readable is unknown; any cookie counts.
+			rs.hadCookie = sessionCookie(r) != ""
+		}
+		r = r.WithContext(context.WithValue(r.Context(), sessionStateKey, rs))
 
 		rec := newRecorder()
 		defer rec.free()
 		next.ServeHTTP(rec, r)
 
-		if rs.available && s.sessions.manager.Status(r.Context()) != scs.Unmodified {
-			token, expiry, err := s.sessions.manager.Commit(r.Context())
+		if sess != nil && sess.Modified() {
+			cookie, expires, err := s.sessions.Save(r.Context(), sess)
 			if err != nil {
 				s.serveError(w, r, errors.Join(ErrSessionStore, err))
 				return
 			}
-			s.setSessionCookie(rec, r, token, expiry)
+			s.setSessionCookie(rec, r, cookie, expires)
 		}
 		rec.writeTo(w)
 	})
 }
 
 // setSessionCookie writes the session cookie. Secure follows how the browser
-// reached us (directly over TLS, or TLS at a trusted nginx), which scs's
-// static cookie settings cannot express.
-func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, token string, expiry time.Time) {
+// reached us (directly over TLS, or TLS at a trusted nginx).
+func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, value string, expiry time.Time) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     "session",
-		Value:    token,
+		Value:    value,
 		Path:     "/",
 		Expires:  time.Unix(expiry.Unix()+1, 0).UTC(),
 		MaxAge:   int(time.Until(expiry).Seconds()) + 1,
@@ -137,35 +119,33 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, token 
 
 // sessionInfo is the session as the ribbon and /api/session describe it.
 type sessionInfo struct {
-	Available  bool
-	HadCookie  bool
-	Known      bool // the store had this browser's session
-	SID        string
-	Born       string
-	BornAt     string
-	LastWriter string
-	Cart       Cart
-	AccountID  int64
+	Available    bool
+	HadCookie    bool
+	Known        bool // the store had this browser's session
+	SID          string
+	Born         string
+	BornAt       string
+	LastWriter   string
+	Cart         Cart
+	AccountID    int64
+	AccountEmail string
 }
 
 // session reads this request's session. It fails with ErrSessionStore when the
 // store did not answer.
 func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 	rs := sessionOf(ctx)
-	info := sessionInfo{Available: rs.available, HadCookie: rs.hadCookie}
-	if !rs.available {
+	info := sessionInfo{Available: rs.available(), HadCookie: rs.hadCookie}
+	if !rs.available() {
 		return info, ErrSessionStore
 	}
-	m := s.sessions.manager
-	info.Known = m.Token(ctx) != ""
-	info.SID = m.GetString(ctx, keySID)
-	info.Born = m.GetString(ctx, keyBorn)
-	info.BornAt = m.GetString(ctx, keyBornAt)
-	info.LastWriter = m.GetString(ctx, keyWriter)
-	if id, err := strconv.ParseInt(m.GetString(ctx, keyAccount), 10, 64); err == nil {
-		info.AccountID = id
-	}
-	if raw, ok := m.Get(ctx, keyCart).(json.RawMessage); ok {
+	sess := rs.sess
+	info.Known = sess.Known()
+	info.SID = sess.SID()
+	info.Born, info.BornAt = sess.Born()
+	info.LastWriter = sess.Writer()
+	info.AccountID, info.AccountEmail = sess.Account()
+	if raw := sess.Cart(); raw != nil {
 		cart, err := DecodeCart(raw)
 		if err != nil {
 			// A cart we cannot read is dropped rather than failing every page.
@@ -180,9 +160,11 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 // last writer (and as its birthplace, if it is new). A logged-in cart is also
 // saved with the account, so it outlives the session.
 func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error {
-	s.touchSession(ctx)
 	b := EncodeCart(cart)
-	s.sessions.manager.Put(ctx, keyCart, json.RawMessage(b))
+	if sess := sessionOf(ctx).sess; sess != nil {
+		sess.Touch(s.cfg.Replica)
+		sess.SetCart(b)
+	}
 	if accountID != 0 {
 		return s.db.SaveCart(ctx, accountID, b)
 	}
@@ -190,16 +172,17 @@ func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error
 }
 
 // touchSession marks a write by this replica; it creates the session's
-// identity on its first write.
+// identity on its first write, and returns it.
 func (s *Server) touchSession(ctx context.Context) string {
-	m := s.sessions.manager
-	sid := m.GetString(ctx, keySID)
-	if sid == "" {
-		sid = randomToken(16)
-		m.Put(ctx, keySID, sid)
-		m.Put(ctx, keyBorn, s.cfg.Replica)
-		m.Put(ctx, keyBornAt, time.Now().UTC().Format(time.RFC3339))
+	if sess := sessionOf(ctx).sess; sess != nil {
+		return sess.Touch(s.cfg.Replica)
 	}
-	m.Put(ctx, keyWriter, s.cfg.Replica)
-	return sid
+	return ""
+}
+
+// randomToken returns n random bytes in hex: request ids, idempotency keys.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

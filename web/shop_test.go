@@ -15,7 +15,9 @@ import (
 	"testing"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -38,24 +40,56 @@ func newShop(t *testing.T, kind string) *testShop {
 	}
 	t.Cleanup(func() { db.Close() })
 	ts := &testShop{t: t, db: db}
-	var sessions *web.Sessions
-	if kind == web.StoreRedis {
+	if kind == session.Redis {
 		ts.redis = testenv.StartRedis(t)
-		sessions = web.NewRedisSessions(ts.redis.Addr(), true)
-	} else {
-		sessions = web.NewMemorySessions(true)
 	}
-	t.Cleanup(func() { sessions.Close() })
-	return ts.serve(sessions, db, "shop1")
+	return ts.serve(ts.parts(kind, "shop1", true), db, "shop1")
 }
 
-func (ts *testShop) serve(sessions *web.Sessions, db *store.DB, replica string) *testShop {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(&testWriter{ts.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+// replicaParts is what main builds for one replica: its session store,
+// observed by its metrics, and the Redis client the replicas share (nil
+// without one).
+type replicaParts struct {
+	sessions session.Store
+	redis    *redisclient.Client
+	metrics  *web.Metrics
+}
+
+// parts builds a replica's parts over ts's Redis, closed when the test ends.
+func (ts *testShop) parts(kind, replica string, lock bool) replicaParts {
+	ts.t.Helper()
+	p := replicaParts{metrics: web.NewMetrics(replica, kind)}
+	o := session.Options{Lock: lock, Observer: p.metrics}
+	switch kind {
+	case session.Redis:
+		p.redis = redisclient.New(redisclient.Config{Addr: ts.redis.Addr()})
+		p.sessions = session.NewRedis(p.redis, o)
+	default:
+		p.sessions = session.NewMemory(o)
 	}
-	srv := web.NewServer(web.Config{Replica: replica, Logger: log}, db, sessions)
-	ts.srv = httptest.NewServer(srv)
+	ts.t.Cleanup(func() {
+		p.sessions.Close()
+		if p.redis != nil {
+			p.redis.Close()
+		}
+	})
+	return p
+}
+
+// newServer is a replica's handler over p.
+func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web.Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if testing.Verbose() {
+			cfg.Logger = slog.New(slog.NewTextHandler(&testWriter{ts.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+	}
+	cfg.Metrics = p.metrics
+	return web.NewServer(cfg, db, p.sessions, p.redis)
+}
+
+func (ts *testShop) serve(p replicaParts, db *store.DB, replica string) *testShop {
+	ts.srv = httptest.NewServer(ts.newServer(p, db, web.Config{Replica: replica}))
 	ts.t.Cleanup(ts.srv.Close)
 	return ts
 }
@@ -170,4 +204,4 @@ func sessionCookieSet(r *response) bool {
 	return false
 }
 
-func stores() []string { return []string{web.StoreMemory, web.StoreRedis} }
+func stores() []string { return session.Kinds() }

@@ -25,6 +25,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/statelab/shop/session"
 )
 
 const (
@@ -36,7 +38,7 @@ const (
 	maxTrailName = 32
 	// clientCookieAge matches the session lifetime: the cookies describe a
 	// session and need not outlive it.
-	clientCookieAge = sessionLifetime
+	clientCookieAge = session.Lifetime
 	// homeTagLen is how many hex digits of the token's hash session_home keeps:
 	// enough to tell tokens apart, far too few to learn anything about one.
 	homeTagLen = 8

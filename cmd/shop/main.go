@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
 )
@@ -66,7 +68,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	var lock, drain, level, trusted string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
-	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", web.StoreMemory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
+	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
 	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
@@ -86,8 +88,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
 
-	if c.sessionStore != web.StoreMemory && c.sessionStore != web.StoreRedis {
-		return c, fmt.Errorf("shop: -session-store %q: allowed values are memory and redis", c.sessionStore)
+	if err := session.CheckKind(c.sessionStore); err != nil {
+		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
 	}
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
@@ -162,19 +164,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer db.Close()
 
-	var sessions *web.Sessions
-	if cfg.sessionStore == web.StoreRedis {
-		sessions = web.NewRedisSessions(cfg.redisAddr, cfg.sessionLock)
-		if err := sessions.Ping(ctx); err != nil {
+	// Redis as a shared service (login limiter, presence, live metrics) is
+	// main's to hand out, apart from Redis as a session store: memory
+	// replicas share nothing, redis replicas share this one client.
+	var rc *redisclient.Client
+	if cfg.sessionStore == session.Redis {
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr})
+		defer rc.Close()
+		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
 			log.Warn("redis not answering at start; not ready until it does", "redis", cfg.redisAddr, "err", err)
 		}
-	} else {
-		sessions = web.NewMemorySessions(cfg.sessionLock)
+	}
+	metrics := web.NewMetrics(cfg.replica, cfg.sessionStore)
+	opts := session.Options{Lock: cfg.sessionLock, Observer: metrics}
+	var sessions session.Store
+	switch cfg.sessionStore {
+	case session.Redis:
+		sessions = session.NewRedis(rc, opts)
+	default:
+		sessions = session.NewMemory(opts)
 	}
 	defer sessions.Close()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, TrustedProxies: cfg.trusted}, db, sessions)
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted}, db, sessions, rc)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
@@ -197,9 +210,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
-	// In redis mode the replica announces itself to the others' /cluster
-	// page until ctx ends; waiting for it on the way out keeps the session
-	// pool (closed by a defer above) open for its last withdrawal.
+	// With a shared Redis the replica announces itself to the others'
+	// /cluster page until ctx ends; waiting for it on the way out keeps the
+	// Redis client (closed by a defer above) open for its last withdrawal.
 	announceCtx, stopAnnounce := context.WithCancel(ctx)
 	announced := make(chan struct{})
 	go func() { defer close(announced); srv.Announce(announceCtx, ln.Addr().String()) }()

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/session"
 )
 
 // Options shape a run. The zero value is the full bench.
@@ -141,8 +142,10 @@ type Result struct {
 	Replicas    []Measurement // catalog, redis, at 1..4 replicas
 	Concurrency []Measurement // catalog, redis, at 10, 100, 1000 workers
 	Sessions    []SessionPoint
-	Goals       []Goal
-	Notes       []string
+	// Databases is catalog and checkout on SQLite and on PostgreSQL.
+	Databases []DatabaseMeasurement
+	Goals     []Goal
+	Notes     []string
 }
 
 // ClusterMemory is resident memory after the load.
@@ -215,7 +218,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 			c.Close()
 		}
 	}()
-	for _, store := range []string{"memory", "redis"} {
+	for _, store := range session.Kinds() {
 		start := time.Now()
 		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin, Dir: filepath.Join(dir, store),
 			// Info logs cost a JSON line per request on a 2-core machine;
@@ -249,11 +252,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	// the goal is about.
 	for _, page := range pages {
 		var jobs []job
-		for _, store := range []string{"memory", "redis"} {
+		for _, store := range session.Kinds() {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), PageHealthz, nil, slug), page: PageHealthz, store: store})
 		}
-		for _, store := range []string{"memory", "redis"} {
+		for _, store := range session.Kinds() {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), page, shoppers[store], slug), page: page, store: store})
 		}
@@ -304,6 +307,14 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		}
 		delete(clusters, store)
 	}
+	// After the session clusters are gone: the database clusters take turns
+	// with each other, not with them.
+	dbs, err := databaseBench(ctx, o, bin, dir, logf)
+	if err != nil {
+		return res, err
+	}
+	res.Databases = dbs
+
 	res.Took = time.Since(res.Started)
 	res.Goals = goals(res)
 	res.printTable(w)
@@ -318,6 +329,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	for _, m := range append(slices.Clone(res.Measurements), res.Limit["redis"], res.Limit["memory"]) {
 		if m.Success < 0.99 {
 			errs = append(errs, fmt.Errorf("bench: %s (%s): only %.1f%% of requests succeeded: %s", m.Page, m.Store, m.Success*100, strings.Join(m.Errors, "; ")))
+		}
+	}
+	for _, m := range res.Databases {
+		if m.Success < 0.99 {
+			errs = append(errs, fmt.Errorf("bench: %s on %s: only %.1f%% of requests succeeded: %s", m.Page, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
 	return res, errors.Join(errs...)

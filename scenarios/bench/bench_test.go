@@ -19,6 +19,7 @@ import (
 // is: speed goals live in the bench's output.
 func TestShortRun(t *testing.T) {
 	testenv.Require(t, "nginx", "redis-server")
+	testenv.RequirePostgres(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	doc := filepath.Join(t.TempDir(), "benchmarks.md")
@@ -34,6 +35,14 @@ func TestShortRun(t *testing.T) {
 	for _, m := range res.Measurements {
 		if m.Throughput <= 0 || m.OpenP50 <= 0 {
 			t.Errorf("%s (%s): nothing measured: %+v", m.Page, m.Store, m)
+		}
+	}
+	if got := len(res.Databases); got != 4 {
+		t.Errorf("%d database measurements, want catalog and checkout × sqlite and postgres", got)
+	}
+	for _, m := range res.Databases {
+		if m.Throughput <= 0 || m.P50 <= 0 {
+			t.Errorf("%s on %s: nothing measured: %+v", m.Page, m.Database, m)
 		}
 	}
 	if res.Limit["redis"].Throughput <= 0 {
@@ -57,7 +66,7 @@ func TestShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Goals", "## Pages", "go test ./scenarios/bench", "CPUs"} {
+	for _, want := range []string{"## Goals", "## Pages", "## Database", "go test ./scenarios/bench", "CPUs"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}

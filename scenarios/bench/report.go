@@ -251,9 +251,46 @@ func (r Result) printTable(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(r.Databases) > 0 {
+		fmt.Fprintln(w)
+		r.printDatabaseTable(w)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
+}
+
+func (r Result) printDatabaseTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	h, rows := r.databaseRows()
+	fmt.Fprintln(tw, strings.Join(h, "\t"))
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+}
+
+// databaseRows is the database table: catalog and checkout on SQLite and
+// on PostgreSQL.
+func (r Result) databaseRows() (header []string, rows [][]string) {
+	header = []string{"page", "database", "max req/s (clients)", "postgres/sqlite", "p50 / p99 at max", "ok"}
+	find := func(page, db string) (DatabaseMeasurement, bool) {
+		for _, m := range r.Databases {
+			if m.Page == page && m.Database == db {
+				return m, true
+			}
+		}
+		return DatabaseMeasurement{}, false
+	}
+	for _, m := range r.Databases {
+		rel := ""
+		if lite, ok := find(m.Page, "sqlite"); ok && m.Database == "postgres" {
+			rel = fmt.Sprintf("%.0f%%", ratio(m.Throughput, lite.Throughput)*100)
+		}
+		rows = append(rows, []string{m.Page, m.Database, fmt.Sprintf("%.0f (%d)", m.Throughput, m.Workers), rel,
+			ms(m.P50) + " / " + ms(m.P99), fmt.Sprintf("%.1f%%", m.Success*100)})
+	}
+	return header, rows
 }
 
 func mdTable(b *strings.Builder, header []string, rows [][]string) {
@@ -299,6 +336,13 @@ func (r Result) Markdown() string {
 	h, rows := r.mainRows()
 	mdTable(&b, h, rows)
 	b.WriteString("`allocs/req`: heap allocations in the replicas per request during the closed run, from their `/metrics` (`go_memstats_mallocs_total` over `shop_http_requests_total`).\n\n")
+
+	if len(r.Databases) > 0 {
+		b.WriteString("## Database: SQLite and PostgreSQL\n\n")
+		fmt.Fprintf(&b, "Two more clusters, one after the session clusters are closed: nginx (sticky) + 3 replicas with redis sessions, one over a SQLite file, one over a PostgreSQL 15 server (`fsync` on, `synchronous_commit=off`, which is what SQLite's `synchronous=NORMAL` in WAL mode promises too), started by the harness on the same machine. They take turns round by round. The catalog is cached in each replica, so the database should not show; a checkout adds one unit to a cart, then times `POST /checkout` (an order, its line and a stock decrement in one transaction), %d shoppers back to back, at most %d orders per database so the seeded stock lasts.\n\n", r.Options.Workers, orderBudget)
+		h, rows := r.databaseRows()
+		mdTable(&b, h, rows)
+	}
 
 	b.WriteString("## Memory after the load\n\n")
 	rows = nil

@@ -23,6 +23,7 @@ import (
 
 	"github.com/statelab/shop/deploy"
 	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/session"
 )
 
 // Options describe a cluster. The zero value is three replicas with Redis
@@ -79,8 +80,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Store == "" {
 		o.Store = "redis"
 	}
-	if o.Store != "memory" && o.Store != "redis" {
-		return o, fmt.Errorf("cluster: Store %q: want memory or redis", o.Store)
+	if err := session.CheckKind(o.Store); err != nil {
+		return o, fmt.Errorf("cluster: Store %q: %v", o.Store, err)
 	}
 	if o.LB == "" {
 		o.LB = deploy.PolicyRoundRobin

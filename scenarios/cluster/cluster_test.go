@@ -377,19 +377,19 @@ func get(t *testing.T, client *http.Client, url string) http.Header {
 	return h
 }
 
-type session struct {
+type sessionReply struct {
 	Replica string `json:"replica"`
 	Store   string `json:"store"`
 }
 
-func apiSession(t *testing.T, client *http.Client, base string) session {
+func apiSession(t *testing.T, client *http.Client, base string) sessionReply {
 	t.Helper()
 	resp, err := client.Get(base + "/api/session")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var s session
+	var s sessionReply
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /api/session: %s, %v", resp.Status, err)
 	}

@@ -89,6 +89,9 @@ type LocalDriver struct {
 	Env    []string  // extra KEY=value for every replica (tests use it to break a cluster on purpose)
 	AddEnv []string  // extra KEY=value for replicas added by "add replica"
 	Stdout io.Writer // optional copy of every process's output
+	// Database is the replicas' database: "sqlite" (default) or
+	// "postgres" (cluster.Options.Database).
+	Database string
 
 	c      *cluster.Cluster
 	drains map[string]time.Duration
@@ -115,6 +118,7 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 		Dir:        d.Dir,
 		Env:        env,
 		ReplicaEnv: d.drainEnv,
+		Database:   d.Database,
 		Stdout:     d.Stdout,
 	})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/statelab/shop/session"
 )
 
 // Script is a parsed scenario.
@@ -63,7 +65,7 @@ type configKey struct {
 // configKeys are the keys a configuration has, in the order they are
 // written.
 var configKeys = []configKey{
-	{"store", []string{"memory", "redis"}, func(c *Config) *string { return &c.Store }},
+	{"store", session.Kinds(), func(c *Config) *string { return &c.Store }},
 	{"lb", []string{"roundrobin", "sticky"}, func(c *Config) *string { return &c.LB }},
 	{"lock", []string{"on", "off"}, func(c *Config) *string { return &c.Lock }},
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},

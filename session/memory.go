@@ -1,0 +1,204 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// memoryCleanup is how often the memory store drops expired sessions.
+const memoryCleanup = time.Minute
+
+// MemoryStore keeps sessions in this process: the stateful choice. A
+// session lives and dies with the replica that created it, and so only
+// this process can write it: its lock is an in-process mutex.
+type MemoryStore struct {
+	obs   Observer
+	locks *memoryLocks // nil with the lock off
+
+	mu    sync.RWMutex
+	items map[string]memoryItem
+
+	stop chan struct{}
+	once sync.Once
+}
+
+type memoryItem struct {
+	b       []byte // the encoded session, as a shared store would hold it
+	expires time.Time
+}
+
+// NewMemory returns an empty memory store. Close stops its cleanup.
+func NewMemory(o Options) *MemoryStore {
+	m := &MemoryStore{obs: o.observer(), items: make(map[string]memoryItem), stop: make(chan struct{})}
+	if o.Lock {
+		m.locks = &memoryLocks{locks: make(map[string]*keyLock)}
+	}
+	go m.cleanup()
+	return m
+}
+
+// Kind is Memory.
+func (m *MemoryStore) Kind() string { return Memory }
+
+// Load returns the session token names, taking its lock first for a write.
+func (m *MemoryStore) Load(ctx context.Context, cookie string, write bool) (*Session, error) {
+	token := validToken(cookie)
+	if token == "" {
+		return newSession(false, ""), nil
+	}
+	var lock *heldLock
+	if write && m.locks != nil {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(ctx, LockWait)
+		release, err := m.locks.lock(ctx, token)
+		cancel()
+		m.obs.ObserveLockWait(time.Since(start), err != nil)
+		if err != nil {
+			return nil, err
+		}
+		lock = &heldLock{release: release}
+	}
+	start := time.Now()
+	m.mu.RLock()
+	it, found := m.items[token]
+	m.mu.RUnlock()
+	found = found && time.Now().Before(it.expires)
+	m.obs.ObserveStore("find", time.Since(start), nil)
+	s := open(token, it.b, found)
+	s.lock = lock
+	return s, nil
+}
+
+// Save stores s under its token (a new one for a new or renewed session)
+// and releases its lock.
+func (m *MemoryStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
+	defer s.Release()
+	b, err := s.encode()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
+	}
+	if s.renew && s.token != "" {
+		start := time.Now()
+		m.mu.Lock()
+		delete(m.items, s.token)
+		m.mu.Unlock()
+		m.obs.ObserveStore("delete", time.Since(start), nil)
+		s.token = ""
+	}
+	if s.token == "" {
+		s.token = newToken()
+	}
+	s.renew = false
+	start := time.Now()
+	m.mu.Lock()
+	m.items[s.token] = memoryItem{b: b, expires: s.deadline}
+	m.mu.Unlock()
+	m.obs.ObserveStore("commit", time.Since(start), nil)
+	s.modified = false
+	return s.token, s.deadline, nil
+}
+
+// Ping always answers: the store is this process.
+func (m *MemoryStore) Ping(context.Context) error { return nil }
+
+// Describe tells what this process holds of s.
+func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) Description {
+	d := Description{TTL: time.Until(s.deadline), ReplicaDeath: ReplicaDeathStory(Memory, replica)}
+	if b, err := s.encode(); err == nil {
+		d.SizeBytes = len(b)
+	}
+	switch {
+	case m.locks == nil:
+		d.Lock = lockOffText
+	case m.locks.held(s.token):
+		d.Lock = "held right now by a write in this process (an in-process mutex: memory sessions only ever change here)"
+	default:
+		d.Lock = "free: an in-process mutex, taken only while a write to this session runs (memory sessions only ever change here)"
+	}
+	return d
+}
+
+// lockOffText is the inspector's word for -session-lock off.
+const lockOffText = "off (-session-lock off): concurrent writes to one cart may overwrite each other"
+
+// Close stops the cleanup. The sessions stay readable until the process
+// ends.
+func (m *MemoryStore) Close() error {
+	m.once.Do(func() { close(m.stop) })
+	return nil
+}
+
+// cleanup drops expired sessions every memoryCleanup until Close.
+func (m *MemoryStore) cleanup() {
+	tick := time.NewTicker(memoryCleanup)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-tick.C:
+			m.mu.Lock()
+			for token, it := range m.items {
+				if !now.Before(it.expires) {
+					delete(m.items, token)
+				}
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// memoryLocks is a keyed mutex: a memory session lives in one process and
+// so can only be written by that process.
+type memoryLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	ch   chan struct{} // holds one token while locked
+	refs int
+}
+
+// lock takes key's lock or fails with ErrLockTimeout when ctx ends; the
+// returned func releases it.
+func (m *memoryLocks) lock(ctx context.Context, key string) (func(), error) {
+	m.mu.Lock()
+	l := m.locks[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		m.locks[key] = l
+	}
+	l.refs++
+	m.mu.Unlock()
+
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; m.release(key, l) }, nil
+	case <-ctx.Done():
+		m.release(key, l)
+		return nil, ErrLockTimeout
+	}
+}
+
+func (m *memoryLocks) release(key string, l *keyLock) {
+	m.mu.Lock()
+	l.refs--
+	if l.refs == 0 {
+		delete(m.locks, key)
+	}
+	m.mu.Unlock()
+}
+
+// held reports whether anyone holds or waits for key's lock.
+func (m *memoryLocks) held(key string) bool {
+	if key == "" {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.locks[key]
+	return ok
+}

@@ -1,0 +1,250 @@
+package session
+
+// The Redis store: the session in a shared Redis, where every replica reads
+// and writes it. A write with the lock costs two round trips, not four: the
+// lock's SET NX carries the session's GET in one pipeline, and the commit
+// carries the unlock in another (scs's redisstore alone would make it
+// SET NX, GET, MULTI/SET/PEXPIREAT/EXEC, EVAL, each waiting for the one
+// before).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/internal/redisclient"
+)
+
+// KeyPrefix is where sessions live in Redis: scs redisstore's default, so
+// sessions written by the shop before this package read the same.
+const KeyPrefix = "scs:session:"
+
+// LockPrefix + token is a session's lock key.
+const LockPrefix = "lock:session:"
+
+// RedisStore keeps sessions in Redis: the stateless choice.
+type RedisStore struct {
+	rc   *redisclient.Client
+	obs  Observer
+	lock bool
+}
+
+// NewRedis returns a store over rc. Redis need not be up yet: requests
+// fail fast (ErrUnavailable) until it is.
+func NewRedis(rc *redisclient.Client, o Options) *RedisStore {
+	return &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock}
+}
+
+// Kind is Redis.
+func (r *RedisStore) Kind() string { return Redis }
+
+// unlockScript deletes a lock only if it still holds our value, so a holder
+// never frees a lock that expired and was taken by someone else.
+var unlockScript = redis.NewScript(1, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// Load reads the session; for a write with the lock on, the read rides in
+// the lock's pipeline.
+func (r *RedisStore) Load(ctx context.Context, cookie string, write bool) (*Session, error) {
+	token := validToken(cookie)
+	if token == "" {
+		return newSession(false, ""), nil
+	}
+	if write && r.lock {
+		return r.loadLocked(ctx, token)
+	}
+	start := time.Now()
+	var b []byte
+	err := r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
+		b, err = redis.Bytes(redis.DoContext(conn, ctx, "GET", KeyPrefix+token))
+		return err
+	})
+	found := err == nil
+	if errors.Is(err, redis.ErrNil) {
+		err = nil
+	}
+	r.obs.ObserveStore("find", time.Since(start), err)
+	if err != nil {
+		return nil, fmt.Errorf("%w: find: %w", ErrUnavailable, err)
+	}
+	return open(token, b, found), nil
+}
+
+// loadLocked takes the session's lock, retrying with backoff for at most
+// LockWait, and returns the session read in the same round trip.
+func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, LockWait)
+	defer cancel()
+	key := LockPrefix + token
+	value := randomHex(16)
+	backoff := 2 * time.Millisecond
+	for {
+		try := time.Now()
+		b, found, ok, err := r.tryLock(ctx, token, key, value)
+		if err != nil {
+			// The SET may have landed even though we saw an error (a
+			// client-side timeout after Redis applied it): release it, or the
+			// next write stalls until the lock expires. Bounded by its own
+			// timeout; the request need not wait.
+			go r.unlock(key, value)
+			if ctx.Err() != nil {
+				r.obs.ObserveLockWait(time.Since(start), true)
+				return nil, ErrLockTimeout
+			}
+			r.obs.ObserveLockWait(time.Since(start), false)
+			return nil, fmt.Errorf("%w: lock: %w", ErrUnavailable, err)
+		}
+		if ok {
+			r.obs.ObserveLockWait(time.Since(start), false)
+			r.obs.ObserveStore("find", time.Since(try), nil)
+			s := open(token, b, found)
+			s.lock = &heldLock{key: key, value: value, release: func() { r.unlock(key, value) }}
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			r.obs.ObserveLockWait(time.Since(start), true)
+			return nil, ErrLockTimeout
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 50*time.Millisecond)
+	}
+}
+
+// tryLock sends SET NX and the session's GET in one pipeline. One attempt
+// may take the client's timeout, however long the lock wait is: a stalled
+// Redis is an outage to answer in a second, not a busy lock.
+func (r *RedisStore) tryLock(ctx context.Context, token, key, value string) (b []byte, found, ok bool, err error) {
+	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		conn.Send("SET", key, value, "NX", "PX", lockTTL.Milliseconds())
+		conn.Send("GET", KeyPrefix+token)
+		if err := conn.Flush(); err != nil {
+			return err
+		}
+		set, setErr := redis.ReceiveContext(conn, ctx)
+		var getErr error
+		b, getErr = redis.Bytes(redis.ReceiveContext(conn, ctx))
+		found = getErr == nil
+		if errors.Is(getErr, redis.ErrNil) {
+			getErr = nil
+		}
+		if err := errors.Join(setErr, getErr); err != nil {
+			return err
+		}
+		ok = set != nil // nil: NX found someone else's lock
+		return nil
+	})
+	return b, found, ok, err
+}
+
+// unlock releases a lock this replica took.
+func (r *RedisStore) unlock(key, value string) {
+	// A fresh context: the request's may be done, and the lock must go anyway.
+	r.rc.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
+		_, err := unlockScript.DoContext(ctx, conn, key, value)
+		return err
+	})
+}
+
+// Save writes the session with its expiry, atomically; in the same round
+// trip it drops the old token of a renewed session and releases the lock
+// the session holds.
+func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
+	defer s.Release() // when the commit did not release it
+	b, err := s.encode()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
+	}
+	old := ""
+	if s.renew {
+		old = s.token
+		s.token = ""
+	}
+	if s.token == "" {
+		s.token = newToken()
+	}
+	start := time.Now()
+	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		key := KeyPrefix + s.token
+		if old != "" {
+			conn.Send("DEL", KeyPrefix+old)
+		}
+		conn.Send("MULTI")
+		conn.Send("SET", key, b)
+		conn.Send("PEXPIREAT", key, s.deadline.UnixMilli())
+		if s.lock == nil || s.lock.key == "" {
+			_, err := redis.DoContext(conn, ctx, "EXEC")
+			return err
+		}
+		conn.Send("EXEC")
+		// Do returns the first error among the pipeline's replies: a failed
+		// EXEC leaves the lock held, for Release to free.
+		if _, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value); err != nil {
+			return err
+		}
+		s.lock = nil
+		return nil
+	})
+	r.obs.ObserveStore("commit", time.Since(start), err)
+	if err != nil {
+		if old != "" {
+			s.token = old // nothing changed: the old token still names the session
+		}
+		return "", time.Time{}, fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
+	}
+	s.renew, s.modified = false, false
+	return s.token, s.deadline, nil
+}
+
+// Ping reports whether Redis answers.
+func (r *RedisStore) Ping(ctx context.Context) error {
+	if err := r.rc.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Describe asks Redis what it will do with the session and its lock.
+func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) Description {
+	d := Description{TTL: time.Until(s.deadline), ReplicaDeath: ReplicaDeathStory(Redis, replica)}
+	if b, err := s.encode(); err == nil {
+		d.SizeBytes = len(b)
+	}
+	if s.token != "" {
+		// What Redis itself will do, which is what matters to every replica.
+		if ms, err := r.pttl(ctx, KeyPrefix+s.token); err == nil && ms > 0 {
+			d.TTL = time.Duration(ms) * time.Millisecond
+		}
+	}
+	switch {
+	case !r.lock:
+		d.Lock = lockOffText
+	case s.token == "":
+		d.Lock = "none: no session yet"
+	default:
+		ms, err := r.pttl(ctx, LockPrefix+s.token)
+		switch {
+		case err != nil:
+			d.Lock = "unknown: Redis did not answer"
+		case ms == -2:
+			d.Lock = "free: no lock:session:<token> key in Redis; a write takes it for at most 5 s"
+		default:
+			d.Lock = fmt.Sprintf("held: lock:session:<token> exists in Redis and expires in %d ms unless its holder releases it first", ms)
+		}
+	}
+	return d
+}
+
+// pttl is PTTL key: milliseconds to live, -1 without expiry, -2 absent.
+func (r *RedisStore) pttl(ctx context.Context, key string) (ms int64, err error) {
+	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		ms, err = redis.Int64(redis.DoContext(conn, ctx, "PTTL", key))
+		return err
+	})
+	return ms, err
+}
+
+// Close does nothing: the Redis client belongs to main, which closes it.
+func (r *RedisStore) Close() error { return nil }

@@ -1,0 +1,388 @@
+// Package session keeps the shop's sessions: one Store interface, and a
+// store per place a session can live (this process's memory, a shared
+// Redis). A Store loads a typed Session for one request, takes the
+// session's write lock as part of loading it for a write, and saves it
+// again, releasing the lock in the same step. Handlers see the Session's
+// fields (cart, account, birth, last writer), never the store behind it.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The kinds of store, as -session-store, the lab, the bench and the
+// harness name them.
+const (
+	Memory = "memory"
+	Redis  = "redis"
+)
+
+// Kinds lists every store kind, in the order pages and tables show them.
+func Kinds() []string { return []string{Memory, Redis} }
+
+// CheckKind returns an error naming the allowed kinds when kind is none.
+func CheckKind(kind string) error {
+	kinds := Kinds()
+	if slices.Contains(kinds, kind) {
+		return nil
+	}
+	return fmt.Errorf("allowed values are %s and %s", strings.Join(kinds[:len(kinds)-1], ", "), kinds[len(kinds)-1])
+}
+
+const (
+	// Lifetime is how long a session lives after it was created.
+	Lifetime = 24 * time.Hour
+	// LockWait is how long a write waits for its session's lock before
+	// Load gives up with ErrLockTimeout.
+	LockWait = 2 * time.Second
+	// lockTTL is how long a Redis lock lives if its holder dies holding it.
+	lockTTL = 5 * time.Second
+)
+
+var (
+	// ErrUnavailable wraps every failure of the store to answer: the
+	// request goes on without a session, and what needs one answers 503.
+	ErrUnavailable = errors.New("session store unavailable")
+	// ErrLockTimeout: another request held the session's lock for all of
+	// LockWait.
+	ErrLockTimeout = errors.New("session lock wait timed out")
+)
+
+// Store keeps sessions. Every implementation is safe for concurrent use.
+type Store interface {
+	// Kind is the store's kind (Memory, Redis).
+	Kind() string
+	// Load returns the session the cookie's value names. A missing,
+	// malformed, unknown or undecodable cookie gives a fresh, empty
+	// session (Dropped says why, when there was one). With write, and the
+	// store's lock on, Load first takes the session's write lock, waiting
+	// at most LockWait (then ErrLockTimeout); the lock travels with the
+	// session until Save or Release. Any other error wraps ErrUnavailable.
+	Load(ctx context.Context, cookie string, write bool) (*Session, error)
+	// Save stores a session that was modified and releases its lock. It
+	// returns the cookie value that names the session from now on and when
+	// it expires. Errors wrap ErrUnavailable.
+	Save(ctx context.Context, s *Session) (cookie string, expires time.Time, err error)
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+	// Describe says, for the inspector, what the store keeps of s and what
+	// would become of it; replica is this replica's name.
+	Describe(ctx context.Context, s *Session, replica string) Description
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Options are what every store takes.
+type Options struct {
+	// Lock serializes writes to one session (-session-lock on).
+	Lock bool
+	// Observer is told of every store operation and lock wait; nil means
+	// nobody listens.
+	Observer Observer
+}
+
+// Observer receives the timings of a store's work: metrics listen here.
+type Observer interface {
+	// ObserveStore records one operation: "find", "commit" or "delete".
+	ObserveStore(op string, d time.Duration, err error)
+	// ObserveLockWait records one wait for a session's lock.
+	ObserveLockWait(d time.Duration, timedOut bool)
+}
+
+type noObserver struct{}
+
+func (noObserver) ObserveStore(string, time.Duration, error) {}
+func (noObserver) ObserveLockWait(time.Duration, bool)       {}
+
+func (o Options) observer() Observer {
+	if o.Observer == nil {
+		return noObserver{}
+	}
+	return o.Observer
+}
+
+// Description is a store's account of one session for the inspector.
+type Description struct {
+	// TTL is how long the store will keep the session.
+	TTL time.Duration
+	// SizeBytes is what the store holds for the session.
+	SizeBytes int
+	// Lock says whether the session's write lock is held, in words.
+	Lock string
+	// ReplicaDeath says what this replica's death would do to the session.
+	ReplicaDeath string
+}
+
+// Session is one browser's session as loaded for one request. It is not
+// safe for concurrent use: one request owns it.
+type Session struct {
+	token    string // the store's key; "" until the session is first saved
+	sent     bool   // the browser sent a cookie the store could read
+	known    bool   // the store had the session
+	dropped  string // why the browser's session was not used, if it was not
+	deadline time.Time
+	v        values
+	modified bool
+	renew    bool // Save issues a new token and drops the old one
+	lock     *heldLock
+}
+
+// values are a session's fields as stored: readable JSON under the keys
+// sid, born, born_at, writer, cart, account_id, account_email and renewed.
+type values struct {
+	SID          string          `json:"sid,omitempty"`           // stable identity, survives token renewal; owns anonymous orders
+	Born         string          `json:"born,omitempty"`          // replica that created the session
+	BornAt       string          `json:"born_at,omitempty"`       // RFC 3339
+	Writer       string          `json:"writer,omitempty"`        // replica that last wrote it
+	Cart         json.RawMessage `json:"cart,omitempty"`          // the cart as the web layer encodes it
+	AccountID    string          `json:"account_id,omitempty"`    // decimal, once logged in
+	AccountEmail string          `json:"account_email,omitempty"` // the account's address, for pages
+	Renewed      string          `json:"renewed,omitempty"`       // why the token was last renewed
+}
+
+// heldLock is a session's write lock as its holder keeps it. key and value
+// name a Redis lock, so that Save can release it in its own round trip;
+// release frees it when Save did not.
+type heldLock struct {
+	key, value string
+	release    func()
+}
+
+// newSession is a fresh session that lives Lifetime from now.
+func newSession(sent bool, dropped string) *Session {
+	return &Session{sent: sent, dropped: dropped, deadline: time.Now().Add(Lifetime)}
+}
+
+// Token is the store's key for the session, "" for a session not saved yet.
+func (s *Session) Token() string { return s.token }
+
+// Sent reports whether the browser sent a cookie the store could read.
+func (s *Session) Sent() bool { return s.sent }
+
+// Known reports whether the store had the session the browser named.
+func (s *Session) Known() bool { return s.known }
+
+// Dropped says why the session the browser named was not used ("" when it
+// was, or when there was none): it was undecodable, and later stores add
+// their own reasons.
+func (s *Session) Dropped() string { return s.dropped }
+
+// Deadline is when the session expires.
+func (s *Session) Deadline() time.Time { return s.deadline }
+
+// Modified reports whether the session changed and must be saved.
+func (s *Session) Modified() bool { return s.modified }
+
+// SID is the session's stable identity, "" before its first write.
+func (s *Session) SID() string { return s.v.SID }
+
+// Born is the replica that created the session, and when (RFC 3339).
+func (s *Session) Born() (replica, at string) { return s.v.Born, s.v.BornAt }
+
+// Writer is the replica that last wrote the session.
+func (s *Session) Writer() string { return s.v.Writer }
+
+// Cart is the cart as the web layer encoded it, nil when there is none.
+func (s *Session) Cart() json.RawMessage { return s.v.Cart }
+
+// Account is the logged-in account, id 0 when anonymous.
+func (s *Session) Account() (id int64, email string) {
+	id, err := strconv.ParseInt(s.v.AccountID, 10, 64)
+	if err != nil {
+		return 0, ""
+	}
+	return id, s.v.AccountEmail
+}
+
+// Renewed says why the token was last renewed: register, login, logout.
+func (s *Session) Renewed() string { return s.v.Renewed }
+
+// Touch marks a write by replica: it stamps the session as last written
+// there and, on its first write, gives it an identity and a birthplace. It
+// returns the session's identity.
+func (s *Session) Touch(replica string) string {
+	if s.v.SID == "" {
+		s.v.SID = randomHex(16)
+		s.v.Born = replica
+		s.v.BornAt = time.Now().UTC().Format(time.RFC3339)
+	}
+	s.v.Writer = replica
+	s.modified = true
+	return s.v.SID
+}
+
+// NewIdentity gives the session a new stable identity: what belonged to
+// the old one (anonymous orders) stays with it.
+func (s *Session) NewIdentity() {
+	s.v.SID = randomHex(16)
+	s.modified = true
+}
+
+// SetCart replaces the cart.
+func (s *Session) SetCart(cart json.RawMessage) {
+	s.v.Cart = cart
+	s.modified = true
+}
+
+// SetAccount records a login.
+func (s *Session) SetAccount(id int64, email string) {
+	s.v.AccountID = strconv.FormatInt(id, 10)
+	s.v.AccountEmail = email
+	s.modified = true
+}
+
+// Clear forgets everything the session holds: identity, cart, account.
+func (s *Session) Clear() {
+	s.v = values{}
+	s.modified = true
+}
+
+// Renew gives the session a new token when it is saved and drops the old
+// one, so that a token someone saw or planted before opens nothing (session
+// fixation); why is kept for the inspector.
+func (s *Session) Renew(why string) {
+	s.renew = true
+	s.v.Renewed = why
+	s.modified = true
+}
+
+// Release frees the session's write lock if it still holds it: after a
+// write that changed nothing, or whose Save failed. It may be called more
+// than once, and on a nil Session.
+func (s *Session) Release() {
+	if s == nil || s.lock == nil {
+		return
+	}
+	l := s.lock
+	s.lock = nil
+	l.release()
+}
+
+// Field is one stored key of a session with its JSON value.
+type Field struct {
+	Name string
+	JSON []byte
+}
+
+// Fields lists the session's stored keys in name order, for the inspector.
+func (s *Session) Fields() []Field {
+	b, err := json.Marshal(s.v)
+	if err != nil {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	fields := make([]Field, 0, len(m))
+	for k, v := range m {
+		fields = append(fields, Field{Name: k, JSON: v})
+	}
+	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
+	return fields
+}
+
+// The stored form: versioned, readable JSON (`redis-cli GET
+// scs:session:<token>` shows a student the whole session), the same bytes
+// the shop stored when it used scs with its JSON codec.
+const encodingVersion = 1
+
+type stored struct {
+	V        int       `json:"v"`
+	Deadline time.Time `json:"deadline"`
+	Values   values    `json:"values"`
+}
+
+// errUndecodable marks stored bytes that are not a session of ours.
+var errUndecodable = errors.New("undecodable session data")
+
+func (s *Session) encode() ([]byte, error) {
+	return json.Marshal(stored{V: encodingVersion, Deadline: s.deadline, Values: s.v})
+}
+
+func decode(b []byte) (deadline time.Time, v values, err error) {
+	var st stored
+	if err := json.Unmarshal(b, &st); err != nil || st.V != encodingVersion {
+		return time.Time{}, values{}, errUndecodable
+	}
+	return st.Deadline, st.Values, nil
+}
+
+// open builds the session a server-side store found for token: b is the
+// stored bytes when found. An expired or undecodable one is a fresh session.
+func open(token string, b []byte, found bool) *Session {
+	if !found {
+		return newSession(true, "")
+	}
+	deadline, v, err := decode(b)
+	if err != nil {
+		return newSession(true, "the stored session could not be decoded; starting a fresh one")
+	}
+	if !time.Now().Before(deadline) {
+		return newSession(true, "")
+	}
+	return &Session{token: token, sent: true, known: true, deadline: deadline, v: v}
+}
+
+// tokenLen is the length of a token: 32 random bytes in unpadded base64url,
+// as scs made them, so that cookies issued before still parse.
+const tokenLen = 43
+
+// newToken returns a fresh random session token.
+func newToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// validToken returns cookie when it has a token's shape, else "": anything
+// else is garbage and is treated as no cookie (a fresh session, never a
+// 5xx), and never reaches the store.
+func validToken(cookie string) string {
+	if len(cookie) != tokenLen {
+		return ""
+	}
+	for i := 0; i < len(cookie); i++ {
+		switch ch := cookie[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
+		default:
+			return ""
+		}
+	}
+	return cookie
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ReplicaDeathStory says what a replica's death would do to a session kept
+// by a store of kind: each store tells its own in Describe, and the
+// inspector shows the other kinds' beside it.
+func ReplicaDeathStory(kind, replica string) string {
+	switch kind {
+	case Memory:
+		return fmt.Sprintf(
+			"The session lives in %[1]s's memory and nowhere else. If %[1]s died, the session would die with it, and so would every cart %[1]s holds. "+
+				"Your browser would keep its cookie, but the next replica nginx picks has never seen that token: it shows an empty cart, "+
+				"and a restarted %[1]s starts with empty memory too. This is what stateful means: the replica is the only copy of your data.", replica)
+	case Redis:
+		return fmt.Sprintf(
+			"The session lives in Redis, not in %[1]s. If %[1]s died, nginx would send your next request to another replica, which reads the same session "+
+				"from Redis: nothing is lost, and only the ribbon's name changes. The replicas are stateless and interchangeable. "+
+				"The risk moved rather than vanished: if Redis died, every replica would lose every session at once.", replica)
+	}
+	return ""
+}
