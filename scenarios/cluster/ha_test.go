@@ -152,6 +152,9 @@ func TestSentinel(t *testing.T) {
 		if err := replica.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if err := ha.WaitReplica(ctx, replica); err != nil {
+			t.Fatal(err)
+		}
 		if err := ha.WaitHealthy(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -222,6 +225,7 @@ func failoverUnderLoad(t *testing.T, c *cluster.Cluster, ha *cluster.RedisHA, ol
 					return
 				default:
 				}
+				started := time.Now()
 				r, err := ss[i].do(http.MethodPost, "/cart/items", addForm(7, 1))
 				mu.Lock()
 				switch {
@@ -229,7 +233,7 @@ func failoverUnderLoad(t *testing.T, c *cluster.Cluster, ha *cluster.RedisHA, ol
 					t.Errorf("shopper %d: %v", i, err)
 				case r.status == http.StatusSeeOther:
 					acked[i]++
-					if !killed.IsZero() && first == 0 {
+					if !killed.IsZero() && started.After(killed) && first == 0 {
 						first = time.Since(killed)
 					}
 				case r.status == http.StatusServiceUnavailable && r.header.Get("Retry-After") != "":
