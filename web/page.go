@@ -29,6 +29,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		ColorClass: replicaColorClass(s.cfg.Replica),
 		Store:      s.sessions.Kind(),
 	}
+	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
+		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
+	}
 	info, err := s.session(r.Context())
 	switch {
 	case errors.Is(err, session.ErrLockTimeout):
