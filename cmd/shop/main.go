@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -46,6 +47,15 @@ type config struct {
 	logLevel     slog.Level
 	healthcheck  bool
 	trusted      []netip.Prefix
+	// cache is the near-cache for redis sessions (-session-cache).
+	cache cacheConfig
+}
+
+// cacheConfig is the near-cache's settings.
+type cacheConfig struct {
+	on           bool
+	maxBytes     int64
+	invalidation bool // off only to teach what goes wrong without it
 }
 
 // errHelp: -h was asked for and answered.
@@ -65,13 +75,16 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted string
+	var lock, drain, level, trusted, cache, cacheBytes, cacheInv string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
 	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
+	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
+	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
+	fs.StringVar(&cacheInv, "session-cache-invalidation", env("SHOP_SESSION_CACHE_INVALIDATION", "on"), "on or off; off is for teaching only: the near-cache then serves stale sessions (SHOP_SESSION_CACHE_INVALIDATION)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
@@ -104,6 +117,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	default:
 		return c, fmt.Errorf("shop: -session-lock %q: allowed values are on and off", lock)
 	}
+	cc, err := parseCache(cache, cacheBytes, cacheInv, c.sessionStore)
+	if err != nil {
+		return c, err
+	}
+	c.cache = cc
 	d, err := time.ParseDuration(drain)
 	if err != nil || d < 0 || d > time.Minute {
 		return c, fmt.Errorf("shop: -drain %q: want a duration from 0s to 1m, e.g. 2s", drain)
@@ -130,6 +148,53 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
 	return c, nil
+}
+
+// parseCache checks the near-cache's flags: it caches redis sessions only.
+func parseCache(on, size, invalidation, store string) (cacheConfig, error) {
+	c := cacheConfig{invalidation: true}
+	switch on {
+	case "on":
+		c.on = true
+	case "off":
+	default:
+		return c, fmt.Errorf("shop: -session-cache %q: allowed values are on and off", on)
+	}
+	if c.on && store != session.Redis {
+		return c, fmt.Errorf("shop: -session-cache on: caches redis sessions only; use it with -session-store redis")
+	}
+	n, err := parseBytes(size)
+	if err != nil || n < 64<<10 || n > 16<<30 {
+		return c, fmt.Errorf("shop: -session-cache-bytes %q: want a size from 64KiB to 16GiB, e.g. 8MiB", size)
+	}
+	c.maxBytes = n
+	switch invalidation {
+	case "on":
+	case "off":
+		c.invalidation = false
+	default:
+		return c, fmt.Errorf("shop: -session-cache-invalidation %q: allowed values are on and off", invalidation)
+	}
+	return c, nil
+}
+
+// parseBytes reads a size: a number of bytes, or one with KiB, MiB or GiB.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, errors.New("not a size")
+	}
+	return n * mult, nil
 }
 
 func checkAddr(addr string) error {
@@ -181,7 +246,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var sessions session.Store
 	switch cfg.sessionStore {
 	case session.Redis:
-		sessions = session.NewRedis(rc, opts)
+		if cfg.cache.on {
+			sessions = session.NewCachedRedis(rc, opts, session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation})
+		} else {
+			sessions = session.NewRedis(rc, opts)
+		}
 	default:
 		sessions = session.NewMemory(opts)
 	}
