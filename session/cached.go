@@ -89,7 +89,7 @@ func NewCachedRedis(rc *redisclient.Client, o Options, co CacheOptions) *CachedR
 		close(c.done)
 		return c
 	}
-	t := &tracker{dial: rc.Dial, cache: c.cache, obs: obs, connected: co.OnConnected}
+	t := &tracker{dial: rc.Dial, primary: rc.Addr, cache: c.cache, obs: obs, connected: co.OnConnected}
 	go func() {
 		defer close(c.done)
 		t.run(ctx)

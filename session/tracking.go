@@ -32,7 +32,11 @@ const (
 
 // tracker keeps the invalidation connection up and applies what arrives.
 type tracker struct {
-	dial  func(ctx context.Context) (redis.Conn, error)
+	dial func(ctx context.Context) (redis.Conn, error)
+	// primary is where the client says the primary is now: with Sentinel,
+	// a failover changes it, and the connection must follow, since a
+	// demoted primary hears of no write.
+	primary func() string
 	cache *nearCache
 	obs   CacheObserver
 	// connected is told each time a subscription is confirmed, with the
@@ -68,7 +72,16 @@ func (t *tracker) session(ctx context.Context) (subscribed bool, err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
+	dialed := t.primary()
 
+	// Only a primary sees every write.
+	role, err := redis.Values(redis.DoContext(conn, ctx, "ROLE"))
+	if err != nil {
+		return false, err
+	}
+	if len(role) == 0 || string(asBytes(role[0])) != "master" {
+		return false, errors.New("session: the invalidation connection reached a Redis that is not the primary")
+	}
 	id, err := redis.Int64(redis.DoContext(conn, ctx, "CLIENT", "ID"))
 	if err != nil {
 		return false, err
@@ -95,7 +108,7 @@ func (t *tracker) session(ctx context.Context) (subscribed bool, err error) {
 			case <-pingDone:
 				return
 			case <-tick.C:
-				if conn.Send("PING") != nil || conn.Flush() != nil {
+				if t.primary() != dialed || conn.Send("PING") != nil || conn.Flush() != nil {
 					conn.Close()
 					return
 				}
@@ -142,6 +155,11 @@ func (t *tracker) apply(keys []any) {
 			t.obs.ObserveNearCache(CacheInvalidation)
 		}
 	}
+}
+
+func asBytes(v any) []byte {
+	b, _ := v.([]byte)
+	return b
 }
 
 // pubsubReply takes apart a RESP2 push on a subscribed connection: its kind

@@ -2,44 +2,22 @@ package web
 
 import (
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/statelab/shop/session"
+	"github.com/statelab/shop/static"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
 
-// replicaColors are the replica colour classes the stylesheet defines
-// (.replica-c0 .. .replica-c11), as constants: a page names up to six.
-var replicaColors = func() []string {
-	c := make([]string, 12)
-	for i := range c {
-		c[i] = "replica-c" + strconv.Itoa(i)
-	}
-	return c
-}()
-
-// replicaColorClass gives each replica name a stable colour. Names that end
-// in a number (shop1, shop2, ...) take consecutive colours so a small cluster
-// never shows two replicas alike; other names are hashed.
+// replicaColorClass gives each replica name its stable colour class, from
+// the palette the lab's reports share (static.ReplicaColor).
+// It allocates nothing: pages name up to six replicas per request.
 func replicaColorClass(name string) string {
-	if name == "" {
-		return "replica-none"
-	}
-	i := len(name)
-	for i > 0 && name[i-1] >= '0' && name[i-1] <= '9' {
-		i--
-	}
-	if i < len(name) {
-		if n, err := strconv.Atoi(name[i:]); err == nil {
-			return replicaColors[(n+len(replicaColors)-1)%len(replicaColors)]
-		}
-	}
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return replicaColors[h.Sum32()%uint32(len(replicaColors))]
+	class, _ := static.ReplicaColor(name)
+	return class
 }
 
 // page builds what every page's layout shows: ribbon, flash and cart count.
@@ -49,6 +27,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		Replica:    s.cfg.Replica,
 		ColorClass: replicaColorClass(s.cfg.Replica),
 		Store:      s.sessions.Kind(),
+	}
+	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
+		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
 	}
 	info, err := s.session(r.Context())
 	switch {
