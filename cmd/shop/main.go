@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -41,7 +42,9 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
-	redisAddr    string
+	redisAddr    string   // host:port, from -redis-addr's either form
+	redisUser    string   // from a redis://user:password@ address
+	redisPass    string   // -redis-password, or the password in a redis:// address
 	sentinels    []string // find the primary through these; redisAddr is then unused
 	redisMaster  string
 	waitReplicas int
@@ -53,13 +56,6 @@ type config struct {
 	trusted      []netip.Prefix
 	// cache is the near-cache for redis sessions (-session-cache).
 	cache cacheConfig
-}
-
-// cacheConfig is the near-cache's settings.
-type cacheConfig struct {
-	on           bool
-	maxBytes     int64
-	invalidation bool // off only to teach what goes wrong without it
 }
 
 // masterName is what a Sentinel master name may be here.
@@ -82,11 +78,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, cache, cacheBytes, cacheInv string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions: host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
+	fs.StringVar(&redisPassword, "redis-password", env("SHOP_REDIS_PASSWORD", ""), "password for a Redis with requirepass; wins over one in -redis-addr (SHOP_REDIS_PASSWORD)")
 	fs.StringVar(&sentinels, "redis-sentinels", env("SHOP_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels: find the primary through them; -redis-addr is then unused (SHOP_REDIS_SENTINELS)")
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
@@ -117,8 +114,13 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
 	}
-	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
-		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
+	rcfg, err := redisclient.ParseAddr(c.redisAddr)
+	if err != nil {
+		return c, fmt.Errorf("shop: -redis-addr %q: %v; want host:port or redis://[:password@]host:port, e.g. 127.0.0.1:6379", redactRedis(c.redisAddr), err)
+	}
+	c.redisAddr, c.redisUser, c.redisPass = rcfg.Addr, rcfg.Username, rcfg.Password
+	if redisPassword != "" {
+		c.redisPass = redisPassword
 	}
 	for _, a := range strings.Split(sentinels, ",") {
 		if a = strings.TrimSpace(a); a == "" {
@@ -177,51 +179,15 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	return c, nil
 }
 
-// parseCache checks the near-cache's flags: it caches redis sessions only.
-func parseCache(on, size, invalidation, store string) (cacheConfig, error) {
-	c := cacheConfig{invalidation: true}
-	switch on {
-	case "on":
-		c.on = true
-	case "off":
-	default:
-		return c, fmt.Errorf("shop: -session-cache %q: allowed values are on and off", on)
+// redactRedis hides the password of a redis:// address, for messages.
+func redactRedis(addr string) string {
+	if !strings.Contains(addr, "@") {
+		return addr
 	}
-	if c.on && store != session.Redis {
-		return c, fmt.Errorf("shop: -session-cache on: caches redis sessions only; use it with -session-store redis")
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
 	}
-	n, err := parseBytes(size)
-	if err != nil || n < 64<<10 || n > 16<<30 {
-		return c, fmt.Errorf("shop: -session-cache-bytes %q: want a size from 64KiB to 16GiB, e.g. 8MiB", size)
-	}
-	c.maxBytes = n
-	switch invalidation {
-	case "on":
-	case "off":
-		c.invalidation = false
-	default:
-		return c, fmt.Errorf("shop: -session-cache-invalidation %q: allowed values are on and off", invalidation)
-	}
-	return c, nil
-}
-
-// parseBytes reads a size: a number of bytes, or one with KiB, MiB or GiB.
-func parseBytes(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		n      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = rest, u.n
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 || n > (1<<40)/mult {
-		return 0, errors.New("not a size")
-	}
-	return n * mult, nil
+	return "redis://(unparsable, not shown)"
 }
 
 func checkAddr(addr string) error {
@@ -261,7 +227,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// replicas share nothing, redis replicas share this one client.
 	var rc *redisclient.Client
 	if cfg.sessionStore == session.Redis {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
