@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -29,12 +30,13 @@ type RedisStore struct {
 	rc   *redisclient.Client
 	obs  Observer
 	lock bool
+	wait int // replicas a commit waits for (WAIT); 0 acknowledges at once
 }
 
 // NewRedis returns a store over rc. Redis need not be up yet: requests
 // fail fast (ErrUnavailable) until it is.
 func NewRedis(rc *redisclient.Client, o Options) *RedisStore {
-	return &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock}
+	return &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock, wait: o.WaitReplicas}
 }
 
 // Kind is Redis.
@@ -174,6 +176,9 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		conn.Send("MULTI")
 		conn.Send("SET", key, b)
 		conn.Send("PEXPIREAT", key, s.deadline.UnixMilli())
+		if r.wait > 0 {
+			return r.commitDurable(ctx, conn, s)
+		}
 		if s.lock == nil || s.lock.key == "" {
 			_, err := redis.DoContext(conn, ctx, "EXEC")
 			return err
@@ -196,6 +201,69 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 	}
 	s.renew, s.modified = false, false
 	return s.token, s.deadline, nil
+}
+
+// errNotDurable: fewer replicas than asked confirmed a write in time. The
+// write is on the primary, but a failover now could lose it, so it is not
+// acknowledged.
+var errNotDurable = errors.New("not confirmed by enough Redis replicas")
+
+// commitDurable finishes a commit whose MULTI, SET and PEXPIREAT are sent:
+// EXEC, then WAIT for the replicas, then the unlock, in one round trip. The
+// unlock comes last so that the next writer of the session waits until this
+// write is durable (or refused).
+func (r *RedisStore) commitDurable(ctx context.Context, conn redis.Conn, s *Session) error {
+	conn.Send("EXEC")
+	conn.Send("WAIT", r.wait, waitMillis(ctx))
+	locked := s.lock != nil && s.lock.key != ""
+	if locked {
+		if err := unlockScript.SendHash(conn, s.lock.key, s.lock.value); err != nil {
+			return err
+		}
+	}
+	replies, err := redis.Values(redis.DoContext(conn, ctx, ""))
+	if err != nil {
+		return err
+	}
+	n := len(replies)
+	unlocked := true
+	if locked {
+		// EVALSHA of a script this server has not seen (after a failover,
+		// say): evaluate it the long way.
+		if e, ok := replies[n-1].(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+			_, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value)
+			unlocked = err == nil
+		}
+		replies = replies[:n-1]
+		n--
+	}
+	for _, reply := range replies {
+		if e, ok := reply.(redis.Error); ok {
+			return e // an EXECABORT or READONLY, say: nothing was written
+		}
+	}
+	if unlocked && locked {
+		s.lock = nil
+	}
+	acked, err := redis.Int(replies[n-1], nil)
+	if err != nil {
+		return fmt.Errorf("WAIT: %w", err)
+	}
+	if acked < r.wait {
+		return fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, r.wait, waitMillis(ctx))
+	}
+	return nil
+}
+
+// waitMillis is how long WAIT may block: what is left of ctx but the time
+// the reply needs to come back, and at least 1 ms (WAIT 0 would block
+// forever).
+func waitMillis(ctx context.Context) int64 {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 500
+	}
+	return max(1, (time.Until(deadline) - 100*time.Millisecond).Milliseconds())
 }
 
 // Ping reports whether Redis answers.
@@ -232,6 +300,10 @@ func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) D
 			d.Lock = "free: no lock:session:<token> key in Redis; a write takes it for at most 5 s"
 		default:
 			d.Lock = fmt.Sprintf("held: lock:session:<token> exists in Redis and expires in %d ms unless its holder releases it first", ms)
+		}
+		if r.rc.Sentinel() {
+			d.Lock += ". With Sentinel the lock is a SET NX key on the primary, copied to the replica asynchronously: " +
+				"if the primary dies, the promoted replica may not have it, and for a moment two replicas can both hold the lock on this session"
 		}
 	}
 	return d

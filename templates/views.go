@@ -22,15 +22,19 @@ const (
 // Ribbon is the strip on every page that tells which replica served it and
 // where the session lives.
 type Ribbon struct {
-	Replica     string
-	ColorClass  string // "replica-c0".."replica-c11", stable per replica name
-	Store       string // "memory" or "redis"
-	State       SessionState
-	BornOn      string // replica that created the session
-	LastWriter  string // replica that last wrote the session
-	WriterClass string
-	BornClass   string
-	CartRev     int
+	Replica    string
+	ColorClass string // "replica-c0".."replica-c11", stable per replica name
+	Store      string // "memory" or "redis"
+	// RedisPrimary, with Sentinel, is the Redis primary's address as this
+	// replica last heard it ("" when none is known yet).
+	RedisPrimary string
+	Sentinel     bool // the replica finds Redis through Sentinel
+	State        SessionState
+	BornOn       string // replica that created the session
+	LastWriter   string // replica that last wrote the session
+	WriterClass  string
+	BornClass    string
+	CartRev      int
 	// Trail is the last few replicas that served this browser, oldest first,
 	// this page's replica last. The browser keeps it in a cookie, so it
 	// survives when the session does not.
@@ -238,4 +242,23 @@ type ClusterView struct {
 	Members []ClusterMember
 	// Error is set when the announcements could not be read.
 	Error string
+	// Redis is the Redis tier as the sentinels describe it; nil without
+	// Sentinel.
+	Redis *RedisTier
+}
+
+// RedisTier is Redis under Sentinel, as /cluster shows it.
+type RedisTier struct {
+	Master       string // the name the sentinels monitor
+	Primary      string // address; "" when unknown
+	Replicas     []RedisNode
+	Sentinels    []string
+	LastFailover string // "127.0.0.1:1 → 127.0.0.1:2 at 10:31:02", or ""
+	Error        string // the sentinels did not answer: what is shown is what this replica last heard
+}
+
+// RedisNode is one Redis replica.
+type RedisNode struct {
+	Addr string
+	Up   bool
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/static"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -26,6 +27,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		Replica:    s.cfg.Replica,
 		ColorClass: replicaColorClass(s.cfg.Replica),
 		Store:      s.sessions.Kind(),
+	}
+	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
+		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
 	}
 	info, err := s.session(r.Context())
 	switch {

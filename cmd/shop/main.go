@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +42,9 @@ type config struct {
 	replica      string
 	sessionStore string
 	redisAddr    string
+	sentinels    []string // find the primary through these; redisAddr is then unused
+	redisMaster  string
+	waitReplicas int
 	db           string
 	sessionLock  bool
 	drain        time.Duration
@@ -47,6 +52,9 @@ type config struct {
 	healthcheck  bool
 	trusted      []netip.Prefix
 }
+
+// masterName is what a Sentinel master name may be here.
+var masterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // errHelp: -h was asked for and answered.
 var errHelp = errors.New("help requested")
@@ -65,11 +73,14 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted string
+	var lock, drain, level, trusted, sentinels, wait string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
 	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&sentinels, "redis-sentinels", env("SHOP_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels: find the primary through them; -redis-addr is then unused (SHOP_REDIS_SENTINELS)")
+	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
+	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
@@ -97,6 +108,23 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
 		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
 	}
+	for _, a := range strings.Split(sentinels, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if err := checkAddr(a); err != nil || strings.HasPrefix(a, ":") {
+			return c, fmt.Errorf("shop: -redis-sentinels %q: want comma-separated host:port, e.g. 127.0.0.1:26379,127.0.0.1:26380", sentinels)
+		}
+		c.sentinels = append(c.sentinels, a)
+	}
+	if !masterName.MatchString(c.redisMaster) {
+		return c, fmt.Errorf("shop: -redis-master %q: want a name of letters, digits, '.', '-' or '_', e.g. shop", c.redisMaster)
+	}
+	n, err := strconv.Atoi(wait)
+	if err != nil || n < 0 || n > 16 {
+		return c, fmt.Errorf("shop: -redis-wait-replicas %q: want a number of replicas from 0 to 16", wait)
+	}
+	c.waitReplicas = n
 	switch lock {
 	case "on":
 		c.sessionLock = true
@@ -169,15 +197,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// replicas share nothing, redis replicas share this one client.
 	var rc *redisclient.Client
 	if cfg.sessionStore == session.Redis {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr})
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
-			log.Warn("redis not answering at start; not ready until it does", "redis", cfg.redisAddr, "err", err)
+			log.Warn("redis not answering at start; not ready until it does", "err", err)
 		}
+		// With Sentinel, follow failovers for the life of the replica;
+		// without, Watch returns at once.
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); rc.Watch(watchCtx) }()
+		defer func() { stopWatch(); <-watched }()
 	}
 	metrics := web.NewMetrics(cfg.replica, cfg.sessionStore)
-	opts := session.Options{Lock: cfg.sessionLock, Observer: metrics}
+	opts := session.Options{Lock: cfg.sessionLock, WaitReplicas: cfg.waitReplicas, Observer: metrics}
 	var sessions session.Store
 	switch cfg.sessionStore {
 	case session.Redis:

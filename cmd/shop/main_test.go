@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,18 @@ func TestParseFlags(t *testing.T) {
 	if c.replica != "shop7" || c.addr != "127.0.0.1:9000" || c.sessionLock || c.drain != 300*time.Millisecond {
 		t.Errorf("environment not used: %+v", c)
 	}
+	if c.redisMaster != "shop" || c.sentinels != nil || c.waitReplicas != 0 {
+		t.Errorf("Redis defaults: master %q, sentinels %q, wait %d; want shop, none, 0", c.redisMaster, c.sentinels, c.waitReplicas)
+	}
+	c, err = parseFlags([]string{"shop", "-redis-master", "other"}, env(map[string]string{
+		"SHOP_REDIS_SENTINELS": "127.0.0.1:26379, sentinel2:26379", "SHOP_REDIS_MASTER": "ignored", "SHOP_REDIS_WAIT_REPLICAS": "1",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.redisMaster != "other" || !slices.Equal(c.sentinels, []string{"127.0.0.1:26379", "sentinel2:26379"}) || c.waitReplicas != 1 {
+		t.Errorf("Sentinel settings: master %q, sentinels %q, wait %d", c.redisMaster, c.sentinels, c.waitReplicas)
+	}
 
 	bad := []struct {
 		args    []string
@@ -46,6 +59,11 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-addr", "nonsense"}, nil, []string{"-addr"}},
 		{[]string{"-addr", ":99999"}, nil, []string{"-addr"}},
 		{[]string{"-redis-addr", "localhost"}, nil, []string{"-redis-addr"}},
+		{[]string{"-redis-sentinels", "127.0.0.1:26379,nonsense"}, nil, []string{"-redis-sentinels", "host:port"}},
+		{nil, map[string]string{"SHOP_REDIS_SENTINELS": ":26379"}, []string{"-redis-sentinels"}},
+		{[]string{"-redis-master", "my shop"}, nil, []string{"-redis-master"}},
+		{[]string{"-redis-wait-replicas", "-1"}, nil, []string{"-redis-wait-replicas"}},
+		{[]string{"-redis-wait-replicas", "all"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-session-lock", "maybe"}, nil, []string{"-session-lock", "on", "off"}},
 		{[]string{"-drain", "soon"}, nil, []string{"-drain"}},
 		{[]string{"-log-level", "loud"}, nil, []string{"-log-level"}},

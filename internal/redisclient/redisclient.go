@@ -10,10 +10,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
+
+// DefaultMaster is the Sentinel master name unless Config says otherwise.
+const DefaultMaster = "shop"
 
 // DefaultTimeout bounds every exchange unless Config says otherwise: no
 // request waits longer for Redis, whatever state Redis is in.
@@ -21,8 +26,14 @@ const DefaultTimeout = time.Second
 
 // Config says where Redis is and how long to wait for it.
 type Config struct {
-	// Addr is Redis's host:port.
+	// Addr is Redis's host:port, unless Sentinels are given.
 	Addr string
+	// Sentinels are the host:port of sentinels that know the primary of
+	// Master: the client asks them when it dials and follows failovers
+	// (sentinel.go). Addr is then unused.
+	Sentinels []string
+	// Master is the name the sentinels monitor; "" is DefaultMaster.
+	Master string
 	// Timeout bounds each exchange: borrowing a connection (dial or PING
 	// included) and the commands sent on it. Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -31,8 +42,9 @@ type Config struct {
 // Client is a pool of connections to one Redis. It is safe for concurrent
 // use. New dials nothing: Redis need not be up when the replica starts.
 type Client struct {
-	cfg  Config
-	pool *redis.Pool
+	cfg       Config
+	pool      *redis.Pool
+	sentinels *sentinels // nil without Config.Sentinels
 }
 
 // ErrUnavailable wraps every failure to reach Redis or to get an answer in
@@ -44,7 +56,15 @@ func New(cfg Config) *Client {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.Master == "" {
+		cfg.Master = DefaultMaster
+	}
 	c := &Client{cfg: cfg}
+	if len(cfg.Sentinels) > 0 {
+		// A quarter of the timeout per sentinel: asking three of them and
+		// dialing the primary still fits in one.
+		c.sentinels = newSentinels(cfg.Sentinels, cfg.Master, cfg.Timeout/4)
+	}
 	c.pool = &redis.Pool{
 		MaxIdle:     64,
 		IdleTimeout: 4 * time.Minute,
@@ -64,20 +84,77 @@ func New(cfg Config) *Client {
 			return err
 		},
 	}
+	if c.sentinels != nil {
+		// The same, plus: no connection to a server that is no longer the
+		// primary, idle or not (ROLE instead of PING after idleness).
+		c.pool.TestOnBorrowContext = c.sentinels.testOnBorrow
+	}
 	return c
 }
 
 // dial opens one connection, every dial, read and write with its own
 // timeout.
 func (c *Client) dial(ctx context.Context) (redis.Conn, error) {
-	return redis.DialContext(ctx, "tcp", c.cfg.Addr,
+	opts := []redis.DialOption{
 		redis.DialConnectTimeout(c.cfg.Timeout),
 		redis.DialReadTimeout(c.cfg.Timeout),
-		redis.DialWriteTimeout(c.cfg.Timeout))
+		redis.DialWriteTimeout(c.cfg.Timeout),
+	}
+	if c.sentinels != nil {
+		return c.sentinels.dial(ctx, opts...)
+	}
+	return redis.DialContext(ctx, "tcp", c.cfg.Addr, opts...)
 }
 
-// Addr is where the client connects, for logs and pages.
-func (c *Client) Addr() string { return c.cfg.Addr }
+// Addr is where the client connects, for logs and pages: with Sentinel the
+// primary as a sentinel last named it ("" before any answered).
+func (c *Client) Addr() string {
+	if c.sentinels != nil {
+		return c.sentinels.primaryAddr()
+	}
+	return c.cfg.Addr
+}
+
+// Sentinel reports whether the client finds the primary through Sentinel.
+func (c *Client) Sentinel() bool { return c.sentinels != nil }
+
+// Master is the name the sentinels monitor the primary under.
+func (c *Client) Master() string { return c.cfg.Master }
+
+// Sentinels are the sentinels the client was given; nil without Sentinel.
+func (c *Client) Sentinels() []string { return slices.Clone(c.cfg.Sentinels) }
+
+// LastFailover is the last failover the client heard the sentinels
+// announce; zero without Sentinel or before any.
+func (c *Client) LastFailover() Failover {
+	if c.sentinels == nil {
+		return Failover{}
+	}
+	return c.sentinels.lastFailover()
+}
+
+// Watch follows the primary until ctx ends: it listens to the sentinels'
+// failover announcements, so that no borrowed connection stays on a
+// demoted primary. Without Sentinel it returns at once. main runs it for
+// the life of the replica.
+func (c *Client) Watch(ctx context.Context) {
+	if c.sentinels != nil {
+		c.sentinels.watch(ctx)
+	}
+}
+
+// Topology asks the sentinels for the tier: the primary, its replicas, the
+// sentinels and the last failover this client heard of. ok is false
+// without Sentinel.
+func (c *Client) Topology(ctx context.Context) (t Topology, ok bool, err error) {
+	if c.sentinels == nil {
+		return Topology{}, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	t, err = c.sentinels.topology(ctx)
+	return t, true, err
+}
 
 // Timeout is the bound on each exchange.
 func (c *Client) Timeout() time.Duration { return c.cfg.Timeout }
@@ -97,10 +174,23 @@ func (c *Client) Do(ctx context.Context, fn func(ctx context.Context, conn redis
 	defer conn.Close()
 	err = fn(ctx, conn)
 	var reply redis.Error
-	if err == nil || errors.Is(err, redis.ErrNil) || errors.As(err, &reply) {
+	if err == nil || errors.Is(err, redis.ErrNil) || (errors.As(err, &reply) && !outageReply(reply)) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// outageReply reports whether Redis refused a command because of its own
+// state rather than the command's: a demoted primary (READONLY), a server
+// still loading its data (LOADING), a replica cut off from its primary
+// (MASTERDOWN). Those are outages, to be answered 503, not bugs.
+func outageReply(err redis.Error) bool {
+	for _, prefix := range []string{"READONLY", "LOADING", "MASTERDOWN"} {
+		if strings.HasPrefix(string(err), prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // Ping reports whether Redis answers within the timeout.
@@ -110,9 +200,17 @@ func (c *Client) Ping(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("redis %s: ping: %w", c.cfg.Addr, err)
+		return fmt.Errorf("redis %s: ping: %w", c.describe(), err)
 	}
 	return nil
+}
+
+// describe names where the client connects, for errors and logs.
+func (c *Client) describe() string {
+	if c.sentinels != nil {
+		return fmt.Sprintf("primary of %s via sentinels %s", c.cfg.Master, strings.Join(c.cfg.Sentinels, ","))
+	}
+	return c.cfg.Addr
 }
 
 // ActiveConns is how many connections the pool holds open, in use or idle.
@@ -120,4 +218,10 @@ func (c *Client) ActiveConns() int { return c.pool.Stats().ActiveCount }
 
 // Close closes the pool's idle connections; connections in use close when
 // they are returned.
-func (c *Client) Close() error { return c.pool.Close() }
+func (c *Client) Close() error {
+	err := c.pool.Close()
+	if c.sentinels != nil {
+		err = errors.Join(err, c.sentinels.close())
+	}
+	return err
+}
