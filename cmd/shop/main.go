@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -41,7 +42,9 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
-	redisAddr    string
+	redisAddr    string // host:port, from -redis-addr's either form
+	redisUser    string // from a redis://user:password@ address
+	redisPass    string // -redis-password, or the password in a redis:// address
 	sentinels    []string // find the primary through these; redisAddr is then unused
 	redisMaster  string
 	waitReplicas int
@@ -73,11 +76,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions: host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
+	fs.StringVar(&redisPassword, "redis-password", env("SHOP_REDIS_PASSWORD", ""), "password for a Redis with requirepass; wins over one in -redis-addr (SHOP_REDIS_PASSWORD)")
 	fs.StringVar(&sentinels, "redis-sentinels", env("SHOP_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels: find the primary through them; -redis-addr is then unused (SHOP_REDIS_SENTINELS)")
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
@@ -105,8 +109,13 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
 	}
-	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
-		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
+	rcfg, err := redisclient.ParseAddr(c.redisAddr)
+	if err != nil {
+		return c, fmt.Errorf("shop: -redis-addr %q: %v; want host:port or redis://[:password@]host:port, e.g. 127.0.0.1:6379", redactRedis(c.redisAddr), err)
+	}
+	c.redisAddr, c.redisUser, c.redisPass = rcfg.Addr, rcfg.Username, rcfg.Password
+	if redisPassword != "" {
+		c.redisPass = redisPassword
 	}
 	for _, a := range strings.Split(sentinels, ",") {
 		if a = strings.TrimSpace(a); a == "" {
@@ -160,6 +169,17 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	return c, nil
 }
 
+// redactRedis hides the password of a redis:// address, for messages.
+func redactRedis(addr string) string {
+	if !strings.Contains(addr, "@") {
+		return addr
+	}
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
+	}
+	return "redis://(unparsable, not shown)"
+}
+
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -197,7 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// replicas share nothing, redis replicas share this one client.
 	var rc *redisclient.Client
 	if cfg.sessionStore == session.Redis {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
