@@ -307,6 +307,8 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 // Describe asks Redis what it will do with the session and its lock.
 func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) Description {
 	d := Description{TTL: time.Until(s.deadline), ReplicaDeath: ReplicaDeathStory(Redis, replica)}
+	d.Capacity = "Redis keeps sessions up to its maxmemory, shared by every replica. Past it, with the noeviction policy, Redis refuses writes: " +
+		"carts can be read but not changed (503, and /readyz says Redis is out of memory) until sessions expire or Redis gets room."
 	if b, err := s.encode(); err == nil {
 		d.SizeBytes = len(b)
 	}

@@ -93,11 +93,15 @@ type Options struct {
 	// Observer is told of every store operation and lock wait; nil means
 	// nobody listens.
 	Observer Observer
+	// MaxMemorySessions bounds the memory store (-memory-sessions); 0 is
+	// DefaultMaxMemorySessions. Other stores ignore it.
+	MaxMemorySessions int
 }
 
 // Observer receives the timings of a store's work: metrics listen here.
 type Observer interface {
-	// ObserveStore records one operation: "find", "commit" or "delete".
+	// ObserveStore records one operation: "find", "commit", "delete" or
+	// "evict" (the memory store made room for a new session).
 	ObserveStore(op string, d time.Duration, err error)
 	// ObserveLockWait records one wait for a session's lock.
 	ObserveLockWait(d time.Duration, timedOut bool)
@@ -125,6 +129,9 @@ type Description struct {
 	Lock string
 	// ReplicaDeath says what this replica's death would do to the session.
 	ReplicaDeath string
+	// Capacity says what bounds how many sessions the store keeps, and what
+	// happens past the bound.
+	Capacity string
 	// NearCache says whether this answer came from the replica's
 	// near-cache and how the cache stays honest; "" without one.
 	NearCache string

@@ -46,6 +46,9 @@ type Ribbon struct {
 	// browser remembers it; set only when the session is unknown here.
 	Home      string
 	HomeClass string
+	// Dropped says why this replica's store did not use the browser's
+	// session (evicted, ...), when it says.
+	Dropped string
 	// Trouble names what is wrong with the session store when State is
 	// SessionUnavailable ("session store out of memory", ...).
 	Trouble string
@@ -231,6 +234,21 @@ type InspectorView struct {
 	Trail       []TrailStop
 	Home        string // see Ribbon.Home
 	ClientState string // what the browser's own cookies hold, explained
+	// Dropped says why the store did not use the browser's session (it was
+	// evicted, undecodable), "" when it did or there was none.
+	Dropped string
+	// Capacity says what bounds the store's sessions, and what happens past
+	// the bound.
+	Capacity string
+	// HomeDiffers explains why session_home names another replica than
+	// Born; "" when they agree or there is no session_home.
+	HomeDiffers string
+	// Route is the sticky shop_route cookie's replica under sticky routing
+	// ("" otherwise); RouteText explains it.
+	Route, RouteText string
+	// Outage explains why the session could not be read (the page is then
+	// a 503); "" when it was.
+	Outage string
 }
 
 // ClusterMember is one replica as /cluster shows it.

@@ -57,6 +57,7 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		if home := s.homeOf(r); home != "" {
 			rb.Home, rb.HomeClass = home, replicaColorClass(home)
 		}
+		rb.Dropped = sessionOf(r.Context()).sess.Dropped()
 	default:
 		rb.State = templates.SessionNone
 	}
