@@ -210,16 +210,19 @@ type StoreStory struct {
 // InspectorView is /session: the session as this replica sees it.
 type InspectorView struct {
 	Page
-	Replica     string
-	Store       string
-	State       SessionState
-	Token       string // shortened, never whole
-	SentToken   string // the browser's cookie, shortened, when it differs from Token
-	TTL         string
-	Expires     string
-	SizeBytes   int
-	Keys        []SessionKey
-	Lock        string
+	Replica   string
+	Store     string
+	State     SessionState
+	Token     string // shortened, never whole
+	SentToken string // the browser's cookie, shortened, when it differs from Token
+	TTL       string
+	Expires   string
+	SizeBytes int
+	Keys      []SessionKey
+	Lock      string
+	// NearCache says whether this answer came from the replica's near-cache,
+	// and how the cache stays honest; "" without one.
+	NearCache   string
 	Renewed     string // why the token was last renewed ("login"), or ""
 	Born        string
 	BornAt      string
