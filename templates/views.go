@@ -22,10 +22,16 @@ const (
 // Ribbon is the strip on every page that tells which replica served it and
 // where the session lives.
 type Ribbon struct {
-	Replica     string
-	ColorClass  string // "replica-c0".."replica-c11", stable per replica name
-	Store       string // "memory" or "redis"
-	State       SessionState
+	Replica    string
+	ColorClass string // "replica-c0".."replica-c11", stable per replica name
+	Store      string // "memory", "redis" or "cookie"
+	State      SessionState
+	// CookieBytes is the size of the session cookie (name and value) this
+	// request sent or is given: with cookie sessions, the whole session.
+	CookieBytes int
+	// Dropped says why the session the browser sent could not be used
+	// (a cookie tampered with, expired, sealed with an unknown key, revoked).
+	Dropped     string
 	BornOn      string // replica that created the session
 	LastWriter  string // replica that last wrote the session
 	WriterClass string
@@ -187,24 +193,36 @@ type StoreStory struct {
 	Text    string
 }
 
+// Risk is one kind of trouble and what it would do to the session.
+type Risk struct {
+	Event string
+	Text  string
+}
+
 // InspectorView is /session: the session as this replica sees it.
 type InspectorView struct {
 	Page
-	Replica     string
-	Store       string
-	State       SessionState
-	Token       string // shortened, never whole
-	SentToken   string // the browser's cookie, shortened, when it differs from Token
-	TTL         string
-	Expires     string
-	SizeBytes   int
-	Keys        []SessionKey
-	Lock        string
-	Renewed     string // why the token was last renewed ("login"), or ""
-	Born        string
-	BornAt      string
-	LastWriter  string
-	Stories     []StoreStory
+	Replica    string
+	Store      string
+	State      SessionState
+	Token      string // shortened, never whole
+	SentToken  string // the browser's cookie, shortened, when it differs from Token
+	TTL        string
+	Expires    string
+	SizeBytes  int
+	Size       string // what the store holds, in words
+	Key        string // which key sealed the session, where keys matter
+	Dropped    string // why the session the browser sent was not used
+	Keys       []SessionKey
+	Lock       string
+	Renewed    string // why the token was last renewed ("login"), or ""
+	Born       string
+	BornAt     string
+	LastWriter string
+	Stories    []StoreStory
+	// Risks are what other trouble would do to this session: a Redis
+	// outage, a change of keys, a logout.
+	Risks       []Risk
 	Trail       []TrailStop
 	Home        string // see Ribbon.Home
 	ClientState string // what the browser's own cookies hold, explained
@@ -227,6 +245,8 @@ type ClusterView struct {
 	Page
 	Replica string
 	Store   string
+	// Shared is set when the replicas share a Redis to meet in.
+	Shared  bool
 	Members []ClusterMember
 	// Error is set when the announcements could not be read.
 	Error string

@@ -42,6 +42,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		ColorClass: replicaColorClass(s.cfg.Replica),
 		Store:      s.sessions.Kind(),
 	}
+	if sess := sessionOf(r.Context()).sess; sess != nil {
+		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()
+	}
 	info, err := s.session(r.Context())
 	switch {
 	case err != nil:

@@ -39,13 +39,17 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
+	sessionKeys  []string // cookie sessions: the first seals, every one opens
 	redisAddr    string
-	db           string
-	sessionLock  bool
-	drain        time.Duration
-	logLevel     slog.Level
-	healthcheck  bool
-	trusted      []netip.Prefix
+	// redisSet: -redis-addr or SHOP_REDIS_ADDR was given, so a cookie
+	// replica shares that Redis for what is not a session.
+	redisSet    bool
+	db          string
+	sessionLock bool
+	drain       time.Duration
+	logLevel    slog.Level
+	healthcheck bool
+	trusted     []netip.Prefix
 }
 
 // errHelp: -h was asked for and answered.
@@ -65,11 +69,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted string
+	var lock, drain, level, trusted, keys string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
-	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
+	fs.StringVar(&keys, "session-keys", env("SHOP_SESSION_KEYS", ""), "cookie sessions: comma-separated secrets of at least 32 characters; the first seals, all open (SHOP_SESSION_KEYS)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for redis sessions and the shared services; with cookie sessions used only when set (SHOP_REDIS_ADDR)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
@@ -87,9 +92,17 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
+	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" })
+	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != ""
 
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
+	}
+	if c.sessionStore == session.Cookie {
+		var err error
+		if c.sessionKeys, err = session.ParseKeys(keys); err != nil {
+			return c, fmt.Errorf("shop: -session-keys (SHOP_SESSION_KEYS): %v; required with -session-store cookie", err)
+		}
 	}
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
@@ -132,6 +145,20 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	return c, nil
 }
 
+// sharesRedis reports whether this replica uses a Redis for what is not a
+// session (login limits, presence, live metrics): always with redis
+// sessions, with cookie sessions when a Redis was configured, never with
+// memory sessions, whose replicas share nothing by design.
+func (c config) sharesRedis() bool {
+	switch c.sessionStore {
+	case session.Redis:
+		return true
+	case session.Cookie:
+		return c.redisSet
+	}
+	return false
+}
+
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -166,9 +193,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// Redis as a shared service (login limiter, presence, live metrics) is
 	// main's to hand out, apart from Redis as a session store: memory
-	// replicas share nothing, redis replicas share this one client.
+	// replicas share nothing, redis replicas share this one client, and
+	// cookie replicas share it when one is configured, else nothing.
 	var rc *redisclient.Client
-	if cfg.sessionStore == session.Redis {
+	if cfg.sharesRedis() {
 		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
@@ -182,6 +210,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cfg.sessionStore {
 	case session.Redis:
 		sessions = session.NewRedis(rc, opts)
+	case session.Cookie:
+		// The database keeps each account's session epoch: revocation.
+		sessions, err = session.NewCookie(session.CookieOptions{Keys: cfg.sessionKeys, Epochs: db}, opts)
+		if err != nil {
+			return fmt.Errorf("shop: -session-keys: %w", err)
+		}
 	default:
 		sessions = session.NewMemory(opts)
 	}
