@@ -14,17 +14,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// gateway is gateway.networking.k8s.io/v1 Gateway.
-type gateway struct {
+// gwGateway is gateway.networking.k8s.io/v1 Gateway.
+type gwGateway struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		GatewayClassName string     `json:"gatewayClassName"`
-		Listeners        []listener `json:"listeners"`
+		GatewayClassName string       `json:"gatewayClassName"`
+		Listeners        []gwListener `json:"listeners"`
 	} `json:"spec"`
 }
 
-type listener struct {
+type gwListener struct {
 	Name          string  `json:"name"`
 	Hostname      *string `json:"hostname,omitempty"`
 	Port          int32   `json:"port"`
@@ -37,18 +37,18 @@ type listener struct {
 	} `json:"allowedRoutes,omitempty"`
 }
 
-// httpRoute is gateway.networking.k8s.io/v1 HTTPRoute.
-type httpRoute struct {
+// gwHTTPRoute is gateway.networking.k8s.io/v1 HTTPRoute.
+type gwHTTPRoute struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		ParentRefs []parentRef `json:"parentRefs"`
-		Hostnames  []string    `json:"hostnames,omitempty"`
-		Rules      []routeRule `json:"rules"`
+		ParentRefs []gwParentRef `json:"parentRefs"`
+		Hostnames  []string      `json:"hostnames,omitempty"`
+		Rules      []gwRouteRule `json:"rules"`
 	} `json:"spec"`
 }
 
-type parentRef struct {
+type gwParentRef struct {
 	Group       *string `json:"group,omitempty"`
 	Kind        *string `json:"kind,omitempty"`
 	Namespace   *string `json:"namespace,omitempty"`
@@ -57,7 +57,7 @@ type parentRef struct {
 	Port        *int32  `json:"port,omitempty"`
 }
 
-type routeRule struct {
+type gwRouteRule struct {
 	Name    *string `json:"name,omitempty"`
 	Matches []struct {
 		Path *struct {
@@ -79,10 +79,10 @@ type routeRule struct {
 		BackendRequest *string `json:"backendRequest,omitempty"`
 	} `json:"timeouts,omitempty"`
 	// SessionPersistence is experimental-channel (GEP-1619).
-	SessionPersistence *sessionPersistence `json:"sessionPersistence,omitempty"`
+	SessionPersistence *gwSessionPersistence `json:"sessionPersistence,omitempty"`
 }
 
-type sessionPersistence struct {
+type gwSessionPersistence struct {
 	SessionName     *string `json:"sessionName,omitempty"`
 	AbsoluteTimeout *string `json:"absoluteTimeout,omitempty"`
 	Type            *string `json:"type,omitempty"`
@@ -91,10 +91,10 @@ type sessionPersistence struct {
 	} `json:"cookieConfig,omitempty"`
 }
 
-// gatewayDuration is the Gateway API's Duration pattern (GEP-2257).
-var gatewayDuration = regexp.MustCompile(`^([0-9]{1,5}(h|m|s|ms)){1,4}$`)
+// gwDuration is the Gateway API's Duration pattern (GEP-2257).
+var gwDuration = regexp.MustCompile(`^([0-9]{1,5}(h|m|s|ms)){1,4}$`)
 
-func (g *gateway) validate() error {
+func (g *gwGateway) validate() error {
 	var errs []error
 	if g.Spec.GatewayClassName == "" {
 		errs = append(errs, errors.New("spec.gatewayClassName is required"))
@@ -120,7 +120,7 @@ func (g *gateway) validate() error {
 	return errors.Join(errs...)
 }
 
-func (r *httpRoute) validate() error {
+func (r *gwHTTPRoute) validate() error {
 	var errs []error
 	if len(r.Spec.ParentRefs) == 0 {
 		errs = append(errs, errors.New("spec.parentRefs: at least one"))
@@ -151,7 +151,7 @@ func (r *httpRoute) validate() error {
 	return errors.Join(errs...)
 }
 
-func (sp *sessionPersistence) validate() error {
+func (sp *gwSessionPersistence) validate() error {
 	typ := "Cookie" // the CRD's default
 	if sp.Type != nil {
 		typ = *sp.Type
@@ -162,7 +162,7 @@ func (sp *sessionPersistence) validate() error {
 	if sp.SessionName != nil && len(*sp.SessionName) > 128 {
 		return errors.New("sessionName: at most 128 characters")
 	}
-	if sp.AbsoluteTimeout != nil && !gatewayDuration.MatchString(*sp.AbsoluteTimeout) {
+	if sp.AbsoluteTimeout != nil && !gwDuration.MatchString(*sp.AbsoluteTimeout) {
 		return fmt.Errorf("absoluteTimeout %q: want a Gateway API duration like 24h or 1h30m", *sp.AbsoluteTimeout)
 	}
 	if cc := sp.CookieConfig; cc != nil {

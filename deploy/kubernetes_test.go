@@ -60,9 +60,9 @@ var otherShopEnv = []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS"}
 // sessionStores are -session-store's values in the contract.
 var sessionStores = []string{"memory", "redis", "cookie"}
 
-// newKind returns an empty typed object for apiVersion and kind, or nil for
+// newKubeKind returns an empty typed object for apiVersion and kind, or nil for
 // a kind these manifests have no business using.
-func newKind(apiVersion, kind string) any {
+func newKubeKind(apiVersion, kind string) any {
 	switch apiVersion + " " + kind {
 	case "apps/v1 Deployment":
 		return &appsv1.Deployment{}
@@ -79,20 +79,20 @@ func newKind(apiVersion, kind string) any {
 	case "policy/v1 PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}
 	case "gateway.networking.k8s.io/v1 Gateway":
-		return &gateway{}
+		return &gwGateway{}
 	case "gateway.networking.k8s.io/v1 HTTPRoute":
-		return &httpRoute{}
+		return &gwHTTPRoute{}
 	}
 	return nil
 }
 
-// decodeStrict decodes o into its typed form; unknown or duplicate fields,
+// decodeKubeStrict decodes o into its typed form; unknown or duplicate fields,
 // and values of the wrong type, fail. A whole object (not a patch) is also
 // validated where the tests know the API's rules (the Gateway API kinds).
-func decodeStrict(o object, whole bool) (any, error) {
-	typed := newKind(o.apiVersion(), o.kind())
+func decodeKubeStrict(o kubeObject, whole bool) (any, error) {
+	typed := newKubeKind(o.apiVersion(), o.kind())
 	if typed == nil {
-		return nil, fmt.Errorf("%s: %s %s is not a kind these tests know; add it to newKind", o.Source, o.apiVersion(), o.kind())
+		return nil, fmt.Errorf("%s: %s %s is not a kind these tests know; add it to newKubeKind", o.Source, o.apiVersion(), o.kind())
 	}
 	b, err := yaml.Marshal(o.Body)
 	if err != nil {
@@ -131,8 +131,8 @@ func withoutPatchDirectives(v any) any {
 	return v
 }
 
-// cluster is one build's objects, typed and by name.
-type cluster struct {
+// kubeCluster is one build's objects, typed and by name.
+type kubeCluster struct {
 	deployments  map[string]*appsv1.Deployment
 	statefulSets map[string]*appsv1.StatefulSet
 	services     map[string]*corev1.Service
@@ -140,24 +140,24 @@ type cluster struct {
 	secrets      map[string]*corev1.Secret
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         map[string]*policyv1.PodDisruptionBudget
-	gateways     map[string]*gateway
-	routes       map[string]*httpRoute
+	gateways     map[string]*gwGateway
+	routes       map[string]*gwHTTPRoute
 }
 
-func buildCluster(t *testing.T, dir string) cluster {
+func buildKubeCluster(t *testing.T, dir string) kubeCluster {
 	t.Helper()
-	objs, err := build(filepath.Join(kubeDir, dir))
+	objs, err := kustomizeBuild(filepath.Join(kubeDir, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cluster{
+	c := kubeCluster{
 		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{},
 		services: map[string]*corev1.Service{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
-		pdbs: map[string]*policyv1.PodDisruptionBudget{}, gateways: map[string]*gateway{}, routes: map[string]*httpRoute{},
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, gateways: map[string]*gwGateway{}, routes: map[string]*gwHTTPRoute{},
 	}
 	for _, o := range objs {
-		typed, err := decodeStrict(o, true)
+		typed, err := decodeKubeStrict(o, true)
 		if err != nil {
 			t.Error(err)
 			continue
@@ -177,9 +177,9 @@ func buildCluster(t *testing.T, dir string) cluster {
 			c.hpas[v.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			c.pdbs[v.Name] = v
-		case *gateway:
+		case *gwGateway:
 			c.gateways[v.Name] = v
-		case *httpRoute:
+		case *gwHTTPRoute:
 			c.routes[v.Name] = v
 		}
 	}
@@ -189,8 +189,8 @@ func buildCluster(t *testing.T, dir string) cluster {
 	return c
 }
 
-// workload is a Deployment or StatefulSet as far as the checks care.
-type workload struct {
+// kubeWorkload is a Deployment or StatefulSet as far as the checks care.
+type kubeWorkload struct {
 	kind, name string
 	replicas   int32
 	selector   *metav1.LabelSelector
@@ -198,19 +198,19 @@ type workload struct {
 	claims     []corev1.PersistentVolumeClaim
 }
 
-func (c cluster) workloads() []workload {
-	var ws []workload
+func (c kubeCluster) workloads() []kubeWorkload {
+	var ws []kubeWorkload
 	for _, d := range c.deployments {
-		ws = append(ws, workload{"Deployment", d.Name, replicas(d.Spec.Replicas), d.Spec.Selector, d.Spec.Template, nil})
+		ws = append(ws, kubeWorkload{"Deployment", d.Name, replicaCount(d.Spec.Replicas), d.Spec.Selector, d.Spec.Template, nil})
 	}
 	for _, s := range c.statefulSets {
-		ws = append(ws, workload{"StatefulSet", s.Name, replicas(s.Spec.Replicas), s.Spec.Selector, s.Spec.Template, s.Spec.VolumeClaimTemplates})
+		ws = append(ws, kubeWorkload{"StatefulSet", s.Name, replicaCount(s.Spec.Replicas), s.Spec.Selector, s.Spec.Template, s.Spec.VolumeClaimTemplates})
 	}
-	slices.SortFunc(ws, func(a, b workload) int { return strings.Compare(a.kind+a.name, b.kind+b.name) })
+	slices.SortFunc(ws, func(a, b kubeWorkload) int { return strings.Compare(a.kind+a.name, b.kind+b.name) })
 	return ws
 }
 
-func replicas(n *int32) int32 {
+func replicaCount(n *int32) int32 {
 	if n == nil {
 		return 1
 	}
@@ -218,8 +218,8 @@ func replicas(n *int32) int32 {
 }
 
 // selecting returns the workloads whose pods sel selects.
-func (c cluster) selecting(sel labels.Selector) []workload {
-	var ws []workload
+func (c kubeCluster) selecting(sel labels.Selector) []kubeWorkload {
+	var ws []kubeWorkload
 	for _, w := range c.workloads() {
 		if sel.Matches(labels.Set(w.template.Labels)) {
 			ws = append(ws, w)
@@ -229,7 +229,7 @@ func (c cluster) selecting(sel labels.Selector) []workload {
 }
 
 // secretValue is a key of a Secret in the build, from data or stringData.
-func (c cluster) secretValue(name, key string) (string, bool) {
+func (c kubeCluster) secretValue(name, key string) (string, bool) {
 	s, ok := c.secrets[name]
 	if !ok {
 		return "", false
@@ -242,7 +242,7 @@ func (c cluster) secretValue(name, key string) (string, bool) {
 }
 
 // envValue is the value of a container's variable, through a secretKeyRef.
-func (c cluster) envValue(ctr corev1.Container, name string) (string, bool) {
+func (c kubeCluster) envValue(ctr corev1.Container, name string) (string, bool) {
 	for _, e := range ctr.Env {
 		if e.Name != name {
 			continue
@@ -255,7 +255,7 @@ func (c cluster) envValue(ctr corev1.Container, name string) (string, bool) {
 	return "", false
 }
 
-func containerPort(ctr corev1.Container, port intstr.IntOrString) (corev1.ContainerPort, bool) {
+func kubeContainerPort(ctr corev1.Container, port intstr.IntOrString) (corev1.ContainerPort, bool) {
 	for _, p := range ctr.Ports {
 		if port.Type == intstr.String && p.Name == port.StrVal || port.Type == intstr.Int && p.ContainerPort == port.IntVal {
 			return p, true
@@ -317,17 +317,17 @@ func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
 		if filepath.Base(f) == "kustomization.yaml" {
 			continue // decoded strictly by readKustomization
 		}
-		objs, err := readObjects(f)
+		objs, err := readKubeObjects(f)
 		if err != nil {
 			t.Error(err)
 			continue
 		}
 		for _, o := range objs {
 			if o.Body["$patch"] == "delete" {
-				continue // names an object only
+				continue // names an kubeObject only
 			}
 			o.Body = withoutPatchDirectives(o.Body).(map[string]any)
-			if _, err := decodeStrict(o, !patches[f]); err != nil {
+			if _, err := decodeKubeStrict(o, !patches[f]); err != nil {
 				t.Error(err)
 			}
 		}
@@ -344,15 +344,15 @@ func TestKubernetesDecodeIsStrict(t *testing.T) {
 		"apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: x}\nspec: {parentRefs: [{name: g}], rules: [{sessionPersistence: {cookieConfig: {lifetimeType: Permanent}}}]}\n",
 		"apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
 	} {
-		objs, err := parseObjects("doc", []byte(doc))
+		objs, err := parseKubeObjects("doc", []byte(doc))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := decodeStrict(objs[0], true); err == nil {
+		if _, err := decodeKubeStrict(objs[0], true); err == nil {
 			t.Errorf("decoded without error:\n%s", doc)
 		}
 	}
-	if _, err := parseObjects("doc", []byte("a: 1\na: 2\n")); err == nil {
+	if _, err := parseKubeObjects("doc", []byte("a: 1\na: 2\n")); err == nil {
 		t.Error("a duplicate key parsed without error")
 	}
 }
@@ -371,10 +371,10 @@ func TestKubernetesBuilds(t *testing.T) {
 	pending := make(map[string]bool)
 	for _, b := range kubeBuilds {
 		t.Run(strings.ReplaceAll(b.dir, "/", "-"), func(t *testing.T) {
-			c := buildCluster(t, b.dir)
-			checkWiring(t, c)
-			checkShop(t, c, src, routes, b.store, pending)
-			checkSecrets(t, c)
+			c := buildKubeCluster(t, b.dir)
+			checkKubeWiring(t, c)
+			checkKubeShop(t, c, src, routes, b.store, pending)
+			checkKubeSecrets(t, c)
 		})
 	}
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -388,8 +388,8 @@ func TestKubernetesBuilds(t *testing.T) {
 	}
 }
 
-// checkWiring: selectors select, ports and names refer to what exists.
-func checkWiring(t *testing.T, c cluster) {
+// checkKubeWiring: selectors select, ports and names refer to what exists.
+func checkKubeWiring(t *testing.T, c kubeCluster) {
 	t.Helper()
 	for _, w := range c.workloads() {
 		id := w.kind + "/" + w.name
@@ -432,7 +432,7 @@ func checkWiring(t *testing.T, c cluster) {
 			}
 			for what, p := range map[string]*corev1.Probe{"readiness": ctr.ReadinessProbe, "liveness": ctr.LivenessProbe} {
 				if p != nil && p.HTTPGet != nil {
-					if _, ok := containerPort(ctr, p.HTTPGet.Port); !ok {
+					if _, ok := kubeContainerPort(ctr, p.HTTPGet.Port); !ok {
 						t.Errorf("%s: container %s: %s probe port %s is none of its ports", id, ctr.Name, what, p.HTTPGet.Port.String())
 					}
 				}
@@ -460,7 +460,7 @@ func checkWiring(t *testing.T, c cluster) {
 				target = intstr.FromInt32(p.Port)
 			}
 			for _, w := range ws {
-				if !slices.ContainsFunc(w.template.Spec.Containers, func(ctr corev1.Container) bool { _, ok := containerPort(ctr, target); return ok }) {
+				if !slices.ContainsFunc(w.template.Spec.Containers, func(ctr corev1.Container) bool { _, ok := kubeContainerPort(ctr, target); return ok }) {
 					t.Errorf("Service/%s: port %d targets %s, which no container of %s/%s has", svc.Name, p.Port, target.String(), w.kind, w.name)
 				}
 			}
@@ -473,8 +473,8 @@ func checkWiring(t *testing.T, c cluster) {
 			t.Errorf("HorizontalPodAutoscaler/%s: scales %s %s/%s, which is not in the build", h.Name, ref.APIVersion, ref.Kind, ref.Name)
 			continue
 		}
-		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas > h.Spec.MaxReplicas || *h.Spec.MinReplicas > replicas(d.Spec.Replicas) {
-			t.Errorf("HorizontalPodAutoscaler/%s: want minReplicas <= the Deployment's %d <= ... and <= maxReplicas %d", h.Name, replicas(d.Spec.Replicas), h.Spec.MaxReplicas)
+		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas > h.Spec.MaxReplicas || *h.Spec.MinReplicas > replicaCount(d.Spec.Replicas) {
+			t.Errorf("HorizontalPodAutoscaler/%s: want minReplicas <= the Deployment's %d <= ... and <= maxReplicas %d", h.Name, replicaCount(d.Spec.Replicas), h.Spec.MaxReplicas)
 		}
 		for _, m := range h.Spec.Metrics {
 			if m.Resource == nil || m.Resource.Target.Type != autoscalingv2.UtilizationMetricType {
@@ -510,7 +510,7 @@ func checkWiring(t *testing.T, c cluster) {
 				t.Errorf("HTTPRoute/%s: parent Gateway %s is not in the build", r.Name, p.Name)
 				continue
 			}
-			if p.SectionName != nil && !slices.ContainsFunc(g.Spec.Listeners, func(l listener) bool { return l.Name == *p.SectionName }) {
+			if p.SectionName != nil && !slices.ContainsFunc(g.Spec.Listeners, func(l gwListener) bool { return l.Name == *p.SectionName }) {
 				t.Errorf("HTTPRoute/%s: Gateway %s has no listener %s", r.Name, p.Name, *p.SectionName)
 			}
 		}
@@ -525,8 +525,8 @@ func checkWiring(t *testing.T, c cluster) {
 	}
 }
 
-// checkShop: the shop's container as cmd/shop and web see it, for store.
-func checkShop(t *testing.T, c cluster, src shopSource, routes []shopRoute, store string, pending map[string]bool) {
+// checkKubeShop: the shop's container as cmd/shop and web see it, for store.
+func checkKubeShop(t *testing.T, c kubeCluster, src shopSource, routes []shopRoute, store string, pending map[string]bool) {
 	t.Helper()
 	d, ok := c.deployments["shop"]
 	if !ok {
@@ -575,7 +575,7 @@ func checkShop(t *testing.T, c cluster, src shopSource, routes []shopRoute, stor
 	n, _ := strconv.Atoi(port)
 	if err != nil {
 		t.Errorf("shop: SHOP_ADDR %q: %v", addr, err)
-	} else if p, ok := containerPort(ctr, intstr.FromInt(n)); !ok || p.Name != "http" {
+	} else if p, ok := kubeContainerPort(ctr, intstr.FromInt(n)); !ok || p.Name != "http" {
 		t.Errorf("shop: listens on %s (SHOP_ADDR %q), but its port named http is %v", port, addr, ctr.Ports)
 	}
 
@@ -593,7 +593,7 @@ func checkShop(t *testing.T, c cluster, src shopSource, routes []shopRoute, stor
 		}
 	}
 
-	var affinity *sessionPersistence
+	var affinity *gwSessionPersistence
 	for _, r := range c.routes {
 		for _, rule := range r.Spec.Rules {
 			if rule.SessionPersistence != nil {
@@ -617,7 +617,7 @@ func checkShop(t *testing.T, c cluster, src shopSource, routes []shopRoute, stor
 		}
 	}
 	if store == "redis" {
-		checkSentinels(t, c, ctr)
+		checkKubeSentinels(t, c, ctr)
 	} else if hasRedis || redisEnv {
 		t.Errorf("%s: Redis is still deployed (%v) or configured (%v) for a shop that does not use it", store, hasRedis, redisEnv)
 	}
@@ -632,12 +632,12 @@ func checkShop(t *testing.T, c cluster, src shopSource, routes []shopRoute, stor
 			}
 		}
 	}
-	checkDatabase(t, c, ctr)
+	checkKubeDatabase(t, c, ctr)
 }
 
-// checkSentinels: the shop finds the Sentinels the build runs, by the master
+// checkKubeSentinels: the shop finds the Sentinels the build runs, by the master
 // name they monitor, and they announce host names.
-func checkSentinels(t *testing.T, c cluster, shop corev1.Container) {
+func checkKubeSentinels(t *testing.T, c kubeCluster, shop corev1.Container) {
 	t.Helper()
 	addrs, _ := c.envValue(shop, "SHOP_REDIS_SENTINELS")
 	master, _ := c.envValue(shop, "SHOP_REDIS_MASTER")
@@ -645,7 +645,7 @@ func checkSentinels(t *testing.T, c cluster, shop corev1.Container) {
 		t.Fatalf("redis: SHOP_REDIS_SENTINELS %q and SHOP_REDIS_MASTER %q must both be set", addrs, master)
 	}
 	for _, a := range strings.Split(addrs, ",") {
-		if err := podAddr(c, a); err != nil {
+		if err := kubePodAddr(c, a); err != nil {
 			t.Errorf("redis: SHOP_REDIS_SENTINELS: %v", err)
 		}
 	}
@@ -667,9 +667,9 @@ func checkSentinels(t *testing.T, c cluster, shop corev1.Container) {
 	}
 }
 
-// podAddr checks that host:port names a pod of a StatefulSet in the build
+// kubePodAddr checks that host:port names a pod of a StatefulSet in the build
 // (pod-N.service) and one of its container ports.
-func podAddr(c cluster, addr string) error {
+func kubePodAddr(c kubeCluster, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%q: %v", addr, err)
@@ -682,21 +682,21 @@ func podAddr(c cluster, addr string) error {
 		return fmt.Errorf("%q: want a StatefulSet pod's name, like redis-sentinel-0.redis-sentinel", host)
 	}
 	s, ok := c.statefulSets[pod[:dash]]
-	if !ok || s.Spec.ServiceName != svc || int32(n) >= replicas(s.Spec.Replicas) {
+	if !ok || s.Spec.ServiceName != svc || int32(n) >= replicaCount(s.Spec.Replicas) {
 		return fmt.Errorf("%q: no pod %s of a StatefulSet behind Service %s in the build", host, pod, svc)
 	}
 	p, _ := strconv.Atoi(port)
 	for _, ctr := range s.Spec.Template.Spec.Containers {
-		if _, ok := containerPort(ctr, intstr.FromInt(p)); ok {
+		if _, ok := kubeContainerPort(ctr, intstr.FromInt(p)); ok {
 			return nil
 		}
 	}
 	return fmt.Errorf("%q: StatefulSet %s listens on no port %s", addr, s.Name, port)
 }
 
-// checkDatabase: SHOP_DB is the PostgreSQL the build runs, with its user,
+// checkKubeDatabase: SHOP_DB is the PostgreSQL the build runs, with its user,
 // database and password.
-func checkDatabase(t *testing.T, c cluster, shop corev1.Container) {
+func checkKubeDatabase(t *testing.T, c kubeCluster, shop corev1.Container) {
 	t.Helper()
 	raw, ok := c.envValue(shop, "SHOP_DB")
 	if !ok {
@@ -706,7 +706,7 @@ func checkDatabase(t *testing.T, c cluster, shop corev1.Container) {
 	if err != nil || u.Scheme != "postgres" || u.User == nil {
 		t.Fatalf("shop: SHOP_DB %q: want postgres://user:password@host:port/db", raw)
 	}
-	if err := podAddr(c, u.Host); err != nil {
+	if err := kubePodAddr(c, u.Host); err != nil {
 		t.Errorf("shop: SHOP_DB: %v", err)
 	}
 	pg, ok := c.statefulSets["postgres"]
@@ -724,8 +724,8 @@ func checkDatabase(t *testing.T, c cluster, shop corev1.Container) {
 	}
 }
 
-// checkSecrets: no real secret is committed.
-func checkSecrets(t *testing.T, c cluster) {
+// checkKubeSecrets: no real secret is committed.
+func checkKubeSecrets(t *testing.T, c kubeCluster) {
 	t.Helper()
 	for _, s := range c.secrets {
 		for k := range s.Data {
@@ -746,7 +746,7 @@ func checkSecrets(t *testing.T, c cluster) {
 func TestKubernetesShopStopTiming(t *testing.T) {
 	src := readShopSource(t)
 	for _, b := range kubeBuilds {
-		c := buildCluster(t, b.dir)
+		c := buildKubeCluster(t, b.dir)
 		d := c.deployments["shop"]
 		ctr := d.Spec.Template.Spec.Containers[0]
 		var errs []error

@@ -49,20 +49,20 @@ type patchTarget struct {
 	LabelSelector string `json:"labelSelector,omitempty"`
 }
 
-// object is one manifest as generic JSON, with where it came from.
-type object struct {
+// kubeObject is one manifest as generic JSON, with where it came from.
+type kubeObject struct {
 	Source string // file, and document number when the file has several
 	Body   map[string]any
 }
 
-func (o object) apiVersion() string { s, _ := o.Body["apiVersion"].(string); return s }
-func (o object) kind() string       { s, _ := o.Body["kind"].(string); return s }
-func (o object) name() string {
+func (o kubeObject) apiVersion() string { s, _ := o.Body["apiVersion"].(string); return s }
+func (o kubeObject) kind() string       { s, _ := o.Body["kind"].(string); return s }
+func (o kubeObject) name() string {
 	meta, _ := o.Body["metadata"].(map[string]any)
 	s, _ := meta["name"].(string)
 	return s
 }
-func (o object) labels() map[string]string {
+func (o kubeObject) labels() map[string]string {
 	meta, _ := o.Body["metadata"].(map[string]any)
 	m, _ := meta["labels"].(map[string]any)
 	out := make(map[string]string, len(m))
@@ -71,7 +71,7 @@ func (o object) labels() map[string]string {
 	}
 	return out
 }
-func (o object) id() string { return o.kind() + "/" + o.name() }
+func (o kubeObject) id() string { return o.kind() + "/" + o.name() }
 
 // readKustomization decodes dir/kustomization.yaml strictly.
 func readKustomization(dir string) (kustomization, error) {
@@ -89,24 +89,24 @@ func readKustomization(dir string) (kustomization, error) {
 	return k, nil
 }
 
-// build returns the objects `kubectl kustomize dir` would print.
-func build(dir string) ([]object, error) {
+// kustomizeBuild returns the objects `kubectl kustomize dir` would print.
+func kustomizeBuild(dir string) ([]kubeObject, error) {
 	k, err := readKustomization(dir)
 	if err != nil {
 		return nil, err
 	}
-	var objs []object
+	var objs []kubeObject
 	for _, r := range k.Resources {
 		path := filepath.Join(dir, r)
 		fi, err := os.Stat(path)
 		if err != nil {
 			return nil, fmt.Errorf("%s/kustomization.yaml: resource %s: %w", dir, r, err)
 		}
-		var more []object
+		var more []kubeObject
 		if fi.IsDir() {
-			more, err = build(path)
+			more, err = kustomizeBuild(path)
 		} else {
-			more, err = readObjects(path)
+			more, err = readKubeObjects(path)
 		}
 		if err != nil {
 			return nil, err
@@ -116,7 +116,7 @@ func build(dir string) ([]object, error) {
 	seen := make(map[string]string)
 	for _, o := range objs {
 		if o.kind() == "" || o.name() == "" {
-			return nil, fmt.Errorf("%s: an object without kind or metadata.name", o.Source)
+			return nil, fmt.Errorf("%s: an kubeObject without kind or metadata.name", o.Source)
 		}
 		if prev, dup := seen[o.id()]; dup {
 			return nil, fmt.Errorf("%s: %s is also in %s", o.Source, o.id(), prev)
@@ -143,7 +143,7 @@ func build(dir string) ([]object, error) {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		for _, patch := range patches {
-			if objs, err = applyPatch(objs, patch, p.Target); err != nil {
+			if objs, err = applyKubePatch(objs, patch, p.Target); err != nil {
 				return nil, fmt.Errorf("%s (%s): %w", where, patch.Source, err)
 			}
 		}
@@ -152,33 +152,33 @@ func build(dir string) ([]object, error) {
 }
 
 // objects reads the patch's documents, from its file or inline.
-func (p kustomizePatch) objects(dir string) ([]object, error) {
+func (p kustomizePatch) objects(dir string) ([]kubeObject, error) {
 	switch {
 	case p.Path != "" && p.Patch != "":
 		return nil, fmt.Errorf("both path and patch")
 	case p.Path != "":
-		return readObjects(filepath.Join(dir, p.Path))
+		return readKubeObjects(filepath.Join(dir, p.Path))
 	case p.Patch != "":
-		return parseObjects(filepath.Join(dir, "kustomization.yaml")+" (inline patch)", []byte(p.Patch))
+		return parseKubeObjects(filepath.Join(dir, "kustomization.yaml")+" (inline patch)", []byte(p.Patch))
 	}
 	return nil, fmt.Errorf("neither path nor patch")
 }
 
-var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
+var yamlDocSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
-func readObjects(path string) ([]object, error) {
+func readKubeObjects(path string) ([]kubeObject, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return parseObjects(path, b)
+	return parseKubeObjects(path, b)
 }
 
-// parseObjects splits a YAML stream into documents and converts each,
+// parseKubeObjects splits a YAML stream into documents and converts each,
 // refusing duplicate keys; comment-only documents are skipped.
-func parseObjects(source string, b []byte) ([]object, error) {
-	docs := docSeparator.Split(string(b), -1)
-	var objs []object
+func parseKubeObjects(source string, b []byte) ([]kubeObject, error) {
+	docs := yamlDocSeparator.Split(string(b), -1)
+	var objs []kubeObject
 	for i, doc := range docs {
 		j, err := yaml.YAMLToJSONStrict([]byte(doc))
 		if err != nil {
@@ -195,16 +195,16 @@ func parseObjects(source string, b []byte) ([]object, error) {
 		if len(docs) > 1 {
 			src = fmt.Sprintf("%s#%d", source, i+1)
 		}
-		objs = append(objs, object{Source: src, Body: body})
+		objs = append(objs, kubeObject{Source: src, Body: body})
 	}
 	return objs, nil
 }
 
-// applyPatch applies one patch document to the objects it targets: those
+// applyKubePatch applies one patch document to the objects it targets: those
 // the target selects, or else the one with the patch's own kind and name.
 // A patch that matches nothing is an error, as it is for kustomize.
-func applyPatch(objs []object, patch object, target *patchTarget) ([]object, error) {
-	match := func(o object) (bool, error) {
+func applyKubePatch(objs []kubeObject, patch kubeObject, target *patchTarget) ([]kubeObject, error) {
+	match := func(o kubeObject) (bool, error) {
 		if target == nil {
 			return o.kind() == patch.kind() && o.name() == patch.name(), nil
 		}
@@ -237,13 +237,13 @@ func applyPatch(objs []object, patch object, target *patchTarget) ([]object, err
 			continue
 		}
 		if target == nil && o.apiVersion() != patch.apiVersion() {
-			return nil, fmt.Errorf("patch for %s has apiVersion %s, the object %s", o.id(), patch.apiVersion(), o.apiVersion())
+			return nil, fmt.Errorf("patch for %s has apiVersion %s, the kubeObject %s", o.id(), patch.apiVersion(), o.apiVersion())
 		}
-		body, err := mergePatch(o.Body, patch.Body, builtinKind(o.apiVersion()), "")
+		body, err := mergeKubePatch(o.Body, patch.Body, builtinKind(o.apiVersion()), "")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", o.id(), err)
 		}
-		out = append(out, object{Source: o.Source + " patched by " + patch.Source, Body: body.(map[string]any)})
+		out = append(out, kubeObject{Source: o.Source + " patched by " + patch.Source, Body: body.(map[string]any)})
 	}
 	if matched == 0 {
 		if target != nil {
@@ -258,10 +258,10 @@ func applyPatch(objs []object, patch object, target *patchTarget) ([]object, err
 // resources (the Gateway API's) get a JSON merge patch, lists replaced whole.
 func builtinKind(apiVersion string) bool { return !strings.Contains(apiVersion, ".") }
 
-// mergeKeys are the strategic merge keys of the lists the overlays patch
+// smpMergeKeys are the strategic merge keys of the lists the overlays patch
 // (the patchMergeKey tags in k8s.io/api/core/v1). Any other list in a patch
 // of a built-in kind is refused rather than merged the wrong way.
-var mergeKeys = map[string]string{
+var smpMergeKeys = map[string]string{
 	"containers":     "name",
 	"initContainers": "name",
 	"env":            "name",
@@ -269,9 +269,9 @@ var mergeKeys = map[string]string{
 	"volumeMounts":   "mountPath",
 }
 
-// mergePatch merges patch into orig (neither is modified): maps key by key,
+// mergeKubePatch merges patch into orig (neither is modified): maps key by key,
 // null deletes, lists by merge key for built-in kinds, other values replace.
-func mergePatch(orig, patch any, strategic bool, field string) (any, error) {
+func mergeKubePatch(orig, patch any, strategic bool, field string) (any, error) {
 	switch p := patch.(type) {
 	case map[string]any:
 		o, _ := orig.(map[string]any)
@@ -290,7 +290,7 @@ func mergePatch(orig, patch any, strategic bool, field string) (any, error) {
 				delete(out, k)
 				continue
 			}
-			merged, err := mergePatch(out[k], v, strategic, k)
+			merged, err := mergeKubePatch(out[k], v, strategic, k)
 			if err != nil {
 				return nil, err
 			}
@@ -301,9 +301,9 @@ func mergePatch(orig, patch any, strategic bool, field string) (any, error) {
 		if !strategic || orig == nil {
 			return p, nil
 		}
-		key, ok := mergeKeys[field]
+		key, ok := smpMergeKeys[field]
 		if !ok {
-			return nil, fmt.Errorf("list %q: the test's builder knows no merge key for it; add it to mergeKeys from k8s.io/api's patchMergeKey", field)
+			return nil, fmt.Errorf("list %q: the test's builder knows no merge key for it; add it to smpMergeKeys from k8s.io/api's patchMergeKey", field)
 		}
 		// As kubectl's strategic merge orders them: the patch's items first,
 		// in its order, then the original's that the patch does not name.
@@ -326,7 +326,7 @@ func mergePatch(orig, patch any, strategic bool, field string) (any, error) {
 				}
 				continue
 			}
-			merged, err := mergePatch(base, pm, strategic, field)
+			merged, err := mergeKubePatch(base, pm, strategic, field)
 			if err != nil {
 				return nil, err
 			}

@@ -43,7 +43,7 @@ func (s shopSource) flagByEnv(env string) (shopFlag, bool) {
 	return shopFlag{}, false
 }
 
-var envName = regexp.MustCompile(`^SHOP_[A-Z0-9_]+$`)
+var shopEnvName = regexp.MustCompile(`^SHOP_[A-Z0-9_]+$`)
 
 // flagDefiners maps flag.FlagSet's defining methods to the index of their
 // name argument.
@@ -78,7 +78,7 @@ func parseGoFiles(t *testing.T, dir string) []*ast.File {
 	return files
 }
 
-func stringLit(e ast.Expr) (string, bool) {
+func goStringLit(e ast.Expr) (string, bool) {
 	lit, ok := e.(*ast.BasicLit)
 	if !ok || lit.Kind != token.STRING {
 		return "", false
@@ -120,7 +120,7 @@ func readShopSource(t *testing.T) shopSource {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.BasicLit:
-				if s, ok := stringLit(n); ok && envName.MatchString(s) {
+				if s, ok := goStringLit(n); ok && shopEnvName.MatchString(s) {
 					src.Env[s] = true
 				}
 			case *ast.CallExpr:
@@ -159,7 +159,7 @@ func flagDefinition(call *ast.CallExpr) (shopFlag, bool) {
 	if !ok || i >= len(call.Args) {
 		return shopFlag{}, false
 	}
-	name, ok := stringLit(call.Args[i])
+	name, ok := goStringLit(call.Args[i])
 	if !ok {
 		return shopFlag{}, false
 	}
@@ -169,10 +169,10 @@ func flagDefinition(call *ast.CallExpr) (shopFlag, bool) {
 		if !ok || len(inner.Args) == 0 {
 			continue
 		}
-		if env, ok := stringLit(inner.Args[0]); ok && envName.MatchString(env) {
+		if env, ok := goStringLit(inner.Args[0]); ok && shopEnvName.MatchString(env) {
 			fl.Env = env
 			if len(inner.Args) > 1 {
-				fl.Default, _ = stringLit(inner.Args[1])
+				fl.Default, _ = goStringLit(inner.Args[1])
 			}
 			break
 		}
@@ -223,7 +223,7 @@ func shutdownTimeout(run *ast.FuncDecl, consts map[string]ast.Expr) (time.Durati
 	return evalDuration(timeout, consts)
 }
 
-var timeUnits = map[string]time.Duration{
+var goTimeUnits = map[string]time.Duration{
 	"Nanosecond": time.Nanosecond, "Microsecond": time.Microsecond, "Millisecond": time.Millisecond,
 	"Second": time.Second, "Minute": time.Minute, "Hour": time.Hour,
 }
@@ -242,7 +242,7 @@ func evalDuration(e ast.Expr, consts map[string]ast.Expr) (time.Duration, error)
 		return time.Duration(n), err
 	case *ast.SelectorExpr:
 		if pkg, ok := e.X.(*ast.Ident); ok && pkg.Name == "time" {
-			if u, ok := timeUnits[e.Sel.Name]; ok {
+			if u, ok := goTimeUnits[e.Sel.Name]; ok {
 				return u, nil
 			}
 		}
@@ -294,7 +294,7 @@ func readShopRoutes(t *testing.T) []shopRoute {
 			if !ok || sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc" {
 				return true
 			}
-			pattern, ok := stringLit(call.Args[0])
+			pattern, ok := goStringLit(call.Args[0])
 			if !ok {
 				return true
 			}

@@ -6,7 +6,7 @@
 //	go run ./scenarios show NAME|PATH.txt
 //	go run ./scenarios run NAME|PATH.txt [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
-//	go run ./scenarios matrix
+//	go run ./scenarios matrix [-db sqlite|postgres]
 //
 // The engine lives in scenarios/lab; this file is the command line only.
 package main
@@ -50,7 +50,8 @@ const usage = `usage:
                                  run one scenario, built in or from any file, and judge it
   scenarios run load [-short] [-scaling] [-duration D] [-doc FILE]
                                  the load benchmark (package scenarios/bench); measured, not judged
-  scenarios matrix               run every scenario under every configuration it applies to;
+  scenarios matrix [-db sqlite|postgres]
+                                 run every scenario under every configuration it applies to;
                                  a Markdown table on stdout
 
 run flags:
@@ -332,8 +333,12 @@ func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	fs := flag.NewFlagSet("matrix", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	only := fs.String("only", "", "run only this scenario")
+	db := fs.String("db", cluster.DatabaseSQLite, "the replicas' database: sqlite or postgres")
 	if err := fs.Parse(args); err != nil {
 		return exitError, err
+	}
+	if *db != cluster.DatabaseSQLite && *db != cluster.DatabasePostgres {
+		return exitError, fmt.Errorf("-db %q: want %s or %s", *db, cluster.DatabaseSQLite, cluster.DatabasePostgres)
 	}
 	start := time.Now()
 	var results []*lab.Result
@@ -351,7 +356,7 @@ func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		s := b.Script
 		for _, cfg := range s.Configs {
 			fmt.Fprintf(stderr, "running %s (%s)\n", s.Name, cfg)
-			res, err := lab.Run(ctx, s, lab.Options{Config: cfg})
+			res, err := lab.Run(ctx, s, lab.Options{Config: cfg, Driver: &lab.LocalDriver{Database: *db}})
 			if err != nil {
 				return exitError, fmt.Errorf("%s (%s): %w", s.Name, cfg, err)
 			}

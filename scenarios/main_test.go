@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,8 +113,12 @@ func TestRunWritesReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(html, []byte("<svg")) || !bytes.Contains(html, []byte("carts lost: 0, wrong: 0 of 3")) {
-		t.Errorf("report lacks the timeline:\n%.500s", html)
+	// Ten requests: the report lists them one by one, and tells the story
+	// the terminal told.
+	for _, want := range []string{`data-testid="sequence"`, "carts lost: 0, wrong: 0 of 3", "alice adds 2 of product 1 → shop"} {
+		if !bytes.Contains(html, []byte(want)) {
+			t.Errorf("report lacks %q:\n%.500s", want, html)
+		}
 	}
 }
 
@@ -142,6 +147,69 @@ func TestMatrix(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("matrix lacks %q", want)
+		}
+	}
+}
+
+// TestTargetWithoutFaultDriver: a fault step against a target with no fault
+// driver fails before any load starts, naming the line, and the story never
+// speaks of starting a cluster. Port 1 is never served: the lab must not
+// even try to shop there.
+func TestTargetWithoutFaultDriver(t *testing.T) {
+	code, out, errOut := runCLI(t, "run", "failover", "-target", "http://127.0.0.1:1")
+	want := "scenarios/lab/scripts/failover.txt:11: kill -9 replica of alice: the none driver cannot kill"
+	if code != exitError || !strings.Contains(errOut, want) || !strings.Contains(errOut, "unsupported operation") {
+		t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, exitError, want)
+	}
+	if strings.Contains(out, "starting") || strings.Contains(out, "load") {
+		t.Errorf("the run began before failing:\n%s", out)
+	}
+}
+
+// TestRunScriptFromFile: a script outside the repository runs by its path,
+// and its errors name that path.
+func TestRunScriptFromFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "mine.txt")
+	if err := os.WriteFile(bad, []byte("lesson l\nrun with store=redis\nstart 3 replicas\nlod 6 shoppers for 2s\nexpect carts intact\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "run", bad)
+	want := bad + `:4: unknown step "lod 6 shoppers for 2s"; did you mean "load N shoppers for D" (e.g. "load 6 shoppers for 2s")?`
+	if code != exitError || strings.TrimSpace(errOut) != "scenarios: "+want {
+		t.Errorf("exit %d, stderr %q; want exit %d and one line %q", code, errOut, exitError, want)
+	}
+	code, out, _ := runCLI(t, "show", bad)
+	if code != exitOK || !strings.Contains(out, "lod 6 shoppers") {
+		t.Errorf("show %s: exit %d\n%s", bad, code, out)
+	}
+
+	testenv.Require(t, "nginx")
+	good := filepath.Join(dir, "two-shoppers.txt")
+	if err := os.WriteFile(good, []byte("lesson memory sessions under sticky routing stay put\nrun with store=memory lb=sticky\nstart 2 replicas\nas ann add 1 of product 3\nas ann add 2 of product 3\nexpect cart of ann is 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, "run", good)
+	if code != exitOK || !strings.Contains(out, "PASS: observed what two-shoppers expects") {
+		t.Errorf("run %s: exit %d\n%s%s", good, code, out, errOut)
+	}
+}
+
+// TestListMarksBrokenScripts: the list prints a broken script with its
+// first error and every other one as usual.
+func TestListMarksBrokenScripts(t *testing.T) {
+	s, err := lab.Lookup("sticky")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeList(&out, []lab.Builtin{
+		{Name: "broken", Err: errors.New("scenarios/lab/scripts/broken.txt:4: unknown step \"fly\"")},
+		{Name: "sticky", Script: s},
+	})
+	for _, want := range []string{"broken — BROKEN: scenarios/lab/scripts/broken.txt:4: unknown step", "sticky — " + s.Lesson, "load — "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("list lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -33,6 +33,9 @@ func (d *DB) CreateAccount(ctx context.Context, email string, hash []byte) (_ Ac
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
+	if err := d.checkWritable(); err != nil {
+		return Account{}, fmt.Errorf("store: create account: %w", err)
+	}
 	a := Account{Email: email, PasswordHash: hash, CreatedAt: now()}
 	// A single INSERT in autocommit mode waits for the write lock under
 	// busy_timeout, so it needs no explicit transaction. RETURNING gives
@@ -131,6 +134,9 @@ func (d *DB) SaveCart(ctx context.Context, accountID int64, data []byte) (err er
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
+	if err := d.checkWritable(); err != nil {
+		return fmt.Errorf("store: save cart of account %d: %w", accountID, err)
+	}
 	if len(data) == 0 {
 		_, err = d.write.ExecContext(ctx, d.q("DELETE FROM saved_carts WHERE account_id = ?"), accountID)
 	} else {

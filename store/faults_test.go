@@ -121,7 +121,7 @@ func TestSQLiteImmutableFile(t *testing.T) {
 
 // TestSQLiteFileDeleted deletes (then replaces) the file under an open
 // database: writes would still succeed, into a file nobody opens again, so
-// Ping must say so.
+// Ping must say so and writes must be refused.
 func TestSQLiteFileDeleted(t *testing.T) {
 	d, path := openTest(t, backends[0])
 	if err := d.Ping(t.Context()); err != nil {
@@ -132,6 +132,12 @@ func TestSQLiteFileDeleted(t *testing.T) {
 	}
 	if err := d.Ping(t.Context()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Ping after the file was deleted = %v, want ErrUnavailable", err)
+	}
+	if _, _, err := d.PlaceOrder(t.Context(), anOrder("deleted")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("PlaceOrder after the file was deleted = %v, want ErrUnavailable (the order would be lost)", err)
+	}
+	if _, err := d.CreateAccount(t.Context(), "ann@example.com", []byte("hash")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("CreateAccount after the file was deleted = %v, want ErrUnavailable", err)
 	}
 	// Another file at the same path is no better: it is not the one open.
 	if err := os.WriteFile(path, nil, 0o644); err != nil {

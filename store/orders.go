@@ -152,6 +152,9 @@ func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 		Email:          o.Email,
 		Address:        o.Address,
 	}
+	if err := d.checkWritable(); err != nil {
+		return Order{}, false, fmt.Errorf("store: place order: %w", err)
+	}
 	tx, err := d.write.BeginTx(ctx, nil)
 	if err != nil {
 		return Order{}, false, fmt.Errorf("store: place order: %w", err)

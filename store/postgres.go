@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"syscall"
@@ -25,10 +26,10 @@ import (
 // and the seed between replicas starting together ("statelab" in ASCII).
 const migrationLock int64 = 0x73746174656c6162
 
-func openPostgres(ctx context.Context, url string) (*DB, error) {
-	db, err := sql.Open("pgx", url)
+func openPostgres(ctx context.Context, dsn string) (*DB, error) {
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("store: open %s: %w", Redact(dsn), err)
 	}
 	// Every connection is a server process: a few per replica are plenty,
 	// since no transaction waits on anything but the database.
@@ -42,30 +43,23 @@ func openPostgres(ctx context.Context, url string) (*DB, error) {
 	d := &DB{write: db, read: db, postgres: true}
 	if d.seeded, err = d.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: open %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("store: open %s: %w", Redact(dsn), err)
 	}
 	return d, nil
 }
 
-// redactURL hides the password of a postgres:// URL, for errors and logs.
-func redactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
+// Redact returns dsn with the password of a postgres:// URL replaced by
+// "xxxxx", fit for a log line or an error; a file path comes back as is.
+func Redact(dsn string) string {
+	if !IsPostgresURL(dsn) {
+		return dsn
 	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return raw
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://(unparsable URL)"
 	}
-	user, _, hasPassword := strings.Cut(rest[:at], ":")
-	if !hasPassword {
-		return raw
-	}
-	return scheme + "://" + user + ":xxxxx@" + rest[at+1:]
+	return u.Redacted()
 }
-
-// Redact returns dsn with any password replaced, fit for a log line.
-func Redact(dsn string) string { return redactURL(dsn) }
 
 // postgresCode returns the SQLSTATE of a PostgreSQL error, or "".
 func postgresCode(err error) string {

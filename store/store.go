@@ -129,6 +129,17 @@ func (d *DB) Ping(ctx context.Context) (err error) {
 	return nil
 }
 
+// checkWritable refuses a write to a SQLite file that was deleted or
+// replaced since Open: it would succeed, into a file nobody opens again, and
+// the order would be gone at the next start. One stat per write is cheap
+// beside the transaction.
+func (d *DB) checkWritable() error {
+	if d.file == nil {
+		return nil
+	}
+	return d.file.check()
+}
+
 // bound limits one call to Timeout. Every exported method that touches the
 // database starts with it, and with defer classify(ctx, &err).
 func bound(ctx context.Context) (context.Context, context.CancelFunc) {

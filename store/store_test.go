@@ -385,3 +385,24 @@ func TestReadPoolIsQueryOnly(t *testing.T) {
 		t.Error("a write through the read pool succeeded")
 	}
 }
+
+func TestDSNKinds(t *testing.T) {
+	tests := []struct {
+		dsn      string
+		postgres bool
+		redacted string
+	}{
+		{"shop.db", false, "shop.db"},
+		{"/var/lib/shop/postgres.db", false, "/var/lib/shop/postgres.db"},
+		{"postgres://shop:s3cret@db:5432/shop?sslmode=disable", true, "postgres://shop:xxxxx@db:5432/shop?sslmode=disable"},
+		{"postgresql://shop@db/shop", true, "postgresql://shop@db/shop"},
+	}
+	for _, tt := range tests {
+		if got := IsPostgresURL(tt.dsn); got != tt.postgres {
+			t.Errorf("IsPostgresURL(%q) = %v, want %v", tt.dsn, got, tt.postgres)
+		}
+		if got := Redact(tt.dsn); got != tt.redacted {
+			t.Errorf("Redact(%q) = %q, want %q", tt.dsn, got, tt.redacted)
+		}
+	}
+}

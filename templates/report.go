@@ -19,7 +19,26 @@ type ReportView struct {
 	Carts       []CartRow
 	Checks      []CheckRow
 	Events      []ReportPair // time → what happened
-	Script      string       // the scenario's script, as written
+	Story       []ReportPair // the narrative as the terminal told it: time → line
+	// Sequence, for a short scenario, is every request one by one with the
+	// events between them, shown instead of the timeline (whose bars would
+	// all stand at x = 0).
+	Sequence []SequenceRow
+	Script   string // the scenario's script, as written
+}
+
+// SequenceRow is one line of the sequence view: a request, or an event
+// between requests.
+type SequenceRow struct {
+	At      string // "0.12 s"
+	Shopper string
+	Action  string // "adds 2 of product 1", "opens the catalog"
+	Replica string // "" when no replica answered
+	Color   string // the replica's colour
+	Status  string // "303", "no answer"
+	Failed  bool   // no answer or a 5xx
+	Retry   bool
+	Event   string // for an event row: what happened; the other fields are empty
 }
 
 // ReportPair is a label and its value.

@@ -86,10 +86,18 @@ type Product struct {
 // CatalogView is the catalog page.
 type CatalogView struct {
 	Page
+	// Body is CatalogBody, rendered once per category and cart availability.
+	Body templ.Component
+}
+
+// CatalogContent is what the catalog page shows inside the layout, the same
+// for every visitor.
+type CatalogContent struct {
 	Categories []Category
 	Heading    string
-	// Grid is the product grid, rendered once per category (see ProductGrid).
-	Grid templ.Component
+	Products   []Product
+	// WithCart shows the add-to-cart forms (off while the store is away).
+	WithCart bool
 }
 
 // ProductView is a product page.

@@ -118,6 +118,12 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if len(f.Errors) > 0 {
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, true, f)
 	}
+	if info.AccountID != 0 && info.AccountEmail == f.Email {
+		// The same form again (a double click, the back button): this
+		// session already holds the account it made. Nothing changes.
+		http.Redirect(w, r, "/account", http.StatusSeeOther)
+		return nil
+	}
 	var hash []byte
 	var hashErr error
 	if err := s.hashers.do(r.Context(), func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), bcryptCost) }); err != nil {

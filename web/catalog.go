@@ -19,20 +19,13 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	if len(q["category"]) > 1 {
 		return &Error{Status: http.StatusBadRequest, Field: "category", Message: "given more than once"}
 	}
-	v := templates.CatalogView{Heading: "All products"}
-	found := slug == ""
-	for _, c := range cat.categories {
-		current := c.Slug == slug
-		if current {
-			v.Heading, found = c.Name, true
-		}
-		v.Categories = append(v.Categories, templates.Category{Slug: c.Slug, Name: c.Name, Current: current})
-	}
-	if !found {
+	if _, ok := cat.bodies[catalogKey{category: slug, withCart: true}]; !ok {
 		return notFound("category: there is no category %q.", slug)
 	}
-	v.Page = s.page(r, v.Heading)
-	v.Grid = cat.grids[gridKey{category: slug, withCart: !v.CartUnavailable}]
+	var v templates.CatalogView
+	v.Page = s.page(r, "")
+	body := cat.bodies[catalogKey{category: slug, withCart: !v.CartUnavailable}]
+	v.Title, v.Body = body.heading, body.html
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil

@@ -131,6 +131,7 @@ func TestDatabaseFileDeleted(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "shop.db")
 	ts := newShopAt(t, path)
 	c := ts.client()
+	form := checkoutForm(c)
 	if r := c.get("/readyz"); r.status != 200 {
 		t.Fatalf("GET /readyz = %d, want 200", r.status)
 	}
@@ -144,4 +145,6 @@ func TestDatabaseFileDeleted(t *testing.T) {
 		t.Errorf("GET /readyz after the database file was deleted = %d, Retry-After %q; want 503 with Retry-After",
 			r.status, r.header.Get("Retry-After"))
 	}
+	// An order written now would be gone at the next start: refused.
+	wantDatabase503(t, "POST /checkout", time.Now(), c.post("/checkout", form))
 }

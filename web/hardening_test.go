@@ -237,6 +237,16 @@ func TestLoginMergeRule(t *testing.T) {
 				t.Error("logging in again as the same account changed the session token")
 			}
 
+			// The register form submitted twice: the second changes nothing.
+			reg := shop.client()
+			reg.add(4, 1)
+			for i := range 2 {
+				if r := reg.register("r@example.com", "r's long password"); r.status != http.StatusSeeOther || r.header.Get("Location") != "/account" {
+					t.Errorf("register submit %d: %d → %q, want 303 → /account", i+1, r.status, r.header.Get("Location"))
+				}
+			}
+			wantCart("register twice", reg, map[int64]int{4: 1})
+
 			// login → other account: P is logged out (its cart stays with P),
 			// Q gets exactly its own saved cart.
 			login(c, "q@example.com", "q's long password")

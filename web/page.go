@@ -2,36 +2,21 @@ package web
 
 import (
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/statelab/shop/static"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
 
-// replicaColors is how many distinct replica colours the stylesheet defines
-// (.replica-c0 .. .replica-c11).
-const replicaColors = 12
-
-// replicaColorClass gives each replica name a stable colour. Names that end
-// in a number (shop1, shop2, ...) take consecutive colours so a small cluster
-// never shows two replicas alike; other names are hashed.
+// replicaColorClass gives each replica name its stable colour class, from
+// the palette the lab's reports share (static.ReplicaColor).
+// It allocates nothing: pages name up to six replicas per request.
 func replicaColorClass(name string) string {
-	if name == "" {
-		return "replica-none"
-	}
-	i := len(name)
-	for i > 0 && name[i-1] >= '0' && name[i-1] <= '9' {
-		i--
-	}
-	if n, err := strconv.Atoi(name[i:]); err == nil && i < len(name) {
-		return "replica-c" + strconv.Itoa((n+replicaColors-1)%replicaColors)
-	}
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return "replica-c" + strconv.Itoa(int(h.Sum32()%replicaColors))
+	class, _ := static.ReplicaColor(name)
+	return class
 }
 
 // page builds what every page's layout shows: ribbon, flash and cart count.

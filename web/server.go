@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
@@ -163,37 +165,52 @@ type catalog struct {
 	// formatting 24 prices and URLs on every request was a tenth of the
 	// page's allocations.
 	views []templates.Product
-	// grids are the catalog page's product grids, rendered once per category
-	// ("" is all products) and cart availability: the biggest part of the
-	// page, the same for every visitor.
-	grids map[gridKey]templ.Component
+	// bodies are the catalog page inside its layout (category menu, heading,
+	// product grid), rendered once per category ("" is all products) and
+	// cart availability: most of the page, the same for every visitor.
+	bodies map[catalogKey]catalogBody
 }
 
-type gridKey struct {
+type catalogKey struct {
 	category string
 	withCart bool
 }
 
-// renderGrids renders every product grid the catalog page can show.
-func (cat *catalog) renderGrids(ctx context.Context) error {
-	cat.grids = make(map[gridKey]templ.Component)
+// catalogBody is one rendered templates.CatalogBody and its heading (the
+// page's title).
+type catalogBody struct {
+	heading string
+	html    templ.Component
+}
+
+// renderBodies renders every catalog body the catalog page can show.
+func (cat *catalog) renderBodies(ctx context.Context) error {
+	cat.bodies = make(map[catalogKey]catalogBody)
 	slugs := []string{""}
 	for _, c := range cat.categories {
 		slugs = append(slugs, c.Slug)
 	}
 	for _, slug := range slugs {
-		var views []templates.Product
+		content := templates.CatalogContent{Heading: "All products"}
+		for _, c := range cat.categories {
+			current := c.Slug == slug
+			if current {
+				content.Heading = c.Name
+			}
+			content.Categories = append(content.Categories, templates.Category{Slug: c.Slug, Name: c.Name, Current: current})
+		}
 		for i := range cat.products {
 			if slug == "" || cat.products[i].CategorySlug == slug {
-				views = append(views, cat.views[i])
+				content.Products = append(content.Products, cat.views[i])
 			}
 		}
 		for _, withCart := range []bool{true, false} {
+			content.WithCart = withCart
 			var b strings.Builder
-			if err := templates.ProductGrid(views, withCart).Render(ctx, &b); err != nil {
-				return fmt.Errorf("web: render the catalog grid: %w", err)
+			if err := templates.CatalogBody(content).Render(ctx, &b); err != nil {
+				return fmt.Errorf("web: render the catalog: %w", err)
 			}
-			cat.grids[gridKey{slug, withCart}] = templ.Raw(b.String())
+			cat.bodies[catalogKey{slug, withCart}] = catalogBody{heading: content.Heading, html: templ.Raw(b.String())}
 		}
 	}
 	return nil
@@ -225,7 +242,7 @@ func (c *catalogCache) load(ctx context.Context) (*catalog, error) {
 		cat.bySlug[prods[i].Slug] = &prods[i]
 		cat.views = append(cat.views, productView(&prods[i]))
 	}
-	if err := cat.renderGrids(ctx); err != nil {
+	if err := cat.renderBodies(ctx); err != nil {
 		return nil, err
 	}
 	c.snap.Store(cat)

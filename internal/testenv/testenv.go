@@ -1,8 +1,8 @@
-// Package testenv starts the real parts that tests need (redis-server now;
-// the same shape serves PostgreSQL or a Sentinel) on free loopback ports and
-// decides what a test does when a binary is missing: it skips with the
-// install command when run by hand, and fails when SHOP_TEST_REQUIRE=all
-// (as `make test` and CI set it), so that CI cannot skip silently.
+// Package testenv starts the real parts that tests need (redis-server,
+// PostgreSQL) on free loopback ports and decides what a test does when a
+// binary is missing: it skips with the install command when run by hand,
+// and fails when SHOP_TEST_REQUIRE=all (as `make test` and CI set it), so
+// that CI cannot skip silently.
 package testenv
 
 import (

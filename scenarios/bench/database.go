@@ -33,10 +33,11 @@ const PageCheckout = "checkout"
 // databases are measured in this order.
 var databases = []string{cluster.DatabaseSQLite, cluster.DatabasePostgres}
 
-// orderBudget caps the orders of one database's run: the seeded stock
-// (4280 units over 24 products) must last, or checkouts would measure
-// "out of stock" pages.
-const orderBudget = 3000
+// orderBudget caps the orders of one database's run, shared equally by its
+// rounds: the seeded stock (at least 100 of each of 24 products, which the
+// checkouts take in turn) must last, or they would measure "out of stock"
+// pages.
+const orderBudget = 2000
 
 // DatabaseMeasurement is one page on one database, in the closed model.
 type DatabaseMeasurement struct {
@@ -87,7 +88,7 @@ func databaseBench(ctx context.Context, o Options, bin, dir string, logf func(st
 	round := o.Duration / time.Duration(o.Rounds)
 	for range o.Rounds {
 		for _, r := range runs {
-			r.round(ctx, o.Workers, round)
+			r.round(ctx, o.Workers, round, orderBudget/int64(o.Rounds))
 		}
 	}
 	for i, db := range databases {
@@ -104,7 +105,6 @@ type checkoutRun struct {
 	base     string
 	soldOut  sync.Map // product id → true once a checkout was refused for it
 	next     atomic.Int64
-	orders   atomic.Int64 // all rounds, against orderBudget
 	mu       sync.Mutex
 	took     []time.Duration // every successful checkout
 	rates    []float64       // orders per second, per round
@@ -116,8 +116,8 @@ type checkoutRun struct {
 func newCheckoutRun(base string) *checkoutRun { return &checkoutRun{base: base} }
 
 // round runs workers shoppers back to back for d, each adding one unit and
-// checking out, until d is over or the order budget is spent.
-func (r *checkoutRun) round(ctx context.Context, workers int, d time.Duration) {
+// checking out, until d is over or the round has placed budget orders.
+func (r *checkoutRun) round(ctx context.Context, workers int, d time.Duration, budget int64) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	start := time.Now()
@@ -126,11 +126,9 @@ func (r *checkoutRun) round(ctx context.Context, workers int, d time.Duration) {
 	for range workers {
 		wg.Go(func() {
 			s := newCheckoutShopper(r.base)
-			for ctx.Err() == nil && r.orders.Load() < orderBudget {
-				ok := r.checkout(ctx, s)
-				if ok {
+			for ctx.Err() == nil && orders.Load() < budget {
+				if r.checkout(ctx, s) {
 					orders.Add(1)
-					r.orders.Add(1)
 				} else {
 					s = newCheckoutShopper(r.base) // a fresh cart
 				}
@@ -160,7 +158,11 @@ func (r *checkoutRun) checkout(ctx context.Context, s *http.Client) bool {
 		return false
 	}
 	add := url.Values{"product_id": {strconv.Itoa(product)}, "quantity": {"1"}}
-	if status, err := post(ctx, s, r.base+"/cart/items", add); err != nil || status != http.StatusSeeOther {
+	switch status, err := post(ctx, s, r.base+"/cart/items", add); {
+	case err == nil && status == http.StatusUnprocessableEntity: // sold out
+		r.refuse(ctx, product)
+		return false
+	case err != nil || status != http.StatusSeeOther:
 		r.fail(ctx, fmt.Sprintf("add to cart: %d %v", status, err))
 		return false
 	}
@@ -186,6 +188,19 @@ func (r *checkoutRun) checkout(ctx context.Context, s *http.Client) bool {
 		r.errors = append(r.errors, fmt.Sprintf("checkout: %d %v", status, err))
 	}
 	return false
+}
+
+// refuse records a product the shop says is sold out: a right answer,
+// which the next checkouts avoid.
+func (r *checkoutRun) refuse(ctx context.Context, product int) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts++
+	r.refused++
+	r.soldOut.Store(product, true)
 }
 
 func (r *checkoutRun) fail(ctx context.Context, msg string) {

@@ -339,7 +339,7 @@ func (r Result) Markdown() string {
 
 	if len(r.Databases) > 0 {
 		b.WriteString("## Database: SQLite and PostgreSQL\n\n")
-		fmt.Fprintf(&b, "Two more clusters, one after the session clusters are closed: nginx (sticky) + 3 replicas with redis sessions, one over a SQLite file, one over a PostgreSQL 15 server (`fsync` on, `synchronous_commit=off`, which is what SQLite's `synchronous=NORMAL` in WAL mode promises too), started by the harness on the same machine. They take turns round by round. The catalog is cached in each replica, so the database should not show; a checkout adds one unit to a cart, then times `POST /checkout` (an order, its line and a stock decrement in one transaction), %d shoppers back to back, at most %d orders per database so the seeded stock lasts.\n\n", r.Options.Workers, orderBudget)
+		fmt.Fprintf(&b, "Two more clusters, one after the session clusters are closed: nginx (sticky) + 3 replicas with redis sessions, one over a SQLite file, one over a PostgreSQL 15 server (`fsync` on, `synchronous_commit=off`, which is what SQLite's `synchronous=NORMAL` in WAL mode promises too), started by the harness on the same machine. They take turns round by round. The catalog is cached in each replica, so the database should not show; a checkout adds one unit to a cart, then times `POST /checkout` (an order, its line and a stock decrement in one transaction), %d shoppers back to back, at most %d orders per database, shared equally by the rounds, so that the seeded stock lasts (a round that reaches its share ends early; its rate is over its own time).\n\n", r.Options.Workers, orderBudget)
 		h, rows := r.databaseRows()
 		mdTable(&b, h, rows)
 	}

@@ -106,7 +106,7 @@ func (d NoFaults) Start(context.Context, Setup) (string, error) { return d.URL, 
 
 // CheckFault refuses every fault.
 func (NoFaults) CheckFault(f Fault) error {
-	return unsupported("none", f, "with -target, choose a fault driver: -driver goreman (make cluster) or -driver compose")
+	return unsupported("none", f, "with -target there is no fault driver unless you choose one: -driver goreman (make cluster) or -driver compose")
 }
 
 // Fault refuses every fault.

@@ -50,7 +50,7 @@ type Fault struct {
 
 // String is "stop shop2 with drain 2s", "delay redis 2ms".
 func (f Fault) String() string {
-	s := f.Do + " " + f.Target
+	s := strings.TrimSpace(f.Do + " " + f.Target)
 	if f.Drain.Set {
 		s += " " + f.Drain.String()
 	}

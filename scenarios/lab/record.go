@@ -12,6 +12,8 @@ import (
 // Request is one HTTP exchange a shopper made, as the timeline and the
 // table need it.
 type Request struct {
+	Shopper string        // who sent it
+	Action  string        // what it was: "opens the catalog", "adds 2 of product 1"
 	At      time.Duration // since the scenario's clock started
 	Latency time.Duration
 	Status  int    // 0: no response (transport error)

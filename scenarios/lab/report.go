@@ -2,23 +2,28 @@ package lab
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
+	"github.com/statelab/shop/static"
 	"github.com/statelab/shop/templates"
 )
 
 // bucket is the timeline's resolution.
 const bucket = 100 * time.Millisecond
 
-// palette gives each replica a colour in order of its name; the ribbon's
-// colours would be as good, but the report must not depend on the shop's CSS.
-var palette = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2", "#7f7f7f"}
-
-// failureColor marks requests that got no answer or a 5xx.
+// failureColor marks requests that got no answer or a 5xx. No replica's
+// colour is red (static.ReplicaColor).
 const failureColor = "#d62728"
+
+// sequenceMax is the most requests a scenario may make to get the
+// request-by-request view instead of the timeline: a few named shoppers,
+// no load.
+const sequenceMax = 120
 
 // WriteReport writes a self-contained HTML report of a run: the timeline,
 // the result table, the expectations, the carts and the script.
@@ -71,26 +76,56 @@ func reportView(r *Result) templates.ReportView {
 		v.Checks = append(v.Checks, templates.CheckRow{Line: c.Line, Text: c.Text, Applies: c.Applies, OK: c.OK, Observed: c.Observed})
 	}
 	for _, e := range r.Events {
-		v.Events = append(v.Events, templates.ReportPair{Label: fmt.Sprintf("%.2f s", e.At.Seconds()), Value: e.Text})
+		v.Events = append(v.Events, templates.ReportPair{Label: seconds(e.At), Value: e.Text})
+	}
+	for _, l := range r.Story {
+		v.Story = append(v.Story, templates.ReportPair{Label: seconds(l.At), Value: l.Text})
 	}
 	v.Script = r.Source
 	v.Timeline = timeline(r, colors)
+	if len(r.Requests) <= sequenceMax {
+		v.Sequence = sequence(r, colors)
+	}
 	return v
 }
 
-func replicaColors(reqs []Request) map[string]string {
-	var names []string
-	seen := map[string]bool{}
+func seconds(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// sequence lists every request in the order it was sent, with the events
+// between them.
+func sequence(r *Result, colors map[string]string) []templates.SequenceRow {
+	reqs := slices.Clone(r.Requests)
+	slices.SortStableFunc(reqs, func(a, b Request) int { return cmp.Compare(a.At, b.At) })
+	var rows []templates.SequenceRow
+	events := r.Events
 	for _, q := range reqs {
-		if q.Replica != "" && !seen[q.Replica] {
-			seen[q.Replica] = true
-			names = append(names, q.Replica)
+		for len(events) > 0 && events[0].At <= q.At {
+			rows = append(rows, templates.SequenceRow{At: seconds(events[0].At), Event: events[0].Text})
+			events = events[1:]
 		}
+		status := fmt.Sprint(q.Status)
+		if q.Status == 0 {
+			status = "no answer"
+		}
+		rows = append(rows, templates.SequenceRow{
+			At: seconds(q.At), Shopper: q.Shopper, Action: q.Action,
+			Replica: q.Replica, Color: colors[q.Replica], Status: status, Failed: q.Failed(), Retry: q.Retry,
+		})
 	}
-	sortReplicas(names)
+	for _, e := range events {
+		rows = append(rows, templates.SequenceRow{At: seconds(e.At), Event: e.Text})
+	}
+	return rows
+}
+
+// replicaColors gives every replica that answered its fixed colour, the
+// ribbon's: shop2 looks the same in every report and on every page.
+func replicaColors(reqs []Request) map[string]string {
 	colors := map[string]string{}
-	for i, n := range names {
-		colors[n] = palette[i%len(palette)]
+	for _, q := range reqs {
+		if q.Replica != "" {
+			_, colors[q.Replica] = static.ReplicaColor(q.Replica)
+		}
 	}
 	return colors
 }

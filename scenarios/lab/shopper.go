@@ -100,7 +100,7 @@ func (s *shopper) arrive(ctx context.Context) {
 	if err != nil {
 		panic(err) // the URL and method are ours
 	}
-	s.do(req, false)
+	s.do(req, "opens the catalog", false)
 }
 
 // add puts qty of product into the cart, retrying a 5xx or no answer: each
@@ -123,7 +123,7 @@ func (s *shopper) add(ctx context.Context, product, qty int) bool {
 			panic(err) // the URL and method are ours
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, replica, err := s.do(req, attempt > 0)
+		resp, replica, err := s.do(req, fmt.Sprintf("adds %d of product %d", qty, product), attempt > 0)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			s.uncertain(product, qty)
@@ -155,11 +155,11 @@ func (s *shopper) add(ctx context.Context, product, qty int) bool {
 }
 
 // do sends one request, records it and closes the body.
-func (s *shopper) do(req *http.Request, retry bool) (*http.Response, string, error) {
+func (s *shopper) do(req *http.Request, action string, retry bool) (*http.Response, string, error) {
 	start := time.Now()
 	at := s.rec.since()
 	resp, err := s.client.Do(req)
-	q := Request{At: at, Latency: time.Since(start), Retry: retry}
+	q := Request{Shopper: s.name, Action: action, At: at, Latency: time.Since(start), Retry: retry}
 	if err != nil {
 		s.rec.request(q)
 		return nil, "", err
