@@ -7,6 +7,8 @@ GO ?= go
 STORE ?= redis
 LB ?= roundrobin
 LOCK ?= on
+PORT ?= 8080
+LOG ?= warn
 PACKAGES := redis-server nginx chromium postgresql
 BINARIES := redis-server nginx chromium
 
@@ -49,13 +51,22 @@ generate:
 run:
 	$(GO) run ./cmd/shop
 
-# cluster: nginx on :8080 in front of shop1..3 (8081..8083) and Redis, from
-# the Procfile under goreman (its RPC bound to 127.0.0.1).
-#   make cluster STORE=redis|memory LB=roundrobin|sticky LOCK=on|off
-cluster: deps
-	mkdir -p .run/bin .run/redis .run/nginx
+# cluster: nginx on 127.0.0.1:$(PORT) in front of shop1..3 ($(PORT)+1..+3)
+# and Redis ($(PORT)-1701), the Procfile under goreman (its RPC on
+# 127.0.0.1:$(PORT)+475). cmd/cluster checks the knobs and the ports before
+# anything starts, and stops the whole cluster if a process dies at start.
+#   make cluster STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info
+# STORE=cookie generates a session key per start and prints it (or takes
+# SHOP_SESSION_KEYS from the environment).
+CLUSTER_ENV = STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) PORT=$(PORT) LOG=$(LOG)
+cluster:
+	@mkdir -p .run/bin
+	@$(GO) build -o .run/bin/cluster ./cmd/cluster
+	@$(CLUSTER_ENV) .run/bin/cluster -check
+	@$(MAKE) --no-print-directory deps
 	$(GO) build -o .run/bin/shop ./cmd/shop
-	SHOP_SESSION_STORE=$(STORE) SHOP_LB=$(LB) SHOP_SESSION_LOCK=$(LOCK) GOREMAN_RPC_ADDR=127.0.0.1 $(GO) tool goreman -set-ports=false start
+	$(GO) build -o .run/bin/goreman github.com/mattn/goreman
+	$(CLUSTER_ENV) .run/bin/cluster -goreman .run/bin/goreman -shop .run/bin/shop
 
 # bench: nginx + 3 replicas + Redis against the /healthz limit, memory and
 # redis sessions side by side, with the scaling curves; prints the table and

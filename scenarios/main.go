@@ -59,7 +59,9 @@ run flags:
   -db sqlite|postgres   the replicas' database: one SQLite file (default), or a PostgreSQL the run starts
   -report FILE.html     write a self-contained report with a timeline
   -target URL           shop against a running cluster instead of starting one
-  -driver none|compose  with -target: how faults are injected (compose: docker compose kill|stop|start)
+  -driver none|goreman|compose
+                        with -target: how faults are injected (goreman: the cluster of make cluster;
+                        compose: docker compose kill|stop|start|pause|unpause)
   -compose-file FILE    with -driver compose: the compose file
   -v                    copy the cluster's process output to stderr
 `
@@ -186,7 +188,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
 	fs.StringVar(&f.report, "report", "", "write an HTML report to this file")
 	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
-	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none or compose")
+	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none, goreman (make cluster) or compose")
 	fs.StringVar(&f.composeFile, "compose-file", "", "with -driver compose, the compose file")
 	fs.StringVar(&f.db, "db", "sqlite", "the replicas' database: sqlite (one shared file) or postgres (a PostgreSQL server the run starts)")
 	fs.BoolVar(&f.verbose, "v", false, "copy the cluster's process output to stderr")
@@ -220,8 +222,8 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	if f.target != "" && f.set["db"] {
 		return "", f, errors.New("-db starts a database for a local cluster; with -target the cluster is already running")
 	}
-	if f.driver != "none" && f.driver != "compose" {
-		return "", f, fmt.Errorf("-driver %q: want none or compose", f.driver)
+	if f.driver != "none" && f.driver != "goreman" && f.driver != "compose" {
+		return "", f, fmt.Errorf("-driver=%s: want none, goreman or compose", f.driver)
 	}
 	if f.target == "" && (f.set["driver"] || f.set["compose-file"]) {
 		return "", f, errors.New("-driver and -compose-file need -target")
@@ -272,6 +274,9 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	}
 	o := lab.Options{Config: pickConfig(s, f), Out: stdout}
 	switch {
+	case f.target != "" && f.driver == "goreman":
+		o.Driver = &lab.GoremanDriver{URL: f.target}
+		o.Detect = true
 	case f.target != "" && f.driver == "compose":
 		o.Driver = &lab.ComposeDriver{URL: f.target, File: f.composeFile}
 		o.Detect = true

@@ -52,7 +52,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "./no/such/script.txt"}, `no/such/script.txt: no such file`},
 		{[]string{"run", "failover", "-report", "/no/such/dir/r.html"}, `-report: open /no/such/dir/r.html: no such file or directory`},
 		{[]string{"run", "failover", "-driver", "compose"}, "-driver and -compose-file need -target"},
-		{[]string{"run", "failover", "-target", "http://x", "-driver", "k8s"}, `-driver "k8s"`},
+		{[]string{"run", "failover", "-target", "http://x", "-driver", "k8s"}, `-driver=k8s: want none, goreman or compose`},
 		{[]string{"show"}, "usage: scenarios show NAME"},
 		{[]string{"run", "load", "-bogus"}, "flag provided but not defined: -bogus"},
 	}

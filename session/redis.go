@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -26,15 +27,17 @@ const LockPrefix = "lock:session:"
 
 // RedisStore keeps sessions in Redis: the stateless choice.
 type RedisStore struct {
-	rc   *redisclient.Client
-	obs  Observer
-	lock bool
+	rc    *redisclient.Client
+	obs   Observer
+	lock  bool
+	wait  int        // replicas a commit waits for (WAIT); 0 acknowledges at once
+	stale staleLocks // lock values a stall may have left behind (stale.go)
 }
 
 // NewRedis returns a store over rc. Redis need not be up yet: requests
 // fail fast (ErrUnavailable) until it is.
 func NewRedis(rc *redisclient.Client, o Options) *RedisStore {
-	return &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock}
+	return &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock, wait: o.WaitReplicas}
 }
 
 // Kind is Redis.
@@ -84,11 +87,11 @@ func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, er
 		try := time.Now()
 		b, found, ok, err := r.tryLock(ctx, token, key, value)
 		if err != nil {
-			// The SET may have landed even though we saw an error (a
-			// client-side timeout after Redis applied it): release it, or the
-			// next write stalls until the lock expires. Bounded by its own
-			// timeout; the request need not wait.
-			go r.unlock(key, value)
+			// The SET may land even though we saw an error (a client-side
+			// timeout while Redis was stalled, which applies it when it
+			// wakes): the next lock attempt on this key releases it, or that
+			// write would wait until the lock expires.
+			r.stale.remember(key, value)
 			if ctx.Err() != nil {
 				r.obs.ObserveLockWait(time.Since(start), true)
 				return nil, ErrLockTimeout
@@ -113,15 +116,28 @@ func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, er
 	}
 }
 
-// tryLock sends SET NX and the session's GET in one pipeline. One attempt
-// may take the client's timeout, however long the lock wait is: a stalled
-// Redis is an outage to answer in a second, not a busy lock.
+// tryLock sends SET NX and the session's GET in one pipeline, after the
+// release of any lock on key that an earlier failed exchange may have left
+// behind. One attempt may take the client's timeout, however long the lock
+// wait is: a stalled Redis is an outage to answer in a second, not a busy
+// lock.
 func (r *RedisStore) tryLock(ctx context.Context, token, key, value string) (b []byte, found, ok bool, err error) {
+	stale := r.stale.values(key)
 	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		if len(stale) > 0 {
+			releaseStaleScript.Send(conn, redis.Args{key}.AddFlat(stale)...)
+		}
 		conn.Send("SET", key, value, "NX", "PX", lockTTL.Milliseconds())
 		conn.Send("GET", KeyPrefix+token)
 		if err := conn.Flush(); err != nil {
 			return err
+		}
+		if len(stale) > 0 {
+			deleted, err := redis.String(redis.ReceiveContext(conn, ctx))
+			if err != nil && !errors.Is(err, redis.ErrNil) {
+				return err
+			}
+			r.stale.released(key, stale, deleted)
 		}
 		set, setErr := redis.ReceiveContext(conn, ctx)
 		var getErr error
@@ -139,13 +155,18 @@ func (r *RedisStore) tryLock(ctx context.Context, token, key, value string) (b [
 	return b, found, ok, err
 }
 
-// unlock releases a lock this replica took.
+// unlock releases a lock this replica took. When Redis does not answer,
+// the release may never have run: the next lock attempt on key sends it
+// again.
 func (r *RedisStore) unlock(key, value string) {
 	// A fresh context: the request's may be done, and the lock must go anyway.
-	r.rc.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
+	err := r.rc.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
 		_, err := unlockScript.DoContext(ctx, conn, key, value)
 		return err
 	})
+	if err != nil {
+		r.stale.remember(key, value)
+	}
 }
 
 // Save writes the session with its expiry, atomically; in the same round
@@ -174,6 +195,9 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		conn.Send("MULTI")
 		conn.Send("SET", key, b)
 		conn.Send("PEXPIREAT", key, s.deadline.UnixMilli())
+		if r.wait > 0 {
+			return r.commitDurable(ctx, conn, s)
+		}
 		if s.lock == nil || s.lock.key == "" {
 			_, err := redis.DoContext(conn, ctx, "EXEC")
 			return err
@@ -198,9 +222,73 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 	return s.token, s.deadline, nil
 }
 
-// Ping reports whether Redis answers.
+// errNotDurable: fewer replicas than asked confirmed a write in time. The
+// write is on the primary, but a failover now could lose it, so it is not
+// acknowledged.
+var errNotDurable = errors.New("not confirmed by enough Redis replicas")
+
+// commitDurable finishes a commit whose MULTI, SET and PEXPIREAT are sent:
+// EXEC, then WAIT for the replicas, then the unlock, in one round trip. The
+// unlock comes last so that the next writer of the session waits until this
+// write is durable (or refused).
+func (r *RedisStore) commitDurable(ctx context.Context, conn redis.Conn, s *Session) error {
+	conn.Send("EXEC")
+	conn.Send("WAIT", r.wait, waitMillis(ctx))
+	locked := s.lock != nil && s.lock.key != ""
+	if locked {
+		if err := unlockScript.SendHash(conn, s.lock.key, s.lock.value); err != nil {
+			return err
+		}
+	}
+	replies, err := redis.Values(redis.DoContext(conn, ctx, ""))
+	if err != nil {
+		return err
+	}
+	n := len(replies)
+	unlocked := true
+	if locked {
+		// EVALSHA of a script this server has not seen (after a failover,
+		// say): evaluate it the long way.
+		if e, ok := replies[n-1].(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+			_, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value)
+			unlocked = err == nil
+		}
+		replies = replies[:n-1]
+		n--
+	}
+	for _, reply := range replies {
+		if e, ok := reply.(redis.Error); ok {
+			return e // an EXECABORT or READONLY, say: nothing was written
+		}
+	}
+	if unlocked && locked {
+		s.lock = nil
+	}
+	acked, err := redis.Int(replies[n-1], nil)
+	if err != nil {
+		return fmt.Errorf("WAIT: %w", err)
+	}
+	if acked < r.wait {
+		return fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, r.wait, waitMillis(ctx))
+	}
+	return nil
+}
+
+// waitMillis is how long WAIT may block: what is left of ctx but the time
+// the reply needs to come back, and at least 1 ms (WAIT 0 would block
+// forever).
+func waitMillis(ctx context.Context) int64 {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 500
+	}
+	return max(1, (time.Until(deadline) - 100*time.Millisecond).Milliseconds())
+}
+
+// Ping reports whether Redis answers and accepts writes: a Redis that
+// refuses them (out of memory, read-only) cannot keep a cart.
 func (r *RedisStore) Ping(ctx context.Context) error {
-	if err := r.rc.Ping(ctx); err != nil {
+	if err := r.rc.Writable(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -240,6 +328,10 @@ func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) D
 			d.Lock = "free: no lock:session:<token> key in Redis; a write takes it for at most 5 s"
 		default:
 			d.Lock = fmt.Sprintf("held: lock:session:<token> exists in Redis and expires in %d ms unless its holder releases it first", ms)
+		}
+		if r.rc.Sentinel() {
+			d.Lock += ". With Sentinel the lock is a SET NX key on the primary, copied to the replica asynchronously: " +
+				"if the primary dies, the promoted replica may not have it, and for a moment two replicas can both hold the lock on this session"
 		}
 	}
 	return d

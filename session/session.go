@@ -88,6 +88,10 @@ type Store interface {
 type Options struct {
 	// Lock serializes writes to one session (-session-lock on).
 	Lock bool
+	// WaitReplicas, for the redis store, acknowledges a write only once
+	// that many Redis replicas confirm it (WAIT) within the store timeout;
+	// otherwise the write answers ErrUnavailable (-redis-wait-replicas).
+	WaitReplicas int
 	// Observer is told of every store operation and lock wait; nil means
 	// nobody listens.
 	Observer Observer

@@ -17,6 +17,9 @@ const (
 	SessionUnknown SessionState = "unknown"
 	// SessionUnavailable: the session store did not answer.
 	SessionUnavailable SessionState = "unavailable"
+	// SessionBusy: another request held the session's lock for the whole
+	// wait; the store itself answers.
+	SessionBusy SessionState = "busy"
 )
 
 // Ribbon is the strip on every page that tells which replica served it and
@@ -25,18 +28,22 @@ type Ribbon struct {
 	Replica    string
 	ColorClass string // "replica-c0".."replica-c11", stable per replica name
 	Store      string // "memory", "redis" or "cookie"
-	State      SessionState
 	// CookieBytes is the size of the session cookie (name and value) this
-	// request sent or is given: with cookie sessions, the whole session.
+	// request sent: with cookie sessions, the whole session.
 	CookieBytes int
 	// Dropped says why the session the browser sent could not be used
 	// (a cookie tampered with, expired, sealed with an unknown key, revoked).
-	Dropped     string
-	BornOn      string // replica that created the session
-	LastWriter  string // replica that last wrote the session
-	WriterClass string
-	BornClass   string
-	CartRev     int
+	Dropped string
+	// RedisPrimary, with Sentinel, is the Redis primary's address as this
+	// replica last heard it ("" when none is known yet).
+	RedisPrimary string
+	Sentinel     bool // the replica finds Redis through Sentinel
+	State        SessionState
+	BornOn       string // replica that created the session
+	LastWriter   string // replica that last wrote the session
+	WriterClass  string
+	BornClass    string
+	CartRev      int
 	// Trail is the last few replicas that served this browser, oldest first,
 	// this page's replica last. The browser keeps it in a cookie, so it
 	// survives when the session does not.
@@ -45,6 +52,9 @@ type Ribbon struct {
 	// browser remembers it; set only when the session is unknown here.
 	Home      string
 	HomeClass string
+	// Trouble names what is wrong with the session store when State is
+	// SessionUnavailable ("session store out of memory", ...).
+	Trouble string
 }
 
 // TrailStop is one replica in the ribbon's trail.
@@ -62,6 +72,8 @@ type Page struct {
 	// CartUnavailable is set when the session store did not answer: the page
 	// still renders, with a notice instead of a cart.
 	CartUnavailable bool
+	// StoreTrouble says why, in a sentence, for the notice.
+	StoreTrouble string
 	// Account is the logged-in account's email, or "".
 	Account string
 }
@@ -258,4 +270,23 @@ type ClusterView struct {
 	Members []ClusterMember
 	// Error is set when the announcements could not be read.
 	Error string
+	// Redis is the Redis tier as the sentinels describe it; nil without
+	// Sentinel.
+	Redis *RedisTier
+}
+
+// RedisTier is Redis under Sentinel, as /cluster shows it.
+type RedisTier struct {
+	Master       string // the name the sentinels monitor
+	Primary      string // address; "" when unknown
+	Replicas     []RedisNode
+	Sentinels    []string
+	LastFailover string // "127.0.0.1:1 → 127.0.0.1:2 at 10:31:02", or ""
+	Error        string // the sentinels did not answer: what is shown is what this replica last heard
+}
+
+// RedisNode is one Redis replica.
+type RedisNode struct {
+	Addr string
+	Up   bool
 }

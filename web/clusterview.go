@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/templates"
 )
 
@@ -152,12 +153,46 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	default:
 		v.Members = []templates.ClusterMember{self}
 	}
+	if s.redis != nil && s.redis.Sentinel() {
+		v.Redis = s.redisTier(ctx, sessionOf(ctx).available())
+	}
 	slices.SortFunc(v.Members, func(a, b templates.ClusterMember) int { return cmp.Compare(a.Name, b.Name) })
 	v.Page = s.page(r, "The cluster")
 	s.clearFlash(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, templates.ClusterPage(v))
 	return nil
+}
+
+// redisTier asks the sentinels for the Redis tier. When the session load
+// just found Redis down, the sentinels are not asked: the page shows what
+// this replica last heard instead of waiting another timeout.
+func (s *Server) redisTier(ctx context.Context, ask bool) *templates.RedisTier {
+	var t redisclient.Topology
+	var err error
+	if ask {
+		t, _, err = s.redis.Topology(ctx)
+	}
+	if !ask || err != nil {
+		if err != nil {
+			s.log.DebugContext(ctx, "asking the sentinels failed", "err", err)
+		}
+		t = redisclient.Topology{Primary: s.redis.Addr(), Failover: s.redis.LastFailover()}
+	}
+	v := &templates.RedisTier{Master: s.redis.Master(), Primary: t.Primary, Sentinels: t.Sentinels}
+	if len(v.Sentinels) == 0 {
+		v.Sentinels = s.redis.Sentinels()
+	}
+	for _, n := range t.Replicas {
+		v.Replicas = append(v.Replicas, templates.RedisNode{Addr: n.Addr, Up: n.Up})
+	}
+	if f := t.Failover; !f.At.IsZero() {
+		v.LastFailover = f.From + " → " + f.To + " at " + f.At.Format("15:04:05 MST")
+	}
+	if !ask || err != nil {
+		v.Error = "The sentinels were not asked or did not answer: this is what " + s.cfg.Replica + " last heard."
+	}
+	return v
 }
 
 // announced reads every live announcement from Redis.

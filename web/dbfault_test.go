@@ -106,6 +106,9 @@ func TestDatabaseImmutable(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "shop.db")
 	ts := newShopAt(t, path)
+	if r := ts.client().register("grace@example.com", "correct horse battery"); r.status != 303 {
+		t.Fatalf("register = %d, want 303", r.status)
+	}
 	c := ts.client()
 	c.get("/")
 	form := checkoutForm(c)
@@ -125,6 +128,14 @@ func TestDatabaseImmutable(t *testing.T) {
 			t.Errorf("GET %s of an immutable database = %d, want 200", path, r.status)
 		}
 	}
+	// A cart add only reads the database (the stock).
+	if r := c.add(2, 1); r.status != 303 {
+		t.Errorf("add to cart with an immutable database = %d, want 303", r.status)
+	}
+	// Logging in reads the account, then saves the merged cart: the write
+	// fails, cleanly.
+	start = time.Now()
+	wantDatabase503(t, "POST /login", start, c.login("grace@example.com", "correct horse battery"))
 }
 
 func TestDatabaseFileDeleted(t *testing.T) {

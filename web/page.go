@@ -1,11 +1,13 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/static"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -30,10 +32,16 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	if sess := sessionOf(r.Context()).sess; sess != nil {
 		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()
 	}
+	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
+		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
+	}
 	info, err := s.session(r.Context())
 	switch {
+	case errors.Is(err, session.ErrLockTimeout):
+		rb.State = templates.SessionBusy
 	case err != nil:
 		rb.State = templates.SessionUnavailable
+		rb.Trouble, p.StoreTrouble = storeTrouble(err)
 		p.CartUnavailable = true
 	case info.Known || info.SID != "":
 		// SID without a token: this very request created the session.

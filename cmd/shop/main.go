@@ -12,8 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -39,18 +42,26 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
+	redisAddr    string // host:port, from -redis-addr's either form
+	// redisSet: -redis-addr, -redis-sentinels or their environment was
+	// given, so a cookie replica shares that Redis for what is not a session.
+	redisSet     bool
+	redisUser    string   // from a redis://user:password@ address
+	redisPass    string   // -redis-password, or the password in a redis:// address
+	sentinels    []string // find the primary through these; redisAddr is then unused
+	redisMaster  string
+	waitReplicas int
 	sessionKeys  []string // cookie sessions: the first seals, every one opens
-	redisAddr    string
-	// redisSet: -redis-addr or SHOP_REDIS_ADDR was given, so a cookie
-	// replica shares that Redis for what is not a session.
-	redisSet    bool
-	db          string
-	sessionLock bool
-	drain       time.Duration
-	logLevel    slog.Level
-	healthcheck bool
-	trusted     []netip.Prefix
+	db           string
+	sessionLock  bool
+	drain        time.Duration
+	logLevel     slog.Level
+	healthcheck  bool
+	trusted      []netip.Prefix
 }
+
+// masterName is what a Sentinel master name may be here.
+var masterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // errHelp: -h was asked for and answered.
 var errHelp = errors.New("help requested")
@@ -69,12 +80,16 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, keys string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword, keys string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
 	fs.StringVar(&keys, "session-keys", env("SHOP_SESSION_KEYS", ""), "cookie sessions: comma-separated secrets of at least 32 characters; the first seals, all open (SHOP_SESSION_KEYS)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for redis sessions and the shared services; with cookie sessions used only when set (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for redis sessions and the shared services (with cookie sessions only when set): host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
+	fs.StringVar(&redisPassword, "redis-password", env("SHOP_REDIS_PASSWORD", ""), "password for a Redis with requirepass; wins over one in -redis-addr (SHOP_REDIS_PASSWORD)")
+	fs.StringVar(&sentinels, "redis-sentinels", env("SHOP_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels: find the primary through them; -redis-addr is then unused (SHOP_REDIS_SENTINELS)")
+	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
+	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
@@ -92,8 +107,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
-	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" })
-	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != ""
+	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" || f.Name == "redis-sentinels" })
+	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != "" || getenv("SHOP_REDIS_SENTINELS") != ""
 
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
@@ -107,9 +122,31 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
 	}
-	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
-		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
+	rcfg, err := redisclient.ParseAddr(c.redisAddr)
+	if err != nil {
+		return c, fmt.Errorf("shop: -redis-addr %q: %v; want host:port or redis://[:password@]host:port, e.g. 127.0.0.1:6379", redactRedis(c.redisAddr), err)
 	}
+	c.redisAddr, c.redisUser, c.redisPass = rcfg.Addr, rcfg.Username, rcfg.Password
+	if redisPassword != "" {
+		c.redisPass = redisPassword
+	}
+	for _, a := range strings.Split(sentinels, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if err := checkAddr(a); err != nil || strings.HasPrefix(a, ":") {
+			return c, fmt.Errorf("shop: -redis-sentinels %q: want comma-separated host:port, e.g. 127.0.0.1:26379,127.0.0.1:26380", sentinels)
+		}
+		c.sentinels = append(c.sentinels, a)
+	}
+	if !masterName.MatchString(c.redisMaster) {
+		return c, fmt.Errorf("shop: -redis-master %q: want a name of letters, digits, '.', '-' or '_', e.g. shop", c.redisMaster)
+	}
+	n, err := strconv.Atoi(wait)
+	if err != nil || n < 0 || n > 16 {
+		return c, fmt.Errorf("shop: -redis-wait-replicas %q: want a number of replicas from 0 to 16", wait)
+	}
+	c.waitReplicas = n
 	switch lock {
 	case "on":
 		c.sessionLock = true
@@ -159,6 +196,17 @@ func (c config) sharesRedis() bool {
 	return false
 }
 
+// redactRedis hides the password of a redis:// address, for messages.
+func redactRedis(addr string) string {
+	if !strings.Contains(addr, "@") {
+		return addr
+	}
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
+	}
+	return "redis://(unparsable, not shown)"
+}
+
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -197,15 +245,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// cookie replicas share it when one is configured, else nothing.
 	var rc *redisclient.Client
 	if cfg.sharesRedis() {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr})
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
-			log.Warn("redis not answering at start; not ready until it does", "redis", cfg.redisAddr, "err", err)
+			log.Warn("redis not answering at start; not ready until it does", "err", err)
 		}
+		// With Sentinel, follow failovers for the life of the replica;
+		// without, Watch returns at once.
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); rc.Watch(watchCtx) }()
+		defer func() { stopWatch(); <-watched }()
 	}
 	metrics := web.NewMetrics(cfg.replica, cfg.sessionStore)
-	opts := session.Options{Lock: cfg.sessionLock, Observer: metrics}
+	opts := session.Options{Lock: cfg.sessionLock, WaitReplicas: cfg.waitReplicas, Observer: metrics}
 	var sessions session.Store
 	switch cfg.sessionStore {
 	case session.Redis:

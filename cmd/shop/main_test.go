@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,18 @@ func TestParseFlags(t *testing.T) {
 	if c.replica != "shop7" || c.addr != "127.0.0.1:9000" || c.sessionLock || c.drain != 300*time.Millisecond {
 		t.Errorf("environment not used: %+v", c)
 	}
+	if c.redisMaster != "shop" || c.sentinels != nil || c.waitReplicas != 0 {
+		t.Errorf("Redis defaults: master %q, sentinels %q, wait %d; want shop, none, 0", c.redisMaster, c.sentinels, c.waitReplicas)
+	}
+	c, err = parseFlags([]string{"shop", "-redis-master", "other"}, env(map[string]string{
+		"SHOP_REDIS_SENTINELS": "127.0.0.1:26379, sentinel2:26379", "SHOP_REDIS_MASTER": "ignored", "SHOP_REDIS_WAIT_REPLICAS": "1",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.redisMaster != "other" || !slices.Equal(c.sentinels, []string{"127.0.0.1:26379", "sentinel2:26379"}) || c.waitReplicas != 1 {
+		t.Errorf("Sentinel settings: master %q, sentinels %q, wait %d", c.redisMaster, c.sentinels, c.waitReplicas)
+	}
 
 	bad := []struct {
 		args    []string
@@ -52,6 +65,11 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-addr", "nonsense"}, nil, []string{"-addr"}},
 		{[]string{"-addr", ":99999"}, nil, []string{"-addr"}},
 		{[]string{"-redis-addr", "localhost"}, nil, []string{"-redis-addr"}},
+		{[]string{"-redis-sentinels", "127.0.0.1:26379,nonsense"}, nil, []string{"-redis-sentinels", "host:port"}},
+		{nil, map[string]string{"SHOP_REDIS_SENTINELS": ":26379"}, []string{"-redis-sentinels"}},
+		{[]string{"-redis-master", "my shop"}, nil, []string{"-redis-master"}},
+		{[]string{"-redis-wait-replicas", "-1"}, nil, []string{"-redis-wait-replicas"}},
+		{[]string{"-redis-wait-replicas", "all"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-session-lock", "maybe"}, nil, []string{"-session-lock", "on", "off"}},
 		{[]string{"-drain", "soon"}, nil, []string{"-drain"}},
 		{[]string{"-log-level", "loud"}, nil, []string{"-log-level"}},
@@ -279,4 +297,45 @@ func startRun(t *testing.T, env map[string]string) string {
 		t.Fatalf("no address in %q", line)
 	}
 	return strings.Fields(line[i:])[0]
+}
+
+// TestRedisPassword: -redis-addr takes host:port or
+// redis://[[user]:password@]host[:port]; -redis-password (or
+// SHOP_REDIS_PASSWORD) wins over a password in the URL; a bad address is
+// one line that never repeats the password.
+func TestRedisPassword(t *testing.T) {
+	env := func(kv map[string]string) func(string) string {
+		return func(k string) string { return kv[k] }
+	}
+	for _, tt := range []struct {
+		args               []string
+		env                map[string]string
+		addr, user, passwd string
+	}{
+		{[]string{"-redis-addr", "10.0.0.5:6380"}, nil, "10.0.0.5:6380", "", ""},
+		{[]string{"-redis-addr", "redis://:s3cret@10.0.0.5:6380"}, nil, "10.0.0.5:6380", "", "s3cret"},
+		{[]string{"-redis-addr", "redis://s3cret@cache"}, nil, "cache:6379", "", "s3cret"},
+		{[]string{"-redis-addr", "redis://shop:s3cret@cache:6379/"}, nil, "cache:6379", "shop", "s3cret"},
+		{nil, map[string]string{"SHOP_REDIS_PASSWORD": "fromenv"}, "127.0.0.1:6379", "", "fromenv"},
+		{[]string{"-redis-addr", "redis://:inurl@cache:6379", "-redis-password", "flag"}, nil, "cache:6379", "", "flag"},
+	} {
+		c, err := parseFlags(append([]string{"shop"}, tt.args...), env(tt.env), io.Discard)
+		if err != nil {
+			t.Errorf("%v: %v", tt.args, err)
+			continue
+		}
+		if c.redisAddr != tt.addr || c.redisUser != tt.user || c.redisPass != tt.passwd {
+			t.Errorf("%v %v: addr %q user %q password %q, want %q %q %q", tt.args, tt.env, c.redisAddr, c.redisUser, c.redisPass, tt.addr, tt.user, tt.passwd)
+		}
+	}
+	for _, addr := range []string{"http://:s3cret@cache:6379", "redis://:s3cret@cache:6379/3", "redis://:s3cret@:6379", "redis://:s3cret@cache:port"} {
+		_, err := parseFlags([]string{"shop", "-redis-addr", addr}, env(nil), io.Discard)
+		if err == nil {
+			t.Errorf("-redis-addr %s: accepted", addr)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "-redis-addr") || strings.Contains(msg, "s3cret") || strings.Contains(msg, "\n") {
+			t.Errorf("-redis-addr %s: %q; want one line naming the flag, without the password", addr, msg)
+		}
+	}
 }

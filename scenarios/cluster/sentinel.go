@@ -140,6 +140,10 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 			conf := []string{
 				"replica-announce-ip 127.0.0.1",
 				"replica-announce-port " + strconv.Itoa(proxyPort),
+				// A full sync starts at once instead of after 5 s spent
+				// waiting for more replicas: the lab's replica is in sync
+				// before the next fault.
+				"repl-diskless-sync-delay 0",
 			}
 			if primaryProxy != "" {
 				host, port, _ := strings.Cut(primaryProxy, ":")
@@ -339,7 +343,7 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 	defer cancel()
 	for {
 		info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
-		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") {
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
 			return nil
 		}
 		select {
@@ -427,6 +431,16 @@ func (ha *RedisHA) healthy(ctx context.Context) error {
 			if r == primary || !r.Running() {
 				continue
 			}
+			// The replica's own word first: a sentinel's view of a replica
+			// may be ten seconds old.
+			info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "master_link_status:up") || !strings.Contains(info, "master_sync_in_progress:0") ||
+				!strings.Contains(info, "master_port:"+strings.TrimPrefix(ha.proxies[slices.Index(ha.servers, primary)], "127.0.0.1:")) {
+				return fmt.Errorf("%s is not a replica in sync with %s", r.name, primary.name)
+			}
 			j := slices.IndexFunc(replicas, func(m map[string]string) bool { return m["ip"]+":"+m["port"] == ha.proxies[i] })
 			if j < 0 {
 				return fmt.Errorf("%s does not know replica %s", s.name, r.name)
@@ -493,6 +507,9 @@ func sentinelTable(ctx context.Context, addr, what, master string) ([]map[string
 	}
 	return table, nil
 }
+
+// Role asks the server for its role: "master" or "slave".
+func (r *Redis) Role(ctx context.Context) (string, error) { return redisRole(ctx, r.Addr()) }
 
 // redisRole is the first field of ROLE: "master", "slave" or "sentinel".
 func redisRole(ctx context.Context, addr string) (string, error) {

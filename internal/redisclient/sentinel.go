@@ -1,10 +1,10 @@
-// Package redisha finds the Redis primary through Sentinel and follows it
-// across failovers, for a redigo pool: Dial asks a sentinel for the primary,
-// TestOnBorrow drops a connection that is no longer on it, and Watch hears
-// the sentinels announce a failover. Sentinel's side is FZambia/sentinel, a
-// kept client for redigo; this package adds what a pool of connections needs
-// on top of it.
-package redisha
+package redisclient
+
+// Finding the Redis primary through Sentinel and following it across
+// failovers, for the pool: dial asks a sentinel for the primary, the borrow
+// test drops a connection that is no longer on it, and Watch hears the
+// sentinels announce a failover. Sentinel's side is FZambia/sentinel, a kept
+// client for redigo; this file adds what a pool of connections needs on top.
 
 import (
 	"context"
@@ -20,8 +20,9 @@ import (
 )
 
 // ErrNoPrimary is returned while no sentinel names a primary that answers
-// as one: during a failover, or with every sentinel unreachable.
-var ErrNoPrimary = errors.New("redis: no primary known")
+// as one: during a failover, or with every sentinel unreachable. It is an
+// ErrUnavailable like any other outage.
+var ErrNoPrimary = fmt.Errorf("%w: no primary known", ErrUnavailable)
 
 // errMoved marks a pooled connection whose server is no longer the primary.
 var errMoved = errors.New("redis: connection is not on the primary")
@@ -32,9 +33,9 @@ type Failover struct {
 	At       time.Time
 }
 
-// Sentinel follows the primary of one master name. Its methods are safe for
-// concurrent use.
-type Sentinel struct {
+// sentinels follows the primary of one master name. Its methods are safe
+// for concurrent use.
+type sentinels struct {
 	master  string
 	timeout time.Duration // per exchange with one sentinel
 	addrs   []string      // as configured
@@ -45,10 +46,10 @@ type Sentinel struct {
 	failover Failover
 }
 
-// New returns a Sentinel asking the sentinels at addrs about master, each
-// exchange with one sentinel bounded by timeout.
-func New(addrs []string, master string, timeout time.Duration) *Sentinel {
-	s := &Sentinel{master: master, timeout: timeout, addrs: slices.Clone(addrs)}
+// newSentinels asks the sentinels at addrs about master, each exchange with
+// one sentinel bounded by timeout.
+func newSentinels(addrs []string, master string, timeout time.Duration) *sentinels {
+	s := &sentinels{master: master, timeout: timeout, addrs: slices.Clone(addrs)}
 	s.client = &sentinel.Sentinel{
 		Addrs:      slices.Clone(addrs), // the client reorders its copy
 		MasterName: master,
@@ -60,47 +61,41 @@ func New(addrs []string, master string, timeout time.Duration) *Sentinel {
 	return s
 }
 
-// Master is the master name the sentinels monitor.
-func (s *Sentinel) Master() string { return s.master }
-
-// Addrs are the sentinels this process was given.
-func (s *Sentinel) Addrs() []string { return slices.Clone(s.addrs) }
-
-// Primary is the primary's address as a sentinel last named it, "" when no
+// primary is the primary's address as a sentinel last named it, "" when no
 // sentinel has answered yet.
-func (s *Sentinel) Primary() string {
+func (s *sentinels) primaryAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.primary
 }
 
-// LastFailover is the last failover this process heard of; zero if none.
-func (s *Sentinel) LastFailover() Failover {
+// lastFailover is the last failover this process heard of; zero if none.
+func (s *sentinels) lastFailover() Failover {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.failover
 }
 
 // saw records addr as the primary a sentinel named.
-func (s *Sentinel) saw(addr string) {
+func (s *sentinels) saw(addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.primary = addr
 }
 
 // switched records a failover the sentinels announced.
-func (s *Sentinel) switched(from, to string) {
+func (s *sentinels) switched(from, to string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.primary = to
 	s.failover = Failover{From: from, To: to, At: time.Now()}
 }
 
-// Dial asks a sentinel for the primary, dials it and checks that it is one
+// dial asks a sentinel for the primary, dials it and checks that it is one
 // (ROLE): a sentinel may still name a primary that died or that it demoted a
 // moment ago. ctx bounds the whole; opts are redigo's, for the connection to
 // the primary.
-func (s *Sentinel) Dial(ctx context.Context, opts ...redis.DialOption) (redis.Conn, error) {
+func (s *sentinels) dial(ctx context.Context, opts ...redis.DialOption) (redis.Conn, error) {
 	addr, err := s.askPrimary(ctx)
 	if err != nil {
 		return nil, err
@@ -120,7 +115,7 @@ func (s *Sentinel) Dial(ctx context.Context, opts ...redis.DialOption) (redis.Co
 // askPrimary asks the sentinels, in turn, for the primary's address. The
 // client has no context: its exchanges carry timeouts, and ctx cuts the wait
 // short.
-func (s *Sentinel) askPrimary(ctx context.Context) (string, error) {
+func (s *sentinels) askPrimary(ctx context.Context) (string, error) {
 	type answer struct {
 		addr string
 		err  error
@@ -142,16 +137,16 @@ func (s *Sentinel) askPrimary(ctx context.Context) (string, error) {
 	}
 }
 
-// TestOnBorrow is for redis.Pool.TestOnBorrowContext: it drops a connection
+// testOnBorrow is for redis.Pool.TestOnBorrowContext: it drops a connection
 // to a server that is no longer the primary as far as this process knows
 // (no round trip), and after idleness asks the server itself (ROLE), which
 // also finds a connection that broke meanwhile.
-func (s *Sentinel) TestOnBorrow(ctx context.Context, c redis.Conn, lastUsed time.Time) error {
+func (s *sentinels) testOnBorrow(ctx context.Context, c redis.Conn, lastUsed time.Time) error {
 	pc, ok := c.(*primaryConn)
 	if !ok {
 		return nil
 	}
-	if p := s.Primary(); p != "" && p != pc.addr {
+	if p := s.primaryAddr(); p != "" && p != pc.addr {
 		return fmt.Errorf("%w: %s, primary is %s", errMoved, pc.addr, p)
 	}
 	if time.Since(lastUsed) < time.Second {
@@ -178,12 +173,12 @@ func roleOf(ctx context.Context, c redis.Conn) (string, error) {
 	return redis.String(v[0], nil)
 }
 
-// Watch listens to the sentinels' announcements of a new primary
+// watch listens to the sentinels' announcements of a new primary
 // (+switch-master) until ctx ends, moving to the next sentinel when one
 // stops answering. A connection borrowed after the announcement is checked
 // against the new primary, so none goes on writing to a demoted one, even
 // one that came back still believing it is the primary.
-func (s *Sentinel) Watch(ctx context.Context) {
+func (s *sentinels) watch(ctx context.Context) {
 	for i := 0; ctx.Err() == nil; i++ {
 		addr := s.addrs[i%len(s.addrs)]
 		err := s.watchOne(ctx, addr)
@@ -200,7 +195,7 @@ func (s *Sentinel) Watch(ctx context.Context) {
 }
 
 // watchOne subscribes to one sentinel and returns when it stops answering.
-func (s *Sentinel) watchOne(ctx context.Context, addr string) error {
+func (s *sentinels) watchOne(ctx context.Context, addr string) error {
 	c, err := redis.DialContext(ctx, "tcp", addr, redis.DialConnectTimeout(s.timeout), redis.DialWriteTimeout(s.timeout))
 	if err != nil {
 		return err
@@ -263,9 +258,9 @@ type Node struct {
 	Up   bool // not flagged down or disconnected
 }
 
-// Topology asks the sentinels for the tier: the primary, its replicas and
+// topology asks the sentinels for the tier: the primary, its replicas and
 // the sentinels they know, bounded by ctx.
-func (s *Sentinel) Topology(ctx context.Context) (Topology, error) {
+func (s *sentinels) topology(ctx context.Context) (Topology, error) {
 	type answer struct {
 		t   Topology
 		err error
@@ -300,7 +295,7 @@ func (s *Sentinel) Topology(ctx context.Context) (Topology, error) {
 	}()
 	select {
 	case a := <-done:
-		a.t.Failover = s.LastFailover()
+		a.t.Failover = s.lastFailover()
 		if a.err != nil {
 			return a.t, fmt.Errorf("redis: sentinel topology: %w", a.err)
 		}
@@ -313,7 +308,7 @@ func (s *Sentinel) Topology(ctx context.Context) (Topology, error) {
 // otherSentinels asks the sentinels, in turn, which other sentinels they
 // know. FZambia/sentinel v1.1.1's SentinelAddrs cannot answer this (it
 // passes a []string to redis.Strings), hence the query of our own.
-func (s *Sentinel) otherSentinels(ctx context.Context) ([]string, error) {
+func (s *sentinels) otherSentinels(ctx context.Context) ([]string, error) {
 	var errs []error
 	for _, addr := range s.addrs {
 		c, err := redis.DialContext(ctx, "tcp", addr,
@@ -341,8 +336,8 @@ func (s *Sentinel) otherSentinels(ctx context.Context) ([]string, error) {
 	return nil, errors.Join(errs...)
 }
 
-// Close closes the connections to the sentinels; Watch ends with its ctx.
-func (s *Sentinel) Close() error { return s.client.Close() }
+// close closes the connections to the sentinels; watch ends with its ctx.
+func (s *sentinels) close() error { return s.client.Close() }
 
 // primaryConn is a connection to the server that was the primary when it
 // was dialed. A READONLY reply means that server was demoted since: the
@@ -366,12 +361,23 @@ func (c *primaryConn) Err() error {
 	return c.Conn.Err()
 }
 
+// check notes a READONLY error, returned as the error or, for a pipeline
+// read with Do(""), as one of the replies.
 func (c *primaryConn) check(reply any, err error) (any, error) {
-	if err != nil && strings.HasPrefix(err.Error(), "READONLY") {
+	if err != nil && isReadOnly(err) {
 		c.demoted = true
+	}
+	if replies, ok := reply.([]any); ok {
+		for _, r := range replies {
+			if e, ok := r.(redis.Error); ok && isReadOnly(e) {
+				c.demoted = true
+			}
+		}
 	}
 	return reply, err
 }
+
+func isReadOnly(err error) bool { return strings.HasPrefix(err.Error(), "READONLY") }
 
 func (c *primaryConn) Do(cmd string, args ...any) (any, error) {
 	return c.check(c.Conn.Do(cmd, args...))

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/testenv"
+	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/scenarios/lab"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// TestRejectsBadKnobs: a bad value is one line naming the variable and what
+// it allows, before anything starts (the binaries named here do not exist:
+// the check must come first).
+func TestRejectsBadKnobs(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"STORE", "disk"}, "STORE=disk: want memory, redis or cookie"},
+		{[]string{"LB", "round-robin"}, "LB=round-robin: want roundrobin or sticky"},
+		{[]string{"LOCK", "yes"}, "LOCK=yes: want on or off"},
+		{[]string{"LOG", "loud"}, "LOG=loud: want debug, info, warn or error"},
+		{[]string{"PORT", "http"}, "PORT=http: want a port number such as 8080"},
+		{[]string{"PORT", "80"}, "PORT=80: want a port from 2725 to 65060 (Redis takes PORT-1701, goreman PORT+475)"},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		err := run(t.Context(), []string{"-goreman", "/nonexistent/goreman", "-shop", "/nonexistent/shop"}, envOf(tt.env...), &out, &out)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%v: error %v, want %q", tt.env, err, tt.want)
+		}
+		if out.Len() > 0 {
+			t.Errorf("%v: printed %q before refusing", tt.env, out.String())
+		}
+	}
+}
+
+// TestMakeClusterRejectsBadKnobs: the same through make, at once and with a
+// non-zero exit.
+func TestMakeClusterRejectsBadKnobs(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	cmd := exec.Command("make", "--no-print-directory", "cluster", "LB=round-robin")
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "make cluster: LB=round-robin: want roundrobin or sticky") {
+		t.Errorf("make cluster LB=round-robin: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "go build -o .run/bin/shop") {
+		t.Errorf("make cluster built the shop before refusing:\n%s", out)
+	}
+}
+
+// TestPortInUse: a port the cluster needs is named before anything starts.
+func TestPortInUse(t *testing.T) {
+	base := freeBase(t)
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = run(t.Context(), []string{"-check"}, envOf("PORT", strconv.Itoa(base)), os.Stderr, os.Stderr)
+	want := "port " + strconv.Itoa(base+2) + " (shop2) is in use"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %q", err, want)
+	}
+}
+
+// freeBase finds an nginx port whose derived ports are all free, below the
+// ephemeral range.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		base := 20000 + rand.IntN(10000)
+		ports, err := deploy.PortsFor(base)
+		if err == nil && checkPortsFree(ports) == nil {
+			return base
+		}
+	}
+	t.Fatal("no free set of ports")
+	return 0
+}
+
+// binaries builds the shop and goreman once for the tests that start a
+// cluster.
+func binaries(t *testing.T) (shop, goreman string) {
+	t.Helper()
+	testenv.Require(t, "nginx", "redis-server")
+	dir := t.TempDir()
+	shop, err := cluster.BuildShop(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goreman = filepath.Join(dir, "goreman")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", goreman, "github.com/mattn/goreman")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build goreman: %v\n%s", err, out)
+	}
+	return shop, goreman
+}
+
+// syncBuffer is a bytes.Buffer safe for the copier and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestCluster runs the Procfile for real, the binaries built once.
+func TestCluster(t *testing.T) {
+	shop, goreman := binaries(t)
+	t.Run("on another port, faults by the goreman driver", func(t *testing.T) { testOnAnotherPort(t, shop, goreman) })
+	t.Run("a process dying at start stops everything", func(t *testing.T) { testDyingAtStart(t, goreman) })
+}
+
+// testOnAnotherPort: make cluster's program runs the Procfile on a port
+// other than 8080, nginx answers there, the goreman driver runs the
+// failover scenario against it (kill -9 of alice's replica, Redis sessions
+// survive), and cancelling stops every process.
+func testOnAnotherPort(t *testing.T, shop, goreman string) {
+	base := freeBase(t)
+	ports, _ := deploy.PortsFor(base)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-goreman", goreman, "-shop", shop, "-dir", "../.."},
+			envOf("PORT", strconv.Itoa(base), "STORE", "redis", "LB", "roundrobin", "PATH", os.Getenv("PATH")), out, out)
+	}()
+	t.Cleanup(func() { os.RemoveAll(filepath.Join("../../.run", "cluster-"+strconv.Itoa(base))) })
+	url := "http://127.0.0.1:" + strconv.Itoa(base)
+	deadline := time.Now().Add(40 * time.Second)
+	for !strings.Contains(out.String(), "make cluster: serving at "+url) {
+		select {
+		case err := <-done:
+			t.Fatalf("the cluster did not start: %v\n%s", err, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not start in 40 s:\n%s", out.String())
+		}
+	}
+	resp, err := http.Get(url + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("nginx on %s: %v %v", url, resp, err)
+	}
+	resp.Body.Close()
+
+	s, err := lab.Lookup("failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var story bytes.Buffer
+	res, err := lab.Run(ctx, s, lab.Options{Config: lab.Config{Store: "redis"}, Driver: &lab.GoremanDriver{URL: url}, Detect: true, Out: &story})
+	t.Log("\n" + story.String())
+	if err != nil {
+		t.Fatalf("failover against make cluster: %v\n%s", err, out.String())
+	}
+	if !res.Pass {
+		t.Errorf("failover against make cluster: %v", res.Differences)
+	}
+	for _, want := range []string{"killed (kill -9)", "the running cluster at " + url} {
+		if !strings.Contains(story.String(), want) {
+			t.Errorf("story lacks %q", want)
+		}
+	}
+	if strings.Contains(story.String(), "starting 3 replicas") {
+		t.Error("the story claims the lab started the cluster")
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("the cluster did not stop")
+	}
+	if err := checkPortsFree(ports); err != nil {
+		t.Errorf("after the stop: %v", err)
+	}
+}
+
+// testDyingAtStart: replicas that exit at once stop the whole cluster with
+// their name, a non-nil error (non-zero exit) and no process left.
+func testDyingAtStart(t *testing.T, goreman string) {
+	base := freeBase(t)
+	ports, _ := deploy.PortsFor(base)
+	t.Cleanup(func() { os.RemoveAll(filepath.Join("../../.run", "cluster-"+strconv.Itoa(base))) })
+	broken := filepath.Join(t.TempDir(), "shop")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'shop: -addr: cannot bind' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	err := run(t.Context(), []string{"-goreman", goreman, "-shop", broken, "-dir", "../.."},
+		envOf("PORT", strconv.Itoa(base), "PATH", os.Getenv("PATH")), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "exited while the cluster started") || !strings.Contains(err.Error(), "cannot bind") ||
+		!strings.Contains(err.Error(), "the cluster is stopped") {
+		t.Errorf("error %v, want the replica named with its last line\n%s", err, out.String())
+	}
+	if err := checkPortsFree(ports); err != nil {
+		t.Errorf("half a cluster is left: %v", err)
+	}
+}
+
+// TestSessionKeys: a cookie cluster gets a fresh key per start unless
+// SHOP_SESSION_KEYS gives one, which is checked as the shop checks it;
+// other stores need none.
+func TestSessionKeys(t *testing.T) {
+	cookie := config{store: "cookie"}
+	a, generated, err := sessionKeys(cookie, envOf())
+	b, _, _ := sessionKeys(cookie, envOf())
+	if err != nil || !generated || len(a) != 64 || a == b {
+		t.Errorf("generated keys %q and %q (%v, generated %v): want two different 64-hex-digit keys", a, b, err, generated)
+	}
+	given := strings.Repeat("k", 40)
+	if k, generated, err := sessionKeys(cookie, envOf("SHOP_SESSION_KEYS", given)); err != nil || generated || k != given {
+		t.Errorf("given keys: %q, generated %v, %v", k, generated, err)
+	}
+	if _, _, err := sessionKeys(cookie, envOf("SHOP_SESSION_KEYS", "short")); err == nil || !strings.Contains(err.Error(), "SHOP_SESSION_KEYS") {
+		t.Errorf("a short key: %v", err)
+	}
+	if k, _, err := sessionKeys(config{store: "redis"}, envOf()); k != "" || err != nil {
+		t.Errorf("redis needs no keys: %q, %v", k, err)
+	}
+}

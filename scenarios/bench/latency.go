@@ -1,0 +1,194 @@
+package bench
+
+// The price of externalised state, turned up: the same pages with sessions
+// in memory and in Redis while the network to Redis grows longer (a proxy
+// adds latency to every exchange), and what waiting for a replica (WAIT 1)
+// adds to a session write.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/statelab/shop/scenarios/cluster"
+)
+
+// RedisDelays are the distances to Redis the latency table compares.
+var RedisDelays = []time.Duration{0, time.Millisecond, 5 * time.Millisecond}
+
+// LatencyRow is one page under one store with Redis Delay away.
+type LatencyRow struct {
+	Delay time.Duration
+	Measurement
+}
+
+// RunLatency measures catalog, cart and add with memory and redis sessions
+// while Redis is 0, 1 and 5 ms away (`bench -only latency`), and prints a
+// Markdown table. The redis cluster talks to Redis through the harness's
+// proxy at every delay, 0 included, so the columns differ by the delay
+// alone. The memory cluster has no Redis: its rows are the baseline, taken
+// in the same rounds.
+func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, error) {
+	o = o.withDefaults()
+	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	logf("bench: %s; load average %s", describeMachine(), describeMachine().LoadBefore)
+	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	type side struct {
+		store    string
+		c        *cluster.Cluster
+		shoppers []shopper
+		slug     string
+	}
+	var sides []*side
+	for _, store := range []string{"memory", "redis"} {
+		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin,
+			Dir: filepath.Join(dir, store), RedisProxy: store == "redis", Env: []string{"SHOP_LOG_LEVEL=warn"}})
+		if err != nil {
+			return nil, fmt.Errorf("bench: start %s cluster: %w", store, err)
+		}
+		defer c.Close()
+		s := &side{store: store, c: c}
+		if s.shoppers, err = warmShoppers(ctx, c.URL(), o.Shoppers); err != nil {
+			return nil, fmt.Errorf("bench: warm %s sessions: %w", store, err)
+		}
+		if s.slug, err = productSlug(ctx, c.URL()); err != nil {
+			return nil, err
+		}
+		sides = append(sides, s)
+	}
+
+	var rows []LatencyRow
+	for _, d := range RedisDelays {
+		if err := sides[1].c.DelayRedis(d); err != nil {
+			return nil, err
+		}
+		var jobs []job
+		for _, page := range []string{PageCatalog, PageCart, PageAdd} {
+			for _, s := range sides {
+				jobs = append(jobs, job{c: s.c, ts: targets(s.c.URL(), page, s.shoppers, s.slug), page: page, store: s.store})
+			}
+		}
+		logf("bench: Redis %s away", d)
+		for _, m := range measureGroup(ctx, o, jobs, true) {
+			rows = append(rows, LatencyRow{Delay: d, Measurement: m})
+		}
+	}
+	if err := sides[1].c.DelayRedis(0); err != nil {
+		return rows, err
+	}
+	fmt.Fprint(w, LatencyMarkdown(rows, o))
+	return rows, failedRows(rows)
+}
+
+// LatencyMarkdown is the table for docs/benchmarks.md.
+func LatencyMarkdown(rows []LatencyRow, o Options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Open model at %d requests/s for latency, closed model with %d clients for throughput; %d rounds of %s per cell.\n\n",
+		o.Rate, o.Workers, o.Rounds, o.Duration/time.Duration(o.Rounds))
+	header := []string{"page", "store", "Redis away", "p50", "p99", "throughput (req/s)"}
+	var table [][]string
+	for _, r := range rows {
+		away := r.Delay.String()
+		if r.Store == "memory" {
+			away = "(no Redis)"
+		}
+		table = append(table, []string{r.Page, r.Store, away, ms(r.OpenP50), ms(r.OpenP99), fmt.Sprintf("%.0f", r.Throughput)})
+	}
+	mdTable(&b, header, table)
+	return b.String()
+}
+
+// RunWait measures what WAIT 1 costs a session write (`bench -only wait`):
+// one Redis primary and replica under Sentinel, shop1..3 acknowledging
+// writes at once and shop4 after WAIT 1, the add page requested from each
+// replica directly in alternating rounds.
+func RunWait(ctx context.Context, o Options, w io.Writer) ([]Measurement, error) {
+	o = o.withDefaults()
+	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	logf("bench: %s; load average %s", describeMachine(), describeMachine().LoadBefore)
+	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	c, err := cluster.Start(ctx, cluster.Options{Replicas: 1, Store: "redis", Sentinel: true, Binary: bin,
+		Dir: filepath.Join(dir, "sentinel"), Env: []string{"SHOP_LOG_LEVEL=warn"}})
+	if err != nil {
+		return nil, fmt.Errorf("bench: start sentinel cluster: %w", err)
+	}
+	defer c.Close()
+	waiting, err := c.AddReplica(ctx, "SHOP_REDIS_WAIT_REPLICAS=1")
+	if err != nil {
+		return nil, err
+	}
+	var jobs []job
+	for _, r := range []*cluster.Replica{c.Replicas()[0], waiting} {
+		shoppers, err := warmShoppers(ctx, r.URL(), o.Shoppers)
+		if err != nil {
+			return nil, fmt.Errorf("bench: warm sessions on %s: %w", r.Name(), err)
+		}
+		store := "redis, wait 0"
+		if r == waiting {
+			store = "redis, wait 1"
+		}
+		jobs = append(jobs, job{c: c, ts: targets(r.URL(), PageAdd, shoppers, ""), page: PageAdd, store: store})
+	}
+	results := measureGroup(ctx, o, jobs, true)
+	var b strings.Builder
+	header := []string{"page", "acknowledged", "p50", "p99", "throughput (req/s)"}
+	var table [][]string
+	for _, m := range results {
+		table = append(table, []string{m.Page, m.Store, ms(m.OpenP50), ms(m.OpenP99), fmt.Sprintf("%.0f", m.Throughput)})
+	}
+	mdTable(&b, header, table)
+	fmt.Fprint(w, b.String())
+	var rows []LatencyRow
+	for _, m := range results {
+		rows = append(rows, LatencyRow{Measurement: m})
+	}
+	return results, failedRows(rows)
+}
+
+// benchDirAndBinary is the working directory (a temp dir unless
+// Options.Dir) and the shop binary (built unless Options.Binary).
+func benchDirAndBinary(ctx context.Context, o Options) (dir, bin string, cleanup func(), err error) {
+	cleanup = func() {}
+	dir = o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "statelab-bench-*"); err != nil {
+			return "", "", nil, err
+		}
+		cleanup = func() { os.RemoveAll(dir) }
+	}
+	bin = o.Binary
+	if bin == "" {
+		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
+			cleanup()
+			return "", "", nil, err
+		}
+	}
+	return dir, bin, cleanup, nil
+}
+
+// failedRows is an error naming the cells where a request failed.
+func failedRows(rows []LatencyRow) error {
+	var failed []string
+	for _, r := range rows {
+		if r.Success < 1 {
+			failed = append(failed, fmt.Sprintf("%s %s at %s: %.3f%% succeeded: %s", r.Page, r.Store, r.Delay, r.Success*100, strings.Join(r.Errors, "; ")))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("bench: failed requests: %s", strings.Join(failed, "; "))
+	}
+	return nil
+}
