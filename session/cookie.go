@@ -159,14 +159,15 @@ func (c *CookieStore) open(ctx context.Context, cookie string) (*Session, error)
 	if key < 0 {
 		return c.fresh("the cookie could not be opened: it was tampered with, or sealed with a key this replica does not have"), nil
 	}
-	deadline, v, err := decode(b)
+	st, err := decode(b)
 	if err != nil {
 		return c.fresh("the sealed session could not be decoded"), nil
 	}
-	if !time.Now().Before(deadline) {
-		return c.fresh("the session expired at " + deadline.UTC().Format(time.RFC3339) + ": its expiry is sealed inside the cookie, so a copy dies on time too"), nil
+	if !time.Now().Before(st.Deadline) {
+		return c.fresh("the session expired at " + st.Deadline.UTC().Format(time.RFC3339) + ": its expiry is sealed inside the cookie, so a copy dies on time too"), nil
 	}
-	s := &Session{sent: true, known: true, deadline: deadline, v: v, sealedBy: key, bytes: len(cookieName) + 1 + len(cookie)}
+	v := st.Values
+	s := &Session{sent: true, known: true, deadline: st.Deadline, v: v, ver: st.Ver, size: len(b), sealedBy: key, bytes: len(cookieName) + 1 + len(cookie)}
 	if id, _ := s.Account(); id != 0 {
 		// Revocation: the one server-side read this store makes, on every
 		// logged-in request.

@@ -50,13 +50,19 @@ var unlockScript = redis.NewScript(1, `if redis.call("GET", KEYS[1]) == ARGV[1] 
 // Load reads the session; for a write with the lock on, the read rides in
 // the lock's pipeline.
 func (r *RedisStore) Load(ctx context.Context, cookie string, write bool) (*Session, error) {
-	token := validToken(cookie)
+	token, _ := splitCookie(cookie)
+	token = validToken(token)
 	if token == "" {
 		return newSession(false, ""), nil
 	}
 	if write && r.lock {
 		return r.loadLocked(ctx, token)
 	}
+	return r.find(ctx, token)
+}
+
+// find reads the session with one GET.
+func (r *RedisStore) find(ctx context.Context, token string) (*Session, error) {
 	start := time.Now()
 	var b []byte
 	err := r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
@@ -174,10 +180,13 @@ func (r *RedisStore) unlock(key, value string) {
 // the session holds.
 func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
 	defer s.Release() // when the commit did not release it
+	s.ver++
 	b, err := s.encode()
 	if err != nil {
+		s.ver--
 		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
 	}
+	s.size = len(b)
 	old := ""
 	if s.renew {
 		old = s.token
@@ -216,6 +225,7 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		if old != "" {
 			s.token = old // nothing changed: the old token still names the session
 		}
+		s.ver--
 		return "", time.Time{}, fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
 	}
 	s.renew, s.modified = false, false

@@ -222,19 +222,22 @@ type Risk struct {
 // InspectorView is /session: the session as this replica sees it.
 type InspectorView struct {
 	Page
-	Replica    string
-	Store      string
-	State      SessionState
-	Token      string // shortened, never whole
-	SentToken  string // the browser's cookie, shortened, when it differs from Token
-	TTL        string
-	Expires    string
-	SizeBytes  int
-	Size       string // what the store holds, in words
-	Key        string // which key sealed the session, where keys matter
-	Dropped    string // why the session the browser sent was not used
-	Keys       []SessionKey
-	Lock       string
+	Replica   string
+	Store     string
+	State     SessionState
+	Token     string // shortened, never whole
+	SentToken string // the browser's cookie, shortened, when it differs from Token
+	TTL       string
+	Expires   string
+	SizeBytes int
+	Size      string // what the store holds, in words
+	Key       string // which key sealed the session, where keys matter
+	Dropped   string // why the session the browser sent was not used
+	Keys      []SessionKey
+	Lock      string
+	// NearCache says whether this answer came from the replica's near-cache,
+	// and how the cache stays honest; "" without one.
+	NearCache  string
 	Renewed    string // why the token was last renewed ("login"), or ""
 	Born       string
 	BornAt     string
@@ -258,6 +261,10 @@ type ClusterMember struct {
 	Ready      bool
 	Self       bool
 	ExpiresIn  string // how long its announcement lives without a refresh
+	// Gone: its announcement expired or was withdrawn GoneFor ago; the row
+	// stays 30 s so a class sees the replica go.
+	Gone    bool
+	GoneFor string
 }
 
 // ClusterView is /cluster: the replicas this replica can tell about.

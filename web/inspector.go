@@ -56,6 +56,7 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		{Event: "If the keys changed", Text: d.KeyChange},
 		{Event: "If you logged out", Text: d.Logout},
 	}
+	v.NearCache = d.NearCache
 	v.Stories = s.deathStories(d.ReplicaDeath)
 	trail := trailOf(ctx)
 	for _, name := range trail {

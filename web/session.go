@@ -136,6 +136,11 @@ type sessionInfo struct {
 	Cart         Cart
 	AccountID    int64
 	AccountEmail string
+	// NearCache is where a store with a near-cache found the session
+	// (session.Session.NearCache); "" without one.
+	NearCache string
+	// Version is the session's write count in a shared store.
+	Version int64
 }
 
 // session reads this request's session. It fails with ErrSessionStore when the
@@ -155,6 +160,8 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 	info.Born, info.BornAt = sess.Born()
 	info.LastWriter = sess.Writer()
 	info.AccountID, info.AccountEmail = sess.Account()
+	info.NearCache = sess.NearCache()
+	info.Version = sess.Version()
 	if raw := sess.Cart(); raw != nil {
 		cart, err := DecodeCart(raw)
 		if err != nil {
