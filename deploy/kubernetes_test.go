@@ -50,7 +50,7 @@ var kubeBuilds = []struct {
 // it is checked like any other, and the test logs those still pending.
 var pendingEnv = []string{
 	"SHOP_SESSION_KEYS", "SHOP_REDIS_SENTINELS", "SHOP_REDIS_MASTER",
-	"SHOP_REDIS_WAIT_REPLICAS", "SHOP_REDIS_PASSWORD", "SHOP_SESSION_CACHE",
+	"SHOP_REDIS_WAIT_REPLICAS", "SHOP_SESSION_CACHE",
 }
 
 // otherShopEnv are the variables besides SHOP_* the shop's container may

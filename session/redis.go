@@ -27,10 +27,11 @@ const LockPrefix = "lock:session:"
 
 // RedisStore keeps sessions in Redis: the stateless choice.
 type RedisStore struct {
-	rc   *redisclient.Client
-	obs  Observer
-	lock bool
-	wait int // replicas a commit waits for (WAIT); 0 acknowledges at once
+	rc    *redisclient.Client
+	obs   Observer
+	lock  bool
+	wait  int        // replicas a commit waits for (WAIT); 0 acknowledges at once
+	stale staleLocks // lock values a stall may have left behind (stale.go)
 }
 
 // NewRedis returns a store over rc. Redis need not be up yet: requests
@@ -49,13 +50,19 @@ var unlockScript = redis.NewScript(1, `if redis.call("GET", KEYS[1]) == ARGV[1] 
 // Load reads the session; for a write with the lock on, the read rides in
 // the lock's pipeline.
 func (r *RedisStore) Load(ctx context.Context, cookie string, write bool) (*Session, error) {
-	token := validToken(cookie)
+	token, _ := splitCookie(cookie)
+	token = validToken(token)
 	if token == "" {
 		return newSession(false, ""), nil
 	}
 	if write && r.lock {
 		return r.loadLocked(ctx, token)
 	}
+	return r.find(ctx, token)
+}
+
+// find reads the session with one GET.
+func (r *RedisStore) find(ctx context.Context, token string) (*Session, error) {
 	start := time.Now()
 	var b []byte
 	err := r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
@@ -86,11 +93,11 @@ func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, er
 		try := time.Now()
 		b, found, ok, err := r.tryLock(ctx, token, key, value)
 		if err != nil {
-			// The SET may have landed even though we saw an error (a
-			// client-side timeout after Redis applied it): release it, or the
-			// next write stalls until the lock expires. Bounded by its own
-			// timeout; the request need not wait.
-			go r.unlock(key, value)
+			// The SET may land even though we saw an error (a client-side
+			// timeout while Redis was stalled, which applies it when it
+			// wakes): the next lock attempt on this key releases it, or that
+			// write would wait until the lock expires.
+			r.stale.remember(key, value)
 			if ctx.Err() != nil {
 				r.obs.ObserveLockWait(time.Since(start), true)
 				return nil, ErrLockTimeout
@@ -115,15 +122,28 @@ func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, er
 	}
 }
 
-// tryLock sends SET NX and the session's GET in one pipeline. One attempt
-// may take the client's timeout, however long the lock wait is: a stalled
-// Redis is an outage to answer in a second, not a busy lock.
+// tryLock sends SET NX and the session's GET in one pipeline, after the
+// release of any lock on key that an earlier failed exchange may have left
+// behind. One attempt may take the client's timeout, however long the lock
+// wait is: a stalled Redis is an outage to answer in a second, not a busy
+// lock.
 func (r *RedisStore) tryLock(ctx context.Context, token, key, value string) (b []byte, found, ok bool, err error) {
+	stale := r.stale.values(key)
 	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		if len(stale) > 0 {
+			releaseStaleScript.Send(conn, redis.Args{key}.AddFlat(stale)...)
+		}
 		conn.Send("SET", key, value, "NX", "PX", lockTTL.Milliseconds())
 		conn.Send("GET", KeyPrefix+token)
 		if err := conn.Flush(); err != nil {
 			return err
+		}
+		if len(stale) > 0 {
+			deleted, err := redis.String(redis.ReceiveContext(conn, ctx))
+			if err != nil && !errors.Is(err, redis.ErrNil) {
+				return err
+			}
+			r.stale.released(key, stale, deleted)
 		}
 		set, setErr := redis.ReceiveContext(conn, ctx)
 		var getErr error
@@ -141,13 +161,18 @@ func (r *RedisStore) tryLock(ctx context.Context, token, key, value string) (b [
 	return b, found, ok, err
 }
 
-// unlock releases a lock this replica took.
+// unlock releases a lock this replica took. When Redis does not answer,
+// the release may never have run: the next lock attempt on key sends it
+// again.
 func (r *RedisStore) unlock(key, value string) {
 	// A fresh context: the request's may be done, and the lock must go anyway.
-	r.rc.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
+	err := r.rc.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
 		_, err := unlockScript.DoContext(ctx, conn, key, value)
 		return err
 	})
+	if err != nil {
+		r.stale.remember(key, value)
+	}
 }
 
 // Save writes the session with its expiry, atomically; in the same round
@@ -155,10 +180,13 @@ func (r *RedisStore) unlock(key, value string) {
 // the session holds.
 func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
 	defer s.Release() // when the commit did not release it
+	s.ver++
 	b, err := s.encode()
 	if err != nil {
+		s.ver--
 		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
 	}
+	s.size = len(b)
 	old := ""
 	if s.renew {
 		old = s.token
@@ -197,6 +225,7 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		if old != "" {
 			s.token = old // nothing changed: the old token still names the session
 		}
+		s.ver--
 		return "", time.Time{}, fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
 	}
 	s.renew, s.modified = false, false
@@ -266,9 +295,10 @@ func waitMillis(ctx context.Context) int64 {
 	return max(1, (time.Until(deadline) - 100*time.Millisecond).Milliseconds())
 }
 
-// Ping reports whether Redis answers.
+// Ping reports whether Redis answers and accepts writes: a Redis that
+// refuses them (out of memory, read-only) cannot keep a cart.
 func (r *RedisStore) Ping(ctx context.Context) error {
-	if err := r.rc.Ping(ctx); err != nil {
+	if err := r.rc.Writable(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

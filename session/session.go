@@ -125,6 +125,9 @@ type Description struct {
 	Lock string
 	// ReplicaDeath says what this replica's death would do to the session.
 	ReplicaDeath string
+	// NearCache says whether this answer came from the replica's
+	// near-cache and how the cache stays honest; "" without one.
+	NearCache string
 }
 
 // Session is one browser's session as loaded for one request. It is not
@@ -139,6 +142,9 @@ type Session struct {
 	modified bool
 	renew    bool // Save issues a new token and drops the old one
 	lock     *heldLock
+	ver      int64  // the session's write count, as stored; see Version
+	size     int    // bytes the store holds for it, when it read them
+	source   string // where a cached store found it; see NearCache
 }
 
 // values are a session's fields as stored: readable JSON under the keys
@@ -207,6 +213,18 @@ func (s *Session) Account() (id int64, email string) {
 	}
 	return id, s.v.AccountEmail
 }
+
+// Version counts the session's saves in a shared store: the near-cache
+// serves a cached copy only when it is at least the version the browser's
+// cookie names (read-your-writes across replicas).
+func (s *Session) Version() int64 { return s.ver }
+
+// NearCache says where a store with a near-cache found this session: "hit"
+// (this replica's cache), "miss" (Redis; cached now), "stale" (the cache
+// held an older version than the browser's cookie names: Redis), "bypass"
+// (invalidation from Redis is down: Redis, nothing cached), "write" (a
+// write always reads Redis under the lock); "" without a near-cache.
+func (s *Session) NearCache() string { return s.source }
 
 // Renewed says why the token was last renewed: register, login, logout.
 func (s *Session) Renewed() string { return s.v.Renewed }
@@ -304,6 +322,7 @@ const encodingVersion = 1
 type stored struct {
 	V        int       `json:"v"`
 	Deadline time.Time `json:"deadline"`
+	Ver      int64     `json:"ver,omitempty"` // write count (shared stores)
 	Values   values    `json:"values"`
 }
 
@@ -311,15 +330,14 @@ type stored struct {
 var errUndecodable = errors.New("undecodable session data")
 
 func (s *Session) encode() ([]byte, error) {
-	return json.Marshal(stored{V: encodingVersion, Deadline: s.deadline, Values: s.v})
+	return json.Marshal(stored{V: encodingVersion, Deadline: s.deadline, Ver: s.ver, Values: s.v})
 }
 
-func decode(b []byte) (deadline time.Time, v values, err error) {
-	var st stored
+func decode(b []byte) (st stored, err error) {
 	if err := json.Unmarshal(b, &st); err != nil || st.V != encodingVersion {
-		return time.Time{}, values{}, errUndecodable
+		return stored{}, errUndecodable
 	}
-	return st.Deadline, st.Values, nil
+	return st, nil
 }
 
 // open builds the session a server-side store found for token: b is the
@@ -328,19 +346,38 @@ func open(token string, b []byte, found bool) *Session {
 	if !found {
 		return newSession(true, "")
 	}
-	deadline, v, err := decode(b)
+	st, err := decode(b)
 	if err != nil {
 		return newSession(true, "the stored session could not be decoded; starting a fresh one")
 	}
-	if !time.Now().Before(deadline) {
+	if !time.Now().Before(st.Deadline) {
 		return newSession(true, "")
 	}
-	return &Session{token: token, sent: true, known: true, deadline: deadline, v: v}
+	return &Session{token: token, sent: true, known: true, deadline: st.Deadline, v: st.Values, ver: st.Ver, size: len(b)}
 }
 
 // tokenLen is the length of a token: 32 random bytes in unpadded base64url,
 // as scs made them, so that cookies issued before still parse.
 const tokenLen = 43
+
+// A cookie may carry the session's version after its token, "<token>.<n>":
+// stores with a near-cache hand such cookies out, and every store reads
+// them (a cluster may switch the cache on and off replica by replica).
+const versionSep = "."
+
+// splitCookie separates a cookie's token from its version (0 without one,
+// or with one that is not a non-negative number).
+func splitCookie(cookie string) (token string, ver int64) {
+	token, v, found := strings.Cut(cookie, versionSep)
+	if !found {
+		return cookie, 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return token, 0
+	}
+	return token, n
+}
 
 // newToken returns a fresh random session token.
 func newToken() string {

@@ -17,6 +17,9 @@ const (
 	SessionUnknown SessionState = "unknown"
 	// SessionUnavailable: the session store did not answer.
 	SessionUnavailable SessionState = "unavailable"
+	// SessionBusy: another request held the session's lock for the whole
+	// wait; the store itself answers.
+	SessionBusy SessionState = "busy"
 )
 
 // Ribbon is the strip on every page that tells which replica served it and
@@ -43,6 +46,9 @@ type Ribbon struct {
 	// browser remembers it; set only when the session is unknown here.
 	Home      string
 	HomeClass string
+	// Trouble names what is wrong with the session store when State is
+	// SessionUnavailable ("session store out of memory", ...).
+	Trouble string
 }
 
 // TrailStop is one replica in the ribbon's trail.
@@ -60,6 +66,8 @@ type Page struct {
 	// CartUnavailable is set when the session store did not answer: the page
 	// still renders, with a notice instead of a cart.
 	CartUnavailable bool
+	// StoreTrouble says why, in a sentence, for the notice.
+	StoreTrouble string
 	// Account is the logged-in account's email, or "".
 	Account string
 }
@@ -202,16 +210,19 @@ type StoreStory struct {
 // InspectorView is /session: the session as this replica sees it.
 type InspectorView struct {
 	Page
-	Replica     string
-	Store       string
-	State       SessionState
-	Token       string // shortened, never whole
-	SentToken   string // the browser's cookie, shortened, when it differs from Token
-	TTL         string
-	Expires     string
-	SizeBytes   int
-	Keys        []SessionKey
-	Lock        string
+	Replica   string
+	Store     string
+	State     SessionState
+	Token     string // shortened, never whole
+	SentToken string // the browser's cookie, shortened, when it differs from Token
+	TTL       string
+	Expires   string
+	SizeBytes int
+	Keys      []SessionKey
+	Lock      string
+	// NearCache says whether this answer came from the replica's near-cache,
+	// and how the cache stays honest; "" without one.
+	NearCache   string
 	Renewed     string // why the token was last renewed ("login"), or ""
 	Born        string
 	BornAt      string

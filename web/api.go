@@ -21,6 +21,12 @@ type apiSessMeta struct {
 	BornAt     string `json:"born_at,omitempty"`
 	LastWriter string `json:"last_writer,omitempty"`
 	LoggedIn   bool   `json:"logged_in"`
+	// NearCache says where a replica with a near-cache found the session:
+	// hit (its own copy, Redis not asked), miss, stale, bypass (Redis);
+	// absent without a near-cache.
+	NearCache string `json:"near_cache,omitempty"`
+	// Version is the session's write count in a shared store.
+	Version int64 `json:"version,omitempty"`
 }
 
 type apiCart struct {
@@ -49,7 +55,7 @@ func (s *Server) handleAPISession(w http.ResponseWriter, r *http.Request) error 
 	body, err := json.Marshal(apiSession{
 		Replica: s.cfg.Replica,
 		Store:   s.sessions.Kind(),
-		Session: apiSessMeta{State: state, Born: info.Born, BornAt: info.BornAt, LastWriter: info.LastWriter, LoggedIn: info.AccountID != 0},
+		Session: apiSessMeta{State: state, Born: info.Born, BornAt: info.BornAt, LastWriter: info.LastWriter, LoggedIn: info.AccountID != 0, NearCache: info.NearCache, Version: info.Version},
 		Cart:    apiCart{Count: info.Cart.Count(), Rev: info.Cart.Rev, Items: items},
 	})
 	if err != nil {

@@ -18,12 +18,19 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 )
+
+// redisCached names the redis store with its near-cache in the benchmarks.
+const redisCached = "redis+cache"
+
+// benchKinds are the stores each benchmark runs over.
+var benchKinds = []string{session.Memory, session.Redis, redisCached}
 
 // benchServer is one replica over a fresh SQLite file and the given store,
 // logging at info to nowhere: the log line is part of a request's cost.
@@ -34,20 +41,43 @@ func benchServer(b *testing.B, kind string) *Server {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	metrics := NewMetrics("shop1", kind)
+	storeKind := kind
+	if kind == redisCached {
+		storeKind = session.Redis
+	}
+	metrics := NewMetrics("shop1", storeKind)
 	opts := session.Options{Lock: true, Observer: metrics}
 	var sessions session.Store
 	var rc *redisclient.Client
-	if kind == session.Redis {
+	switch kind {
+	case session.Redis, redisCached:
 		rc = redisclient.New(redisclient.Config{Addr: testenv.StartRedis(b).Addr()})
 		b.Cleanup(func() { rc.Close() })
-		sessions = session.NewRedis(rc, opts)
-	} else {
+		if kind == redisCached {
+			cached := session.NewCachedRedis(rc, opts, session.CacheOptions{})
+			waitCacheLive(b, cached)
+			sessions = cached
+		} else {
+			sessions = session.NewRedis(rc, opts)
+		}
+	default:
 		sessions = session.NewMemory(opts)
 	}
 	b.Cleanup(func() { sessions.Close() })
 	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil))).With("replica", "shop1")
 	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc)
+}
+
+// waitCacheLive waits, bounded, until the near-cache's invalidation
+// connection is subscribed: until then it serves nothing.
+func waitCacheLive(tb testing.TB, c *session.CachedRedisStore) {
+	tb.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, _, live := c.CacheStats(); live {
+			return
+		}
+	}
+	tb.Fatal("near-cache: invalidation connection not subscribed after 5s")
 }
 
 // newSession adds one item through the handler, as a browser's first add,
@@ -91,7 +121,7 @@ func (d *discard) reset() {
 }
 
 func BenchmarkPages(b *testing.B) {
-	for _, kind := range []string{session.Memory, session.Redis} {
+	for _, kind := range benchKinds {
 		b.Run(kind, func(b *testing.B) {
 			s := benchServer(b, kind)
 			cookie := newSession(b, s)
@@ -145,7 +175,7 @@ func BenchmarkPages(b *testing.B) {
 // a load-modify-save (GET, then MULTI/SET/PEXPIREAT/EXEC), with a cart of
 // three lines, through the session package's JSON encoding.
 func BenchmarkSession(b *testing.B) {
-	for _, kind := range []string{session.Memory, session.Redis} {
+	for _, kind := range benchKinds {
 		b.Run(kind, func(b *testing.B) {
 			s := benchServer(b, kind)
 			ctx := context.Background()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -54,7 +55,10 @@ func errorStatus(err error) (status int, heading, message string) {
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
 	case errors.Is(err, session.ErrLockTimeout):
-		return http.StatusServiceUnavailable, "Busy", "Another request is changing this session right now. Try again in a moment."
+		return http.StatusServiceUnavailable, "Session busy", lockBusyText
+	case errors.Is(err, redisclient.ErrOutOfMemory), errors.Is(err, redisclient.ErrAuth):
+		_, long := storeTrouble(err)
+		return http.StatusServiceUnavailable, "Cart unavailable", long
 	case errors.Is(err, errHashersBusy):
 		return http.StatusServiceUnavailable, "Busy", "Too many people are logging in right now. Try again in a moment; the catalog and your cart still work."
 	case errors.Is(err, ErrSessionStore), errors.Is(err, session.ErrUnavailable):
@@ -99,6 +103,7 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	page := s.page(r, heading)
 	if status == http.StatusServiceUnavailable && errors.Is(err, ErrSessionStore) {
 		page.CartUnavailable = true
+		_, page.StoreTrouble = storeTrouble(err)
 	}
 	s.render(w, r, status, templates.ErrorPage(templates.ErrorView{Page: page, Status: status, Heading: heading, Message: message}))
 }

@@ -34,9 +34,10 @@ func (s *Server) handleReadyz() http.Handler {
 			return
 		}
 		if err := s.sessions.Ping(ctx); err != nil {
+			short, _ := storeTrouble(err)
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("session store not answering\n"))
+			w.Write([]byte(short + "\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))

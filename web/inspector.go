@@ -50,6 +50,7 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		v.SizeBytes = d.SizeBytes
 	}
 	v.Lock = d.Lock
+	v.NearCache = d.NearCache
 	v.Stories = s.deathStories(d.ReplicaDeath)
 	trail := trailOf(ctx)
 	for _, name := range trail {

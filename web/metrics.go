@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -49,6 +50,9 @@ type Metrics struct {
 	lockTimeouts prometheus.Counter
 	cartChanges  *prometheus.CounterVec // op
 	orders       prometheus.Counter
+	// nearCache counts the near-cache's events (session.CacheHit, ...),
+	// each series made once so that counting a hit looks nothing up.
+	nearCache map[string]prometheus.Counter
 
 	// statuses holds "100".."599" so that labelling a request allocates
 	// nothing.
@@ -111,7 +115,17 @@ func NewMetrics(replica, storeKind string) *Metrics {
 		Name: "shop_orders_total",
 		Help: "Orders placed (an idempotent replay of a checkout is not counted again).",
 	})
-	reg.MustRegister(m.requests, m.latency, m.storeLatency, m.storeErrors, m.lockWait, m.lockTimeouts, m.cartChanges, m.orders)
+	nearCache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shop_session_near_cache_total",
+		Help: "The near-cache of redis sessions (-session-cache on): event=hit (read served here), miss (read from Redis, then cached), " +
+			"stale (the copy was older than the cookie's version), bypass (invalidation down: Redis only), invalidation (Redis dropped a copy), flush (all dropped).",
+		ConstLabels: prometheus.Labels{"store": storeKind},
+	}, []string{"event"})
+	m.nearCache = make(map[string]prometheus.Counter)
+	for _, e := range []string{session.CacheHit, session.CacheMiss, session.CacheStale, session.CacheBypass, session.CacheInvalidation, session.CacheFlush} {
+		m.nearCache[e] = nearCache.WithLabelValues(e)
+	}
+	reg.MustRegister(m.requests, m.latency, m.storeLatency, m.storeErrors, m.lockWait, m.lockTimeouts, m.cartChanges, m.orders, nearCache)
 	// Pre-create the zero series people look for, so a dashboard shows 0
 	// rather than "no data" before the first cart or order.
 	m.cartChanges.WithLabelValues("add")
@@ -164,6 +178,13 @@ func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
 	m.storeLatency.WithLabelValues(op).Observe(d.Seconds())
 	if err != nil {
 		m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// ObserveNearCache counts one near-cache event.
+func (m *Metrics) ObserveNearCache(event string) {
+	if c, ok := m.nearCache[event]; ok {
+		c.Inc()
 	}
 }
 

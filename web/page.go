@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -33,8 +34,11 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	}
 	info, err := s.session(r.Context())
 	switch {
+	case errors.Is(err, session.ErrLockTimeout):
+		rb.State = templates.SessionBusy
 	case err != nil:
 		rb.State = templates.SessionUnavailable
+		rb.Trouble, p.StoreTrouble = storeTrouble(err)
 		p.CartUnavailable = true
 	case info.Known || info.SID != "":
 		// SID without a token: this very request created the session.

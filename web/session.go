@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -30,6 +31,8 @@ type requestSession struct {
 	sess *session.Session
 	// hadCookie: the browser sent a session cookie the store could read.
 	hadCookie bool
+	// err is why sess is nil: the store's error, or the lock wait's timeout.
+	err error
 }
 
 func sessionOf(ctx context.Context) requestSession {
@@ -69,17 +72,21 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 		sess, err := s.sessions.Load(r.Context(), sessionCookie(r), isWrite(r))
 		switch {
 		case errors.Is(err, session.ErrLockTimeout):
+			// The store answers; another request holds the session. The
+			// page says so, not that the store is away.
+			r = r.WithContext(context.WithValue(r.Context(), sessionStateKey, requestSession{err: err}))
 			s.serveError(w, r, err)
 			return
 		case err != nil:
 			// Degrade: the request goes on without a session; pages that can
 			// live without one show a notice, the others answer 503.
-			s.log.WarnContext(r.Context(), "session store unavailable", "err", err)
+			short, _ := storeTrouble(err)
+			s.log.WarnContext(r.Context(), short, "err", err)
 		case sess.Dropped() != "":
 			s.log.WarnContext(r.Context(), "session dropped", "why", sess.Dropped())
 		}
 		defer sess.Release() // a write that changed nothing
-		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent()}
+		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent(), err: err}
 		if sess == nil {
 			// Whether the cookie was readable is unknown; any cookie counts.
 			rs.hadCookie = sessionCookie(r) != ""
@@ -129,6 +136,11 @@ type sessionInfo struct {
 	Cart         Cart
 	AccountID    int64
 	AccountEmail string
+	// NearCache is where a store with a near-cache found the session
+	// (session.Session.NearCache); "" without one.
+	NearCache string
+	// Version is the session's write count in a shared store.
+	Version int64
 }
 
 // session reads this request's session. It fails with ErrSessionStore when the
@@ -137,6 +149,9 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 	rs := sessionOf(ctx)
 	info := sessionInfo{Available: rs.available(), HadCookie: rs.hadCookie}
 	if !rs.available() {
+		if rs.err != nil {
+			return info, fmt.Errorf("%w: %w", ErrSessionStore, rs.err)
+		}
 		return info, ErrSessionStore
 	}
 	sess := rs.sess
@@ -145,6 +160,8 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 	info.Born, info.BornAt = sess.Born()
 	info.LastWriter = sess.Writer()
 	info.AccountID, info.AccountEmail = sess.Account()
+	info.NearCache = sess.NearCache()
+	info.Version = sess.Version()
 	if raw := sess.Cart(); raw != nil {
 		cart, err := DecodeCart(raw)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -41,7 +42,9 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
-	redisAddr    string
+	redisAddr    string   // host:port, from -redis-addr's either form
+	redisUser    string   // from a redis://user:password@ address
+	redisPass    string   // -redis-password, or the password in a redis:// address
 	sentinels    []string // find the primary through these; redisAddr is then unused
 	redisMaster  string
 	waitReplicas int
@@ -51,6 +54,8 @@ type config struct {
 	logLevel     slog.Level
 	healthcheck  bool
 	trusted      []netip.Prefix
+	// cache is the near-cache for redis sessions (-session-cache).
+	cache cacheConfig
 }
 
 // masterName is what a Sentinel master name may be here.
@@ -73,16 +78,20 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions: host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
+	fs.StringVar(&redisPassword, "redis-password", env("SHOP_REDIS_PASSWORD", ""), "password for a Redis with requirepass; wins over one in -redis-addr (SHOP_REDIS_PASSWORD)")
 	fs.StringVar(&sentinels, "redis-sentinels", env("SHOP_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels: find the primary through them; -redis-addr is then unused (SHOP_REDIS_SENTINELS)")
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
+	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
+	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
+	fs.StringVar(&cacheInv, "session-cache-invalidation", env("SHOP_SESSION_CACHE_INVALIDATION", "on"), "on or off; off is for teaching only: the near-cache then serves stale sessions (SHOP_SESSION_CACHE_INVALIDATION)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
@@ -105,8 +114,13 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
 	}
-	if err := checkAddr(c.redisAddr); err != nil || strings.HasPrefix(c.redisAddr, ":") {
-		return c, fmt.Errorf("shop: -redis-addr %q: want host:port, e.g. 127.0.0.1:6379", c.redisAddr)
+	rcfg, err := redisclient.ParseAddr(c.redisAddr)
+	if err != nil {
+		return c, fmt.Errorf("shop: -redis-addr %q: %v; want host:port or redis://[:password@]host:port, e.g. 127.0.0.1:6379", redactRedis(c.redisAddr), err)
+	}
+	c.redisAddr, c.redisUser, c.redisPass = rcfg.Addr, rcfg.Username, rcfg.Password
+	if redisPassword != "" {
+		c.redisPass = redisPassword
 	}
 	for _, a := range strings.Split(sentinels, ",") {
 		if a = strings.TrimSpace(a); a == "" {
@@ -132,6 +146,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	default:
 		return c, fmt.Errorf("shop: -session-lock %q: allowed values are on and off", lock)
 	}
+	cc, err := parseCache(cache, cacheBytes, cacheInv, c.sessionStore)
+	if err != nil {
+		return c, err
+	}
+	c.cache = cc
 	d, err := time.ParseDuration(drain)
 	if err != nil || d < 0 || d > time.Minute {
 		return c, fmt.Errorf("shop: -drain %q: want a duration from 0s to 1m, e.g. 2s", drain)
@@ -158,6 +177,17 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
 	return c, nil
+}
+
+// redactRedis hides the password of a redis:// address, for messages.
+func redactRedis(addr string) string {
+	if !strings.Contains(addr, "@") {
+		return addr
+	}
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
+	}
+	return "redis://(unparsable, not shown)"
 }
 
 func checkAddr(addr string) error {
@@ -197,7 +227,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// replicas share nothing, redis replicas share this one client.
 	var rc *redisclient.Client
 	if cfg.sessionStore == session.Redis {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
+		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
@@ -215,7 +245,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var sessions session.Store
 	switch cfg.sessionStore {
 	case session.Redis:
-		sessions = session.NewRedis(rc, opts)
+		if cfg.cache.on {
+			sessions = session.NewCachedRedis(rc, opts, session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation})
+		} else {
+			sessions = session.NewRedis(rc, opts)
+		}
 	default:
 		sessions = session.NewMemory(opts)
 	}

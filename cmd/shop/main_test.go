@@ -175,3 +175,44 @@ func waitStatus(t *testing.T, url string, want int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRedisPassword: -redis-addr takes host:port or
+// redis://[[user]:password@]host[:port]; -redis-password (or
+// SHOP_REDIS_PASSWORD) wins over a password in the URL; a bad address is
+// one line that never repeats the password.
+func TestRedisPassword(t *testing.T) {
+	env := func(kv map[string]string) func(string) string {
+		return func(k string) string { return kv[k] }
+	}
+	for _, tt := range []struct {
+		args               []string
+		env                map[string]string
+		addr, user, passwd string
+	}{
+		{[]string{"-redis-addr", "10.0.0.5:6380"}, nil, "10.0.0.5:6380", "", ""},
+		{[]string{"-redis-addr", "redis://:s3cret@10.0.0.5:6380"}, nil, "10.0.0.5:6380", "", "s3cret"},
+		{[]string{"-redis-addr", "redis://s3cret@cache"}, nil, "cache:6379", "", "s3cret"},
+		{[]string{"-redis-addr", "redis://shop:s3cret@cache:6379/"}, nil, "cache:6379", "shop", "s3cret"},
+		{nil, map[string]string{"SHOP_REDIS_PASSWORD": "fromenv"}, "127.0.0.1:6379", "", "fromenv"},
+		{[]string{"-redis-addr", "redis://:inurl@cache:6379", "-redis-password", "flag"}, nil, "cache:6379", "", "flag"},
+	} {
+		c, err := parseFlags(append([]string{"shop"}, tt.args...), env(tt.env), io.Discard)
+		if err != nil {
+			t.Errorf("%v: %v", tt.args, err)
+			continue
+		}
+		if c.redisAddr != tt.addr || c.redisUser != tt.user || c.redisPass != tt.passwd {
+			t.Errorf("%v %v: addr %q user %q password %q, want %q %q %q", tt.args, tt.env, c.redisAddr, c.redisUser, c.redisPass, tt.addr, tt.user, tt.passwd)
+		}
+	}
+	for _, addr := range []string{"http://:s3cret@cache:6379", "redis://:s3cret@cache:6379/3", "redis://:s3cret@:6379", "redis://:s3cret@cache:port"} {
+		_, err := parseFlags([]string{"shop", "-redis-addr", addr}, env(nil), io.Discard)
+		if err == nil {
+			t.Errorf("-redis-addr %s: accepted", addr)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "-redis-addr") || strings.Contains(msg, "s3cret") || strings.Contains(msg, "\n") {
+			t.Errorf("-redis-addr %s: %q; want one line naming the flag, without the password", addr, msg)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -28,6 +30,10 @@ const DefaultTimeout = time.Second
 type Config struct {
 	// Addr is Redis's host:port, unless Sentinels are given.
 	Addr string
+	// Username and Password are sent with AUTH on every connection the
+	// client opens, whoever asked for it; "" sends none (Username is for
+	// Redis ACL users, and needs a Password).
+	Username, Password string
 	// Sentinels are the host:port of sentinels that know the primary of
 	// Master: the client asks them when it dials and follows failovers
 	// (sentinel.go). Addr is then unused.
@@ -50,6 +56,17 @@ type Client struct {
 // ErrUnavailable wraps every failure to reach Redis or to get an answer in
 // time, so that callers can tell an outage from a bug.
 var ErrUnavailable = errors.New("redis unavailable")
+
+// Redis answers, but refuses: these wrap ErrUnavailable too (the request
+// is an outage to answer 503) and say why, for pages, logs and /readyz.
+var (
+	// ErrOutOfMemory: Redis reached maxmemory with the noeviction policy
+	// and refuses every write (OOM); reads still work.
+	ErrOutOfMemory = errors.New("redis is out of memory (maxmemory reached, noeviction) and refuses writes")
+	// ErrAuth: Redis refused this client's password, or wants one it was
+	// not given (NOAUTH, WRONGPASS).
+	ErrAuth = errors.New("redis refused authentication (NOAUTH or WRONGPASS): check -redis-password")
+)
 
 // New returns a client for cfg.Addr.
 func New(cfg Config) *Client {
@@ -100,10 +117,67 @@ func (c *Client) dial(ctx context.Context) (redis.Conn, error) {
 		redis.DialReadTimeout(c.cfg.Timeout),
 		redis.DialWriteTimeout(c.cfg.Timeout),
 	}
+	// Every connection logs in, to whichever Redis it dials: one found
+	// through Sentinel as much as a fixed address.
+	opts = append(opts, c.authOptions()...)
 	if c.sentinels != nil {
 		return c.sentinels.dial(ctx, opts...)
 	}
 	return redis.DialContext(ctx, "tcp", c.cfg.Addr, opts...)
+}
+
+// authOptions are the dial options that log a connection in: every
+// connection the client opens takes them, to whichever Redis it dials.
+func (c *Client) authOptions() []redis.DialOption {
+	if c.cfg.Password == "" {
+		return nil
+	}
+	return []redis.DialOption{redis.DialUsername(c.cfg.Username), redis.DialPassword(c.cfg.Password)}
+}
+
+// ParseAddr reads -redis-addr: host:port, or the URL form
+// redis://[[user]:password@]host:port (port 6379 when left out).
+func ParseAddr(s string) (Config, error) {
+	if !strings.Contains(s, "://") {
+		return Config{Addr: s}, checkHostPort(s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// url's error repeats the URL, password included: say less.
+		return Config{}, errors.New("not a URL")
+	}
+	if u.Scheme != "redis" {
+		return Config{}, fmt.Errorf("scheme %q: want redis://", u.Scheme)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return Config{}, errors.New("want no path, database or query after host:port")
+	}
+	cfg := Config{Addr: u.Host}
+	if u.Port() == "" {
+		cfg.Addr = net.JoinHostPort(u.Hostname(), "6379")
+	}
+	if u.User != nil {
+		cfg.Username = u.User.Username()
+		cfg.Password, _ = u.User.Password()
+		if cfg.Password == "" {
+			// redis://secret@host reads as a user name: Redis's own tools
+			// take it as the password.
+			cfg.Username, cfg.Password = "", cfg.Username
+		}
+	}
+	return cfg, checkHostPort(cfg.Addr)
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" || port == "" {
+		return errors.New("want host:port")
+	}
+	_, err = net.LookupPort("tcp", port)
+	return err
 }
 
 // Addr is where the client connects, for logs and pages: with Sentinel the
@@ -169,15 +243,43 @@ func (c *Client) Do(ctx context.Context, fn func(ctx context.Context, conn redis
 	defer cancel()
 	conn, err := c.pool.GetContext(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, named(err))
 	}
 	defer conn.Close()
 	err = fn(ctx, conn)
+	if why := refusal(err); why != nil {
+		return fmt.Errorf("%w: %w: %w", ErrUnavailable, why, err)
+	}
 	var reply redis.Error
 	if err == nil || errors.Is(err, redis.ErrNil) || (errors.As(err, &reply) && !outageReply(reply)) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// refusal names a reply by which Redis refuses every write or every
+// command, whatever the command: nil for any other error.
+func refusal(err error) error {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return nil
+	}
+	switch msg := string(reply); {
+	case strings.HasPrefix(msg, "OOM "):
+		return ErrOutOfMemory
+	case strings.HasPrefix(msg, "NOAUTH"), strings.HasPrefix(msg, "WRONGPASS"),
+		strings.HasPrefix(msg, "ERR AUTH"), strings.HasPrefix(msg, "ERR invalid password"):
+		return ErrAuth
+	}
+	return nil
+}
+
+// named adds the refusal's name to err when it has one.
+func named(err error) error {
+	if why := refusal(err); why != nil {
+		return fmt.Errorf("%w: %w", why, err)
+	}
+	return err
 }
 
 // outageReply reports whether Redis refused a command because of its own
@@ -201,6 +303,28 @@ func (c *Client) Ping(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("redis %s: ping: %w", c.describe(), err)
+	}
+	return nil
+}
+
+// probeKey is the key Writable's probe names; the probe never creates it.
+const probeKey = "statelab:probe:writable"
+
+// Writable reports whether Redis answers and accepts writes: a SET ... XX
+// on a key that does not exist writes nothing, but Redis refuses it like
+// any write when it is out of memory (OOM) or a read-only replica, and
+// like any command when it wants a password (NOAUTH). Readiness asks
+// this: a store that refuses writes cannot serve.
+func (c *Client) Writable(ctx context.Context) error {
+	err := c.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "SET", probeKey, "", "XX")
+		if errors.Is(err, redis.ErrNil) {
+			return nil // XX found no key: written nothing, refused nothing
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("redis %s: write probe: %w", c.describe(), err)
 	}
 	return nil
 }

@@ -46,6 +46,9 @@ func TestSentinel(t *testing.T) {
 		if page := alice.get("/"); !strings.Contains(page.body, ha.ProxyAddr(p)) {
 			t.Errorf("the ribbon does not name the primary %s", ha.ProxyAddr(p))
 		}
+		if page := alice.get("/session"); !strings.Contains(page.body, "a failover may lose it") && !strings.Contains(page.body, "the promoted replica may not have it") {
+			t.Errorf("the inspector does not say the lock may be lost at a failover")
+		}
 	})
 
 	t.Run("latency through the proxy", func(t *testing.T) {
@@ -171,6 +174,16 @@ func TestSentinel(t *testing.T) {
 			res.firstWrite.Round(time.Millisecond), res.acked, res.refused)
 		if res.firstWrite == 0 {
 			t.Fatal("no write succeeded after the kill")
+		}
+		next, err := ha.Primary(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.Replicas() {
+			want := ha.ProxyAddr(old) + " → " + ha.ProxyAddr(next)
+			if page := getDirect(t, r.URL()+"/cluster"); !strings.Contains(page, want) {
+				t.Errorf("%s /cluster does not show the failover %s", r.Name(), want)
+			}
 		}
 
 		t.Run("the demoted primary comes back as a replica and gets no writes", func(t *testing.T) {

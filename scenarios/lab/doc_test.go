@@ -40,6 +40,20 @@ func TestScenariosDoc(t *testing.T) {
 	if scripts == 0 || lines < len(steps)+len(expectations) {
 		t.Errorf("docs/scenarios.md has %d scripts and %d example lines: fewer than the forms", scripts, lines)
 	}
+	// The workshop's exercise answer is a script too.
+	ws, err := os.ReadFile("../../docs/workshop.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := regexp.MustCompile("(?s)```script\n(.*?)```").FindAllStringSubmatch(string(ws), -1)
+	if len(answers) == 0 {
+		t.Error("docs/workshop.md has no script: the exercise's answer is gone")
+	}
+	for _, a := range answers {
+		if _, err := Parse("docs/workshop.md", a[1]); err != nil {
+			t.Errorf("the workshop's script does not parse: %v", err)
+		}
+	}
 	heading := func(usage string) bool {
 		for _, h := range regexp.MustCompile("(?m)^### (.*)$").FindAllStringSubmatch(doc, -1) {
 			if strings.Contains(h[1], "`"+usage+"`") {

@@ -2,6 +2,9 @@ package lab
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -119,5 +122,47 @@ func TestTargetMode(t *testing.T) {
 	_, err = Run(t.Context(), f, Options{Driver: NoFaults{URL: c.URL()}, Detect: true})
 	if err == nil || !strings.Contains(err.Error(), "scripts/failover.txt:") || !strings.Contains(err.Error(), "no fault driver") {
 		t.Errorf("fault without a driver: %v", err)
+	}
+}
+
+// TestDrainsPausesAndConditionalSteps: each replica starts with the drain
+// its stop step asks for (the shop logs it), pause and resume leave a
+// replica serving, and a step whose "when" does not hold is skipped.
+func TestDrainsPausesAndConditionalSteps(t *testing.T) {
+	s, err := Parse("drains.txt", `lesson drains, pauses and conditions
+run with store=redis
+start 3 replicas
+as alice add 1 of product 1
+pause shop3
+resume shop3
+kill -9 shop3 when store=memory
+stop shop1 with drain 1500ms
+stop shop2 without drain
+start shop1
+start shop2
+expect cart of alice is 1
+expect traffic on shop3
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &LocalDriver{}
+	res := runT(t, s, Config{Store: "redis"}, d)
+	if !res.Pass {
+		t.Errorf("differences: %v", res.Differences)
+	}
+	for name, want := range map[string]string{"shop1": `"for":"1.5s"`, "shop2": `"for":"0s"`} {
+		log, err := os.ReadFile(filepath.Join(d.Dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`"msg":"draining".*` + regexp.QuoteMeta(want)).Match(log) {
+			t.Errorf("%s did not drain with %s:\n%s", name, want, log)
+		}
+	}
+	for _, e := range res.Events {
+		if strings.Contains(e.Text, "shop3 killed") {
+			t.Errorf("a step for store=memory ran under store=redis: %s", e.Text)
+		}
 	}
 }
