@@ -302,6 +302,49 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
+// TestWaitReplicas: with WaitReplicas 1 and no replica, a write is refused
+// (ErrUnavailable, so 503) within the client's timeout, and the session's
+// lock is released all the same; with a replica the cluster test
+// (scenarios/cluster TestSentinel) sees it acknowledged.
+func TestWaitReplicas(t *testing.T) {
+	r := testenv.StartRedis(t)
+	rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
+	defer rc.Close()
+	st := session.NewRedis(rc, session.Options{Lock: true, WaitReplicas: 1})
+	for range 2 { // the second write finds the lock the first one released
+		s, err := st.Load(t.Context(), "", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Touch("shop1")
+		start := time.Now()
+		_, _, err = st.Save(t.Context(), s)
+		if !errors.Is(err, session.ErrUnavailable) || !strings.Contains(err.Error(), "replicas") {
+			t.Errorf("a write no replica confirmed: %v, want ErrUnavailable naming the replicas", err)
+		}
+		if took := time.Since(start); took > 2*redisclient.DefaultTimeout {
+			t.Errorf("the refusal took %s, want it within the client's timeout", took)
+		}
+	}
+	cookie := save(t, session.NewRedis(rc, session.Options{Lock: true}), "shop1")
+	s, err := st.Load(t.Context(), cookie, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Touch("shop2")
+	if _, _, err := st.Save(t.Context(), s); !errors.Is(err, session.ErrUnavailable) {
+		t.Fatalf("locked write without a replica: %v, want ErrUnavailable", err)
+	}
+	// The lock went with the refused write's pipeline: the next write of
+	// the same session takes it at once.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if s, err = st.Load(ctx, cookie, true); err != nil {
+		t.Fatalf("the next write of the session: %v; the refused write left its lock", err)
+	}
+	s.Release()
+}
+
 // TestCheckKind: the one list of kinds is what the flag accepts.
 func TestCheckKind(t *testing.T) {
 	for _, kind := range session.Kinds() {

@@ -243,6 +243,10 @@ type ClusterMember struct {
 	Ready      bool
 	Self       bool
 	ExpiresIn  string // how long its announcement lives without a refresh
+	// Gone: its announcement expired or was withdrawn GoneFor ago; the row
+	// stays 30 s so a class sees the replica go.
+	Gone    bool
+	GoneFor string
 }
 
 // ClusterView is /cluster: the replicas this replica can tell about.

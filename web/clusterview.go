@@ -36,6 +36,9 @@ const (
 	announceEvery = 2 * time.Second
 	// maxAnnounced bounds how many announcements /cluster reads.
 	maxAnnounced = 100
+	// goneFor is how long /cluster keeps a row for a replica whose
+	// announcement expired or was withdrawn, so a class sees it go.
+	goneFor = 30 * time.Second
 )
 
 // announcement is the JSON under replicas:<name>.
@@ -86,20 +89,21 @@ func (s *Server) announceOnce(ctx context.Context, a announcement) error {
 		expires := time.Now().Add(announceTTL).UnixMilli()
 		conn.Send("SET", announcePrefix+s.cfg.Replica, b, "PX", announceTTL.Milliseconds())
 		conn.Send("ZADD", announceIndex, expires, s.cfg.Replica)
-		// The index outlives its members a little, and no longer: when every
-		// replica is gone, so is the index.
-		_, err := redis.DoContext(conn, ctx, "PEXPIRE", announceIndex, (10 * announceTTL).Milliseconds())
+		// The index outlives its members by their gone rows, and no longer:
+		// when every replica is gone, so is the index.
+		_, err := redis.DoContext(conn, ctx, "PEXPIRE", announceIndex, (announceTTL + goneFor).Milliseconds())
 		return err
 	})
 }
 
 // withdraw deletes the announcement as the replica stops, so the others see
-// it leave at once instead of after the TTL.
+// it leave at once instead of after the TTL: its index entry expires now,
+// which makes it a gone row.
 func (s *Server) withdraw() {
 	// A fresh context: the replica's is done. On failure it expires by itself.
 	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
 		conn.Send("DEL", announcePrefix+s.cfg.Replica)
-		_, err := redis.DoContext(conn, ctx, "ZREM", announceIndex, s.cfg.Replica)
+		_, err := redis.DoContext(conn, ctx, "ZADD", announceIndex, "XX", time.Now().UnixMilli(), s.cfg.Replica)
 		return err
 	})
 }
@@ -140,6 +144,9 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 		}
 		found := false
 		for _, m := range members {
+			if m.Name == s.cfg.Replica && m.Gone {
+				continue // this replica is here: its old announcement is history
+			}
 			if m.Name == s.cfg.Replica {
 				m.Self, found = true, true
 				m.Ready = self.Ready // fresher than the announcement
@@ -204,17 +211,26 @@ func (s *Server) announced(ctx context.Context) (members []templates.ClusterMemb
 	return members, err
 }
 
+// readAnnouncements reads the index (names scored by when their
+// announcement expires) and each live announcement; a name whose
+// announcement expired less than goneFor ago is a gone row.
 func readAnnouncements(ctx context.Context, conn redis.Conn) ([]templates.ClusterMember, error) {
-	conn.Send("ZREMRANGEBYSCORE", announceIndex, "-inf", time.Now().UnixMilli())
-	names, err := redis.Strings(redis.DoContext(conn, ctx, "ZRANGE", announceIndex, 0, maxAnnounced-1))
+	now := time.Now()
+	conn.Send("ZREMRANGEBYSCORE", announceIndex, "-inf", now.Add(-goneFor).UnixMilli())
+	scored, err := redis.Int64Map(redis.DoContext(conn, ctx, "ZRANGE", announceIndex, 0, maxAnnounced-1, "WITHSCORES"))
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, len(names))
-	for i, name := range names {
-		keys[i] = announcePrefix + name
-	}
 	var members []templates.ClusterMember
+	var keys []string
+	for name, expires := range scored {
+		if gone := now.Sub(time.UnixMilli(expires)); gone > 0 {
+			members = append(members, templates.ClusterMember{Name: name, ColorClass: replicaColorClass(name),
+				Gone: true, GoneFor: gone.Round(time.Second).String()})
+			continue
+		}
+		keys = append(keys, announcePrefix+name)
+	}
 	for _, key := range keys {
 		conn.Send("GET", key)
 		conn.Send("PTTL", key)

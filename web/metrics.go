@@ -287,12 +287,16 @@ func (l *liveCounter) rate(now time.Time) (rps, eps float64, total, errs int64) 
 	return rps / liveWindow, eps / liveWindow, l.total.Load(), l.totalErrs.Load()
 }
 
-// liveKeyPrefix names each replica's published live counters in Redis, so
-// that /metrics/live on any replica shows them all; liveTTL lets a replica
-// that stopped (or went quiet) drop off the page by itself.
+// Every replica publishes its live counters as one field of one hash, so
+// that /metrics/live on any replica reads them all with one HGETALL: its
+// cost grows with the replicas, not with the sessions beside them in Redis
+// (a SCAN for per-replica keys walks every key). A field older than liveTTL
+// is a replica that went quiet or away: the page keeps it as "gone" for
+// liveGone, so a class sees it vanish, then drops it from the hash.
 const (
-	liveKeyPrefix = "live:replica:"
-	liveTTL       = 5 * time.Second
+	liveHash = "live:replicas"
+	liveTTL  = 5 * time.Second
+	liveGone = 30 * time.Second
 )
 
 // observe records one finished request and, with a shared Redis, publishes this
@@ -319,7 +323,9 @@ func (s *Server) publishLive(now time.Time) {
 	}
 	// An error leaves the live page showing this replica as gone: true enough.
 	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
-		_, err := redis.DoContext(conn, ctx, "SET", liveKeyPrefix+s.cfg.Replica, b, "PX", liveTTL.Milliseconds())
+		conn.Send("HSET", liveHash, s.cfg.Replica, b)
+		// The hash outlives its last publisher by its gone rows, no longer.
+		_, err := redis.DoContext(conn, ctx, "PEXPIRE", liveHash, (liveGone + liveTTL).Milliseconds())
 		return err
 	})
 }
@@ -331,40 +337,35 @@ func (s *Server) liveRate(now time.Time) liveRate {
 }
 
 // liveRates reads every replica's published counters from the shared
-// Redis. This replica's own row is always fresh, whatever Redis holds for it.
+// Redis, in one HGETALL, and drops the fields of replicas gone for longer
+// than liveGone. This replica's own row is always fresh, whatever Redis
+// holds for it.
 func (s *Server) liveRates(ctx context.Context, now time.Time) ([]liveRate, error) {
-	var keys []string
-	var vals [][]byte
-	err := s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		cursor := "0"
-		for {
-			reply, err := redis.Values(redis.DoContext(conn, ctx, "SCAN", cursor, "MATCH", liveKeyPrefix+"*", "COUNT", 1000))
-			if err != nil {
-				return err
-			}
-			var batch []string
-			if _, err := redis.Scan(reply, &cursor, &batch); err != nil {
-				return err
-			}
-			keys = append(keys, batch...)
-			if cursor == "0" {
-				break
+	var fields map[string]string
+	err := s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
+		fields, err = redis.StringMap(redis.DoContext(conn, ctx, "HGETALL", liveHash))
+		if err != nil {
+			return err
+		}
+		var expired []string
+		for name, v := range fields {
+			var lr liveRate
+			if json.Unmarshal([]byte(v), &lr) != nil || now.Sub(time.Unix(lr.UnixTimestamp, 0)) > liveGone {
+				expired = append(expired, name)
 			}
 		}
-		if len(keys) == 0 {
-			return nil
+		if len(expired) > 0 {
+			_, err = redis.DoContext(conn, ctx, "HDEL", redis.Args{liveHash}.AddFlat(expired)...)
 		}
-		var err error
-		vals, err = redis.ByteSlices(redis.DoContext(conn, ctx, "MGET", redis.Args{}.AddFlat(keys)...))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	rates := []liveRate{s.liveRate(now)}
-	for _, v := range vals {
+	for _, v := range fields {
 		var lr liveRate
-		if v == nil || json.Unmarshal(v, &lr) != nil || lr.Replica == s.cfg.Replica {
+		if json.Unmarshal([]byte(v), &lr) != nil || lr.Replica == s.cfg.Replica || now.Sub(time.Unix(lr.UnixTimestamp, 0)) > liveGone {
 			continue
 		}
 		rates = append(rates, lr)
@@ -397,7 +398,15 @@ func (s *Server) handleLive() http.Handler {
 				RPS: lr.RequestsPerS, RPSText: strconv.FormatFloat(lr.RequestsPerS, 'f', 1, 64), EPSText: strconv.FormatFloat(lr.ErrorsPerS, 'f', 1, 64),
 				Requests: lr.Requests, Errors: lr.Errors}
 			if !row.This {
-				row.Age = (time.Duration(now.Unix()-lr.UnixTimestamp) * time.Second).String()
+				age := time.Duration(now.Unix()-lr.UnixTimestamp) * time.Second
+				row.Age = age.String()
+				if age > liveTTL {
+					// Its last numbers are history: show the row, count nothing.
+					row.Gone = true
+					row.RPS, row.RPSText, row.EPSText = 0, "gone", "–"
+					v.Rows = append(v.Rows, row)
+					continue
+				}
 			}
 			total += lr.RequestsPerS
 			totalErr += lr.ErrorsPerS

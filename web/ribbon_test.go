@@ -292,6 +292,9 @@ func TestClusterView(t *testing.T) {
 			m := map[string]string{}
 			r.doc.Find(`[data-testid="member"]`).Each(func(_ int, s *goquery.Selection) {
 				m[s.AttrOr("data-replica", "")] = s.AttrOr("data-ready", "")
+				if s.AttrOr("data-gone", "") == "true" {
+					m[s.AttrOr("data-replica", "")] = "gone"
+				}
 			})
 			return m
 		}
@@ -312,8 +315,10 @@ func TestClusterView(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Fatal("Announce did not return after its context ended")
 		}
-		if got := members(); got["shop2"] != "" {
-			t.Errorf("shop2 still listed after its announcer stopped: %v", got)
+		// Withdrawn at once, and kept as a gone row for a while so the
+		// class sees it go.
+		if got := members(); got["shop2"] != "gone" {
+			t.Errorf("shop2 after its announcer stopped: %q, want a gone row: %v", got["shop2"], got)
 		}
 	})
 }

@@ -117,12 +117,13 @@ func checkPortsFree(p deploy.LocalPorts) error {
 // Debian's /usr/sbin (what `make deps` installs), Homebrew's bin folders.
 var sbinDirs = []string{"/usr/sbin", "/usr/local/sbin", "/sbin", "/opt/homebrew/bin", "/usr/local/bin"}
 
-// lookBinary finds a binary in PATH, then in sbinDirs, and returns its folder.
-func lookBinary(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Dir(p), nil
-	}
-	for _, d := range sbinDirs {
+// lookBinary finds a binary in the folders of path (a PATH value), then in
+// sbinDirs, and returns its folder.
+func lookBinary(name, path string) (string, error) {
+	for _, d := range append(filepath.SplitList(path), sbinDirs...) {
+		if d == "" {
+			continue
+		}
 		if fi, err := os.Stat(filepath.Join(d, name)); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return d, nil
 		}
@@ -157,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	pathDirs := []string{}
 	for _, b := range []string{"nginx", "redis-server"} {
-		d, err := lookBinary(b)
+		d, err := lookBinary(b, getenv("PATH"))
 		if err != nil {
 			return err
 		}

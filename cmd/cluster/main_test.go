@@ -73,6 +73,24 @@ func TestMakeClusterRejectsBadKnobs(t *testing.T) {
 	}
 }
 
+// TestFindsBinariesOffPath: nginx and redis-server are found in the sbin
+// folders when PATH lacks them, as a normal user's PATH lacks /usr/sbin.
+func TestFindsBinariesOffPath(t *testing.T) {
+	for _, name := range []string{"nginx", "redis-server"} {
+		if _, err := os.Stat(filepath.Join("/usr/sbin", name)); err != nil {
+			continue // Debian puts redis-server in /usr/bin
+		}
+		dir, err := lookBinary(name, "/nonexistent")
+		if err != nil || dir != "/usr/sbin" {
+			t.Errorf("%s without /usr/sbin in PATH: %q, %v", name, dir, err)
+		}
+	}
+	_, err := lookBinary("no-such-server", "")
+	if err == nil || !strings.Contains(err.Error(), "brew install nginx redis") {
+		t.Errorf("a missing binary: %v, want the install commands", err)
+	}
+}
+
 // TestPortInUse: a port the cluster needs is named before anything starts.
 func TestPortInUse(t *testing.T) {
 	base := freeBase(t)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
+	"github.com/statelab/shop/session"
 )
 
 // RedisDelays are the distances to Redis the latency table compares.
@@ -26,12 +27,12 @@ type LatencyRow struct {
 	Measurement
 }
 
-// RunLatency measures catalog, cart and add with memory and redis sessions
+// RunLatency measures catalog, cart and add with every session store kind
 // while Redis is 0, 1 and 5 ms away (`bench -only latency`), and prints a
 // Markdown table. The redis cluster talks to Redis through the harness's
 // proxy at every delay, 0 included, so the columns differ by the delay
-// alone. The memory cluster has no Redis: its rows are the baseline, taken
-// in the same rounds.
+// alone. The other clusters keep sessions without Redis: their rows are the
+// baseline, taken in the same rounds.
 func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, error) {
 	o = o.withDefaults()
 	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
@@ -49,7 +50,9 @@ func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, erro
 		slug     string
 	}
 	var sides []*side
-	for _, store := range []string{"memory", "redis"} {
+	var redisSide *side
+	// Every store kind, so that a new one joins the table by itself.
+	for _, store := range session.Kinds() {
 		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin,
 			Dir: filepath.Join(dir, store), RedisProxy: store == "redis", Env: []string{"SHOP_LOG_LEVEL=warn"}})
 		if err != nil {
@@ -64,11 +67,17 @@ func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, erro
 			return nil, err
 		}
 		sides = append(sides, s)
+		if store == session.Redis {
+			redisSide = s
+		}
+	}
+	if redisSide == nil {
+		return nil, fmt.Errorf("bench: no %s store kind to delay", session.Redis)
 	}
 
 	var rows []LatencyRow
 	for _, d := range RedisDelays {
-		if err := sides[1].c.DelayRedis(d); err != nil {
+		if err := redisSide.c.DelayRedis(d); err != nil {
 			return nil, err
 		}
 		var jobs []job
@@ -82,7 +91,7 @@ func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, erro
 			rows = append(rows, LatencyRow{Delay: d, Measurement: m})
 		}
 	}
-	if err := sides[1].c.DelayRedis(0); err != nil {
+	if err := redisSide.c.DelayRedis(0); err != nil {
 		return rows, err
 	}
 	fmt.Fprint(w, LatencyMarkdown(rows, o))
@@ -98,7 +107,7 @@ func LatencyMarkdown(rows []LatencyRow, o Options) string {
 	var table [][]string
 	for _, r := range rows {
 		away := r.Delay.String()
-		if r.Store == "memory" {
+		if r.Store != session.Redis {
 			away = "(no Redis)"
 		}
 		table = append(table, []string{r.Page, r.Store, away, ms(r.OpenP50), ms(r.OpenP99), fmt.Sprintf("%.0f", r.Throughput)})

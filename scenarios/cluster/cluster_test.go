@@ -77,11 +77,11 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{Replicas: 3, Store: "redis", LB: "roundrobin", Lock: "on", Drain: 300 * time.Millisecond}
+	want := Options{Replicas: 3, Store: "redis", LB: "roundrobin", Lock: "on", Drain: 300 * time.Millisecond, Database: DatabaseSQLite}
 	if fmt.Sprint(o) != fmt.Sprint(want) {
 		t.Errorf("defaults = %+v, want %+v", o, want)
 	}
-	for _, bad := range []Options{{Replicas: -1}, {Store: "disk"}, {LB: "random"}, {Lock: "maybe"}} {
+	for _, bad := range []Options{{Replicas: -1}, {Store: "disk"}, {LB: "random"}, {Lock: "maybe"}, {Database: "mysql"}} {
 		if _, err := Start(t.Context(), bad); err == nil {
 			t.Errorf("Start(%+v) succeeded, want an error", bad)
 		}

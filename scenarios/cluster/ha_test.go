@@ -46,6 +46,9 @@ func TestSentinel(t *testing.T) {
 		if page := alice.get("/"); !strings.Contains(page.body, ha.ProxyAddr(p)) {
 			t.Errorf("the ribbon does not name the primary %s", ha.ProxyAddr(p))
 		}
+		if page := alice.get("/session"); !strings.Contains(page.body, "a failover may lose it") && !strings.Contains(page.body, "the promoted replica may not have it") {
+			t.Errorf("the inspector does not say the lock may be lost at a failover")
+		}
 	})
 
 	t.Run("latency through the proxy", func(t *testing.T) {
@@ -172,6 +175,16 @@ func TestSentinel(t *testing.T) {
 		if res.firstWrite == 0 {
 			t.Fatal("no write succeeded after the kill")
 		}
+		next, err := ha.Primary(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.Replicas() {
+			want := ha.ProxyAddr(old) + " → " + ha.ProxyAddr(next)
+			if page := getDirect(t, r.URL()+"/cluster"); !strings.Contains(page, want) {
+				t.Errorf("%s /cluster does not show the failover %s", r.Name(), want)
+			}
+		}
 
 		t.Run("the demoted primary comes back as a replica and gets no writes", func(t *testing.T) {
 			if err := ha.StartStopped(ctx); err != nil {
@@ -258,6 +271,17 @@ func failoverUnderLoad(t *testing.T, c *cluster.Cluster, ha *cluster.RedisHA, ol
 		close(stop)
 		wg.Wait()
 		t.Fatal(err)
+	}
+	// No sentinel can name another primary before down-after-milliseconds
+	// (1 s) has passed: until then no primary is known, and no replica may
+	// call itself ready.
+	for _, r := range c.Replicas() {
+		if time.Since(killed) > 800*time.Millisecond {
+			break // a busy machine: the check would no longer prove anything
+		}
+		if code := statusDirect(t, r.URL()+"/readyz"); code != http.StatusServiceUnavailable {
+			t.Errorf("%s /readyz right after kill -9 of the primary: %d, want 503", r.Name(), code)
+		}
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -6,6 +6,7 @@ package cluster
 import (
 	"context"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,13 +78,20 @@ func StartRedisHAT(tb testing.TB) *RedisHA {
 // skips (or fails) like Require when nginx or redis-server is missing, keeps
 // the working directory in a test temp dir and, when the start or the test
 // fails, logs the tail of every process's log. With no Options.Binary it
-// builds cmd/shop once per test binary.
+// builds cmd/shop once per test binary. With no Options.Database it takes
+// SHOP_TEST_DATABASE (sqlite or postgres), so that the whole suite can run
+// on PostgreSQL.
 func StartT(tb testing.TB, o Options) *Cluster {
 	tb.Helper()
 	if o.Store == "memory" {
 		Require(tb, "nginx")
 	} else {
 		Require(tb, "nginx", "redis-server")
+	}
+	if o.Database == "" {
+		// SHOP_TEST_DATABASE=postgres runs every cluster test whose
+		// database is left unsaid on one PostgreSQL.
+		o.Database = os.Getenv("SHOP_TEST_DATABASE")
 	}
 	if o.Database == DatabasePostgres {
 		testenv.RequirePostgres(tb)
