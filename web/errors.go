@@ -49,9 +49,14 @@ const StatusClientClosedRequest = 499
 func errorStatus(err error) (status int, heading, message string) {
 	var e *Error
 	var maxBytes *http.MaxBytesError
+	var tooLarge *session.TooLargeError
 	switch {
 	case errors.As(err, &e):
 		return e.Status, http.StatusText(e.Status), e.Error()
+	case errors.As(err, &tooLarge):
+		return http.StatusUnprocessableEntity, "Too big for a cookie", fmt.Sprintf(
+			"This change would make your session %d bytes sealed in its cookie, over the limit of %d bytes a browser keeps for one cookie. Nothing was changed.",
+			tooLarge.Size, tooLarge.Limit)
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
 	case errors.Is(err, session.ErrLockTimeout):
@@ -79,10 +84,11 @@ func errorStatus(err error) (status int, heading, message string) {
 // elsewhere.
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	status, heading, message := errorStatus(err)
-	if status >= 500 && r.Context().Err() != nil {
+	if status >= 500 && errors.Is(r.Context().Err(), context.Canceled) {
 		// The client went away (or its connection broke) while we worked:
-		// whatever failed after that is the client's doing, not an outage.
-		// nginx's 499 says so in the metrics and the log.
+		// net/http cancels the request's context then. Whatever failed after
+		// that is the client's doing, not an outage; nginx's 499 says so in
+		// the metrics and the log. (A deadline of our own is not this.)
 		s.log.InfoContext(r.Context(), "client closed the request", "err", err)
 		w.WriteHeader(StatusClientClosedRequest)
 		return

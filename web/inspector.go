@@ -40,7 +40,6 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		v.State = templates.SessionUnknown
 		v.SentToken = shortToken(sent)
 		v.Home = s.homeOf(r)
-		v.Dropped = sess.Dropped()
 	}
 	d := s.sessions.Describe(ctx, sess, s.cfg.Replica)
 	if info.Known {
@@ -52,14 +51,20 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		for _, f := range sess.Fields() {
 			v.Keys = append(v.Keys, templates.SessionKey{Name: f.Name, Bytes: len(f.JSON), Value: truncate(string(f.JSON), 160)})
 		}
-		v.SizeBytes = d.SizeBytes
+		v.SizeBytes, v.Size, v.Key = d.SizeBytes, d.Size, d.Key
 	}
 	if home := s.homeOf(r); info.Known && home != "" && home != info.Born {
 		v.HomeDiffers = homeDiffersText(s.sessions.Kind(), info.Born, home)
 	}
 	v.Capacity = d.Capacity
 	v.Route, v.RouteText = s.routeText(r)
+	v.Dropped = sess.Dropped()
 	v.Lock = d.Lock
+	v.Risks = []templates.Risk{
+		{Event: "If Redis went away", Text: d.RedisOutage},
+		{Event: "If the keys changed", Text: d.KeyChange},
+		{Event: "If you logged out", Text: d.Logout},
+	}
 	v.NearCache = d.NearCache
 	v.Stories = s.deathStories(d.ReplicaDeath)
 	trail := trailOf(ctx)

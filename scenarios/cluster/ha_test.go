@@ -272,6 +272,17 @@ func failoverUnderLoad(t *testing.T, c *cluster.Cluster, ha *cluster.RedisHA, ol
 		wg.Wait()
 		t.Fatal(err)
 	}
+	// No sentinel can name another primary before down-after-milliseconds
+	// (1 s) has passed: until then no primary is known, and no replica may
+	// call itself ready.
+	for _, r := range c.Replicas() {
+		if time.Since(killed) > 800*time.Millisecond {
+			break // a busy machine: the check would no longer prove anything
+		}
+		if code := statusDirect(t, r.URL()+"/readyz"); code != http.StatusServiceUnavailable {
+			t.Errorf("%s /readyz right after kill -9 of the primary: %d, want 503", r.Name(), code)
+		}
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		mu.Lock()

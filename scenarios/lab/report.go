@@ -56,6 +56,17 @@ func reportView(r *Result) templates.ReportView {
 		},
 		Differences: r.Differences,
 	}
+	if r.Peeks > 0 {
+		stale := fmt.Sprintf("%d of %d reads by another device (the session token without the version)", len(r.StaleReads), r.Peeks)
+		for i, sr := range r.StaleReads {
+			if i == 3 {
+				stale += fmt.Sprintf("; and %d more", len(r.StaleReads)-i)
+				break
+			}
+			stale += "; " + sr.String()
+		}
+		v.Summary = append(v.Summary, templates.ReportPair{Label: "stale reads", Value: stale})
+	}
 	if r.Pass {
 		v.Verdict = "observed what the scenario expects under this configuration"
 	} else {
@@ -74,9 +85,6 @@ func reportView(r *Result) templates.ReportView {
 	}
 	for _, c := range r.Checks {
 		v.Checks = append(v.Checks, templates.CheckRow{Line: c.Line, Text: c.Text, Applies: c.Applies, OK: c.OK, Observed: c.Observed})
-	}
-	for _, e := range r.Events {
-		v.Events = append(v.Events, templates.ReportPair{Label: seconds(e.At), Value: e.Text})
 	}
 	for _, l := range r.Story {
 		v.Story = append(v.Story, templates.ReportPair{Label: seconds(l.At), Value: l.Text})
