@@ -79,10 +79,11 @@ func errorStatus(err error) (status int, heading, message string) {
 // elsewhere.
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	status, heading, message := errorStatus(err)
-	if status >= 500 && r.Context().Err() != nil {
+	if status >= 500 && errors.Is(r.Context().Err(), context.Canceled) {
 		// The client went away (or its connection broke) while we worked:
-		// whatever failed after that is the client's doing, not an outage.
-		// nginx's 499 says so in the metrics and the log.
+		// net/http cancels the request's context then. Whatever failed after
+		// that is the client's doing, not an outage; nginx's 499 says so in
+		// the metrics and the log. (A deadline of our own is not this.)
 		s.log.InfoContext(r.Context(), "client closed the request", "err", err)
 		w.WriteHeader(StatusClientClosedRequest)
 		return

@@ -2,11 +2,14 @@ package cluster_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -138,5 +141,46 @@ func TestThousandShoppersThroughNginx(t *testing.T) {
 	wg.Wait()
 	if len(failed) > 0 {
 		t.Errorf("%d shoppers × %d requests: %d answered 200, failures: %v", shoppers, each, ok.Load(), failed)
+	}
+}
+
+// TestTruncatedBodyThroughNginx: nginx reads a request's whole body before
+// it passes the request on, so a body that stops short of its
+// Content-Length is nginx's to refuse: it gives up after its 5 s body
+// timeout (the default is 60 s) and closes the connection, logging 408, and
+// no replica ever sees the request (issue 10, item 7).
+func TestTruncatedBodyThroughNginx(t *testing.T) {
+	t.Parallel()
+	c := cluster.StartT(t, cluster.Options{Store: "memory", Replicas: 1})
+	addr := strings.TrimPrefix(c.URL(), "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(requestTimeout))
+	fmt.Fprintf(conn, "POST /cart/items HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nquantity=1", addr)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Fatalf("POST with 10 of 100 bytes through nginx: still waiting after %v (nginx's default body timeout is 60 s)", requestTimeout)
+	case err == nil:
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("POST with 10 of 100 bytes through nginx: %d, want 408 or the connection closed", resp.StatusCode)
+		}
+	}
+	log, err := os.ReadFile(filepath.Join(c.Dir(), "nginx", "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `"POST /cart/items HTTP/1.1" 408`) {
+		t.Errorf("nginx's access log has no 408 for the truncated POST:\n%s", log)
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "POST /cart/items") && !strings.Contains(line, "upstream=- ") {
+			t.Errorf("the truncated POST reached a replica: %s", line)
+		}
 	}
 }
