@@ -388,23 +388,29 @@ func TestTruncatedBody(t *testing.T) {
 	c.add(1, 1) // a session, so the writes below take its lock too
 	cookie := "session=" + c.cookie("session")
 	addr := strings.TrimPrefix(shop.srv.URL, "http://")
+	truncated := map[string]string{
+		"10 of 100 bytes":       "Content-Length: 100\r\n\r\nquantity=1",
+		"a chunk, then nothing": "Transfer-Encoding: chunked\r\n\r\na\r\nquantity=1\r\n",
+	}
 	for _, path := range []string{"/cart/items", "/cart/items/1", "/checkout", "/login", "/register"} {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(10 * time.Second)) // the test's own bound: a hang fails, it does not stall
-		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nquantity=1", path, addr, cookie)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Errorf("POST %s with 10 of 100 bytes: no answer: %v", path, err)
+		for what, rest := range truncated {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(10 * time.Second)) // the test's own bound: a hang fails, it does not stall
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: application/x-www-form-urlencoded\r\n%s", path, addr, cookie, rest)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Errorf("POST %s with %s: no answer: %v", path, what, err)
+				conn.Close()
+				continue
+			}
+			resp.Body.Close()
 			conn.Close()
-			continue
-		}
-		resp.Body.Close()
-		conn.Close()
-		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusRequestTimeout {
-			t.Errorf("POST %s with 10 of 100 bytes: %d, want 400 or 408", path, resp.StatusCode)
+			if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusRequestTimeout {
+				t.Errorf("POST %s with %s: %d, want 400 or 408", path, what, resp.StatusCode)
+			}
 		}
 	}
 	// The session still takes writes: the lock was released.
