@@ -280,4 +280,11 @@ func TestBrokenBuiltinBreaksNothing(t *testing.T) {
 	if ok.Name != "good" || ok.Err != nil || ok.Script == nil || len(ok.Script.Steps) == 0 {
 		t.Errorf("good script = %+v", ok)
 	}
+	// Running the good one parses only it.
+	if s, err := lookupIn(fsys, "good"); err != nil || s.Name != "good" {
+		t.Errorf("lookup of the good script beside a broken one: %v", err)
+	}
+	if _, err := lookupIn(fsys, "a-broken"); err == nil || err.Error() != broken.Err.Error() {
+		t.Errorf("lookup of the broken script: %v, want its first error", err)
+	}
 }
