@@ -107,6 +107,12 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	if s.Config.Wait != "" {
 		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
 	}
+	switch s.Config.Cache {
+	case "on":
+		env = append([]string{"SHOP_SESSION_CACHE=on"}, env...)
+	case "uninvalidated":
+		env = append([]string{"SHOP_SESSION_CACHE=on", "SHOP_SESSION_CACHE_INVALIDATION=off"}, env...)
+	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Replicas:   s.Replicas,
 		Store:      s.Config.Store,

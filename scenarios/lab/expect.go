@@ -135,6 +135,24 @@ var expectations = []*expectForm{
 		},
 	},
 	{
+		Usage:   "no stale reads",
+		Help:    "No read by another device (\"as NAME peek\") showed less than the shopper's acknowledged adds: every replica answered with the current cart, cached or not.",
+		Example: "expect no stale reads",
+		Pattern: regexp.MustCompile(`^no stale reads$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			return o.peeks > 0 && len(o.stale) == 0, o.staleSeen()
+		},
+	},
+	{
+		Usage:   "stale reads",
+		Help:    "At least one read by another device showed less than the shopper's acknowledged adds: a replica answered from an outdated copy.",
+		Example: "expect stale reads when cache=uninvalidated",
+		Pattern: regexp.MustCompile(`^stale reads$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			return len(o.stale) > 0, o.staleSeen()
+		},
+	},
+	{
 		Usage:   "no failed requests",
 		Help:    "No request got no answer or a 5xx, retries included: the cluster hid the fault even from the shoppers' browsers.",
 		Example: "expect no failed requests",

@@ -163,6 +163,16 @@ type observation struct {
 	carts    []CartVerdict
 	requests []Request
 	gaveUp   int // shopper actions given up
+	peeks    int // reads by another device
+	stale    []StaleRead
+}
+
+// staleSeen is the stale reads in words, with the first.
+func (o *observation) staleSeen() string {
+	if len(o.stale) == 0 {
+		return fmt.Sprintf("no stale read in %d reads by another device", o.peeks)
+	}
+	return fmt.Sprintf("%d stale reads in %d reads by another device, first: %s", len(o.stale), o.peeks, o.stale[0])
 }
 
 // cartsSeen is the carts in words, with the first problem if any.

@@ -41,6 +41,37 @@ type recorder struct {
 	events   []Event
 	story    []Line
 	gaveUp   int // shopper actions given up after their retries
+	peeks    int // reads by another device (peek steps)
+	stale    []StaleRead
+}
+
+// StaleRead is a read that showed less than the shopper's acknowledged
+// writes: what the near-cache must never serve.
+type StaleRead struct {
+	At      time.Duration
+	Shopper string
+	Replica string
+	Source  string // where the replica found the session: hit, miss, ... ("" without a near-cache)
+	Count   int    // items the read showed
+	Acked   int    // items the shopper's acknowledged adds put in
+}
+
+func (s StaleRead) String() string {
+	from := ""
+	if s.Source != "" {
+		from = " (near-cache: " + s.Source + ")"
+	}
+	return fmt.Sprintf("%.2fs %s's other device read %d items on %s%s after %d were acknowledged", s.At.Seconds(), s.Shopper, s.Count, s.Replica, from, s.Acked)
+}
+
+// peeked records one read by another device, stale or not.
+func (r *recorder) peeked(stale *StaleRead) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.peeks++
+	if stale != nil {
+		r.stale = append(r.stale, *stale)
+	}
 }
 
 // Line is one line of the narrative: what the terminal printed, on the

@@ -56,6 +56,17 @@ func reportView(r *Result) templates.ReportView {
 		},
 		Differences: r.Differences,
 	}
+	if r.Peeks > 0 {
+		stale := fmt.Sprintf("%d of %d reads by another device (the session token without the version)", len(r.StaleReads), r.Peeks)
+		for i, sr := range r.StaleReads {
+			if i == 3 {
+				stale += fmt.Sprintf("; and %d more", len(r.StaleReads)-i)
+				break
+			}
+			stale += "; " + sr.String()
+		}
+		v.Summary = append(v.Summary, templates.ReportPair{Label: "stale reads", Value: stale})
+	}
 	if r.Pass {
 		v.Verdict = "observed what the scenario expects under this configuration"
 	} else {

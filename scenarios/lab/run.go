@@ -37,7 +37,11 @@ type Result struct {
 	Story    []Line        // the narrative as the terminal told it
 	Carts    []CartVerdict // the last judgement of every shopper
 	GaveUp   int           // shopper actions given up after their retries
-	Checks   []Check       // every expectation, applying or not
+	Peeks    int           // reads by another device (peek steps)
+	// StaleReads are the reads that showed less than the shopper's
+	// acknowledged writes.
+	StaleReads []StaleRead
+	Checks     []Check // every expectation, applying or not
 	// Differences name each expectation that did not hold, as
 	// "file:line: expected X, observed Y".
 	Differences []string
@@ -275,6 +279,27 @@ func (r *runner) shopper(name string) *shopper {
 	return s
 }
 
+// peek reads each shopper's cart from its other device, st.Times times.
+func (r *runner) peek(ctx context.Context, st *Step) error {
+	s := r.shopper(st.Shopper)
+	stale := 0
+	for range st.Times {
+		count, acked, replica, source, err := s.peek(ctx)
+		if err != nil {
+			r.rec.say(r.rec.since(), fmt.Sprintf("%s's other device cannot read the cart: %v", s.name, err))
+			continue
+		}
+		var sr *StaleRead
+		if count < acked {
+			sr = &StaleRead{At: r.rec.since(), Shopper: s.name, Replica: replica, Source: source, Count: count, Acked: acked}
+			stale++
+		}
+		r.rec.peeked(sr)
+	}
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s's other device (the session token, no version) reads the cart %d times: %d stale", s.name, st.Times, stale))
+	return nil
+}
+
 func (r *runner) add(ctx context.Context, st *Step) error {
 	s := r.shopper(st.Shopper)
 	total := st.Tabs * st.Times
@@ -366,6 +391,8 @@ func (r *runner) judge(ctx context.Context) {
 	r.rec.mu.Lock()
 	o.requests = append([]Request(nil), r.rec.requests...)
 	o.gaveUp = r.rec.gaveUp
+	o.peeks = r.rec.peeks
+	o.stale = append([]StaleRead(nil), r.rec.stale...)
 	r.rec.mu.Unlock()
 	r.obs = o
 	t := tally(o.carts)
@@ -406,6 +433,8 @@ func (r *runner) result() *Result {
 	res.Events = append([]Event(nil), r.rec.events...)
 	res.Story = append([]Line(nil), r.rec.story...)
 	res.GaveUp = r.rec.gaveUp
+	res.Peeks = r.rec.peeks
+	res.StaleReads = append([]StaleRead(nil), r.rec.stale...)
 	r.rec.mu.Unlock()
 	if r.obs != nil {
 		res.Carts = r.obs.carts

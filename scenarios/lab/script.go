@@ -36,6 +36,9 @@ type Config struct {
 	Lock  string // on or off
 	Redis string // single, or sentinel: a primary and a replica under three sentinels
 	Wait  string // replicas a session write waits for (WAIT N): 0 or 1
+	// Cache is the near-cache of redis sessions: off, on, or uninvalidated
+	// (on, with invalidation switched off: the teaching mode).
+	Cache string
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
@@ -48,11 +51,14 @@ func (c Config) String() string {
 	if c.Wait != "" && c.Wait != DefaultConfig.Wait {
 		s += " wait=" + c.Wait
 	}
+	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
+		s += " cache=" + c.Cache
+	}
 	return s
 }
 
 // DefaultConfig is what a "run with" line or a flag leaves unsaid.
-var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0"}
+var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}
 
 // configKey is one key of "run with" and "when": its allowed values and
 // where it lives in a Config. A new store kind is one more value here.
@@ -70,6 +76,7 @@ var configKeys = []configKey{
 	{"lock", []string{"on", "off"}, func(c *Config) *string { return &c.Lock }},
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
+	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an

@@ -45,7 +45,7 @@ type shopper struct {
 
 	mu       sync.Mutex
 	want     map[int]qtyRange // product id → what the cart must hold
-	token    string           // the session cookie the shop gave last
+	token    string           // the session token the shop gave last (the cookie without its version)
 	replaced string           // why the shopper knows its session was lost, "" if not
 	replica  string           // X-Served-By of the last successful write
 	arrived  bool             // has opened the catalog
@@ -193,11 +193,14 @@ func (s *shopper) added(resp *http.Response, replica string, product, qty int) {
 			continue
 		}
 		// The shopper never logs in, so the token only changes when the
-		// replica did not know the session and started a new one.
-		if s.token != "" && c.Value != s.token && s.replaced == "" {
+		// replica did not know the session and started a new one. (With a
+		// near-cache the cookie also names the session's version, which
+		// every write changes: "<token>.<version>".)
+		token, _, _ := strings.Cut(c.Value, ".")
+		if s.token != "" && token != s.token && s.replaced == "" {
 			s.replaced = fmt.Sprintf("%s did not know the session and started a new one at %.2fs", replica, s.rec.since().Seconds())
 		}
-		s.token = c.Value
+		s.token = token
 	}
 }
 
@@ -255,6 +258,51 @@ func (s *shopper) readCart(ctx context.Context) (cartView, error) {
 		last = errors.New("GET /api/session: no attempt")
 	}
 	return cartView{}, last
+}
+
+// peek reads the cart the way another device of the shopper's would that
+// holds only the session token, not the version of its last write: through
+// the load balancer, with a cookie of its own. It returns the cart's item
+// count, the fewest items the shopper surely has (its acknowledged adds) and
+// who answered.
+func (s *shopper) peek(ctx context.Context) (count, acked int, replica, source string, err error) {
+	s.mu.Lock()
+	token := s.token
+	for _, r := range s.want {
+		acked += r.lo
+	}
+	s.mu.Unlock()
+	if token == "" {
+		return 0, 0, "", "", errors.New("no session yet")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/api/session", nil)
+	if err != nil {
+		return 0, 0, "", "", err
+	}
+	req.Header.Set("Cookie", "session="+token)
+	start, at := time.Now(), s.rec.since()
+	other := *s.client
+	other.Jar = nil // the other device: its own cookie, the token alone
+	resp, err := other.Do(req)
+	q := Request{Shopper: s.name, Action: "peeks from another device", At: at, Latency: time.Since(start)}
+	if err != nil {
+		s.rec.request(q)
+		return 0, 0, "", "", err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		cartView
+		Session struct {
+			NearCache string `json:"near_cache"`
+		} `json:"session"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	q.Status, q.Replica = resp.StatusCode, resp.Header.Get("X-Served-By")
+	s.rec.request(q)
+	if resp.StatusCode != http.StatusOK || err != nil {
+		return 0, 0, q.Replica, "", fmt.Errorf("GET /api/session: %s", resp.Status)
+	}
+	return v.Cart.Count, acked, q.Replica, v.Session.NearCache, nil
 }
 
 // snapshot returns what the shopper believes, for the judge.

@@ -123,6 +123,21 @@ var steps = []*stepForm{
 		Run: func(ctx context.Context, r *runner, st *Step) error { return r.add(ctx, st) },
 	},
 	{
+		Usage:   "as NAME peek R times",
+		Help:    "Another device of the shopper NAME, holding only the session token and not the version of the last write, reads the cart R times through the load balancer (GET /api/session). A read that shows fewer items than NAME's acknowledged adds is a stale read: what a near-cache without invalidation serves.",
+		Example: "as alice peek 6 times",
+		Pattern: regexp.MustCompile(`^as (\S+) peek (\S+) times?$`),
+		Parse: func(m []string, st *Step, _ *parseState) (err error) {
+			if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
+				return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+			}
+			st.Shopper = m[1]
+			st.Times, err = count(m[2], "times", 1, 100)
+			return err
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.peek(ctx, st) },
+	},
+	{
 		Usage:   "load N shoppers for D",
 		Help:    "N more shoppers (shopper01, shopper02, ...) shop in the background for D: each adds a random product every 20 to 60 ms. The next steps run while they shop; \"wait for load\" waits for them.",
 		Example: "load 6 shoppers for 2s",

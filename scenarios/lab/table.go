@@ -22,6 +22,9 @@ func WriteTable(w io.Writer, r *Result) {
 	fmt.Fprintf(tw, "gave-up shoppers\t%d\tadds that failed after every retry\n", r.GaveUp)
 	fmt.Fprintf(tw, "carts\t%d\t%s\n", len(r.Carts), t)
 	fmt.Fprintf(tw, "latency\tp50 %s\tp99 %s\n", ms(st.P50), ms(st.P99))
+	if r.Peeks > 0 {
+		fmt.Fprintf(tw, "stale reads\t%d\tof %d reads by another device (the token without the version)\n", len(r.StaleReads), r.Peeks)
+	}
 	tw.Flush()
 
 	fmt.Fprintln(w)
@@ -40,6 +43,9 @@ func WriteTable(w io.Writer, r *Result) {
 		if v.Verdict != Intact {
 			fmt.Fprintf(w, "  cart of %s %s: %s\n", v.Shopper, v.Verdict, v.Why)
 		}
+	}
+	for _, s := range r.StaleReads {
+		fmt.Fprintf(w, "  stale read: %s\n", s)
 	}
 	fmt.Fprintln(w)
 	if r.Pass {
@@ -61,6 +67,9 @@ func storeColumn(c Config) string {
 	}
 	if c.Wait != "" && c.Wait != DefaultConfig.Wait {
 		extra = append(extra, "wait "+c.Wait)
+	}
+	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
+		extra = append(extra, "near-cache "+c.Cache)
 	}
 	if len(extra) == 0 {
 		return c.Store
