@@ -55,7 +55,9 @@ run:
 # and Redis ($(PORT)-1701), the Procfile under goreman (its RPC on
 # 127.0.0.1:$(PORT)+475). cmd/cluster checks the knobs and the ports before
 # anything starts, and stops the whole cluster if a process dies at start.
-#   make cluster STORE=redis|memory LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info
+#   make cluster STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info
+# STORE=cookie generates a session key per start and prints it (or takes
+# SHOP_SESSION_KEYS from the environment).
 CLUSTER_ENV = STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) PORT=$(PORT) LOG=$(LOG)
 cluster:
 	@mkdir -p .run/bin

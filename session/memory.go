@@ -105,9 +105,16 @@ func (m *MemoryStore) Ping(context.Context) error { return nil }
 
 // Describe tells what this process holds of s.
 func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) Description {
-	d := Description{TTL: time.Until(s.deadline), ReplicaDeath: ReplicaDeathStory(Memory, replica)}
+	d := Description{
+		TTL:          time.Until(s.deadline),
+		ReplicaDeath: ReplicaDeathStory(Memory, replica),
+		RedisOutage:  "Nothing happens to it: memory sessions never touch Redis.",
+		KeyChange:    keylessText,
+		Logout:       logoutDeletesText,
+	}
 	if b, err := s.encode(); err == nil {
 		d.SizeBytes = len(b)
+		d.Size = fmt.Sprintf("%d bytes of JSON in %s's memory; the cookie holds only a %d-character token", len(b), replica, tokenLen)
 	}
 	switch {
 	case m.locks == nil:
@@ -120,8 +127,12 @@ func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) De
 	return d
 }
 
-// lockOffText is the inspector's word for -session-lock off.
-const lockOffText = "off (-session-lock off): concurrent writes to one cart may overwrite each other"
+// The inspector's words that memory and redis sessions share.
+const (
+	lockOffText       = "off (-session-lock off): concurrent writes to one cart may overwrite each other"
+	keylessText       = "Nothing happens to it: no keys are involved. The cookie holds only a random token, the name of a session the server keeps."
+	logoutDeletesText = "Logging out drops the session under its token and issues a new token, so a copy of the old cookie names nothing any more."
+)
 
 // Close stops the cleanup. The sessions stay readable until the process
 // ends.

@@ -306,9 +306,17 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 
 // Describe asks Redis what it will do with the session and its lock.
 func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) Description {
-	d := Description{TTL: time.Until(s.deadline), ReplicaDeath: ReplicaDeathStory(Redis, replica)}
+	d := Description{
+		TTL:          time.Until(s.deadline),
+		ReplicaDeath: ReplicaDeathStory(Redis, replica),
+		RedisOutage: "While Redis is down no replica can read or change the session: the cart is unavailable (503) until Redis answers again. " +
+			"A Redis restarted from its append-only file brings the session back; a Redis that lost its data lost every session at once.",
+		KeyChange: keylessText,
+		Logout:    logoutDeletesText,
+	}
 	if b, err := s.encode(); err == nil {
 		d.SizeBytes = len(b)
+		d.Size = fmt.Sprintf("%d bytes of JSON in Redis under scs:session:<token>; the cookie holds only a %d-character token", len(b), tokenLen)
 	}
 	if s.token != "" {
 		// What Redis itself will do, which is what matters to every replica.

@@ -25,10 +25,11 @@ import (
 const (
 	Memory = "memory"
 	Redis  = "redis"
+	Cookie = "cookie"
 )
 
 // Kinds lists every store kind, in the order pages and tables show them.
-func Kinds() []string { return []string{Memory, Redis} }
+func Kinds() []string { return []string{Memory, Redis, Cookie} }
 
 // CheckKind returns an error naming the allowed kinds when kind is none.
 func CheckKind(kind string) error {
@@ -60,7 +61,7 @@ var (
 
 // Store keeps sessions. Every implementation is safe for concurrent use.
 type Store interface {
-	// Kind is the store's kind (Memory, Redis).
+	// Kind is the store's kind (Memory, Redis, Cookie).
 	Kind() string
 	// Load returns the session the cookie's value names. A missing,
 	// malformed, unknown or undecodable cookie gives a fresh, empty
@@ -70,8 +71,9 @@ type Store interface {
 	// session until Save or Release. Any other error wraps ErrUnavailable.
 	Load(ctx context.Context, cookie string, write bool) (*Session, error)
 	// Save stores a session that was modified and releases its lock. It
-	// returns the cookie value that names the session from now on and when
-	// it expires. Errors wrap ErrUnavailable.
+	// returns the cookie value that names (or holds) the session from now on
+	// and when it expires. Errors wrap ErrUnavailable, or are a
+	// *TooLargeError when the session does not fit where it lives.
 	Save(ctx context.Context, s *Session) (cookie string, expires time.Time, err error)
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
@@ -115,16 +117,23 @@ func (o Options) observer() Observer {
 	return o.Observer
 }
 
-// Description is a store's account of one session for the inspector.
+// Description is a store's account of one session for the inspector: the
+// facts, then what each kind of trouble would do to this session.
 type Description struct {
 	// TTL is how long the store will keep the session.
 	TTL time.Duration
-	// SizeBytes is what the store holds for the session.
+	// SizeBytes is what the store holds for the session, and Size says it
+	// in words.
 	SizeBytes int
+	Size      string
 	// Lock says whether the session's write lock is held, in words.
 	Lock string
-	// ReplicaDeath says what this replica's death would do to the session.
-	ReplicaDeath string
+	// Key says which key sealed the session, where keys matter.
+	Key string
+	// ReplicaDeath, RedisOutage, KeyChange and Logout say what this
+	// replica's death, Redis going away, a change of keys and a logout
+	// would do to the session.
+	ReplicaDeath, RedisOutage, KeyChange, Logout string
 	// NearCache says whether this answer came from the replica's
 	// near-cache and how the cache stays honest; "" without one.
 	NearCache string
@@ -145,6 +154,11 @@ type Session struct {
 	ver      int64  // the session's write count, as stored; see Version
 	size     int    // bytes the store holds for it, when it read them
 	source   string // where a cached store found it; see NearCache
+
+	// Where the session lives in its cookie (the cookie store).
+	bytes    int                  // size of the cookie as loaded or saved
+	sealedBy int                  // which key opened it, -1 for none
+	fits     func(*Session) error // whether the session fits where it lives; nil: always
 }
 
 // values are a session's fields as stored: readable JSON under the keys
@@ -158,6 +172,7 @@ type values struct {
 	AccountID    string          `json:"account_id,omitempty"`    // decimal, once logged in
 	AccountEmail string          `json:"account_email,omitempty"` // the account's address, for pages
 	Renewed      string          `json:"renewed,omitempty"`       // why the token was last renewed
+	Epoch        int64           `json:"epoch,omitempty"`         // the account's session epoch at login (revocation)
 }
 
 // heldLock is a session's write lock as its holder keeps it. key and value
@@ -170,7 +185,7 @@ type heldLock struct {
 
 // newSession is a fresh session that lives Lifetime from now.
 func newSession(sent bool, dropped string) *Session {
-	return &Session{sent: sent, dropped: dropped, deadline: time.Now().Add(Lifetime)}
+	return &Session{sent: sent, dropped: dropped, deadline: time.Now().Add(Lifetime), sealedBy: -1}
 }
 
 // Token is the store's key for the session, "" for a session not saved yet.
@@ -256,12 +271,31 @@ func (s *Session) SetCart(cart json.RawMessage) {
 	s.modified = true
 }
 
-// SetAccount records a login.
-func (s *Session) SetAccount(id int64, email string) {
+// SetAccount records a login, with the account's session epoch at the
+// time: a store that cannot delete a session (a cookie) revokes it by
+// comparing epochs.
+func (s *Session) SetAccount(id int64, email string, epoch int64) {
 	s.v.AccountID = strconv.FormatInt(id, 10)
 	s.v.AccountEmail = email
+	s.v.Epoch = epoch
 	s.modified = true
 }
+
+// Fits reports whether the session, as it is now, fits where it lives: a
+// *TooLargeError when its sealed cookie would pass what a browser keeps.
+// Call it before a change has effects elsewhere (a database write), so a
+// refused write changes nothing.
+func (s *Session) Fits() error {
+	if s.fits == nil {
+		return nil
+	}
+	return s.fits(s)
+}
+
+// Bytes is the size of the session's cookie, as the browser sent it or as
+// it will be set: a token for a server-side store, the whole sealed session
+// for a cookie.
+func (s *Session) Bytes() int { return s.bytes }
 
 // Clear forgets everything the session holds: identity, cart, account.
 func (s *Session) Clear() {
@@ -353,7 +387,7 @@ func open(token string, b []byte, found bool) *Session {
 	if !time.Now().Before(st.Deadline) {
 		return newSession(true, "")
 	}
-	return &Session{token: token, sent: true, known: true, deadline: st.Deadline, v: st.Values, ver: st.Ver, size: len(b)}
+	return &Session{token: token, sent: true, known: true, deadline: st.Deadline, v: st.Values, ver: st.Ver, size: len(b), sealedBy: -1, bytes: len(cookieName) + 1 + len(token)}
 }
 
 // tokenLen is the length of a token: 32 random bytes in unpadded base64url,
@@ -424,6 +458,11 @@ func ReplicaDeathStory(kind, replica string) string {
 			"The session lives in Redis, not in %[1]s. If %[1]s died, nginx would send your next request to another replica, which reads the same session "+
 				"from Redis: nothing is lost, and only the ribbon's name changes. The replicas are stateless and interchangeable. "+
 				"The risk moved rather than vanished: if Redis died, every replica would lose every session at once.", replica)
+	case Cookie:
+		return fmt.Sprintf(
+			"Nothing would happen to it. The session lives in your browser's cookie, sealed with a key every replica shares; %[1]s keeps nothing. "+
+				"If %[1]s died, the next replica opens the same cookie with the same key and serves the same cart, with no store to ask and none to lose. "+
+				"The state moved to the client and into the keys: lose or change the keys and every session is gone at once.", replica)
 	}
 	return ""
 }

@@ -15,6 +15,9 @@ type Account struct {
 	Email        string
 	PasswordHash []byte
 	CreatedAt    time.Time
+	// SessionEpoch starts at 0 and only grows (BumpSessionEpoch): a
+	// session that carries an older epoch is revoked.
+	SessionEpoch int64
 }
 
 // CreateAccount registers email, which is unique regardless of ASCII case; an
@@ -63,7 +66,7 @@ func (d *DB) AccountByEmail(ctx context.Context, email string) (_ Account, err e
 		where = `lower(email) = lower(CAST(? AS TEXT) COLLATE "C")`
 	}
 	a, err := scanAccount(d.read.QueryRowContext(ctx,
-		d.q("SELECT id, email, password_hash, created_at FROM accounts WHERE "+where), email))
+		d.q("SELECT id, email, password_hash, created_at, session_epoch FROM accounts WHERE "+where), email))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("store: account %q: %w", email, ErrNotFound)
 	}
@@ -79,7 +82,7 @@ func (d *DB) Account(ctx context.Context, id int64) (_ Account, err error) {
 	defer cancel()
 	defer classify(ctx, &err)
 	a, err := scanAccount(d.read.QueryRowContext(ctx,
-		d.q("SELECT id, email, password_hash, created_at FROM accounts WHERE id = ?"), id))
+		d.q("SELECT id, email, password_hash, created_at, session_epoch FROM accounts WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("store: account %d: %w", id, ErrNotFound)
 	}
@@ -94,7 +97,7 @@ func scanAccount(s scanner) (Account, error) {
 		a         Account
 		createdAt string
 	)
-	if err := s.Scan(&a.ID, &a.Email, &a.PasswordHash, &createdAt); err != nil {
+	if err := s.Scan(&a.ID, &a.Email, &a.PasswordHash, &createdAt, &a.SessionEpoch); err != nil {
 		return Account{}, err
 	}
 	t, err := parseTime(createdAt)
@@ -149,4 +152,43 @@ func (d *DB) SaveCart(ctx context.Context, accountID int64, data []byte) (err er
 		return fmt.Errorf("store: save cart of account %d: %w", accountID, err)
 	}
 	return nil
+}
+
+// SessionEpoch returns the account's session epoch, or an error wrapping
+// ErrNotFound. Sessions sealed in cookies carry the epoch of their login and
+// are revoked when it changes: a read on every logged-in request.
+func (d *DB) SessionEpoch(ctx context.Context, accountID int64) (_ int64, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(ctx, &err)
+	var epoch int64
+	err = d.read.QueryRowContext(ctx,
+		d.q("SELECT session_epoch FROM accounts WHERE id = ?"), accountID).Scan(&epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("store: session epoch of account %d: %w", accountID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: session epoch of account %d: %w", accountID, err)
+	}
+	return epoch, nil
+}
+
+// BumpSessionEpoch raises the account's session epoch by one and returns the
+// new value, revoking every session that carries an older one (logout,
+// password change). An unknown account fails with an error wrapping
+// ErrNotFound.
+func (d *DB) BumpSessionEpoch(ctx context.Context, accountID int64) (_ int64, err error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	defer classify(ctx, &err)
+	var epoch int64
+	err = d.write.QueryRowContext(ctx,
+		d.q("UPDATE accounts SET session_epoch = session_epoch + 1 WHERE id = ? RETURNING session_epoch"), accountID).Scan(&epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("store: bump session epoch of account %d: %w", accountID, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: bump session epoch of account %d: %w", accountID, err)
+	}
+	return epoch, nil
 }

@@ -106,3 +106,36 @@ func TestSavedCart(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionEpoch: an account's epoch starts at 0, each bump raises it by
+// one for that account only, and an unknown account is ErrNotFound.
+func TestSessionEpoch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := openTest(t, b)
+		ann := createAccount(t, d, "ann@example.com")
+		bob := createAccount(t, d, "bob@example.com")
+		if e, err := d.SessionEpoch(t.Context(), ann.ID); err != nil || e != 0 {
+			t.Fatalf("new account's epoch = %d, %v; want 0", e, err)
+		}
+		for want := int64(1); want <= 2; want++ {
+			if e, err := d.BumpSessionEpoch(t.Context(), ann.ID); err != nil || e != want {
+				t.Fatalf("bump = %d, %v; want %d", e, err, want)
+			}
+		}
+		if e, _ := d.SessionEpoch(t.Context(), ann.ID); e != 2 {
+			t.Errorf("epoch after two bumps = %d", e)
+		}
+		if a, _ := d.AccountByEmail(t.Context(), "ann@example.com"); a.SessionEpoch != 2 {
+			t.Errorf("AccountByEmail's SessionEpoch = %d, want 2", a.SessionEpoch)
+		}
+		if e, _ := d.SessionEpoch(t.Context(), bob.ID); e != 0 {
+			t.Errorf("another account's epoch moved to %d", e)
+		}
+		if _, err := d.SessionEpoch(t.Context(), 9999); !errors.Is(err, ErrNotFound) {
+			t.Errorf("SessionEpoch(unknown) = %v, want ErrNotFound", err)
+		}
+		if _, err := d.BumpSessionEpoch(t.Context(), 9999); !errors.Is(err, ErrNotFound) {
+			t.Errorf("BumpSessionEpoch(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}

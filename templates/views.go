@@ -27,7 +27,13 @@ const (
 type Ribbon struct {
 	Replica    string
 	ColorClass string // "replica-c0".."replica-c11", stable per replica name
-	Store      string // "memory" or "redis"
+	Store      string // "memory", "redis" or "cookie"
+	// CookieBytes is the size of the session cookie (name and value) this
+	// request sent: with cookie sessions, the whole session.
+	CookieBytes int
+	// Dropped says why the session the browser sent could not be used
+	// (a cookie tampered with, expired, sealed with an unknown key, revoked).
+	Dropped string
 	// RedisPrimary, with Sentinel, is the Redis primary's address as this
 	// replica last heard it ("" when none is known yet).
 	RedisPrimary string
@@ -207,6 +213,12 @@ type StoreStory struct {
 	Text    string
 }
 
+// Risk is one kind of trouble and what it would do to the session.
+type Risk struct {
+	Event string
+	Text  string
+}
+
 // InspectorView is /session: the session as this replica sees it.
 type InspectorView struct {
 	Page
@@ -218,16 +230,22 @@ type InspectorView struct {
 	TTL       string
 	Expires   string
 	SizeBytes int
+	Size      string // what the store holds, in words
+	Key       string // which key sealed the session, where keys matter
+	Dropped   string // why the session the browser sent was not used
 	Keys      []SessionKey
 	Lock      string
 	// NearCache says whether this answer came from the replica's near-cache,
 	// and how the cache stays honest; "" without one.
-	NearCache   string
-	Renewed     string // why the token was last renewed ("login"), or ""
-	Born        string
-	BornAt      string
-	LastWriter  string
-	Stories     []StoreStory
+	NearCache  string
+	Renewed    string // why the token was last renewed ("login"), or ""
+	Born       string
+	BornAt     string
+	LastWriter string
+	Stories    []StoreStory
+	// Risks are what other trouble would do to this session: a Redis
+	// outage, a change of keys, a logout.
+	Risks       []Risk
 	Trail       []TrailStop
 	Home        string // see Ribbon.Home
 	ClientState string // what the browser's own cookies hold, explained
@@ -254,6 +272,8 @@ type ClusterView struct {
 	Page
 	Replica string
 	Store   string
+	// Shared is set when the replicas share a Redis to meet in.
+	Shared  bool
 	Members []ClusterMember
 	// Error is set when the announcements could not be read.
 	Error string

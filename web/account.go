@@ -238,7 +238,7 @@ func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account
 	}
 	sess.Renew(why)
 	sess.NewIdentity()
-	sess.SetAccount(acct.ID, acct.Email)
+	sess.SetAccount(acct.ID, acct.Email, acct.SessionEpoch)
 	return s.saveCart(ctx, acct.ID, cart)
 }
 
@@ -253,10 +253,18 @@ func mergeCarts(a, b Cart) Cart {
 	return out
 }
 
-// handleLogout forgets the account and renews the token.
+// handleLogout forgets the account and renews the token. It also bumps the
+// account's session epoch, which revokes every copy of a logged-in session
+// that no server can delete (a sealed cookie).
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.session(r.Context()); err != nil {
+	info, err := s.session(r.Context())
+	if err != nil {
 		return err
+	}
+	if info.AccountID != 0 {
+		if _, err := s.db.BumpSessionEpoch(r.Context(), info.AccountID); err != nil {
+			return err
+		}
 	}
 	sess := sessionOf(r.Context()).sess
 	// Everything goes: the cart belongs to the account (it is saved with it),

@@ -49,9 +49,14 @@ const StatusClientClosedRequest = 499
 func errorStatus(err error) (status int, heading, message string) {
 	var e *Error
 	var maxBytes *http.MaxBytesError
+	var tooLarge *session.TooLargeError
 	switch {
 	case errors.As(err, &e):
 		return e.Status, http.StatusText(e.Status), e.Error()
+	case errors.As(err, &tooLarge):
+		return http.StatusUnprocessableEntity, "Too big for a cookie", fmt.Sprintf(
+			"This change would make your session %d bytes sealed in its cookie, over the limit of %d bytes a browser keeps for one cookie. Nothing was changed.",
+			tooLarge.Size, tooLarge.Limit)
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
 	case errors.Is(err, session.ErrLockTimeout):

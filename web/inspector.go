@@ -47,9 +47,15 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		for _, f := range sess.Fields() {
 			v.Keys = append(v.Keys, templates.SessionKey{Name: f.Name, Bytes: len(f.JSON), Value: truncate(string(f.JSON), 160)})
 		}
-		v.SizeBytes = d.SizeBytes
+		v.SizeBytes, v.Size, v.Key = d.SizeBytes, d.Size, d.Key
 	}
+	v.Dropped = sess.Dropped()
 	v.Lock = d.Lock
+	v.Risks = []templates.Risk{
+		{Event: "If Redis went away", Text: d.RedisOutage},
+		{Event: "If the keys changed", Text: d.KeyChange},
+		{Event: "If you logged out", Text: d.Logout},
+	}
 	v.NearCache = d.NearCache
 	v.Stories = s.deathStories(d.ReplicaDeath)
 	trail := trailOf(ctx)

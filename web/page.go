@@ -29,6 +29,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		ColorClass: replicaColorClass(s.cfg.Replica),
 		Store:      s.sessions.Kind(),
 	}
+	if sess := sessionOf(r.Context()).sess; sess != nil {
+		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()
+	}
 	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
 		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,8 @@ func TestRibbon(t *testing.T) {
 			if rb.state != "known" || rb.born != "shop1" || rb.writer != "shop1" || rb.rev != "1" || rb.unknown != "" {
 				t.Errorf("same replica: ribbon %+v, want known, born and written on shop1, cart version 1", rb)
 			}
-			wantLives := map[string]string{session.Memory: "your cart lives only in shop1's memory", session.Redis: "your cart lives in Redis, shared by every replica"}[kind]
+			wantLives := map[string]string{session.Memory: "your cart lives only in shop1's memory", session.Redis: "your cart lives in Redis, shared by every replica",
+				session.Cookie: "your cart lives in your browser (sealed, " + strconv.Itoa(len("session=")+len(c.cookie("session"))) + " bytes)"}[kind]
 			if got := r.testid("cart-lives"); got != wantLives {
 				t.Errorf("same replica: ribbon says %q, want %q", got, wantLives)
 			}
@@ -95,9 +97,9 @@ func TestRibbon(t *testing.T) {
 				t.Errorf("other replica: served by %q, trail %q", rb.servedBy, rb.trail)
 			}
 			switch kind {
-			case session.Redis:
+			case session.Redis, session.Cookie:
 				if rb.state != "known" || rb.born != "shop1" || rb.writer != "shop1" || r.testid("cart-count") != "2" {
-					t.Errorf("redis, other replica: ribbon %+v, cart %q; want the cart born and written on shop1", rb, r.testid("cart-count"))
+					t.Errorf("%s, other replica: ribbon %+v, cart %q; want the cart born and written on shop1", kind, rb, r.testid("cart-count"))
 				}
 			case session.Memory:
 				want := "this replica has never seen your session: with memory sessions, your cart lives on shop1"
@@ -124,6 +126,13 @@ func TestRibbon(t *testing.T) {
 				rb = ribbonOf(shop.client().do(req))
 				if rb.state != "unknown" || !strings.Contains(rb.stateText, "the session store has no session for your cookie") || rb.home != "" {
 					t.Errorf("redis, unknown token: ribbon %+v", rb)
+				}
+			case session.Cookie:
+				req, _ := http.NewRequest(http.MethodGet, shop.srv.URL+"/", nil)
+				req.Header.Set("Cookie", "session="+c.cookie("session")[:40]+"tampered")
+				rb = ribbonOf(shop.client().do(req))
+				if rb.state != "unknown" || !strings.Contains(rb.stateText, "your session cookie could not be used") || !strings.Contains(rb.stateText, "tampered") {
+					t.Errorf("cookie, tampered: ribbon %+v", rb)
 				}
 			}
 		})
@@ -203,14 +212,27 @@ func TestSessionInspector(t *testing.T) {
 			c.add(3, 1)
 			r := c.get("/session")
 			token := c.cookie("session")
-			if r.status != 200 || len(token) != 43 {
+			if r.status != 200 || (kind != session.Cookie && len(token) != 43) {
 				t.Fatalf("GET /session: %d, token %q", r.status, token)
 			}
 			if strings.Contains(r.body, token) || strings.Contains(r.body, token[:12]) {
-				t.Error("the inspector shows the session token")
+				t.Error("the inspector shows the session cookie")
 			}
-			if got := r.testid("inspector-token"); !strings.HasPrefix(got, token[:6]) {
+			if kind == session.Cookie {
+				if got := r.testid("inspector-token"); !strings.HasPrefix(got, "none: the cookie is the session itself") {
+					t.Errorf("inspector token %q", got)
+				}
+				if got := r.testid("inspector-sealed-with"); !strings.HasPrefix(got, "key 1 of 1") {
+					t.Errorf("sealed with %q, want key 1 of 1", got)
+				}
+				if got := r.testid("inspector-size"); !strings.HasPrefix(got, strconv.Itoa(len("session=")+len(token))+" bytes in your browser's cookie") {
+					t.Errorf("size %q, want the cookie's bytes", got)
+				}
+			} else if got := r.testid("inspector-token"); !strings.HasPrefix(got, token[:6]) {
 				t.Errorf("inspector token %q, want it to start like %q", got, token[:6])
+			}
+			if r.count("risk") != 3 {
+				t.Errorf("%d risks explained, want 3 (Redis outage, key change, logout)", r.count("risk"))
 			}
 			var keys []string
 			r.doc.Find(`[data-testid="inspector-key"]`).Each(func(_ int, s *goquery.Selection) {
@@ -225,11 +247,12 @@ func TestSessionInspector(t *testing.T) {
 			if got := r.testid("inspector-ttl"); !strings.Contains(got, "23h") && !strings.Contains(got, "24h") {
 				t.Errorf("TTL %q, want about 24h", got)
 			}
-			if got := r.testid("inspector-lock"); !strings.HasPrefix(got, "free") {
-				t.Errorf("lock %q, want free", got)
+			wantLock := map[string]string{session.Memory: "free", session.Redis: "free", session.Cookie: "none: -session-lock has no effect with cookies"}[kind]
+			if got := r.testid("inspector-lock"); !strings.HasPrefix(got, wantLock) {
+				t.Errorf("lock %q, want %q", got, wantLock)
 			}
-			if first, _ := r.doc.Find(`[data-testid="story"]`).First().Attr("data-store"); first != kind || r.count("story") != 2 {
-				t.Errorf("stories: first %q of %d, want %s first of 2", first, r.count("story"), kind)
+			if first, _ := r.doc.Find(`[data-testid="story"]`).First().Attr("data-store"); first != kind || r.count("story") != len(session.Kinds()) {
+				t.Errorf("stories: first %q of %d, want %s first of %d", first, r.count("story"), kind, len(session.Kinds()))
 			}
 			if kind == session.Redis {
 				// A write in flight on another replica holds the lock in Redis.

@@ -37,6 +37,7 @@ type Store interface {
 	AccountByEmail(ctx context.Context, email string) (store.Account, error)
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
+	BumpSessionEpoch(ctx context.Context, accountID int64) (int64, error)
 }
 
 // Config is the replica's identity and behaviour.

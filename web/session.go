@@ -181,6 +181,11 @@ func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error
 	if sess := sessionOf(ctx).sess; sess != nil {
 		sess.Touch(s.cfg.Replica)
 		sess.SetCart(b)
+		// A session that would not fit where it lives (a cookie past 4 KB)
+		// is refused before anything else changes.
+		if err := sess.Fits(); err != nil {
+			return err
+		}
 	}
 	if accountID != 0 {
 		return s.db.SaveCart(ctx, accountID, b)

@@ -28,6 +28,20 @@ type testShop struct {
 	srv   *httptest.Server
 	db    *store.DB
 	redis *testenv.Redis
+	// sessionKeys are the cookie store's keys (testKey when empty), and
+	// cookieLimit its size limit (session.CookieLimit when 0).
+	sessionKeys []string
+	cookieLimit int
+}
+
+// testKey seals cookie sessions in tests.
+const testKey = "test-key-0123456789-0123456789-0123456789"
+
+func (ts *testShop) keys() []string {
+	if len(ts.sessionKeys) == 0 {
+		return []string{testKey}
+	}
+	return ts.sessionKeys
 }
 
 // newShop starts a replica named replica with the given session store; for
@@ -64,6 +78,15 @@ func (ts *testShop) parts(kind, replica string, lock bool) replicaParts {
 	case session.Redis:
 		p.redis = redisclient.New(redisclient.Config{Addr: ts.redis.Addr()})
 		p.sessions = session.NewRedis(p.redis, o)
+	case session.Cookie:
+		if ts.redis != nil { // a Redis for the shared services, if the test has one
+			p.redis = redisclient.New(redisclient.Config{Addr: ts.redis.Addr()})
+		}
+		var err error
+		p.sessions, err = session.NewCookie(session.CookieOptions{Keys: ts.keys(), Epochs: ts.db, Limit: ts.cookieLimit}, o)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
 	default:
 		p.sessions = session.NewMemory(o)
 	}

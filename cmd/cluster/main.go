@@ -5,13 +5,19 @@
 // exit 0 after a bind error. Once the cluster serves it prints where, and
 // how the lab reaches it (-target URL -driver goreman).
 //
-//	STORE=redis|memory LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info|debug|error \
+// With STORE=cookie the replicas need shared keys: SHOP_SESSION_KEYS when
+// set, else a key generated for this start and printed, so that every
+// replica of this cluster (and no other) opens its cookies.
+//
+//	STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info|debug|error \
 //	  go run ./cmd/cluster -goreman .run/bin/goreman -shop .run/bin/shop
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -96,6 +102,25 @@ func readConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
+// sessionKeys returns the keys of a cookie cluster: SHOP_SESSION_KEYS when
+// set (checked as the shop checks it), else one generated for this start.
+func sessionKeys(cfg config, getenv func(string) string) (keys string, generated bool, err error) {
+	if cfg.store != session.Cookie {
+		return "", false, nil
+	}
+	if keys = getenv("SHOP_SESSION_KEYS"); keys != "" {
+		if _, err := session.ParseKeys(keys); err != nil {
+			return "", false, fmt.Errorf("SHOP_SESSION_KEYS: %v", err)
+		}
+		return keys, false, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", false, err
+	}
+	return hex.EncodeToString(b), true, nil
+}
+
 func orList(words []string) string {
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
@@ -175,6 +200,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := checkPortsFree(cfg.ports); err != nil {
 		return err
 	}
+	keys, generated, err := sessionKeys(cfg, getenv)
+	if err != nil {
+		return err
+	}
 
 	// Each port gets its own folder: two clusters side by side share
 	// nothing but the binary.
@@ -208,6 +237,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"REDIS_LOGLEVEL="+redisLog,
 		"GOREMAN_RPC_ADDR=127.0.0.1",
 	)
+	if keys != "" {
+		env = append(env, "SHOP_SESSION_KEYS="+keys)
+	}
 	cmd := exec.Command(*goreman, "-f", filepath.Join(root, "Procfile"), "-p", strconv.Itoa(cfg.ports.RPC), "-set-ports=false", "start")
 	cmd.Dir = root
 	cmd.Env = env
@@ -257,6 +289,9 @@ make cluster: serving at %s (store=%s lb=%s lock=%s)
   Ctrl-C stops everything.
 
 `, url, cfg.store, cfg.lb, cfg.lock, cfg.ports.Nginx+1, cfg.ports.Nginx+3, cfg.ports.Redis, runDir, cfg.log, url)
+	if generated {
+		fmt.Fprintf(stdout, "  session key for this start (cookies sealed with it die with the cluster):\n    SHOP_SESSION_KEYS=%s\n  set it before make cluster STORE=cookie to keep sessions across restarts.\n\n", keys)
+	}
 
 	select {
 	case err := <-exited:

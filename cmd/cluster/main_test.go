@@ -37,7 +37,7 @@ func TestRejectsBadKnobs(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{[]string{"STORE", "disk"}, "STORE=disk: want memory or redis"},
+		{[]string{"STORE", "disk"}, "STORE=disk: want memory, redis or cookie"},
 		{[]string{"LB", "round-robin"}, "LB=round-robin: want roundrobin or sticky"},
 		{[]string{"LOCK", "yes"}, "LOCK=yes: want on or off"},
 		{[]string{"LOG", "loud"}, "LOG=loud: want debug, info, warn or error"},
@@ -253,5 +253,27 @@ func testDyingAtStart(t *testing.T, goreman string) {
 	}
 	if err := checkPortsFree(ports); err != nil {
 		t.Errorf("half a cluster is left: %v", err)
+	}
+}
+
+// TestSessionKeys: a cookie cluster gets a fresh key per start unless
+// SHOP_SESSION_KEYS gives one, which is checked as the shop checks it;
+// other stores need none.
+func TestSessionKeys(t *testing.T) {
+	cookie := config{store: "cookie"}
+	a, generated, err := sessionKeys(cookie, envOf())
+	b, _, _ := sessionKeys(cookie, envOf())
+	if err != nil || !generated || len(a) != 64 || a == b {
+		t.Errorf("generated keys %q and %q (%v, generated %v): want two different 64-hex-digit keys", a, b, err, generated)
+	}
+	given := strings.Repeat("k", 40)
+	if k, generated, err := sessionKeys(cookie, envOf("SHOP_SESSION_KEYS", given)); err != nil || generated || k != given {
+		t.Errorf("given keys: %q, generated %v, %v", k, generated, err)
+	}
+	if _, _, err := sessionKeys(cookie, envOf("SHOP_SESSION_KEYS", "short")); err == nil || !strings.Contains(err.Error(), "SHOP_SESSION_KEYS") {
+		t.Errorf("a short key: %v", err)
+	}
+	if k, _, err := sessionKeys(config{store: "redis"}, envOf()); k != "" || err != nil {
+		t.Errorf("redis needs no keys: %q, %v", k, err)
 	}
 }

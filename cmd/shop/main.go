@@ -42,12 +42,16 @@ type config struct {
 	addr         string
 	replica      string
 	sessionStore string
-	redisAddr    string   // host:port, from -redis-addr's either form
+	redisAddr    string // host:port, from -redis-addr's either form
+	// redisSet: -redis-addr, -redis-sentinels or their environment was
+	// given, so a cookie replica shares that Redis for what is not a session.
+	redisSet     bool
 	redisUser    string   // from a redis://user:password@ address
 	redisPass    string   // -redis-password, or the password in a redis:// address
 	sentinels    []string // find the primary through these; redisAddr is then unused
 	redisMaster  string
 	waitReplicas int
+	sessionKeys  []string // cookie sessions: the first seals, every one opens
 	db           string
 	sessionLock  bool
 	drain        time.Duration
@@ -78,11 +82,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
-	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful) or redis (stateless replicas) (SHOP_SESSION_STORE)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for sessions: host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
+	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
+	fs.StringVar(&keys, "session-keys", env("SHOP_SESSION_KEYS", ""), "cookie sessions: comma-separated secrets of at least 32 characters; the first seals, all open (SHOP_SESSION_KEYS)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("SHOP_REDIS_ADDR", "127.0.0.1:6379"), "Redis for redis sessions and the shared services (with cookie sessions only when set): host:port or redis://[:password@]host:port (SHOP_REDIS_ADDR)")
 	fs.StringVar(&redisPassword, "redis-password", env("SHOP_REDIS_PASSWORD", ""), "password for a Redis with requirepass; wins over one in -redis-addr (SHOP_REDIS_PASSWORD)")
 	fs.StringVar(&sentinels, "redis-sentinels", env("SHOP_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels: find the primary through them; -redis-addr is then unused (SHOP_REDIS_SENTINELS)")
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
@@ -107,9 +112,17 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
+	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" || f.Name == "redis-sentinels" })
+	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != "" || getenv("SHOP_REDIS_SENTINELS") != ""
 
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
+	}
+	if c.sessionStore == session.Cookie {
+		var err error
+		if c.sessionKeys, err = session.ParseKeys(keys); err != nil {
+			return c, fmt.Errorf("shop: -session-keys (SHOP_SESSION_KEYS): %v; required with -session-store cookie", err)
+		}
 	}
 	if err := checkAddr(c.addr); err != nil {
 		return c, fmt.Errorf("shop: -addr %q: %v; want host:port, e.g. :8080 or 127.0.0.1:8081", c.addr, err)
@@ -179,6 +192,20 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	return c, nil
 }
 
+// sharesRedis reports whether this replica uses a Redis for what is not a
+// session (login limits, presence, live metrics): always with redis
+// sessions, with cookie sessions when a Redis was configured, never with
+// memory sessions, whose replicas share nothing by design.
+func (c config) sharesRedis() bool {
+	switch c.sessionStore {
+	case session.Redis:
+		return true
+	case session.Cookie:
+		return c.redisSet
+	}
+	return false
+}
+
 // redactRedis hides the password of a redis:// address, for messages.
 func redactRedis(addr string) string {
 	if !strings.Contains(addr, "@") {
@@ -224,9 +251,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// Redis as a shared service (login limiter, presence, live metrics) is
 	// main's to hand out, apart from Redis as a session store: memory
-	// replicas share nothing, redis replicas share this one client.
+	// replicas share nothing, redis replicas share this one client, and
+	// cookie replicas share it when one is configured, else nothing.
 	var rc *redisclient.Client
-	if cfg.sessionStore == session.Redis {
+	if cfg.sharesRedis() {
 		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
@@ -249,6 +277,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			sessions = session.NewCachedRedis(rc, opts, session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation})
 		} else {
 			sessions = session.NewRedis(rc, opts)
+		}
+	case session.Cookie:
+		// The database keeps each account's session epoch: revocation.
+		sessions, err = session.NewCookie(session.CookieOptions{Keys: cfg.sessionKeys, Epochs: db}, opts)
+		if err != nil {
+			return fmt.Errorf("shop: -session-keys: %w", err)
 		}
 	default:
 		sessions = session.NewMemory(opts)

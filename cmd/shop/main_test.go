@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,8 +57,11 @@ func TestParseFlags(t *testing.T) {
 		env     map[string]string
 		mention []string
 	}{
-		{[]string{"-session-store", "postgres"}, nil, []string{"-session-store", "memory", "redis"}},
-		{nil, map[string]string{"SHOP_SESSION_STORE": "etcd"}, []string{"-session-store", "memory", "redis"}},
+		{[]string{"-session-store", "postgres"}, nil, []string{"-session-store", "memory", "redis", "cookie"}},
+		{nil, map[string]string{"SHOP_SESSION_STORE": "etcd"}, []string{"-session-store", "memory", "redis", "cookie"}},
+		{[]string{"-session-store", "cookie"}, nil, []string{"-session-keys", "32"}},
+		{[]string{"-session-store", "cookie", "-session-keys", strings.Repeat("k", 32) + ",short"}, nil, []string{"-session-keys", "key 2", "32"}},
+		{nil, map[string]string{"SHOP_SESSION_STORE": "cookie", "SHOP_SESSION_KEYS": " "}, []string{"-session-keys"}},
 		{[]string{"-addr", "nonsense"}, nil, []string{"-addr"}},
 		{[]string{"-addr", ":99999"}, nil, []string{"-addr"}},
 		{[]string{"-redis-addr", "localhost"}, nil, []string{"-redis-addr"}},
@@ -70,6 +76,35 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-no-such-flag"}, nil, []string{"no-such-flag"}},
 		{[]string{"extra"}, nil, []string{"extra"}},
 	}
+	c, err = parseFlags([]string{"shop", "-session-store", "cookie"}, env(map[string]string{
+		"SHOP_SESSION_KEYS": strings.Repeat("a", 32) + "," + strings.Repeat("b", 40),
+	}), io.Discard)
+	if err != nil || len(c.sessionKeys) != 2 || c.sessionKeys[1] != strings.Repeat("b", 40) || c.sharesRedis() {
+		t.Errorf("cookie with two keys and no Redis set: %v, keys %d, shares Redis %v", err, len(c.sessionKeys), c.sharesRedis())
+	}
+	for _, tt := range []struct {
+		args    []string
+		env     map[string]string
+		store   string
+		sharing bool
+	}{
+		{nil, nil, "memory", false},
+		{[]string{"-redis-addr", "10.0.0.1:6379"}, nil, "memory", false},
+		{nil, nil, "redis", true},
+		{nil, nil, "cookie", false},
+		{[]string{"-redis-addr", "10.0.0.1:6379"}, nil, "cookie", true},
+		{nil, map[string]string{"SHOP_REDIS_ADDR": "redis:6379"}, "cookie", true},
+	} {
+		e := map[string]string{"SHOP_SESSION_STORE": tt.store, "SHOP_SESSION_KEYS": strings.Repeat("k", 32)}
+		for k, v := range tt.env {
+			e[k] = v
+		}
+		c, err := parseFlags(append([]string{"shop"}, tt.args...), env(e), io.Discard)
+		if err != nil || c.sharesRedis() != tt.sharing {
+			t.Errorf("%s %v %v: shares Redis %v (%v), want %v", tt.store, tt.args, tt.env, c.sharesRedis(), err, tt.sharing)
+		}
+	}
+
 	for _, tt := range bad {
 		_, err := parseFlags(append([]string{"shop"}, tt.args...), env(tt.env), io.Discard)
 		if err == nil {
@@ -146,7 +181,7 @@ func TestRun(t *testing.T) {
 
 func TestRunBadFlag(t *testing.T) {
 	err := run(context.Background(), []string{"shop", "-session-store", "nope"}, func(string) string { return "" }, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "memory and redis") {
+	if err == nil || !strings.Contains(err.Error(), "memory, redis and cookie") {
 		t.Errorf("run with a bad store: %v", err)
 	}
 }
@@ -174,6 +209,94 @@ func waitStatus(t *testing.T, url string, want int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestRunCookieWithoutRedis: a cookie replica is ready and keeps a cart
+// with no Redis at all, and with a configured Redis that is down only what
+// shares it (the login limit) answers 503.
+func TestRunCookieWithoutRedis(t *testing.T) {
+	key := strings.Repeat("k", 32)
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"none configured", nil},
+		{"configured and down", map[string]string{"SHOP_REDIS_ADDR": "127.0.0.1:1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"SHOP_DB": filepath.Join(t.TempDir(), "shop.db"), "SHOP_DRAIN": "0s", "SHOP_LOG_LEVEL": "warn",
+				"SHOP_SESSION_STORE": "cookie", "SHOP_SESSION_KEYS": key}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			base := startRun(t, env)
+			waitStatus(t, base+"/readyz", http.StatusOK)
+			jar, _ := cookiejar.New(nil)
+			client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			post := func(path string, form url.Values) *http.Response {
+				req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp
+			}
+			if resp := post("/cart/items", url.Values{"product_id": {"1"}, "quantity": {"2"}}); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("X-Session-Store") != "cookie" {
+				t.Fatalf("add to cart: %d, X-Session-Store %q", resp.StatusCode, resp.Header.Get("X-Session-Store"))
+			}
+			resp, err := client.Get(base + "/api/session")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct {
+				Cart struct{ Count int } `json:"cart"`
+			}
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if body.Cart.Count != 2 {
+				t.Errorf("cart count %d, want 2", body.Cart.Count)
+			}
+			login := post("/login", url.Values{"email": {"ada@example.com"}, "password": {"not the password"}})
+			want := http.StatusUnprocessableEntity // wrong password, counted per replica
+			if tt.env != nil {
+				want = http.StatusServiceUnavailable // the shared limiter cannot count
+			}
+			if login.StatusCode != want {
+				t.Errorf("login: %d, want %d", login.StatusCode, want)
+			}
+		})
+	}
+}
+
+// startRun runs the program on a free port with env until the test ends and
+// returns its base URL.
+func startRun(t *testing.T, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stdoutW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"shop", "-addr", "127.0.0.1:0", "-replica", "test1"}, func(k string) string { return env[k] }, stdoutW, io.Discard)
+		stdoutW.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the listening line: %v", err)
+	}
+	go io.Copy(io.Discard, stdout)
+	i := strings.Index(line, "http://")
+	if i < 0 {
+		t.Fatalf("no address in %q", line)
+	}
+	return strings.Fields(line[i:])[0]
 }
 
 // TestRedisPassword: -redis-addr takes host:port or

@@ -1,0 +1,257 @@
+package session
+
+// The cookie store: the whole session sealed (encrypted and authenticated
+// by gorilla/securecookie: AES-256-CTR and HMAC-SHA256) in the browser's
+// session cookie. No server keeps anything, so any replica with the keys
+// serves any request without a round trip. Its costs are the lesson: a
+// browser keeps about 4 KB, logout cannot take back a copied cookie without
+// state on the server (here an account's session epoch in the database),
+// concurrent tabs overwrite each other with no lock to stop them, every
+// replica must share the keys, and the cookie travels on every request.
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+const (
+	// CookieLimit is what a browser keeps of one cookie, name and value
+	// together: a write whose sealed session would pass it is refused.
+	CookieLimit = 4096
+	// MinKeyLen is the shortest secret -session-keys accepts.
+	MinKeyLen = 32
+	// cookieName is the cookie the sealed session travels in; it is also
+	// sealed into the value, so a value cannot be replayed under another
+	// cookie's name.
+	cookieName = "session"
+)
+
+// Epochs tells an account's current session epoch. Logout and a password
+// change bump it in the database, and a sealed cookie from an older epoch is
+// anonymous: revocation, which needs state on the server after all.
+type Epochs interface {
+	SessionEpoch(ctx context.Context, accountID int64) (int64, error)
+}
+
+// TooLargeError is a write refused because its sealed session would not fit
+// in one cookie.
+type TooLargeError struct {
+	Size, Limit int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the session would be %d bytes sealed in its cookie, over the %d bytes a browser keeps", e.Size, e.Limit)
+}
+
+// ParseKeys splits comma-separated secrets, each at least MinKeyLen
+// characters; the first seals, every one opens.
+func ParseKeys(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("no keys: want comma-separated secrets of at least %d characters each (e.g. the output of openssl rand -hex 32)", MinKeyLen)
+	}
+	var keys []string
+	for i, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("key %d has %d characters, want at least %d", i+1, len(k), MinKeyLen)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// CookieStore seals the session into its cookie.
+type CookieStore struct {
+	codecs       []*securecookie.SecureCookie // codecs[0] seals
+	fingerprints []string                     // a short hash of each key, for pages
+	epochs       Epochs
+	obs          Observer
+	limit        int
+}
+
+// CookieOptions are what only the cookie store takes.
+type CookieOptions struct {
+	// Keys are the secrets (see ParseKeys): the first seals, all open.
+	Keys []string
+	// Epochs reads an account's session epoch for revocation.
+	Epochs Epochs
+	// Limit is the most a sealed cookie may take; 0 means CookieLimit.
+	// Tests lower it to reach it with the seeded catalog.
+	Limit int
+}
+
+// NewCookie returns a cookie store. Options.Lock has no effect: there is
+// nothing on a server to lock.
+func NewCookie(co CookieOptions, o Options) (*CookieStore, error) {
+	if len(co.Keys) == 0 {
+		return nil, errors.New("session: cookie store: no keys")
+	}
+	if co.Epochs == nil {
+		return nil, errors.New("session: cookie store: no epochs to revoke sessions with")
+	}
+	c := &CookieStore{epochs: co.Epochs, obs: o.observer(), limit: co.Limit}
+	if c.limit <= 0 {
+		c.limit = CookieLimit
+	}
+	for i, k := range co.Keys {
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("session: cookie store: key %d has %d characters, want at least %d", i+1, len(k), MinKeyLen)
+		}
+		// Two keys from one secret, each for its own purpose.
+		hashKey, err := hkdf.Key(sha256.New, []byte(k), nil, "statelab session cookie hmac", 32)
+		if err != nil {
+			return nil, fmt.Errorf("session: cookie store: %w", err)
+		}
+		blockKey, err := hkdf.Key(sha256.New, []byte(k), nil, "statelab session cookie aes-256", 32)
+		if err != nil {
+			return nil, fmt.Errorf("session: cookie store: %w", err)
+		}
+		codec := securecookie.New(hashKey, blockKey).
+			SetSerializer(securecookie.NopEncoder{}). // the value is our JSON
+			MaxAge(0).                                // the expiry is in the value itself
+			MaxLength(2 * c.limit)                    // bounds what Decode reads
+		c.codecs = append(c.codecs, codec)
+		sum := sha256.Sum256([]byte(k))
+		c.fingerprints = append(c.fingerprints, hex.EncodeToString(sum[:4]))
+	}
+	return c, nil
+}
+
+// Kind is Cookie.
+func (c *CookieStore) Kind() string { return Cookie }
+
+// Load opens the sealed session. A cookie that was tampered with, sealed
+// with a key this replica lacks, expired or revoked is a fresh session;
+// only the database failing to say an account's epoch is an error.
+func (c *CookieStore) Load(ctx context.Context, cookie string, _ bool) (*Session, error) {
+	if cookie == "" {
+		s := newSession(false, "")
+		s.fits = c.fits
+		return s, nil
+	}
+	start := time.Now()
+	s, err := c.open(ctx, cookie)
+	c.obs.ObserveStore("find", time.Since(start), err)
+	if err != nil {
+		return nil, err
+	}
+	s.fits = c.fits
+	return s, nil
+}
+
+func (c *CookieStore) open(ctx context.Context, cookie string) (*Session, error) {
+	var b []byte
+	key := -1
+	for i, codec := range c.codecs {
+		if codec.Decode(cookieName, cookie, &b) == nil {
+			key = i
+			break
+		}
+	}
+	if key < 0 {
+		return c.fresh("the cookie could not be opened: it was tampered with, or sealed with a key this replica does not have"), nil
+	}
+	st, err := decode(b)
+	if err != nil {
+		return c.fresh("the sealed session could not be decoded"), nil
+	}
+	if !time.Now().Before(st.Deadline) {
+		return c.fresh("the session expired at " + st.Deadline.UTC().Format(time.RFC3339) + ": its expiry is sealed inside the cookie, so a copy dies on time too"), nil
+	}
+	v := st.Values
+	s := &Session{sent: true, known: true, deadline: st.Deadline, v: v, ver: st.Ver, size: len(b), sealedBy: key, bytes: len(cookieName) + 1 + len(cookie)}
+	if id, _ := s.Account(); id != 0 {
+		// Revocation: the one server-side read this store makes, on every
+		// logged-in request.
+		current, err := c.epochs.SessionEpoch(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: session epoch of account %d: %w", ErrUnavailable, id, err)
+		}
+		if current != v.Epoch {
+			return c.fresh("the cookie was revoked: its account logged out or changed its password since it was sealed"), nil
+		}
+	}
+	return s, nil
+}
+
+// fresh is an empty session replacing a cookie that could not be used.
+func (c *CookieStore) fresh(why string) *Session { return newSession(true, why) }
+
+// seal encrypts and authenticates s with the first key and checks the size.
+func (c *CookieStore) seal(s *Session) (string, error) {
+	b, err := s.encode()
+	if err != nil {
+		return "", fmt.Errorf("session: encode: %w", err)
+	}
+	sealed, err := c.codecs[0].Encode(cookieName, b)
+	if err != nil {
+		// Only a value far past the limit gets here (MaxLength).
+		return "", &TooLargeError{Size: len(cookieName) + 1 + len(b)*16/9, Limit: c.limit}
+	}
+	if size := len(cookieName) + 1 + len(sealed); size > c.limit {
+		return "", &TooLargeError{Size: size, Limit: c.limit}
+	}
+	return sealed, nil
+}
+
+// fits is Session.Fits for this store: it seals s to measure it.
+func (c *CookieStore) fits(s *Session) error {
+	_, err := c.seal(s)
+	return err
+}
+
+// Save seals the session into the value of its cookie. A session that
+// would not fit fails with a *TooLargeError and changes nothing.
+func (c *CookieStore) Save(_ context.Context, s *Session) (string, time.Time, error) {
+	start := time.Now()
+	sealed, err := c.seal(s)
+	c.obs.ObserveStore("commit", time.Since(start), nil)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	s.known, s.sealedBy, s.bytes = true, 0, len(cookieName)+1+len(sealed)
+	s.renew, s.modified = false, false
+	return sealed, s.deadline, nil
+}
+
+// Ping always answers: the store is the browser.
+func (c *CookieStore) Ping(context.Context) error { return nil }
+
+// Describe tells what the browser holds and what would end it.
+func (c *CookieStore) Describe(_ context.Context, s *Session, replica string) Description {
+	d := Description{
+		TTL:          time.Until(s.deadline),
+		SizeBytes:    s.bytes,
+		Size:         fmt.Sprintf("%d bytes in your browser's cookie, sealed (encrypted and authenticated), sent with every request; a browser keeps at most %d", s.bytes, c.limit),
+		Lock:         "none: -session-lock has no effect with cookies. Nothing on a server holds the session, so there is nothing to lock: two tabs that change the cart at once each get their own sealed copy back, and the last cookie the browser stores wins (lost updates).",
+		ReplicaDeath: ReplicaDeathStory(Cookie, replica),
+		RedisOutage:  "Nothing happens to it: no replica reads Redis to serve it. A replica that is configured with a Redis uses it only for shared services (login limits, who is up), and those say so when it is gone.",
+		Logout: "Logging out bumps the account's session epoch in the database, so a copy of an older logged-in cookie opens as anonymous: revocation needs a database read on every logged-in request, which is state creeping back. " +
+			"An anonymous cart cannot be revoked: a replayed older cookie shows the older cart (checkout stays idempotent, so it cannot place the same order twice).",
+	}
+	if !s.known {
+		d.Size = "no sealed session yet: the first change creates the cookie"
+	}
+	if s.sealedBy >= 0 && s.sealedBy < len(c.codecs) && s.known {
+		d.Key = fmt.Sprintf("key %d of %d (fingerprint %s)", s.sealedBy+1, len(c.codecs), c.fingerprints[s.sealedBy])
+		if s.sealedBy == 0 {
+			d.Key += ", the newest, which seals every write"
+		} else {
+			d.Key += ", an older key this replica still opens with; the next write reseals it with key 1"
+		}
+	}
+	d.KeyChange = "Rolled out as new,old, every cookie sealed with the old key still opens, and each is resealed with the new one on its next write; once old is dropped, a cookie still sealed with it opens nothing and its session is lost. " +
+		"A replica started with a wrong key loses every session it meets: the keys are state too, and every replica must share them."
+	return d
+}
+
+// Close does nothing: the cookie store holds nothing.
+func (c *CookieStore) Close() error { return nil }
