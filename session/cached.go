@@ -199,8 +199,10 @@ func (c *CachedRedisStore) Describe(ctx context.Context, s *Session, replica str
 		how = "This answer came from Redis: the near-cache's copy was older than the version your cookie names."
 	case CacheBypass:
 		how = "This answer came from Redis: the invalidation connection is down, so the near-cache serves nothing until it is back."
-	default:
+	case "write":
 		how = "This answer came from Redis: a write always reads and writes Redis under the lock."
+	default:
+		how = "There is no session yet: nothing to cache."
 	}
 	inv := "Redis tells every replica of each change to a session (CLIENT TRACKING, broadcast on " + KeyPrefix + "), and the copy is dropped."
 	if c.noInv {
