@@ -43,7 +43,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad expectation", header + "start 3 replicas\nexpect carts intcat\n",
 			`x.txt:4: unknown expectation "expect carts intcat"; did you mean "expect carts intact"?`},
 		{"bad when", header + "start 3 replicas\nexpect carts intact when store=disk\n",
-			`x.txt:4: store=disk: want memory or redis`},
+			`x.txt:4: store=disk: want memory, redis or cookie`},
 		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
 			`x.txt:2: lb=round-robin: want roundrobin or sticky`},
 		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
