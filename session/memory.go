@@ -4,11 +4,25 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // memoryCleanup is how often the memory store drops expired sessions.
 const memoryCleanup = time.Minute
+
+// DefaultMaxMemorySessions bounds a memory store unless Options say
+// otherwise: about 40 MB of sessions with small carts.
+const DefaultMaxMemorySessions = 100_000
+
+// evictSample is how many sessions an eviction compares to find the least
+// recently used: Redis's approximation of LRU, which costs a few map reads
+// instead of a list kept in order on every load.
+const evictSample = 8
+
+// maxEvictedRemembered bounds the tokens the store remembers evicting, so
+// that their browsers learn why their cart is gone.
+const maxEvictedRemembered = 4096
 
 // MemoryStore keeps sessions in this process: the stateful choice. A
 // session lives and dies with the replica that created it, and so only
@@ -17,8 +31,10 @@ type MemoryStore struct {
 	obs   Observer
 	locks *memoryLocks // nil with the lock off
 
-	mu    sync.RWMutex
-	items map[string]memoryItem
+	max     int // sessions at most; past it the least recently used goes
+	mu      sync.RWMutex
+	items   map[string]memoryItem
+	evicted evictedTokens // guarded by mu
 
 	stop chan struct{}
 	once sync.Once
@@ -27,11 +43,17 @@ type MemoryStore struct {
 type memoryItem struct {
 	b       []byte // the encoded session, as a shared store would hold it
 	expires time.Time
+	used    *atomic.Int64 // Unix nanoseconds of the last load or save
 }
 
-// NewMemory returns an empty memory store. Close stops its cleanup.
+// NewMemory returns an empty memory store holding at most
+// o.MaxMemorySessions sessions. Close stops its cleanup.
 func NewMemory(o Options) *MemoryStore {
-	m := &MemoryStore{obs: o.observer(), items: make(map[string]memoryItem), stop: make(chan struct{})}
+	max := o.MaxMemorySessions
+	if max <= 0 {
+		max = DefaultMaxMemorySessions
+	}
+	m := &MemoryStore{obs: o.observer(), max: max, items: make(map[string]memoryItem), stop: make(chan struct{})}
 	if o.Lock {
 		m.locks = &memoryLocks{locks: make(map[string]*keyLock)}
 	}
@@ -63,10 +85,17 @@ func (m *MemoryStore) Load(ctx context.Context, cookie string, write bool) (*Ses
 	start := time.Now()
 	m.mu.RLock()
 	it, found := m.items[token]
+	evicted := !found && m.evicted.has(token)
 	m.mu.RUnlock()
 	found = found && time.Now().Before(it.expires)
+	if found {
+		it.used.Store(time.Now().UnixNano())
+	}
 	m.obs.ObserveStore("find", time.Since(start), nil)
 	s := open(token, it.b, found)
+	if evicted {
+		s.dropped = fmt.Sprintf("this replica keeps at most %d sessions in memory (-memory-sessions) and evicted yours, one of the least recently used, to make room for a new one", m.max)
+	}
 	s.lock = lock
 	return s, nil
 }
@@ -92,12 +121,64 @@ func (m *MemoryStore) Save(ctx context.Context, s *Session) (string, time.Time, 
 	}
 	s.renew = false
 	start := time.Now()
+	used := new(atomic.Int64)
+	used.Store(start.UnixNano())
 	m.mu.Lock()
-	m.items[s.token] = memoryItem{b: b, expires: s.deadline}
+	evicted := false
+	if _, ok := m.items[s.token]; !ok && len(m.items) >= m.max {
+		m.evictLocked()
+		evicted = true
+	}
+	m.items[s.token] = memoryItem{b: b, expires: s.deadline, used: used}
 	m.mu.Unlock()
+	if evicted {
+		m.obs.ObserveStore("evict", 0, nil)
+	}
 	m.obs.ObserveStore("commit", time.Since(start), nil)
 	s.modified = false
 	return s.token, s.deadline, nil
+}
+
+// evictLocked drops the least recently used of a few sessions, as Redis's
+// allkeys-lru does: a new session is never refused, and a flood of new
+// sessions pushes out idle ones before active ones. m.mu is held.
+func (m *MemoryStore) evictLocked() {
+	var oldest string
+	var oldestUsed int64
+	n := 0
+	for token, it := range m.items { // Go starts a range at a random entry
+		if u := it.used.Load(); oldest == "" || u < oldestUsed {
+			oldest, oldestUsed = token, u
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	delete(m.items, oldest)
+	m.evicted.add(oldest)
+}
+
+// evictedTokens remembers the last tokens evicted, in a ring.
+type evictedTokens struct {
+	ring []string
+	next int
+	set  map[string]struct{}
+}
+
+func (e *evictedTokens) add(token string) {
+	if e.set == nil {
+		e.ring = make([]string, maxEvictedRemembered)
+		e.set = make(map[string]struct{}, maxEvictedRemembered)
+	}
+	delete(e.set, e.ring[e.next])
+	e.ring[e.next] = token
+	e.set[token] = struct{}{}
+	e.next = (e.next + 1) % len(e.ring)
+}
+
+func (e *evictedTokens) has(token string) bool {
+	_, ok := e.set[token]
+	return ok
 }
 
 // Ping always answers: the store is this process.
@@ -116,6 +197,11 @@ func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) De
 		d.SizeBytes = len(b)
 		d.Size = fmt.Sprintf("%d bytes of JSON in %s's memory; the cookie holds only a %d-character token", len(b), replica, tokenLen)
 	}
+	m.mu.RLock()
+	n := len(m.items)
+	m.mu.RUnlock()
+	d.Capacity = fmt.Sprintf("Memory sessions are bounded by %s's RAM: it keeps at most %d sessions (-memory-sessions) and holds %d now. "+
+		"Past the bound, each new session evicts one of the least recently used, whose browser then finds an empty cart.", replica, m.max, n)
 	switch {
 	case m.locks == nil:
 		d.Lock = lockOffText

@@ -314,6 +314,8 @@ func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) D
 		KeyChange: keylessText,
 		Logout:    logoutDeletesText,
 	}
+	d.Capacity = "Redis keeps sessions up to its maxmemory, shared by every replica. Past it, with the noeviction policy, Redis refuses writes: " +
+		"carts can be read but not changed (503, and /readyz says Redis is out of memory) until sessions expire or Redis gets room."
 	if b, err := s.encode(); err == nil {
 		d.SizeBytes = len(b)
 		d.Size = fmt.Sprintf("%d bytes of JSON in Redis under scs:session:<token>; the cookie holds only a %d-character token", len(b), tokenLen)

@@ -95,11 +95,15 @@ type Options struct {
 	// Observer is told of every store operation and lock wait; nil means
 	// nobody listens.
 	Observer Observer
+	// MaxMemorySessions bounds the memory store (-memory-sessions); 0 is
+	// DefaultMaxMemorySessions. Other stores ignore it.
+	MaxMemorySessions int
 }
 
 // Observer receives the timings of a store's work: metrics listen here.
 type Observer interface {
-	// ObserveStore records one operation: "find", "commit" or "delete".
+	// ObserveStore records one operation: "find", "commit", "delete" or
+	// "evict" (the memory store made room for a new session).
 	ObserveStore(op string, d time.Duration, err error)
 	// ObserveLockWait records one wait for a session's lock.
 	ObserveLockWait(d time.Duration, timedOut bool)
@@ -134,6 +138,9 @@ type Description struct {
 	// replica's death, Redis going away, a change of keys and a logout
 	// would do to the session.
 	ReplicaDeath, RedisOutage, KeyChange, Logout string
+	// Capacity says what bounds how many sessions the store keeps, and what
+	// happens past the bound.
+	Capacity string
 	// NearCache says whether this answer came from the replica's
 	// near-cache and how the cache stays honest; "" without one.
 	NearCache string

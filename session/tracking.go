@@ -37,8 +37,8 @@ type tracker struct {
 	// a failover changes it, and the connection must follow, since a
 	// demoted primary hears of no write.
 	primary func() string
-	cache *nearCache
-	obs   CacheObserver
+	cache   *nearCache
+	obs     CacheObserver
 	// connected is told each time a subscription is confirmed, with the
 	// connection's client id (tests kill it).
 	connected func(id int64)

@@ -18,7 +18,6 @@ type ReportView struct {
 	Replicas    []ReplicaRow
 	Carts       []CartRow
 	Checks      []CheckRow
-	Events      []ReportPair // time → what happened
 	Story       []ReportPair // the narrative as the terminal told it: time → line
 	// Sequence, for a short scenario, is every request one by one with the
 	// events between them, shown instead of the timeline (whose bars would

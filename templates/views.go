@@ -249,6 +249,18 @@ type InspectorView struct {
 	Trail       []TrailStop
 	Home        string // see Ribbon.Home
 	ClientState string // what the browser's own cookies hold, explained
+	// Capacity says what bounds the store's sessions, and what happens past
+	// the bound.
+	Capacity string
+	// HomeDiffers explains why session_home names another replica than
+	// Born; "" when they agree or there is no session_home.
+	HomeDiffers string
+	// Route is the sticky shop_route cookie's replica under sticky routing
+	// ("" otherwise); RouteText explains it.
+	Route, RouteText string
+	// Outage explains why the session could not be read (the page is then
+	// a 503); "" when it was.
+	Outage string
 }
 
 // ClusterMember is one replica as /cluster shows it.

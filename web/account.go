@@ -267,6 +267,12 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sess := sessionOf(r.Context()).sess
+	if !sess.Known() && sess.SID() == "" {
+		// No session here (no cookie, or one the store does not know):
+		// nothing to log out of, so nothing is created and no cookie set.
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
+	}
 	// Everything goes: the cart belongs to the account (it is saved with it),
 	// and the next person at this browser must not see it.
 	sess.Clear()

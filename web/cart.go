@@ -92,6 +92,12 @@ func (s *Server) handleCartSet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	qty, err := formInt(form, "quantity", 0, MaxLineQuantity)
+	if err == nil && int(qty) == info.Cart.Quantity(id) {
+		// Nothing changes (0 for a line the cart does not hold, or the
+		// quantity it already has): no write, no session, no cookie.
+		http.Redirect(w, r, "/cart", http.StatusSeeOther)
+		return nil
+	}
 	if err == nil && qty > 0 {
 		err = s.checkStock(r, id, int(qty))
 	}

@@ -114,10 +114,8 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 		return s.renderCheckout(w, r, http.StatusUnprocessableEntity, info.Cart, f.CheckoutForm)
 	}
 
-	sid := s.touchSession(r.Context())
 	order := store.NewOrder{
 		IdempotencyKey: f.IdempotencyKey,
-		SessionID:      sid,
 		AccountID:      info.AccountID,
 		Replica:        s.cfg.Replica,
 		Name:           f.Name,
@@ -140,6 +138,9 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 		return s.renderCheckout(w, r, http.StatusUnprocessableEntity, info.Cart, f.CheckoutForm)
 	}
 
+	// Only an order to place writes the session (its identity owns an
+	// anonymous order): an empty cart's checkout creates nothing.
+	order.SessionID = s.touchSession(r.Context())
 	placed, created, err := s.db.PlaceOrder(r.Context(), order)
 	var oos *store.OutOfStockError
 	switch {

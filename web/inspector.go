@@ -5,6 +5,7 @@ package web
 // stateful-versus-stateless story side by side.
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -19,6 +20,9 @@ import (
 func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	info, err := s.session(ctx)
+	if errors.Is(err, ErrSessionStore) {
+		return s.inspectorOutage(w, r, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -49,6 +53,11 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		}
 		v.SizeBytes, v.Size, v.Key = d.SizeBytes, d.Size, d.Key
 	}
+	if home := s.homeOf(r); info.Known && home != "" && home != info.Born {
+		v.HomeDiffers = homeDiffersText(s.sessions.Kind(), info.Born, home)
+	}
+	v.Capacity = d.Capacity
+	v.Route, v.RouteText = s.routeText(r)
 	v.Dropped = sess.Dropped()
 	v.Lock = d.Lock
 	v.Risks = []templates.Risk{
@@ -68,6 +77,58 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, templates.InspectorPage(v))
 	return nil
+}
+
+// inspectorOutage is /session while the store does not answer: still a
+// 503, but one that explains the outage where the session would be.
+func (s *Server) inspectorOutage(w http.ResponseWriter, r *http.Request, err error) error {
+	if r.Context().Err() != nil {
+		return err // the client left: serveError logs a 499
+	}
+	_, trouble := storeTrouble(err)
+	v := templates.InspectorView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), State: templates.SessionUnavailable}
+	v.Outage = fmt.Sprintf("%s could not read your session. %s Your session does not live in %s but in the %s store, "+
+		"so no replica can read or change any session until the store answers again; nothing the store keeps is lost, and this page comes back by itself.",
+		s.cfg.Replica, trouble, s.cfg.Replica, s.sessions.Kind())
+	v.Stories = s.deathStories(session.ReplicaDeathStory(s.sessions.Kind(), s.cfg.Replica))
+	v.Route, v.RouteText = s.routeText(r)
+	trail := trailOf(r.Context())
+	for _, name := range trail {
+		v.Trail = append(v.Trail, templates.TrailStop{Replica: name, ColorClass: replicaColorClass(name)})
+	}
+	v.ClientState = clientStateText(trail, s.homeOf(r))
+	v.Page = s.page(r, "Your session")
+	s.log.WarnContext(r.Context(), "session inspector: store unavailable", "err", err)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "1")
+	s.render(w, r, http.StatusServiceUnavailable, templates.InspectorPage(v))
+	return nil
+}
+
+// homeDiffersText says why session_home names another replica than the
+// session's birthplace: both are true, of different things.
+func homeDiffersText(kind, born, home string) string {
+	why := "session_home records which replica last handed your browser this token, born on records where the session was first created."
+	if kind == session.Redis {
+		why = "With redis sessions any replica can write any session, and each write re-sends the session cookie: so the last replica to write your cart is the one session_home names, wherever the session was born."
+	}
+	return fmt.Sprintf("Your session_home cookie names %s, but the session was born on %s. Both are true: %s", home, born, why)
+}
+
+// routeText explains the sticky shop_route cookie under sticky routing;
+// "" without sticky routing.
+func (s *Server) routeText(r *http.Request) (route, text string) {
+	if r.Header.Get("X-Shop-Sticky") != "1" {
+		return "", ""
+	}
+	c, err := r.Cookie("shop_route")
+	switch {
+	case err != nil:
+		return s.cfg.Replica, fmt.Sprintf("nginx routes by a shop_route cookie. Your browser had none, so nginx picked %[1]s, and this response sets shop_route=%[1]s: from now on nginx sends you to %[1]s while it is up.", s.cfg.Replica)
+	case c.Value != s.cfg.Replica:
+		return c.Value, fmt.Sprintf("Your shop_route cookie pins you to %[1]s, but %[2]s answered: nginx found %[1]s down and fell back to another replica. This response re-pins you to %[2]s.", truncate(c.Value, 64), s.cfg.Replica)
+	}
+	return c.Value, fmt.Sprintf("Your shop_route cookie pins you to %[1]s: nginx's sticky policy sends every request there while %[1]s is up, so a memory session keeps working. If %[1]s dies, nginx falls back to another replica, which re-pins you to itself.", c.Value)
 }
 
 // shortToken shows enough of a token to tell two apart and never the whole

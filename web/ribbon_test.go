@@ -102,7 +102,7 @@ func TestRibbon(t *testing.T) {
 					t.Errorf("%s, other replica: ribbon %+v, cart %q; want the cart born and written on shop1", kind, rb, r.testid("cart-count"))
 				}
 			case session.Memory:
-				want := "this replica has never seen your session: with memory sessions, your cart lives on shop1"
+				want := "this replica has never seen your session: with memory sessions, your cart lived on shop1"
 				if rb.state != "unknown" || rb.home != "shop1" || !strings.Contains(rb.stateText, want) {
 					t.Errorf("memory, other replica: ribbon %+v\nwant it to say %q", rb, want)
 				}

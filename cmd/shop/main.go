@@ -54,6 +54,7 @@ type config struct {
 	sessionKeys  []string // cookie sessions: the first seals, every one opens
 	db           string
 	sessionLock  bool
+	memoryMax    int // -memory-sessions
 	drain        time.Duration
 	logLevel     slog.Level
 	healthcheck  bool
@@ -82,7 +83,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
@@ -93,6 +94,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
+	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
 	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
@@ -152,6 +154,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, fmt.Errorf("shop: -redis-wait-replicas %q: want a number of replicas from 0 to 16", wait)
 	}
 	c.waitReplicas = n
+	if c.memoryMax, err = strconv.Atoi(memoryMax); err != nil || c.memoryMax < 1 || c.memoryMax > 100_000_000 {
+		return c, fmt.Errorf("shop: -memory-sessions %q: want a number of sessions from 1 to 100000000, e.g. %d", memoryMax, session.DefaultMaxMemorySessions)
+	}
 	switch lock {
 	case "on":
 		c.sessionLock = true
@@ -269,7 +274,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer func() { stopWatch(); <-watched }()
 	}
 	metrics := web.NewMetrics(cfg.replica, cfg.sessionStore)
-	opts := session.Options{Lock: cfg.sessionLock, WaitReplicas: cfg.waitReplicas, Observer: metrics}
+	opts := session.Options{Lock: cfg.sessionLock, WaitReplicas: cfg.waitReplicas, Observer: metrics, MaxMemorySessions: cfg.memoryMax}
 	var sessions session.Store
 	switch cfg.sessionStore {
 	case session.Redis:

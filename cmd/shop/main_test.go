@@ -71,6 +71,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-redis-wait-replicas", "-1"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-redis-wait-replicas", "all"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-session-lock", "maybe"}, nil, []string{"-session-lock", "on", "off"}},
+		{[]string{"-memory-sessions", "0"}, nil, []string{"-memory-sessions"}},
 		{[]string{"-drain", "soon"}, nil, []string{"-drain"}},
 		{[]string{"-log-level", "loud"}, nil, []string{"-log-level"}},
 		{[]string{"-no-such-flag"}, nil, []string{"no-such-flag"}},

@@ -95,10 +95,28 @@ const (
 	PageCatalog = "catalog"
 	PageProduct = "product"
 	PageCart    = "cart"
+	PageSession = "session" // GET /api/session
 	PageAdd     = "add"
 )
 
-var pages = []string{PageCatalog, PageProduct, PageCart, PageAdd}
+var pages = []string{PageCatalog, PageProduct, PageCart, PageSession, PageAdd}
+
+// StoreCached names the third cluster: redis sessions with the near-cache
+// on (-session-cache on). It is measured on the pages that read a session
+// without writing it, where the cache can answer: the catalog, the cart and
+// /api/session.
+const StoreCached = "redis+cache"
+
+var cachedPages = []string{PageCatalog, PageCart, PageSession}
+
+// storesFor are the clusters measured on page, in the order of the table.
+func storesFor(page string) []string {
+	stores := session.Kinds()
+	if slices.Contains(cachedPages, page) {
+		stores = append(stores, StoreCached)
+	}
+	return stores
+}
 
 // Measurement is one page under one store, under both load models.
 type Measurement struct {
@@ -218,12 +236,16 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 			c.Close()
 		}
 	}()
-	for _, store := range session.Kinds() {
+	for _, store := range append(session.Kinds(), StoreCached) {
 		start := time.Now()
-		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin, Dir: filepath.Join(dir, store),
+		kind, env := store, []string{"SHOP_LOG_LEVEL=warn"}
+		if store == StoreCached {
+			kind, env = session.Redis, append(env, "SHOP_SESSION_CACHE=on")
+		}
+		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: kind, LB: "sticky", Binary: bin, Dir: filepath.Join(dir, store),
 			// Info logs cost a JSON line per request on a 2-core machine;
 			// production runs at info, but the bench measures the shop.
-			Env: []string{"SHOP_LOG_LEVEL=warn"}})
+			Env: env})
 		if err != nil {
 			return res, fmt.Errorf("bench: start %s cluster: %w", store, err)
 		}
@@ -252,11 +274,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	// the goal is about.
 	for _, page := range pages {
 		var jobs []job
-		for _, store := range session.Kinds() {
+		for _, store := range storesFor(page) {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), PageHealthz, nil, slug), page: PageHealthz, store: store})
 		}
-		for _, store := range session.Kinds() {
+		for _, store := range storesFor(page) {
 			c := clusters[store]
 			jobs = append(jobs, job{c: c, ts: targets(c.URL(), page, shoppers[store], slug), page: page, store: store})
 		}
@@ -326,7 +348,7 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		logf("bench: wrote %s", o.Doc)
 	}
 	var errs []error
-	for _, m := range append(slices.Clone(res.Measurements), res.Limit["redis"], res.Limit["memory"]) {
+	for _, m := range append(slices.Clone(res.Measurements), res.Limit["redis"], res.Limit["memory"], res.Limit[StoreCached]) {
 		if m.Success < 0.99 {
 			errs = append(errs, fmt.Errorf("bench: %s (%s): only %.1f%% of requests succeeded: %s", m.Page, m.Store, m.Success*100, strings.Join(m.Errors, "; ")))
 		}

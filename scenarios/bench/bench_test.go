@@ -11,6 +11,7 @@ import (
 
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/scenarios/bench"
+	"github.com/statelab/shop/session"
 )
 
 // TestShortRun is the bench's smoke test: the whole path (build, two
@@ -29,8 +30,10 @@ func TestShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(res.Measurements); got != 8 {
-		t.Errorf("%d measurements, want 4 pages × 2 stores", got)
+	// Five pages under every store kind, and the near-cache cluster on the
+	// three that only read the session.
+	if got, want := len(res.Measurements), 5*len(session.Kinds())+3; got != want {
+		t.Errorf("%d measurements, want %d: 5 pages × %d stores + 3 with the near-cache", got, want, len(session.Kinds()))
 	}
 	for _, m := range res.Measurements {
 		if m.Throughput <= 0 || m.OpenP50 <= 0 {
@@ -57,7 +60,7 @@ func TestShortRun(t *testing.T) {
 		t.Error("no goals judged")
 	}
 	report := out.String()
-	for _, want := range []string{"/healthz (limit)", "catalog", "add", "(goal ", "redis mode vs memory mode"} {
+	for _, want := range []string{"/healthz (limit)", "catalog", "add", "(goal ", "redis mode vs memory mode", "redis+cache", "near-cache vs memory mode"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("table lacks %q", want)
 		}

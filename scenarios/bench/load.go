@@ -121,6 +121,8 @@ func targets(base, page string, shoppers []shopper, slug string) []vegeta.Target
 		return get("/products/" + slug)
 	case PageCart:
 		return get("/cart")
+	case PageSession:
+		return get("/api/session")
 	case PageAdd:
 		var ts []vegeta.Target
 		for p := 1; p <= products; p++ {

@@ -31,17 +31,17 @@ import (
 // Options describe a cluster. The zero value is three replicas with Redis
 // sessions behind round-robin nginx.
 type Options struct {
-	Replicas int           // number of replicas; default 3
-	Store    string        // session store: "memory", "redis" (default) or "cookie"
+	Replicas int    // number of replicas; default 3
+	Store    string // session store: "memory", "redis" (default) or "cookie"
 	// SessionKeys is SHOP_SESSION_KEYS of every replica with the cookie
 	// store; "" generates one key for this cluster (SessionKeys tells it).
 	SessionKeys string
-	LB       string        // nginx policy: "roundrobin" (default) or "sticky"
-	Lock     string        // session lock: "on" (default) or "off"
-	Drain    time.Duration // SHOP_DRAIN; default 300ms to keep tests fast, negative for none
-	Binary   string        // the shop binary; "" builds cmd/shop once per process
-	Dir      string        // logs, database and nginx prefix; "" is a temp dir that Close removes
-	Env      []string      // extra KEY=value for every replica, after (so overriding) the harness's own
+	LB          string        // nginx policy: "roundrobin" (default) or "sticky"
+	Lock        string        // session lock: "on" (default) or "off"
+	Drain       time.Duration // SHOP_DRAIN; default 300ms to keep tests fast, negative for none
+	Binary      string        // the shop binary; "" builds cmd/shop once per process
+	Dir         string        // logs, database and nginx prefix; "" is a temp dir that Close removes
+	Env         []string      // extra KEY=value for every replica, after (so overriding) the harness's own
 	// Sentinel runs Redis as a primary and a replica under three sentinels
 	// (RedisHA) and points the replicas at the sentinels; it implies
 	// RedisProxy.

@@ -80,7 +80,7 @@ func TestFailoverMemory(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid="cart-empty"]`), chromedp.NodeReady)); err != nil {
 		t.Errorf("memory: no empty-cart message after the failover: %v", err)
 	}
-	want := "this replica has never seen your session: with memory sessions, your cart lives on " + f.writer
+	want := "this replica has never seen your session: with memory sessions, your cart lived on " + f.writer
 	if got := testid(t, ctx, "session-state"); !strings.Contains(got, want) {
 		t.Errorf("memory: the ribbon says %q\nwant it to say %q", got, want)
 	}

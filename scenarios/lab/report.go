@@ -86,9 +86,6 @@ func reportView(r *Result) templates.ReportView {
 	for _, c := range r.Checks {
 		v.Checks = append(v.Checks, templates.CheckRow{Line: c.Line, Text: c.Text, Applies: c.Applies, OK: c.OK, Observed: c.Observed})
 	}
-	for _, e := range r.Events {
-		v.Events = append(v.Events, templates.ReportPair{Label: seconds(e.At), Value: e.Text})
-	}
 	for _, l := range r.Story {
 		v.Story = append(v.Story, templates.ReportPair{Label: seconds(l.At), Value: l.Text})
 	}

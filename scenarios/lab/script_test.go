@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/statelab/shop/session"
 )
 
 const header = "lesson l\nrun with store=redis\n"
@@ -43,7 +45,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad expectation", header + "start 3 replicas\nexpect carts intcat\n",
 			`x.txt:4: unknown expectation "expect carts intcat"; did you mean "expect carts intact"?`},
 		{"bad when", header + "start 3 replicas\nexpect carts intact when store=disk\n",
-			`x.txt:4: store=disk: want memory, redis or cookie`},
+			`x.txt:4: store=disk: want ` + orList(session.Kinds())},
 		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
 			`x.txt:2: lb=round-robin: want roundrobin or sticky`},
 		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
@@ -277,5 +279,12 @@ func TestBrokenBuiltinBreaksNothing(t *testing.T) {
 	}
 	if ok.Name != "good" || ok.Err != nil || ok.Script == nil || len(ok.Script.Steps) == 0 {
 		t.Errorf("good script = %+v", ok)
+	}
+	// Running the good one parses only it.
+	if s, err := lookupIn(fsys, "good"); err != nil || s.Name != "good" {
+		t.Errorf("lookup of the good script beside a broken one: %v", err)
+	}
+	if _, err := lookupIn(fsys, "a-broken"); err == nil || err.Error() != broken.Err.Error() {
+		t.Errorf("lookup of the broken script: %v, want its first error", err)
 	}
 }

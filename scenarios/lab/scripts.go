@@ -74,12 +74,14 @@ func orderOf(name string) int {
 
 // Lookup returns the built-in script with that name. Only that script is
 // parsed: another broken one does not stop it.
-func Lookup(name string) (*Script, error) {
-	if _, err := fs.Stat(scriptFS, "scripts/"+name+".txt"); err == nil {
-		return parseBuiltin(scriptFS, name)
+func Lookup(name string) (*Script, error) { return lookupIn(scriptFS, name) }
+
+func lookupIn(fsys fs.FS, name string) (*Script, error) {
+	if _, err := fs.Stat(fsys, "scripts/"+name+".txt"); err == nil {
+		return parseBuiltin(fsys, name)
 	}
 	var names []string
-	for _, b := range Builtins() {
+	for _, b := range builtinsIn(fsys) {
 		names = append(names, b.Name)
 	}
 	return nil, fmt.Errorf("no scenario %q; there are: %s (or give a script's path, e.g. ./mine.txt)", name, strings.Join(names, ", "))

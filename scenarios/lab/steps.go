@@ -207,7 +207,7 @@ var steps = []*stepForm{
 		Example: "kill -9 replica of alice",
 		Pattern: regexp.MustCompile(`^kill -9 ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("kill", "%s killed (kill -9)", ""),
+		Run:     runFault("kill", "%[1]s killed (kill -9)", ""),
 		Verb:    "kill",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Kill, (*cluster.Replica).Kill)
@@ -220,7 +220,7 @@ var steps = []*stepForm{
 		Example: "stop shop2 with drain 2s",
 		Pattern: regexp.MustCompile(`^stop (.+?)(?: (with drain \S+|without drain))?$`),
 		Parse:   parseStop,
-		Run:     runFault("stop", "%s stopping (SIGTERM%s)", "%s exited"),
+		Run:     runFault("stop", "%[1]s stopping (SIGTERM%[2]s)", "%[1]s exited"),
 		Verb:    "stop",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Stop, func(r *cluster.Replica) error { return stopReplica(ctx, r) })
@@ -232,7 +232,7 @@ var steps = []*stepForm{
 		Example: "start redis",
 		Pattern: regexp.MustCompile(`^start ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("start", "", "%s started again"),
+		Run:     runFault("start", "", "%[1]s started again"),
 		Verb:    "start",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			if ha := d.c.RedisHA(); ha != nil && f.Target == "redis" {
@@ -299,7 +299,7 @@ var steps = []*stepForm{
 		Example: "pause redis",
 		Pattern: regexp.MustCompile(`^pause ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("pause", "%s paused (SIGSTOP)", ""),
+		Run:     runFault("pause", "%[1]s paused (SIGSTOP)", ""),
 		Verb:    "pause",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Pause, (*cluster.Replica).Pause)
@@ -311,7 +311,7 @@ var steps = []*stepForm{
 		Example: "resume redis",
 		Pattern: regexp.MustCompile(`^resume ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("resume", "", "%s resumed (SIGCONT), serves again"),
+		Run:     runFault("resume", "", "%[1]s resumed (SIGCONT), serves again"),
 		Verb:    "resume",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Resume, (*cluster.Replica).Resume)
@@ -569,34 +569,31 @@ func parseStop(m []string, st *Step, ps *parseState) error {
 	return nil
 }
 
-// runFault runs a one-fault step, telling it before (as an event on the
-// timeline) and after; %s is the target, a second %s in before the drain.
+// runFault runs a one-fault step, telling it before (an event on the
+// timeline) and after. In both texts %[1]s is the target and %[2]s the
+// drain the step asked for (", with drain 2s" or "").
 func runFault(verb, before, after string) func(ctx context.Context, r *runner, st *Step) error {
 	return func(ctx context.Context, r *runner, st *Step) error {
 		target, err := r.target(st)
 		if err != nil {
 			return err
 		}
+		drain := ""
+		if st.Drain.Set {
+			drain = ", " + st.Drain.String()
+		}
 		if before != "" {
-			if strings.Count(before, "%s") == 2 {
-				drain := ""
-				if st.Drain.Set {
-					drain = ", " + st.Drain.String()
-				}
-				r.rec.event(before, target, drain)
-			} else {
-				r.rec.event(before, target)
-			}
+			r.rec.event("%s", fmt.Sprintf(before, target, drain))
 		}
 		if err := r.fault(ctx, Fault{Do: verb, Target: target, Drain: st.Drain}); err != nil {
 			return err
 		}
-		if after != "" {
-			if before == "" {
-				r.rec.event(after, target)
-			} else {
-				r.rec.say(r.rec.since(), fmt.Sprintf(after, target))
-			}
+		switch {
+		case after == "":
+		case before == "":
+			r.rec.event("%s", fmt.Sprintf(after, target, drain))
+		default:
+			r.rec.say(r.rec.since(), fmt.Sprintf(after, target, drain))
 		}
 		return nil
 	}
