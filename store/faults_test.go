@@ -239,3 +239,31 @@ func TestCanceledIsNotUnavailable(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresOpenWaitsForServer: a replica started together with its
+// database waits for it (up to startWait) instead of failing at once.
+func TestPostgresOpenWaitsForServer(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	url, err := p.CreateDatabase(t.Context(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		d, err := Open(t.Context(), url)
+		if err == nil {
+			d.Close()
+		}
+		opened <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // Open is retrying by now
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-opened; err != nil {
+		t.Errorf("Open while the server was starting: %v", err)
+	}
+}

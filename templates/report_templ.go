@@ -286,7 +286,7 @@ func Report(v ReportView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 28, "</table><h2>Per replica</h2><table data-testid=\"replicas\"><thead><tr><th scope=\"col\">replica</th><th scope=\"col\">requests</th><th scope=\"col\">failed</th><th scope=\"col\">p50</th><th scope=\"col\">p99</th></tr></thead> <tbody>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 28, "</table><h2>Per replica</h2><table data-testid=\"replicas\"><thead><tr><th scope=\"col\">replica</th><th scope=\"col\">requests</th><th scope=\"col\">failed requests</th><th scope=\"col\">p50</th><th scope=\"col\">p99</th></tr></thead> <tbody>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -180,12 +180,9 @@ func roleOf(ctx context.Context, c redis.Conn) (string, error) {
 // one that came back still believing it is the primary.
 func (s *sentinels) watch(ctx context.Context) {
 	for i := 0; ctx.Err() == nil; i++ {
-		addr := s.addrs[i%len(s.addrs)]
-		err := s.watchOne(ctx, addr)
-		if ctx.Err() != nil {
-			return
-		}
-		_ = err // the next sentinel is the answer; a failover is announced to all
+		// When a sentinel stops answering, the next one is asked: every
+		// sentinel announces a failover, so any one will do.
+		s.watchOne(ctx, s.addrs[i%len(s.addrs)])
 		select {
 		case <-ctx.Done():
 			return
@@ -194,33 +191,33 @@ func (s *sentinels) watch(ctx context.Context) {
 	}
 }
 
-// watchOne subscribes to one sentinel and returns when it stops answering.
-func (s *sentinels) watchOne(ctx context.Context, addr string) error {
+// watchOne subscribes to one sentinel and returns when it stops answering
+// or ctx ends.
+func (s *sentinels) watchOne(ctx context.Context, addr string) {
 	c, err := redis.DialContext(ctx, "tcp", addr, redis.DialConnectTimeout(s.timeout), redis.DialWriteTimeout(s.timeout))
 	if err != nil {
-		return err
+		return
 	}
 	psc := redis.PubSubConn{Conn: c}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	defer c.Close()
 	if err := psc.Subscribe("+switch-master"); err != nil {
-		return err
+		return
 	}
-	// A failover announced while no sentinel was heard is found by asking.
-	if p, err := s.askPrimary(ctx); err == nil {
-		s.saw(p)
-	}
+	// A failover announced while no sentinel was heard is found by asking
+	// (askPrimary records the answer).
+	s.askPrimary(ctx)
 	// A sentinel that stops answering must be noticed: PING it on the
 	// subscription and give up when nothing comes back in time.
-	pinged := make(chan struct{})
-	defer close(pinged)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		t := time.NewTicker(s.timeout)
 		defer t.Stop()
 		for {
 			select {
-			case <-pinged:
+			case <-done:
 				return
 			case <-t.C:
 				if psc.Ping("") != nil {
@@ -232,7 +229,7 @@ func (s *sentinels) watchOne(ctx context.Context, addr string) error {
 	for {
 		switch m := psc.ReceiveWithTimeout(3 * s.timeout).(type) {
 		case error:
-			return m
+			return
 		case redis.Message:
 			// "<master> <old ip> <old port> <new ip> <new port>"
 			f := strings.Fields(string(m.Data))
@@ -353,6 +350,9 @@ var (
 	_ redis.ConnWithContext = (*primaryConn)(nil)
 	_ redis.ConnWithTimeout = (*primaryConn)(nil)
 )
+
+// The redis.Conn methods below pass every call through, noting READONLY
+// replies; Err reports a demoted server as a broken connection.
 
 func (c *primaryConn) Err() error {
 	if c.demoted {

@@ -219,7 +219,7 @@ func timeline(r *Result, colors map[string]string) templates.TimelineView {
 		if fails[i] > 0 {
 			h := min(failBandH, 3+fails[i])
 			tl.Failures = append(tl.Failures, templates.TimelineBar{X: x, Y: top - 2 - h, W: w, H: h, Color: failureColor,
-				Title: fmt.Sprintf("%.1f s: %d failed (no answer or 5xx)", float64(i)*bucket.Seconds(), fails[i])})
+				Title: fmt.Sprintf("%.1f s: %d failed requests (no answer or 5xx)", float64(i)*bucket.Seconds(), fails[i])})
 		}
 	}
 	for i, e := range r.Events {
@@ -241,7 +241,7 @@ func timeline(r *Result, colors map[string]string) templates.TimelineView {
 	for _, name := range names {
 		tl.Legend = append(tl.Legend, templates.LegendItem{Name: name, Color: colors[name]})
 	}
-	tl.Legend = append(tl.Legend, templates.LegendItem{Name: "failed (above the plot)", Color: failureColor})
+	tl.Legend = append(tl.Legend, templates.LegendItem{Name: "failed requests (above the plot)", Color: failureColor})
 	return tl
 }
 

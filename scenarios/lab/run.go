@@ -307,7 +307,7 @@ func (r *runner) add(ctx context.Context, st *Step) error {
 		if s.add(ctx, st.Product, st.N) {
 			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → %s", s.name, st.N, st.Product, s.lastReplica()))
 		} else {
-			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → failed after retries", s.name, st.N, st.Product))
+			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → gave up: the add did not count", s.name, st.N, st.Product))
 		}
 		return nil
 	}

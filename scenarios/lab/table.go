@@ -29,7 +29,7 @@ func WriteTable(w io.Writer, r *Result) {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "replica\trequests\tfailed\tp50\tp99\t")
+	fmt.Fprintln(tw, "replica\trequests\tfailed requests\tp50\tp99\t")
 	for _, rs := range r.PerReplica() {
 		name := rs.Replica
 		if name == "" {
