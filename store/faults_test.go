@@ -153,7 +153,8 @@ func TestSQLiteFileDeleted(t *testing.T) {
 
 // TestPostgresDown stops, then stalls, the server under an open database:
 // calls end as ErrUnavailable within the bound, and the same DB recovers by
-// itself once the server is back.
+// itself once the server is back. Then a new Open waits for a server that
+// is starting.
 func TestPostgresDown(t *testing.T) {
 	p := testenv.StartPostgres(t)
 	url, err := p.CreateDatabase(t.Context(), "shop")
@@ -220,6 +221,28 @@ func TestPostgresDown(t *testing.T) {
 		p.Resume()
 		resumed = true
 		recovered("after-stall")
+	})
+	// A replica started together with its database waits for it (up to
+	// startWait) instead of failing at once.
+	t.Run("open while starting", func(t *testing.T) {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		opened := make(chan error, 1)
+		go func() {
+			d, err := Open(t.Context(), url)
+			if err == nil {
+				d.Close()
+			}
+			opened <- err
+		}()
+		time.Sleep(500 * time.Millisecond) // Open is retrying by now
+		if err := p.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-opened; err != nil {
+			t.Errorf("Open while the server was starting: %v", err)
+		}
 	})
 }
 

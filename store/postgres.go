@@ -41,11 +41,39 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	db.SetConnMaxIdleTime(time.Minute)
 
 	d := &DB{write: db, read: db, postgres: true}
-	if d.seeded, err = d.migrate(ctx); err != nil {
+	if d.seeded, err = d.migrateWaitingForServer(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", Redact(dsn), err)
 	}
 	return d, nil
+}
+
+// startWait bounds how long Open waits for a PostgreSQL that does not answer
+// yet: replicas and their database are often started together (a first
+// deploy, a whole cluster restarted), and a replica that waits a little
+// starts cleanly instead of crashing and being restarted with a backoff.
+const startWait = 15 * time.Second
+
+// migrateWaitingForServer runs migrate, retrying while PostgreSQL is
+// unavailable (refusing connections, starting up), for up to startWait.
+func (d *DB) migrateWaitingForServer(ctx context.Context) (seeded bool, err error) {
+	deadline := time.Now().Add(startWait)
+	delay := 100 * time.Millisecond
+	for {
+		seeded, err = d.migrate(ctx)
+		classify(ctx, &err)
+		if err == nil || !errors.Is(err, ErrUnavailable) || time.Now().Add(delay).After(deadline) {
+			return seeded, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, fmt.Errorf("%w (while waiting for the server after %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 // Redact returns dsn with the password of a postgres:// URL replaced by

@@ -38,6 +38,7 @@ type loginLimiter interface {
 type memoryLimiter struct {
 	mu     sync.Mutex
 	counts map[string]window
+	swept  time.Time // the last sweep of expired windows
 	now    func() time.Time
 }
 
@@ -54,8 +55,11 @@ func (l *memoryLimiter) Reserve(_ context.Context, key string) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	// Drop expired windows now and then, so the map does not grow forever.
-	if len(l.counts) > 10000 {
+	// Drop expired windows now and then, so the map does not grow forever;
+	// at most once a minute, or a flood of distinct emails (10000 live
+	// windows) would make every attempt scan them all under the lock.
+	if len(l.counts) > 10000 && now.Sub(l.swept) >= time.Minute {
+		l.swept = now
 		for k, w := range l.counts {
 			if !now.Before(w.until) {
 				delete(l.counts, k)

@@ -7,6 +7,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -53,8 +55,13 @@ func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, erro
 	var redisSide *side
 	// Every store kind, so that a new one joins the table by itself.
 	for _, store := range session.Kinds() {
+		env := []string{"SHOP_LOG_LEVEL=warn"}
+		if store == session.Cookie {
+			// One key for the three replicas, made for this run.
+			env = append(env, "SHOP_SESSION_KEYS="+randomKey())
+		}
 		c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: store, LB: "sticky", Binary: bin,
-			Dir: filepath.Join(dir, store), RedisProxy: store == "redis", Env: []string{"SHOP_LOG_LEVEL=warn"}})
+			Dir: filepath.Join(dir, store), RedisProxy: store == session.Redis, Env: env})
 		if err != nil {
 			return nil, fmt.Errorf("bench: start %s cluster: %w", store, err)
 		}
@@ -165,6 +172,13 @@ func RunWait(ctx context.Context, o Options, w io.Writer) ([]Measurement, error)
 		rows = append(rows, LatencyRow{Measurement: m})
 	}
 	return results, failedRows(rows)
+}
+
+// randomKey is a fresh secret for -session-keys.
+func randomKey() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // benchDirAndBinary is the working directory (a temp dir unless
