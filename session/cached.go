@@ -189,27 +189,34 @@ func (c *CachedRedisStore) Save(ctx context.Context, s *Session) (string, time.T
 func (c *CachedRedisStore) Describe(ctx context.Context, s *Session, replica string) Description {
 	d := c.RedisStore.Describe(ctx, s, replica)
 	entries, bytes, live := c.cache.stats()
-	var how string
-	switch s.source {
-	case CacheHit:
-		how = fmt.Sprintf("This answer came from %s's near-cache (version %d), without asking Redis.", replica, s.ver)
-	case CacheMiss:
-		how = fmt.Sprintf("This answer came from Redis (%s's near-cache had no copy); version %d is cached now.", replica, s.ver)
-	case CacheStale:
-		how = "This answer came from Redis: the near-cache's copy was older than the version your cookie names."
-	case CacheBypass:
-		how = "This answer came from Redis: the invalidation connection is down, so the near-cache serves nothing until it is back."
-	default:
-		how = "This answer came from Redis: a write always reads and writes Redis under the lock."
-	}
 	inv := "Redis tells every replica of each change to a session (CLIENT TRACKING, broadcast on " + KeyPrefix + "), and the copy is dropped."
-	if c.noInv {
+	switch {
+	case c.noInv:
 		inv = "Invalidation is switched off (teaching mode): copies are served until evicted, so another browser's change can stay invisible here."
-	} else if !live {
+	case !live:
 		inv = "The invalidation connection to Redis is down: the cache is empty and bypassed."
 	}
-	d.NearCache = fmt.Sprintf("%s %s It holds %d sessions in %d bytes.", how, inv, entries, bytes)
+	d.NearCache = fmt.Sprintf("%s %s It holds %d sessions in %d bytes.", answeredFrom(s, replica), inv, entries, bytes)
 	return d
+}
+
+// answeredFrom says, for the inspector, where a read's answer came from.
+func answeredFrom(s *Session, replica string) string {
+	if !s.known {
+		return "There is no session in Redis for this request: nothing to cache."
+	}
+	switch s.source {
+	case CacheHit:
+		return fmt.Sprintf("This answer came from %s's near-cache (version %d), without asking Redis.", replica, s.ver)
+	case CacheMiss:
+		return fmt.Sprintf("This answer came from Redis (%s's near-cache had no copy); version %d is cached now.", replica, s.ver)
+	case CacheStale:
+		return "This answer came from Redis: the near-cache's copy was older than the version your cookie names."
+	case CacheBypass:
+		return "This answer came from Redis: the invalidation connection is down, so the near-cache serves nothing until it is back."
+	default:
+		return "This answer came from Redis: a write always reads and writes Redis under the lock."
+	}
 }
 
 // Close stops the invalidation connection.

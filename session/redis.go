@@ -201,19 +201,18 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		if old != "" {
 			conn.Send("DEL", KeyPrefix+old)
 		}
-		conn.Send("MULTI")
-		conn.Send("SET", key, b)
-		conn.Send("PEXPIREAT", key, s.deadline.UnixMilli())
+		// The value and its expiry in one command, atomic by itself (PXAT,
+		// Redis 6.2): one command where MULTI/SET/PEXPIREAT/EXEC were four.
+		conn.Send("SET", key, b, "PXAT", s.deadline.UnixMilli())
 		if r.wait > 0 {
 			return r.commitDurable(ctx, conn, s)
 		}
 		if s.lock == nil || s.lock.key == "" {
-			_, err := redis.DoContext(conn, ctx, "EXEC")
+			_, err := redis.DoContext(conn, ctx, "")
 			return err
 		}
-		conn.Send("EXEC")
 		// Do returns the first error among the pipeline's replies: a failed
-		// EXEC leaves the lock held, for Release to free.
+		// SET leaves the lock held, for Release to free.
 		if _, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value); err != nil {
 			return err
 		}
@@ -237,12 +236,11 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 // acknowledged.
 var errNotDurable = errors.New("not confirmed by enough Redis replicas")
 
-// commitDurable finishes a commit whose MULTI, SET and PEXPIREAT are sent:
-// EXEC, then WAIT for the replicas, then the unlock, in one round trip. The
+// commitDurable finishes a commit whose SET is sent: WAIT for the
+// replicas, then the unlock, in one round trip. The
 // unlock comes last so that the next writer of the session waits until this
 // write is durable (or refused).
 func (r *RedisStore) commitDurable(ctx context.Context, conn redis.Conn, s *Session) error {
-	conn.Send("EXEC")
 	conn.Send("WAIT", r.wait, waitMillis(ctx))
 	locked := s.lock != nil && s.lock.key != ""
 	if locked {
@@ -268,7 +266,7 @@ func (r *RedisStore) commitDurable(ctx context.Context, conn redis.Conn, s *Sess
 	}
 	for _, reply := range replies {
 		if e, ok := reply.(redis.Error); ok {
-			return e // an EXECABORT or READONLY, say: nothing was written
+			return e // a READONLY or OOM, say: nothing was written
 		}
 	}
 	if unlocked && locked {

@@ -172,7 +172,7 @@ func BenchmarkPages(b *testing.B) {
 }
 
 // BenchmarkSession is the session store alone: a load (one Redis GET) and
-// a load-modify-save (GET, then MULTI/SET/PEXPIREAT/EXEC), with a cart of
+// a load-modify-save (GET, then SET ... PXAT), with a cart of
 // three lines, through the session package's JSON encoding.
 func BenchmarkSession(b *testing.B) {
 	for _, kind := range benchKinds {

@@ -134,13 +134,13 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 		// Only a redis session store fails to load, and main hands it the
 		// same Redis: the session load just found it down, and asking again
 		// would only make the page wait another timeout for the same answer.
-		v.Error = "Redis did not answer, so this replica cannot tell which others are up."
+		v.Error = clusterBlind(sessionOf(ctx).err)
 		v.Members = []templates.ClusterMember{self}
 	case s.redis != nil:
 		members, err := s.announced(ctx)
 		if err != nil {
 			s.log.DebugContext(ctx, "reading announcements failed", "err", err)
-			v.Error = "Redis did not answer, so this replica cannot tell which others are up."
+			v.Error = clusterBlind(err)
 		}
 		found := false
 		for _, m := range members {
@@ -200,6 +200,15 @@ func (s *Server) redisTier(ctx context.Context, ask bool) *templates.RedisTier {
 		v.Error = "The sentinels were not asked or did not answer: this is what " + s.cfg.Replica + " last heard."
 	}
 	return v
+}
+
+// clusterBlind says why /cluster cannot list the others, naming a Redis
+// that answers but refuses for what it is.
+func clusterBlind(err error) string {
+	if errors.Is(err, redisclient.ErrAuth) {
+		return "Redis refused this replica's password (NOAUTH or WRONGPASS), so it cannot tell which others are up."
+	}
+	return "Redis did not answer, so this replica cannot tell which others are up."
 }
 
 // announced reads every live announcement from Redis.

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,5 +245,30 @@ func TestNearCacheOtherClientSeesWrite(t *testing.T) {
 				t.Error("without invalidation the other client still saw every write: the check cannot fail")
 			}
 		})
+	}
+}
+
+// TestNearCacheVisible: the inspector says the answer came from the
+// near-cache, and /metrics counts the hit.
+func TestNearCacheVisible(t *testing.T) {
+	base := cachedCluster(t, 1, session.CacheOptions{})[0]
+	s := newShopper(t)
+	s.add(base, 1)
+	for deadline := time.Now().Add(time.Second); s.read(base).Session.NearCache != session.CacheHit; {
+		if time.Now().After(deadline) {
+			t.Fatal("never served from the near-cache")
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/session", nil)
+	resp, body := s.send(req)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `data-testid="inspector-near-cache"`) ||
+		!strings.Contains(string(body), "came from shop1&#39;s near-cache") {
+		t.Errorf("the inspector does not say the answer came from the near-cache: %d\n%s", resp.StatusCode, body)
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	_, body = s.send(req)
+	hit := regexp.MustCompile(`(?m)^shop_session_near_cache_total\{event="hit"[^}]*\} ([0-9]+)$`).FindSubmatch(body)
+	if hit == nil || string(hit[1]) == "0" {
+		t.Errorf("/metrics counts no near-cache hit:\n%s", regexp.MustCompile(`(?m)^shop_session_near_cache.*$`).FindAll(body, -1))
 	}
 }

@@ -122,6 +122,9 @@ func TestRedisPasswordRequired(t *testing.T) {
 	if got := c.get("/readyz"); got.status != http.StatusServiceUnavailable || !strings.Contains(got.body, "password") {
 		t.Errorf("/readyz without the password: %d %q", got.status, got.body)
 	}
+	if got := c.get("/cluster").testid("cluster-error"); !strings.Contains(got, "password") {
+		t.Errorf("/cluster without the password says %q", got)
+	}
 	if !strings.Contains(logs.String(), "NOAUTH") || !strings.Contains(logs.String(), "session store refused our password") {
 		t.Errorf("the log does not name NOAUTH:\n%s", logs.String())
 	}

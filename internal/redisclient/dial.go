@@ -16,7 +16,7 @@ func (c *Client) Dial(ctx context.Context) (redis.Conn, error) {
 	defer cancel()
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, named(err))
 	}
 	return conn, nil
 }

@@ -202,7 +202,25 @@ func TestRoundRobinReachesEveryReplica(t *testing.T) {
 // cart dies by kill -9 and the next replica reads the same cart from Redis.
 func TestRedisCartSurvivesKill(t *testing.T) {
 	t.Parallel()
-	c := cluster.StartT(t, cluster.Options{})
+	cartSurvivesKill(t, cluster.StartT(t, cluster.Options{}))
+}
+
+// TestCookieCartSurvivesKill: the same kill -9 with the session sealed in
+// the browser's cookie: no replica held it, so every other replica opens it
+// with the shared key and serves the same cart.
+func TestCookieCartSurvivesKill(t *testing.T) {
+	t.Parallel()
+	c := cluster.StartT(t, cluster.Options{Store: "cookie"})
+	cartSurvivesKill(t, c)
+	if c.SessionKeys() == "" {
+		t.Error("a cookie cluster without keys")
+	}
+}
+
+// cartSurvivesKill adds to a cart, kills -9 the replica that served the add
+// and wants every other replica to serve the same cart.
+func cartSurvivesKill(t *testing.T, c *cluster.Cluster) {
+	t.Helper()
 	s := newShopper(t, c.URL())
 	writer := s.add(3, 2).servedBy
 	r := c.Replica(writer)

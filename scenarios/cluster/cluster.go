@@ -10,6 +10,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,14 +31,17 @@ import (
 // Options describe a cluster. The zero value is three replicas with Redis
 // sessions behind round-robin nginx.
 type Options struct {
-	Replicas int           // number of replicas; default 3
-	Store    string        // session store: "memory" or "redis" (default)
-	LB       string        // nginx policy: "roundrobin" (default) or "sticky"
-	Lock     string        // session lock: "on" (default) or "off"
-	Drain    time.Duration // SHOP_DRAIN; default 300ms to keep tests fast, negative for none
-	Binary   string        // the shop binary; "" builds cmd/shop once per process
-	Dir      string        // logs, database and nginx prefix; "" is a temp dir that Close removes
-	Env      []string      // extra KEY=value for every replica, after (so overriding) the harness's own
+	Replicas int    // number of replicas; default 3
+	Store    string // session store: "memory", "redis" (default) or "cookie"
+	// SessionKeys is SHOP_SESSION_KEYS of every replica with the cookie
+	// store; "" generates one key for this cluster (SessionKeys tells it).
+	SessionKeys string
+	LB          string        // nginx policy: "roundrobin" (default) or "sticky"
+	Lock        string        // session lock: "on" (default) or "off"
+	Drain       time.Duration // SHOP_DRAIN; default 300ms to keep tests fast, negative for none
+	Binary      string        // the shop binary; "" builds cmd/shop once per process
+	Dir         string        // logs, database and nginx prefix; "" is a temp dir that Close removes
+	Env         []string      // extra KEY=value for every replica, after (so overriding) the harness's own
 	// Sentinel runs Redis as a primary and a replica under three sentinels
 	// (RedisHA) and points the replicas at the sentinels; it implies
 	// RedisProxy.
@@ -91,6 +96,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Sentinel {
 		o.RedisProxy = true
+	}
+	if o.Store == session.Cookie && o.SessionKeys == "" {
+		b := make([]byte, 32)
+		rand.Read(b)
+		o.SessionKeys = hex.EncodeToString(b)
 	}
 	if o.Store == "memory" && o.RedisProxy {
 		return o, errors.New("cluster: Sentinel and RedisProxy need Redis; Store is memory")
@@ -190,7 +200,10 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 		c.net = c.ha.net
-	case c.o.Store == "redis":
+	case c.o.Store == session.Redis || c.o.Store == session.Cookie:
+		// A cookie cluster keeps no session in Redis; its replicas use it
+		// for the shared services (login limits, /cluster, live metrics),
+		// and the lab can show that an outage costs no cart.
 		if c.redis, err = startRedis(ctx, filepath.Join(c.dir, "redis"), c.out, "redis", nil); err != nil {
 			return err
 		}
@@ -328,6 +341,9 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 		"SHOP_SESSION_LOCK="+c.o.Lock,
 		"SHOP_DRAIN="+c.o.Drain.String(),
 	)
+	if c.o.Store == session.Cookie {
+		env = append(env, "SHOP_SESSION_KEYS="+c.o.SessionKeys)
+	}
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
 	if c.o.ReplicaEnv != nil {
@@ -346,6 +362,10 @@ func upstreams(rs []*Replica) []deploy.Replica {
 
 // URL is nginx's base URL: "http://127.0.0.1:PORT".
 func (c *Cluster) URL() string { return c.nginx.url() }
+
+// SessionKeys is the replicas' SHOP_SESSION_KEYS with the cookie store, as
+// the cluster started them.
+func (c *Cluster) SessionKeys() string { return c.o.SessionKeys }
 
 // Redis is the cluster's Redis, nil in memory mode and with Sentinel.
 func (c *Cluster) Redis() *Redis { return c.redis }

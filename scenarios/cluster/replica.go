@@ -57,6 +57,15 @@ func (r *Replica) Running() bool {
 	return p != nil && p.running()
 }
 
+// SetEnv adds KEY=value settings for the replica's next Start, overriding
+// what it was started with: a replica redeployed with other settings
+// (new session keys). It does not touch a running process.
+func (r *Replica) SetEnv(kv ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.env = append(append([]string(nil), r.env...), kv...)
+}
+
 // Start (re)starts the replica with the same name, port and environment and
 // waits until GET /readyz answers 200. It fails at once when the process
 // exits meanwhile; after a timeout the process is left running (not ready)

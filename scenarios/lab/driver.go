@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +48,7 @@ type Fault struct {
 	Target string        // a replica name ("shop2"), "redis" or "redis primary"
 	Drain  Drain         // for stop: the drain the step asked for
 	Delay  time.Duration // for delay: added to every exchange with Redis; 0 takes it away
+	Keys   []string      // for rekey: names of the session keys, the sealing one first
 }
 
 // String is "stop shop2 with drain 2s", "delay redis 2ms".
@@ -95,6 +98,18 @@ type LocalDriver struct {
 
 	c      *cluster.Cluster
 	drains map[string]time.Duration
+	// keySalt makes this run's session key secrets: a key name the script
+	// uses ("old", "new") is the same secret throughout one run only.
+	keySalt string
+}
+
+// sessionKeys is SHOP_SESSION_KEYS for key names: a secret per name.
+func (d *LocalDriver) sessionKeys(names ...string) string {
+	secrets := make([]string, len(names))
+	for i, n := range names {
+		secrets[i] = n + "-" + d.keySalt
+	}
+	return strings.Join(secrets, ",")
 }
 
 // Start starts the cluster.
@@ -103,6 +118,9 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 		return "", errors.New("lab: the cluster is already started")
 	}
 	d.drains = s.Drains
+	salt := make([]byte, 24)
+	rand.Read(salt)
+	d.keySalt = hex.EncodeToString(salt)
 	env := slices.Clone(d.Env)
 	if s.Config.Wait != "" {
 		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
@@ -114,18 +132,20 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 		env = append([]string{"SHOP_SESSION_CACHE=on", "SHOP_SESSION_CACHE_INVALIDATION=off"}, env...)
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
-		Replicas:   s.Replicas,
-		Store:      s.Config.Store,
-		LB:         s.Config.LB,
-		Lock:       s.Config.Lock,
-		Sentinel:   s.Config.Redis == "sentinel",
-		RedisProxy: s.RedisNet,
-		Binary:     d.Binary,
-		Dir:        d.Dir,
-		Env:        env,
-		ReplicaEnv: d.drainEnv,
-		Database:   d.Database,
-		Stdout:     d.Stdout,
+		Replicas: s.Replicas,
+		Store:    s.Config.Store,
+		// The cluster starts with the key the scripts call old.
+		SessionKeys: d.sessionKeys("old"),
+		LB:          s.Config.LB,
+		Lock:        s.Config.Lock,
+		Sentinel:    s.Config.Redis == "sentinel",
+		RedisProxy:  s.RedisNet,
+		Binary:      d.Binary,
+		Dir:         d.Dir,
+		Env:         env,
+		ReplicaEnv:  d.drainEnv,
+		Database:    d.Database,
+		Stdout:      d.Stdout,
 	})
 	if err != nil {
 		return "", err

@@ -164,6 +164,7 @@ type Step struct {
 	Shopper  string        // the shopper ("as NAME", "replica of NAME")
 	Target   string        // a replica name or "redis"; "" with Shopper set means that shopper's replica
 	Drain    Drain         // for stop and restart: the drain the script asked for
+	Keys     []string      // for rekey: the names of the session keys, the sealing one first
 
 	Expect *Expectation // for expectations
 }

@@ -253,6 +253,47 @@ var steps = []*stepForm{
 		Uses:    []string{"stop", "start"},
 	},
 	{
+		Usage: "rekey shopN with KEY[,KEY...]",
+		Help: "Redeploys replica shopN (SIGTERM, drain, start) with other cookie session keys. KEYs are names the lab turns into secrets of its own, the same secret for the same name throughout a run; the cluster starts with the one key named old. " +
+			"The first key seals every write, each one opens: \"with new,old\" rolls a key in without losing a session, \"with new\" drops old, and a name no replica had (\"with wrong\") is a misconfigured replica. Only cookie sessions have keys.",
+		Example: "rekey shop1 with new,old",
+		Pattern: regexp.MustCompile(`^rekey (\S+) with (\S+)$`),
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			if err := checkReplica(m[1], ps); err != nil {
+				return err
+			}
+			st.Target = m[1]
+			for _, k := range strings.Split(m[2], ",") {
+				if !regexp.MustCompile(`^` + reName + `$`).MatchString(k) {
+					return fmt.Errorf("key name %q: want lower-case letters and digits, e.g. new,old", k)
+				}
+				st.Keys = append(st.Keys, k)
+			}
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			keys := strings.Join(st.Keys, ",")
+			r.rec.event("%s redeploying with session keys %s (SIGTERM, then start)", st.Target, keys)
+			if err := r.fault(ctx, Fault{Do: "rekey", Target: st.Target, Keys: st.Keys}); err != nil {
+				return err
+			}
+			r.rec.event("%s serves again, sealing with %s", st.Target, st.Keys[0])
+			return nil
+		},
+		Verb: "rekey",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			rep := d.c.Replica(f.Target)
+			if rep == nil {
+				return fmt.Errorf("lab: no replica %s", f.Target)
+			}
+			if err := stopReplica(ctx, rep); err != nil {
+				return err
+			}
+			rep.SetEnv("SHOP_SESSION_KEYS=" + d.sessionKeys(f.Keys...))
+			return rep.Start(ctx)
+		},
+	},
+	{
 		Usage:   "pause TARGET",
 		Help:    "SIGSTOP: a hung process. The kernel still accepts connections but nothing answers; a replica's requests wait for nginx's timeout, Redis commands for the shop's store timeout (about 1 s).",
 		Example: "pause redis",
