@@ -62,6 +62,9 @@ func TestCompose(t *testing.T) {
 		{"from the environment", map[string]string{
 			"SHOP_SESSION_STORE": "memory", "SHOP_SESSION_LOCK": "off", "SHOP_LB": PolicySticky,
 		}, "memory", "off", PolicySticky, false},
+		{"cookie sessions", map[string]string{
+			"SHOP_SESSION_STORE": "cookie", "SHOP_SESSION_KEYS": strings.Repeat("k", 64),
+		}, "cookie", "on", PolicyRoundRobin, false},
 		{"ha profile", map[string]string{
 			"COMPOSE_PROFILES": "ha", "SHOP_REDIS_SENTINELS": sentinels,
 		}, "redis", "on", PolicyRoundRobin, true},
@@ -82,6 +85,11 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("services = %v, want %v", names, want)
 			}
 			checkComposeShops(t, p, root, tt.store, tt.lock)
+			for _, name := range []string{"shop1", "shop2", "shop3"} {
+				if got := p.Services[name].Environment["SHOP_SESSION_KEYS"]; got != tt.env["SHOP_SESSION_KEYS"] {
+					t.Errorf("%s: SHOP_SESSION_KEYS=%q, want %q: every replica must seal with the same keys", name, got, tt.env["SHOP_SESSION_KEYS"])
+				}
+			}
 			checkComposeRedis(t, p)
 			checkComposeNginx(t, p, root, tt.policy)
 			if tt.ha {

@@ -154,6 +154,10 @@ type Result struct {
 	Limit        map[string]Measurement // healthz through nginx, per store's cluster
 	Measurements []Measurement          // pages × stores
 	Memory       map[string]ClusterMemory
+	// CookieBytes is the session cookie (name=value) every request of a
+	// warm shopper carries, per store: a token for memory and redis, the
+	// whole sealed session (here a one-line cart) for cookie.
+	CookieBytes map[string]int
 	// Ready is how long a replica took from exec to /readyz 200, per store
 	// (the median of a few restarts).
 	Ready       map[string]time.Duration
@@ -261,6 +265,10 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 			return res, fmt.Errorf("bench: warm %s sessions: %w", store, err)
 		}
 		shoppers[store] = s
+		if res.CookieBytes == nil {
+			res.CookieBytes = map[string]int{}
+		}
+		res.CookieBytes[store] = meanCookieBytes(s)
 		if slug == "" {
 			if slug, err = productSlug(ctx, c.URL()); err != nil {
 				return res, err

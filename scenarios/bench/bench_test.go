@@ -60,7 +60,10 @@ func TestShortRun(t *testing.T) {
 		t.Error("no goals judged")
 	}
 	report := out.String()
-	for _, want := range []string{"/healthz (limit)", "catalog", "add", "(goal ", "redis mode vs memory mode", "redis+cache", "near-cache vs memory mode"} {
+	if res.CookieBytes[session.Cookie] <= res.CookieBytes[session.Memory] || res.CookieBytes[session.Memory] != len("session=")+43 {
+		t.Errorf("session cookie bytes per request %v: want a token (51 B) for memory and more for the sealed cookie", res.CookieBytes)
+	}
+	for _, want := range []string{"/healthz (limit)", "catalog", "add", "(goal ", "redis mode vs memory mode", "redis+cache", "near-cache vs memory mode", "cookie mode vs memory mode", "session cookie"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("table lacks %q", want)
 		}

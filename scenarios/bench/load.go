@@ -247,3 +247,16 @@ func measureGroup(ctx context.Context, o Options, jobs []job, open bool) []Measu
 func measure(ctx context.Context, c *cluster.Cluster, o Options, ts []vegeta.Target, open bool) Measurement {
 	return measureGroup(ctx, o, []job{{c: c, ts: ts}}, open)[0]
 }
+
+// meanCookieBytes is the mean size of the shoppers' session cookie as a
+// request carries it: "session=" and the value.
+func meanCookieBytes(ss []shopper) int {
+	if len(ss) == 0 {
+		return 0
+	}
+	total := 0
+	for _, s := range ss {
+		total += len("session=") + len(s.token)
+	}
+	return total / len(ss)
+}
