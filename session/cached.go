@@ -28,6 +28,8 @@ const (
 	CacheBypass       = "bypass"       // invalidation down: Redis, nothing cached
 	CacheInvalidation = "invalidation" // Redis dropped a copy this replica held
 	CacheFlush        = "flush"        // everything dropped: connection lost, or FLUSHALL
+	// CacheWrite marks a session loaded for a write: never from the cache.
+	CacheWrite = "write"
 )
 
 // CacheObserver counts the near-cache's events: metrics listen here. The
@@ -105,7 +107,7 @@ func (c *CachedRedisStore) Load(ctx context.Context, cookie string, write bool) 
 	if token == "" || write {
 		s, err := c.RedisStore.Load(ctx, cookie, write)
 		if s != nil && token != "" {
-			s.source = "write"
+			s.source = CacheWrite
 		}
 		return s, err
 	}

@@ -1,7 +1,8 @@
 package web
 
 // Go benchmarks of the hot handlers and of the session store, each over
-// memory and a real Redis (make benchcmp compares them with
+// memory, a real Redis, and a real Redis behind the near-cache (the cached
+// read: Session/redis+cache/load) (make benchcmp compares them with
 // docs/bench-baseline.txt). They call the whole Server — middleware,
 // session, handler, render — without a network in between, so they show
 // what the replica itself spends per request; the cluster bench

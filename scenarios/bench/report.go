@@ -85,9 +85,12 @@ func goals(r Result) []Goal {
 		gs = append(gs, g)
 	}
 
+	// Issue 7's goals are about the pages; /api/session (issue 14's) is
+	// measured beside them but judged only with the near-cache.
+	pageGoals := slices.DeleteFunc(slices.Clone(pages), func(p string) bool { return p == PageSession })
 	var parts, worst []string
 	met := true
-	for _, p := range pages {
+	for _, p := range pageGoals {
 		mem, ok1 := r.find(p, "memory")
 		red, ok2 := r.find(p, "redis")
 		if !ok1 || !ok2 {
@@ -109,7 +112,7 @@ func goals(r Result) []Goal {
 	}
 
 	parts, worst, met = nil, nil, true
-	for _, p := range pages {
+	for _, p := range pageGoals {
 		mem, ok1 := r.find(p, "memory")
 		red, ok2 := r.find(p, "redis")
 		if !ok1 || !ok2 || mem.Rate == 0 {
