@@ -128,7 +128,7 @@ func TestRunMismatchExitsOne(t *testing.T) {
 	// routing (not a configuration the script declares) keeps them. The
 	// run must exit 1 and name the difference.
 	code, out, _ := runCLI(t, "run", "across-replicas", "-store", "memory", "-lb", "sticky")
-	if code != exitMismatch || !strings.Contains(out, "across-replicas.txt:19: expected lost carts, observed 3 of 3 carts intact") {
+	if code != exitMismatch || !strings.Contains(out, "across-replicas.txt:20: expected lost carts, observed 3 of 3 carts intact") {
 		t.Errorf("exit %d, want %d\n%s", code, exitMismatch, out)
 	}
 }
@@ -143,6 +143,7 @@ func TestMatrix(t *testing.T) {
 	for _, want := range []string{
 		"| across-replicas | memory | roundrobin | on | lost carts | 0 / 3 / 0 |",
 		"| across-replicas | redis | roundrobin | on | carts intact; cart of alice is 4 | 3 / 0 / 0 |",
+		"| across-replicas | cookie | roundrobin | on | carts intact; cart of alice is 4 | 3 / 0 / 0 |",
 		"- **across-replicas**: round robin",
 	} {
 		if !strings.Contains(out, want) {
@@ -157,7 +158,7 @@ func TestMatrix(t *testing.T) {
 // even try to shop there.
 func TestTargetWithoutFaultDriver(t *testing.T) {
 	code, out, errOut := runCLI(t, "run", "failover", "-target", "http://127.0.0.1:1")
-	want := "scenarios/lab/scripts/failover.txt:11: kill -9 replica of alice: the none driver cannot kill"
+	want := "scenarios/lab/scripts/failover.txt:12: kill -9 replica of alice: the none driver cannot kill"
 	if code != exitError || !strings.Contains(errOut, want) || !strings.Contains(errOut, "unsupported operation") {
 		t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, exitError, want)
 	}

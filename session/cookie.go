@@ -193,8 +193,12 @@ func (c *CookieStore) seal(s *Session) (string, error) {
 	}
 	sealed, err := c.codecs[0].Encode(cookieName, b)
 	if err != nil {
-		// Only a value far past the limit gets here (MaxLength).
-		return "", &TooLargeError{Size: len(cookieName) + 1 + len(b)*16/9, Limit: c.limit}
+		// A value far past the limit trips the codec's MaxLength; sealing
+		// roughly multiplies the JSON's size by 16/9 (two base64 passes).
+		if estimate := len(cookieName) + 1 + len(b)*16/9; estimate > c.limit {
+			return "", &TooLargeError{Size: estimate, Limit: c.limit}
+		}
+		return "", fmt.Errorf("session: seal: %w", err)
 	}
 	if size := len(cookieName) + 1 + len(sealed); size > c.limit {
 		return "", &TooLargeError{Size: size, Limit: c.limit}

@@ -12,8 +12,9 @@ import (
 const memoryCleanup = time.Minute
 
 // DefaultMaxMemorySessions bounds a memory store unless Options say
-// otherwise: about 40 MB of sessions with small carts.
-const DefaultMaxMemorySessions = 100_000
+// otherwise: about 20 MB of sessions with small carts, 60 MB more RSS
+// at the bound under a flood of new sessions (with GC headroom).
+const DefaultMaxMemorySessions = 50_000
 
 // evictSample is how many sessions an eviction compares to find the least
 // recently used: Redis's approximation of LRU, which costs a few map reads

@@ -98,7 +98,10 @@ func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, er
 			// wakes): the next lock attempt on this key releases it, or that
 			// write would wait until the lock expires.
 			r.stale.remember(key, value)
-			if ctx.Err() != nil {
+			// The wait's own deadline cut this attempt short: a busy lock,
+			// not an outage. The deadline, not ctx.Err(): the connection's
+			// read deadline can fire a moment before the context's timer.
+			if deadline, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(deadline) {
 				r.obs.ObserveLockWait(time.Since(start), true)
 				return nil, ErrLockTimeout
 			}

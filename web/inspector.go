@@ -90,6 +90,7 @@ func (s *Server) inspectorOutage(w http.ResponseWriter, r *http.Request, err err
 	v.Outage = fmt.Sprintf("%s could not read your session. %s Your session does not live in %s but in the %s store, "+
 		"so no replica can read or change any session until the store answers again; nothing the store keeps is lost, and this page comes back by itself.",
 		s.cfg.Replica, trouble, s.cfg.Replica, s.sessions.Kind())
+	v.Lock = "unknown: the store did not answer"
 	v.Stories = s.deathStories(session.ReplicaDeathStory(s.sessions.Kind(), s.cfg.Replica))
 	v.Route, v.RouteText = s.routeText(r)
 	trail := trailOf(r.Context())

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/statelab/shop/internal/redisclient"
@@ -185,4 +186,35 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestWriteAfterRedisStall is issue 10's item 8 as a browser meets it:
+// Redis stopped (SIGSTOP) during a locked write and resumed 2 s later; the
+// write during the stall is a 503, and once Redis answers again the next
+// writes on that session go through at once, not after the stale lock's
+// TTL.
+func TestWriteAfterRedisStall(t *testing.T) {
+	shop := newShop(t, session.Redis)
+	c := shop.client()
+	c.add(1, 1)
+	if err := shop.redis.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shop.redis.Resume() })
+	if r := c.add(1, 1); r.status != http.StatusServiceUnavailable {
+		t.Errorf("add during the stall: %d, want 503", r.status)
+	}
+	time.Sleep(time.Second)
+	if err := shop.redis.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("/readyz", http.StatusOK, "not ready 5 s after Redis resumed")
+	for i := range 2 {
+		if r := c.add(2, 1); r.status != http.StatusSeeOther {
+			t.Fatalf("add %d after Redis answers again: %d, want 303 (a stale lock from the stall?)", i+1, r.status)
+		}
+	}
+	if got := c.session().Cart.Count; got != 3 {
+		t.Errorf("cart %d after the stall, want 3 (the write during the stall changed nothing)", got)
+	}
 }

@@ -240,8 +240,12 @@ func failoverUnderLoad(t *testing.T, c *cluster.Cluster, ha *cluster.RedisHA, ol
 					return
 				default:
 				}
+				// Products in turn: a cart line holds at most 99.
+				mu.Lock()
+				product := (acked[i]+refused[i])%24 + 1
+				mu.Unlock()
 				started := time.Now()
-				r, err := ss[i].do(http.MethodPost, "/cart/items", addForm(7, 1))
+				r, err := ss[i].do(http.MethodPost, "/cart/items", addForm(product, 1))
 				mu.Lock()
 				switch {
 				case err != nil:

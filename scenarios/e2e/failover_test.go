@@ -66,6 +66,26 @@ func TestFailoverRedis(t *testing.T) {
 	t.Logf("redis failover in the browser: %s wrote, died, %s served the cart (%s)", f.writer, f.servedBy, time.Since(start).Round(time.Millisecond))
 }
 
+// TestFailoverCookie: with the session sealed in the browser's cookie the
+// dead replica held nothing: the next replica opens the same cookie with the
+// shared key, and the ribbon says the cart lives in the browser.
+func TestFailoverCookie(t *testing.T) {
+	cl := startCluster(t, cluster.Options{Store: "cookie", LB: "roundrobin"})
+	ctx := newTab(t, time.Minute)
+	start := time.Now()
+	f := addThenKill(t, ctx, cl)
+	if got := testid(t, ctx, "cart-count"); got != "1" {
+		t.Errorf("cookie: after %s died, %s shows cart-count %q, want the cart of 1 to survive", f.writer, f.servedBy, got)
+	}
+	if got := testid(t, ctx, "last-writer"); got != f.writer {
+		t.Errorf("cookie: the ribbon says last written by %q, want %s (the dead replica sealed the cookie)", got, f.writer)
+	}
+	if got := testid(t, ctx, "cart-lives"); !strings.HasPrefix(got, "your cart lives in your browser (sealed, ") {
+		t.Errorf("cookie: the ribbon says %q, want the cart in the browser", got)
+	}
+	t.Logf("cookie failover in the browser: %s wrote, died, %s served the cart (%s)", f.writer, f.servedBy, time.Since(start).Round(time.Millisecond))
+}
+
 // TestFailoverMemory: with memory sessions the cart dies with its replica,
 // and the ribbon says where it was. Sticky routing, so the cart is there
 // until the kill.
