@@ -167,6 +167,9 @@ type Session struct {
 	bytes    int                  // size of the cookie as loaded or saved
 	sealedBy int                  // which key opened it, -1 for none
 	fits     func(*Session) error // whether the session fits where it lives; nil: always
+	// The last seal of this session: its plain bytes and the cookie value.
+	sealedFrom []byte
+	sealedAs   string
 }
 
 // values are a session's fields as stored: readable JSON under the keys
