@@ -280,14 +280,19 @@ func (r Result) mainRows() (header []string, rows [][]string) {
 	return header, rows
 }
 
-func (r Result) printTable(w io.Writer) {
+// printColumns writes a table as plain text in aligned columns.
+func printColumns(w io.Writer, header []string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	h, rows := r.mainRows()
-	fmt.Fprintln(tw, strings.Join(h, "\t"))
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, row := range rows {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
+}
+
+func (r Result) printTable(w io.Writer) {
+	h, rows := r.mainRows()
+	printColumns(w, h, rows)
 	fmt.Fprintln(w)
 	for _, g := range r.Goals {
 		mark := "MET   "
@@ -310,13 +315,8 @@ func (r Result) printTable(w io.Writer) {
 }
 
 func (r Result) printDatabaseTable(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	h, rows := r.databaseRows()
-	fmt.Fprintln(tw, strings.Join(h, "\t"))
-	for _, row := range rows {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
-	}
-	tw.Flush()
+	printColumns(w, h, rows)
 }
 
 // databaseRows is the database table: catalog and checkout on SQLite and
