@@ -160,6 +160,7 @@ type Session struct {
 	lock     *heldLock
 	ver      int64  // the session's write count, as stored; see Version
 	size     int    // bytes the store holds for it, when it read them
+	prior    []byte // those bytes, as the redis store read them: what a write WAIT refuses puts back
 	source   string // where a cached store found it; see NearCache
 
 	// Where the session lives in its cookie (the cookie store).
