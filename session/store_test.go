@@ -332,7 +332,7 @@ func TestWaitReplicas(t *testing.T) {
 	}
 	defer conn.Close()
 	st := session.NewRedis(rc, session.Options{Lock: true, WaitReplicas: 1})
-	refuse := func(what string, s *session.Session) {
+	refuse := func(what string, st session.Store, s *session.Session) {
 		t.Helper()
 		start := time.Now()
 		_, _, err := st.Save(t.Context(), s)
@@ -350,7 +350,7 @@ func TestWaitReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Touch("shop1")
-		refuse("a new session's first write", s)
+		refuse("a new session's first write", st, s)
 		if keys := sessionKeys(t, conn); len(keys) != 0 {
 			t.Errorf("a refused first write left %d session keys in Redis, want none", len(keys))
 		}
@@ -366,25 +366,28 @@ func TestWaitReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, renew := range []bool{false, true} {
-		s, err := st.Load(t.Context(), cookie, true)
+	unlocked := session.NewRedis(rc, session.Options{WaitReplicas: 1})
+	for _, c := range []struct {
+		what  string
+		st    session.Store
+		renew bool
+	}{{"a locked write", st, false}, {"a renewal", st, true}, {"a write without the lock", unlocked, false}} {
+		s, err := c.st.Load(t.Context(), cookie, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.Touch("shop2")
 		s.SetCart([]byte(`{"v":1,"rev":2,"items":[{"product_id":1,"quantity":3}]}`))
-		what := "a locked write"
-		if renew {
+		if c.renew {
 			s.Renew("login")
-			what = "a renewal"
 		}
-		refuse(what, s)
+		refuse(c.what, c.st, s)
 		keys := sessionKeys(t, conn)
 		if len(keys) != 1 || string(keys[key]) != string(before) {
-			t.Errorf("after %s was refused, Redis holds %q, want only %s as it was: %s", what, keys, key, before)
+			t.Errorf("after %s was refused, Redis holds %q, want only %s as it was: %s", c.what, keys, key, before)
 		}
 		if after, err := redis.Int64(conn.Do("PEXPIRETIME", key)); err != nil || after != ttl {
-			t.Errorf("after %s was refused, %s expires at %d (%v), want %d as before", what, key, after, err, ttl)
+			t.Errorf("after %s was refused, %s expires at %d (%v), want %d as before", c.what, key, after, err, ttl)
 		}
 	}
 	// The lock went with the refused write's undo: the next write of the
