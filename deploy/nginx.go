@@ -4,8 +4,6 @@
 // Procfile and docker-compose.yml point at; a test keeps them fresh.
 package deploy
 
-//go:generate go run gen_nginx.go
-
 import (
 	"bytes"
 	_ "embed"

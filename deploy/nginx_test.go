@@ -101,17 +101,17 @@ func TestRenderNginxPolicies(t *testing.T) {
 }
 
 func TestRenderingsAreFresh(t *testing.T) {
-	for _, r := range Renderings() {
-		want, err := RenderNginx(r.Config)
-		if err != nil {
-			t.Fatalf("%s: %v", r.File, err)
-		}
-		got, err := os.ReadFile(filepath.Join("nginx", r.File))
+	files, err := GeneratedFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		got, err := os.ReadFile(filepath.FromSlash(f.Path))
 		if err != nil {
 			t.Fatalf("%v (run go generate ./deploy/)", err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("nginx/%s differs from RenderNginx's output: run go generate ./deploy/", r.File)
+		if !bytes.Equal(got, f.Body) {
+			t.Errorf("%s differs from its rendering: run go generate ./deploy/", f.Path)
 		}
 	}
 }

@@ -1,7 +1,5 @@
 package deploy
 
-//go:generate go run gen_sentinel.go
-
 import (
 	"bytes"
 	_ "embed"

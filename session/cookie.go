@@ -10,6 +10,7 @@ package session
 // replica must share the keys, and the cookie travels on every request.
 
 import (
+	"bytes"
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
@@ -191,11 +192,17 @@ func (c *CookieStore) seal(s *Session) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("session: encode: %w", err)
 	}
+	// Fits sealed this very session a moment ago (the cart changed, then
+	// nothing else): the same bytes need no second encryption.
+	if s.sealedFrom != nil && bytes.Equal(s.sealedFrom, b) {
+		return s.sealedAs, nil
+	}
+	plain := bytes.Clone(b) // Encode encrypts b in place
 	sealed, err := c.codecs[0].Encode(cookieName, b)
 	if err != nil {
 		// A value far past the limit trips the codec's MaxLength; sealing
 		// roughly multiplies the JSON's size by 16/9 (two base64 passes).
-		if estimate := len(cookieName) + 1 + len(b)*16/9; estimate > c.limit {
+		if estimate := len(cookieName) + 1 + len(plain)*16/9; estimate > c.limit {
 			return "", &TooLargeError{Size: estimate, Limit: c.limit}
 		}
 		return "", fmt.Errorf("session: seal: %w", err)
@@ -203,6 +210,7 @@ func (c *CookieStore) seal(s *Session) (string, error) {
 	if size := len(cookieName) + 1 + len(sealed); size > c.limit {
 		return "", &TooLargeError{Size: size, Limit: c.limit}
 	}
+	s.sealedFrom, s.sealedAs = plain, sealed
 	return sealed, nil
 }
 

@@ -5,13 +5,13 @@ package session
 // lock's SET NX carries the session's GET in one pipeline, and the commit
 // carries the unlock in another (scs's redisstore alone would make it
 // SET NX, GET, MULTI/SET/PEXPIREAT/EXEC, EVAL, each waiting for the one
-// before).
+// before). A durable write (WaitReplicas) takes a third: the unlock waits
+// for WAIT's answer, so that a refused write is undone under the lock.
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -77,7 +77,17 @@ func (r *RedisStore) find(ctx context.Context, token string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: find: %w", ErrUnavailable, err)
 	}
-	return open(token, b, found), nil
+	return opened(token, b, found), nil
+}
+
+// opened is open for the Redis store, which keeps the bytes it read: what
+// a write that WAIT refuses puts back.
+func opened(token string, b []byte, found bool) *Session {
+	s := open(token, b, found)
+	if s.known {
+		s.prior = b
+	}
+	return s
 }
 
 // loadLocked takes the session's lock, retrying with backoff for at most
@@ -111,7 +121,7 @@ func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, er
 		if ok {
 			r.obs.ObserveLockWait(time.Since(start), false)
 			r.obs.ObserveStore("find", time.Since(try), nil)
-			s := open(token, b, found)
+			s := opened(token, b, found)
 			s.lock = &heldLock{key: key, value: value, release: func() { r.unlock(key, value) }}
 			return s, nil
 		}
@@ -180,7 +190,8 @@ func (r *RedisStore) unlock(key, value string) {
 
 // Save writes the session with its expiry, atomically; in the same round
 // trip it drops the old token of a renewed session and releases the lock
-// the session holds.
+// the session holds. With WaitReplicas the commit is commitDurable's
+// instead.
 func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
 	defer s.Release() // when the commit did not release it
 	s.ver++
@@ -190,6 +201,10 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
 	}
 	s.size = len(b)
+	priorKey := "" // the key the session had in Redis, if it had one
+	if s.token != "" {
+		priorKey = KeyPrefix + s.token
+	}
 	old := ""
 	if s.renew {
 		old = s.token
@@ -199,29 +214,29 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		s.token = newToken()
 	}
 	start := time.Now()
-	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		key := KeyPrefix + s.token
-		if old != "" {
-			conn.Send("DEL", KeyPrefix+old)
-		}
-		// The value and its expiry in one command, atomic by itself (PXAT,
-		// Redis 6.2): one command where MULTI/SET/PEXPIREAT/EXEC were four.
-		conn.Send("SET", key, b, "PXAT", s.deadline.UnixMilli())
-		if r.wait > 0 {
-			return r.commitDurable(ctx, conn, s)
-		}
-		if s.lock == nil || s.lock.key == "" {
-			_, err := redis.DoContext(conn, ctx, "")
-			return err
-		}
-		// Do returns the first error among the pipeline's replies: a failed
-		// SET leaves the lock held, for Release to free.
-		if _, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value); err != nil {
-			return err
-		}
-		s.lock = nil
-		return nil
-	})
+	if r.wait > 0 {
+		err = r.commitDurable(ctx, s, old, priorKey, b)
+	} else {
+		err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+			if old != "" {
+				conn.Send("DEL", KeyPrefix+old)
+			}
+			// The value and its expiry in one command, atomic by itself (PXAT,
+			// Redis 6.2): one command where MULTI/SET/PEXPIREAT/EXEC were four.
+			conn.Send("SET", KeyPrefix+s.token, b, "PXAT", s.deadline.UnixMilli())
+			if s.lock == nil || s.lock.key == "" {
+				_, err := redis.DoContext(conn, ctx, "")
+				return err
+			}
+			// Do returns the first error among the pipeline's replies: a failed
+			// SET leaves the lock held, for Release to free.
+			if _, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value); err != nil {
+				return err
+			}
+			s.lock = nil
+			return nil
+		})
+	}
 	r.obs.ObserveStore("commit", time.Since(start), err)
 	if err != nil {
 		if old != "" {
@@ -231,70 +246,149 @@ func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, e
 		return "", time.Time{}, fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
 	}
 	s.renew, s.modified = false, false
+	s.prior = b // what Redis holds now, should this request write again
 	return s.token, s.deadline, nil
 }
 
 // errNotDurable: fewer replicas than asked confirmed a write in time. The
-// write is on the primary, but a failover now could lose it, so it is not
-// acknowledged.
+// write was taken back from the primary (undoScript), so the refusal is
+// true: the session is as it was.
 var errNotDurable = errors.New("not confirmed by enough Redis replicas")
 
-// commitDurable finishes a commit whose SET is sent: WAIT for the
-// replicas, then the unlock, in one round trip. The
-// unlock comes last so that the next writer of the session waits until this
-// write is durable (or refused).
-func (r *RedisStore) commitDurable(ctx context.Context, conn redis.Conn, s *Session) error {
-	conn.Send("WAIT", r.wait, waitMillis(ctx))
-	locked := s.lock != nil && s.lock.key != ""
-	if locked {
-		if err := unlockScript.SendHash(conn, s.lock.key, s.lock.value); err != nil {
+// commitDurable writes the session, whose new token (if any) is set, whose
+// renewed token was old and whose key before the write was priorKey ("" for
+// a new session), and acknowledges it only once WAIT confirms
+// the replicas asked for. Two round trips where the plain commit has one:
+// DEL old, SET and WAIT in the first; the unlock in the second, after the
+// answer, because a refused write is undone while the lock still keeps
+// every other writer of the session out: a 503 must mean that nothing
+// happened, or the shopper's retry applies the write twice.
+func (r *RedisStore) commitDurable(ctx context.Context, s *Session, old, priorKey string, b []byte) error {
+	key := KeyPrefix + s.token
+	var acked int
+	var wait time.Duration
+	err := r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		if old != "" {
+			conn.Send("DEL", KeyPrefix+old)
+		}
+		conn.Send("SET", key, b, "PXAT", s.deadline.UnixMilli())
+		wait = waitTime(ctx)
+		conn.Send("WAIT", r.wait, wait.Milliseconds())
+		replies, err := redis.Values(redis.DoContext(conn, ctx, ""))
+		if err != nil {
 			return err
 		}
-	}
-	replies, err := redis.Values(redis.DoContext(conn, ctx, ""))
+		n := len(replies)
+		for _, reply := range replies[:n-1] {
+			if e, ok := reply.(redis.Error); ok {
+				return e // a READONLY or OOM, say: nothing was written
+			}
+		}
+		acked, err = redis.Int(replies[n-1], nil)
+		if err != nil {
+			return fmt.Errorf("WAIT: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
+		// No answer, or a refusal: Save's Release frees the lock. Without
+		// an answer the SET may have landed; undoing it would cost another
+		// timeout against a Redis that is not answering.
 		return err
 	}
-	n := len(replies)
-	unlocked := true
+	if acked >= r.wait {
+		s.Release()
+		return nil
+	}
+	refused := fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, r.wait, wait.Milliseconds())
+	if err := r.undo(ctx, s, key, priorKey, b); err != nil {
+		return fmt.Errorf("%w, and taking the write back failed, so it may have been applied all the same: %w", refused, err)
+	}
+	return refused
+}
+
+// undoScript takes back a write that WAIT did not confirm, and releases
+// the session's lock, in one step. KEYS: the key the write set, the key the
+// session had before (the same, or a renewed session's old one), and the
+// lock when there is one. ARGV: the bytes written, the bytes before ("" when
+// the session is new), their expiry (Unix ms), and the lock's value. The
+// write is taken back only if the key still holds it: a writer that came
+// after (without the lock, or past an expired one) is never overwritten. It
+// returns 1 when the write was taken back.
+var undoScript = redis.NewScript(-1, `
+local undone = 0
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	redis.call("DEL", KEYS[1])
+	if ARGV[2] ~= "" then
+		redis.call("SET", KEYS[2], ARGV[2], "PXAT", ARGV[3])
+	end
+	undone = 1
+end
+if KEYS[3] and redis.call("GET", KEYS[3]) == ARGV[4] then
+	redis.call("DEL", KEYS[3])
+end
+return undone`)
+
+// errUndoSuperseded: the key no longer held the refused write when the
+// undo came, so the undo left it alone.
+var errUndoSuperseded = errors.New("the session was written again before the undo")
+
+// undo takes back s's refused write of b under key, restoring the bytes s
+// was loaded with under priorKey (the same key, or a renewed session's old
+// one, which the write deleted; "" for a new session, whose key just goes),
+// and releases s's lock. Like unlock, it does not stop when the request
+// does: a request that gave up must not leave its write behind.
+func (r *RedisStore) undo(ctx context.Context, s *Session, key, priorKey string, b []byte) error {
+	prior := s.prior
+	if priorKey == "" {
+		priorKey, prior = key, nil
+	} else if prior == nil {
+		// Every write loads through find or loadLocked, which keep the
+		// bytes: this would be a session from somewhere else.
+		return errors.New("the session's previous bytes are unknown")
+	}
+	args := redis.Args{2, key, priorKey}
+	locked := s.lock != nil && s.lock.key != ""
 	if locked {
-		// EVALSHA of a script this server has not seen (after a failover,
-		// say): evaluate it the long way.
-		if e, ok := replies[n-1].(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
-			_, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value)
-			unlocked = err == nil
-		}
-		replies = replies[:n-1]
-		n--
+		args = redis.Args{3, key, priorKey, s.lock.key}
 	}
-	for _, reply := range replies {
-		if e, ok := reply.(redis.Error); ok {
-			return e // a READONLY or OOM, say: nothing was written
-		}
+	args = args.Add(b, prior, s.deadline.UnixMilli())
+	if locked {
+		args = args.Add(s.lock.value)
 	}
-	if unlocked && locked {
+	var undone int
+	err := r.rc.Do(context.WithoutCancel(ctx), func(ctx context.Context, conn redis.Conn) (err error) {
+		undone, err = redis.Int(undoScript.DoContext(ctx, conn, args...))
+		return err
+	})
+	if err != nil {
+		return err // the lock, if still held, goes with Save's Release
+	}
+	if locked {
 		s.lock = nil
 	}
-	acked, err := redis.Int(replies[n-1], nil)
-	if err != nil {
-		return fmt.Errorf("WAIT: %w", err)
-	}
-	if acked < r.wait {
-		return fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, r.wait, waitMillis(ctx))
+	if undone == 0 {
+		return errUndoSuperseded
 	}
 	return nil
 }
 
-// waitMillis is how long WAIT may block: what is left of ctx but the time
-// the reply needs to come back, and at least 1 ms (WAIT 0 would block
-// forever).
-func waitMillis(ctx context.Context) int64 {
+// waitTime is how long WAIT may block: half of what is left of ctx, so
+// that its reply (a refusal, most of all) has as long again to come back
+// on a loaded machine, at most maxWait, and at least 1 ms (WAIT 0 would
+// block forever).
+func waitTime(ctx context.Context) time.Duration {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		return 500
+		return maxWait
 	}
-	return max(1, (time.Until(deadline) - 100*time.Millisecond).Milliseconds())
+	return min(maxWait, max(time.Millisecond, time.Until(deadline)/2))
 }
+
+// maxWait bounds WAIT however long the store timeout is: a replica that
+// has not confirmed a write on loopback or in a data centre in half a
+// second is not coming back in time for a shopper.
+const maxWait = 500 * time.Millisecond
 
 // Ping reports whether Redis answers and accepts writes: a Redis that
 // refuses them (out of memory, read-only) cannot keep a cart.

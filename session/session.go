@@ -160,12 +160,16 @@ type Session struct {
 	lock     *heldLock
 	ver      int64  // the session's write count, as stored; see Version
 	size     int    // bytes the store holds for it, when it read them
+	prior    []byte // those bytes, as the redis store read them: what a write WAIT refuses puts back
 	source   string // where a cached store found it; see NearCache
 
 	// Where the session lives in its cookie (the cookie store).
 	bytes    int                  // size of the cookie as loaded or saved
 	sealedBy int                  // which key opened it, -1 for none
 	fits     func(*Session) error // whether the session fits where it lives; nil: always
+	// The last seal of this session: its plain bytes and the cookie value.
+	sealedFrom []byte
+	sealedAs   string
 }
 
 // values are a session's fields as stored: readable JSON under the keys

@@ -316,46 +316,102 @@ func TestRedisDown(t *testing.T) {
 }
 
 // TestWaitReplicas: with WaitReplicas 1 and no replica, a write is refused
-// (ErrUnavailable, so 503) within the client's timeout, and the session's
-// lock is released all the same; with a replica the cluster test
-// (scenarios/cluster TestSentinel) sees it acknowledged.
+// (ErrUnavailable naming the replicas, so 503) within the client's timeout,
+// the refused write is taken back (the key holds what it held before, with
+// its expiry; a new session's first write leaves no key; a renewal's old
+// key comes back), and the session's lock is released all the same; with a
+// replica the cluster test (scenarios/cluster TestSentinel) sees it
+// acknowledged.
 func TestWaitReplicas(t *testing.T) {
 	r := testenv.StartRedis(t)
 	rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
 	defer rc.Close()
+	conn, err := redis.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
 	st := session.NewRedis(rc, session.Options{Lock: true, WaitReplicas: 1})
+	refuse := func(what string, s *session.Session) {
+		t.Helper()
+		start := time.Now()
+		_, _, err := st.Save(t.Context(), s)
+		if !errors.Is(err, session.ErrUnavailable) || !strings.Contains(err.Error(), "replicas") ||
+			strings.Contains(err.Error(), "may have been applied") {
+			t.Errorf("%s no replica confirmed: %v, want ErrUnavailable naming the replicas", what, err)
+		}
+		if took := time.Since(start); took > 2*redisclient.DefaultTimeout {
+			t.Errorf("the refusal of %s took %s, want it within the client's timeout", what, took)
+		}
+	}
 	for range 2 { // the second write finds the lock the first one released
 		s, err := st.Load(t.Context(), "", true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.Touch("shop1")
-		start := time.Now()
-		_, _, err = st.Save(t.Context(), s)
-		if !errors.Is(err, session.ErrUnavailable) || !strings.Contains(err.Error(), "replicas") {
-			t.Errorf("a write no replica confirmed: %v, want ErrUnavailable naming the replicas", err)
-		}
-		if took := time.Since(start); took > 2*redisclient.DefaultTimeout {
-			t.Errorf("the refusal took %s, want it within the client's timeout", took)
+		refuse("a new session's first write", s)
+		if keys := sessionKeys(t, conn); len(keys) != 0 {
+			t.Errorf("a refused first write left %d session keys in Redis, want none", len(keys))
 		}
 	}
+
 	cookie := save(t, session.NewRedis(rc, session.Options{Lock: true}), "shop1")
-	s, err := st.Load(t.Context(), cookie, true)
+	key := session.KeyPrefix + cookie
+	before, err := redis.Bytes(conn.Do("GET", key))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Touch("shop2")
-	if _, _, err := st.Save(t.Context(), s); !errors.Is(err, session.ErrUnavailable) {
-		t.Fatalf("locked write without a replica: %v, want ErrUnavailable", err)
+	ttl, err := redis.Int64(conn.Do("PEXPIRETIME", key))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The lock went with the refused write's pipeline: the next write of
-	// the same session takes it at once.
+	for _, renew := range []bool{false, true} {
+		s, err := st.Load(t.Context(), cookie, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Touch("shop2")
+		s.SetCart([]byte(`{"v":1,"rev":2,"items":[{"product_id":1,"quantity":3}]}`))
+		what := "a locked write"
+		if renew {
+			s.Renew("login")
+			what = "a renewal"
+		}
+		refuse(what, s)
+		keys := sessionKeys(t, conn)
+		if len(keys) != 1 || string(keys[key]) != string(before) {
+			t.Errorf("after %s was refused, Redis holds %q, want only %s as it was: %s", what, keys, key, before)
+		}
+		if after, err := redis.Int64(conn.Do("PEXPIRETIME", key)); err != nil || after != ttl {
+			t.Errorf("after %s was refused, %s expires at %d (%v), want %d as before", what, key, after, err, ttl)
+		}
+	}
+	// The lock went with the refused write's undo: the next write of the
+	// same session takes it at once.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	if s, err = st.Load(ctx, cookie, true); err != nil {
+	s, err := st.Load(ctx, cookie, true)
+	if err != nil {
 		t.Fatalf("the next write of the session: %v; the refused write left its lock", err)
 	}
 	s.Release()
+}
+
+// sessionKeys returns every session key in Redis with its bytes.
+func sessionKeys(t *testing.T, conn redis.Conn) map[string][]byte {
+	t.Helper()
+	names, err := redis.Strings(conn.Do("KEYS", session.KeyPrefix+"*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make(map[string][]byte, len(names))
+	for _, name := range names {
+		if keys[name], err = redis.Bytes(conn.Do("GET", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
 }
 
 // TestCheckKind: the one list of kinds is what the flag accepts.

@@ -31,7 +31,7 @@ import (
 const redisCached = "redis+cache"
 
 // benchKinds are the stores each benchmark runs over.
-var benchKinds = []string{session.Memory, session.Redis, redisCached}
+var benchKinds = []string{session.Memory, session.Redis, redisCached, session.Cookie}
 
 // benchServer is one replica over a fresh SQLite file and the given store,
 // logging at info to nowhere: the log line is part of a request's cost.
@@ -60,6 +60,11 @@ func benchServer(b *testing.B, kind string) *Server {
 			sessions = cached
 		} else {
 			sessions = session.NewRedis(rc, opts)
+		}
+	case session.Cookie:
+		sessions, err = session.NewCookie(session.CookieOptions{Keys: []string{"bench-key-0123456789-0123456789-0123456789"}, Epochs: db}, opts)
+		if err != nil {
+			b.Fatal(err)
 		}
 	default:
 		sessions = session.NewMemory(opts)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/templates"
 )
 
@@ -130,10 +131,11 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 		Ready: sessionOf(ctx).available() && s.readyErr(ctx) == nil, Self: true,
 	}
 	switch {
-	case s.redis != nil && !sessionOf(ctx).available():
-		// Only a redis session store fails to load, and main hands it the
-		// same Redis: the session load just found it down, and asking again
-		// would only make the page wait another timeout for the same answer.
+	case s.redis != nil && s.sessions.Kind() == session.Redis && !sessionOf(ctx).available():
+		// main hands a redis session store the same Redis: the session load
+		// just found it down, and asking again would only make the page wait
+		// another timeout for the same answer. (A cookie session fails to
+		// load only when the database does, which says nothing of Redis.)
 		v.Error = clusterBlind(sessionOf(ctx).err)
 		v.Members = []templates.ClusterMember{self}
 	case s.redis != nil:

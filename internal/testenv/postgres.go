@@ -458,7 +458,7 @@ func (p *Postgres) Pause() error {
 	signalServer(cmd.Process.Pid, syscall.SIGSTOP)
 	deadline := time.Now().Add(2 * time.Second)
 	for _, pid := range append(children(cmd.Process.Pid), cmd.Process.Pid) {
-		for !processStopped(pid) {
+		for !ProcessStopped(pid) {
 			if time.Now().After(deadline) {
 				return errors.New("testenv: pause postgres: not stopped 2 s after SIGSTOP")
 			}

@@ -178,7 +178,7 @@ func (r *Redis) Pause() error {
 	// kill(2) only queues the signal: without the wait a request sent right
 	// after Pause may still be answered.
 	deadline := time.Now().Add(2 * time.Second)
-	for !processStopped(cmd.Process.Pid) {
+	for !ProcessStopped(cmd.Process.Pid) {
 		if time.Now().After(deadline) {
 			return errors.New("testenv: pause redis: not stopped 2 s after SIGSTOP")
 		}
@@ -240,19 +240,6 @@ func ping(ctx context.Context, addr string) error {
 		return fmt.Errorf("PING: %q", buf[:n])
 	}
 	return nil
-}
-
-// processStopped reports whether /proc says pid is stopped (state T). Where
-// there is no /proc it says yes, and Pause is as good as the signal.
-func processStopped(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself hold spaces or parentheses: take the last ")".
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
 }
 
 // tail returns the last few KB of a log file.

@@ -211,25 +211,13 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	o = o.withDefaults()
 	res := Result{Options: o, Started: time.Now(), Machine: describeMachine(),
 		Limit: map[string]Measurement{}, Memory: map[string]ClusterMemory{}, Ready: map[string]time.Duration{}}
-	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	logf("bench: %s; load average %s", res.Machine, res.Machine.LoadBefore)
+	logf := startLog(w, res.Machine)
 
-	dir := o.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "statelab-bench-*")
-		if err != nil {
-			return res, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
+	if err != nil {
+		return res, err
 	}
-	bin := o.Binary
-	if bin == "" {
-		var err error
-		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
-			return res, err
-		}
-	}
+	defer cleanup()
 
 	// Both clusters run at once so that every pair of measurements is taken
 	// minutes apart at most. Sticky routing for both: a memory session lives
@@ -367,6 +355,35 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// startLog is the progress logger writing to w, its first line already
+// written: the machine and its load average as the run begins.
+func startLog(w io.Writer, m Machine) func(format string, args ...any) {
+	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	logf("bench: %s; load average %s", m, m.LoadBefore)
+	return logf
+}
+
+// benchDirAndBinary is the working directory (a temp dir unless
+// Options.Dir) and the shop binary (built unless Options.Binary).
+func benchDirAndBinary(ctx context.Context, o Options) (dir, bin string, cleanup func(), err error) {
+	cleanup = func() {}
+	dir = o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "statelab-bench-*"); err != nil {
+			return "", "", nil, err
+		}
+		cleanup = func() { os.RemoveAll(dir) }
+	}
+	bin = o.Binary
+	if bin == "" {
+		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
+			cleanup()
+			return "", "", nil, err
+		}
+	}
+	return dir, bin, cleanup, nil
 }
 
 // readyTime restarts the last replica a few times and takes the median time

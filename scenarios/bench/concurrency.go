@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -18,24 +17,12 @@ import (
 // writes no report; it fails when any request failed.
 func RunConcurrency(ctx context.Context, o Options, w io.Writer) ([]Measurement, error) {
 	o = o.withDefaults()
-	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	logf("bench: %s; load average %s", describeMachine(), describeMachine().LoadBefore)
-	dir := o.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "statelab-bench-*")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	logf := startLog(w, describeMachine())
+	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
+	if err != nil {
+		return nil, err
 	}
-	bin := o.Binary
-	if bin == "" {
-		var err error
-		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
-			return nil, err
-		}
-	}
+	defer cleanup()
 	c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: "redis", LB: "sticky", Binary: bin, Dir: filepath.Join(dir, "redis"),
 		Env: []string{"SHOP_LOG_LEVEL=warn"}})
 	if err != nil {

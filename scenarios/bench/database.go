@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -262,24 +261,12 @@ func post(ctx context.Context, c *http.Client, u string, form url.Values) (int, 
 // any request failed.
 func RunDatabase(ctx context.Context, o Options, w io.Writer) ([]DatabaseMeasurement, error) {
 	o = o.withDefaults()
-	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	logf("bench: %s; load average %s", describeMachine(), describeMachine().LoadBefore)
-	dir := o.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "statelab-bench-*")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	logf := startLog(w, describeMachine())
+	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
+	if err != nil {
+		return nil, err
 	}
-	bin := o.Binary
-	if bin == "" {
-		var err error
-		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
-			return nil, err
-		}
-	}
+	defer cleanup()
 	ms, err := databaseBench(ctx, o, bin, dir, logf)
 	if err != nil {
 		return ms, err

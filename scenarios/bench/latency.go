@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,8 +39,7 @@ type LatencyRow struct {
 // baseline, taken in the same rounds.
 func RunLatency(ctx context.Context, o Options, w io.Writer) ([]LatencyRow, error) {
 	o = o.withDefaults()
-	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	logf("bench: %s; load average %s", describeMachine(), describeMachine().LoadBefore)
+	logf := startLog(w, describeMachine())
 	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
 	if err != nil {
 		return nil, err
@@ -186,8 +184,7 @@ func LatencyMarkdown(rows []LatencyRow, o Options) string {
 // replica directly in alternating rounds.
 func RunWait(ctx context.Context, o Options, w io.Writer) ([]Measurement, error) {
 	o = o.withDefaults()
-	logf := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	logf("bench: %s; load average %s", describeMachine(), describeMachine().LoadBefore)
+	startLog(w, describeMachine())
 	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
 	if err != nil {
 		return nil, err
@@ -236,27 +233,6 @@ func randomKey() string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// benchDirAndBinary is the working directory (a temp dir unless
-// Options.Dir) and the shop binary (built unless Options.Binary).
-func benchDirAndBinary(ctx context.Context, o Options) (dir, bin string, cleanup func(), err error) {
-	cleanup = func() {}
-	dir = o.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "statelab-bench-*"); err != nil {
-			return "", "", nil, err
-		}
-		cleanup = func() { os.RemoveAll(dir) }
-	}
-	bin = o.Binary
-	if bin == "" {
-		if bin, err = cluster.BuildShop(ctx, filepath.Join(dir, "bin")); err != nil {
-			cleanup()
-			return "", "", nil, err
-		}
-	}
-	return dir, bin, cleanup, nil
 }
 
 // failedRows is an error naming the cells where a request failed.

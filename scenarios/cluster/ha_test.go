@@ -162,6 +162,11 @@ func TestSentinel(t *testing.T) {
 			t.Fatal(err)
 		}
 		bob.add(5, 1)
+		// The refused add was taken back before the 503: the two
+		// acknowledged adds are the whole cart.
+		if a, _ := bob.session(); a.Cart.Count != 2 {
+			t.Errorf("after two acknowledged adds of one and one refused with 503, the cart holds %d, want 2: the refused write stayed", a.Cart.Count)
+		}
 	})
 
 	t.Run("kill -9 of the primary under load", func(t *testing.T) {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 const (
@@ -136,26 +138,13 @@ func (p *proc) pause() error {
 		return err
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	for p.running() && !processStopped(p.pid()) {
+	for p.running() && !testenv.ProcessStopped(p.pid()) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("cluster: pause %s: not stopped 2 s after SIGSTOP", p.name)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	return nil
-}
-
-// processStopped reports whether /proc says pid is stopped (state T). Where
-// there is no /proc it says yes, and pause is as good as the signal.
-func processStopped(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name, which is in parentheses and may
-	// itself hold spaces or parentheses: take the last ")".
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
 }
 
 func (p *proc) running() bool {
