@@ -364,6 +364,16 @@ func (ha *RedisHA) StartStopped(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if !primary.Running() {
+		// The sentinels still name the server that is down: the failover
+		// is not over (on a loaded machine it can take longer than a
+		// script's sleep). Started now it would replicate from itself, and
+		// the writes the promoted replica takes meanwhile would be thrown
+		// away when it is told to follow: wait for the promotion first.
+		if primary, err = ha.WaitFailover(ctx, primary); err != nil {
+			return err
+		}
+	}
 	host, port, _ := strings.Cut(ha.ProxyAddr(primary), ":")
 	for _, r := range ha.servers {
 		if r.Running() {
