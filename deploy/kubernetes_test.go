@@ -44,15 +44,6 @@ var kubeBuilds = []struct {
 	{"overlays/cookie", "cookie"},
 }
 
-// pendingEnv are variables the shop's contract promises with the open issues
-// (/work/shared/CONTRACT.md, "Arriving with the open issues") that cmd/shop
-// may not read yet. The manifests use them already; once cmd/shop reads one
-// it is checked like any other, and the test logs those still pending.
-var pendingEnv = []string{
-	"SHOP_SESSION_KEYS", "SHOP_REDIS_SENTINELS", "SHOP_REDIS_MASTER",
-	"SHOP_REDIS_WAIT_REPLICAS", "SHOP_SESSION_CACHE",
-}
-
 // otherShopEnv are the variables besides SHOP_* the shop's container may
 // set: the Go runtime's.
 var otherShopEnv = []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS"}
@@ -368,23 +359,13 @@ func TestKubernetesBuilds(t *testing.T) {
 	if !servesGet(routes, "/healthz") {
 		t.Fatalf("reading web's routes found %v; the parse no longer sees GET /healthz", routes)
 	}
-	pending := make(map[string]bool)
 	for _, b := range kubeBuilds {
 		t.Run(strings.ReplaceAll(b.dir, "/", "-"), func(t *testing.T) {
 			c := buildKubeCluster(t, b.dir)
 			checkKubeWiring(t, c)
-			checkKubeShop(t, c, src, routes, b.store, pending)
+			checkKubeShop(t, c, src, routes, b.store)
 			checkKubeSecrets(t, c)
 		})
-	}
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range pending {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
-		t.Logf("%s: in the contract but not read by cmd/shop yet", name)
 	}
 }
 
@@ -526,7 +507,7 @@ func checkKubeWiring(t *testing.T, c kubeCluster) {
 }
 
 // checkKubeShop: the shop's container as cmd/shop and web see it, for store.
-func checkKubeShop(t *testing.T, c kubeCluster, src shopSource, routes []shopRoute, store string, pending map[string]bool) {
+func checkKubeShop(t *testing.T, c kubeCluster, src shopSource, routes []shopRoute, store string) {
 	t.Helper()
 	d, ok := c.deployments["shop"]
 	if !ok {
@@ -541,8 +522,6 @@ func checkKubeShop(t *testing.T, c kubeCluster, src shopSource, routes []shopRou
 	for _, e := range ctr.Env {
 		switch {
 		case src.Env[e.Name]:
-		case slices.Contains(pendingEnv, e.Name):
-			pending[e.Name] = true
 		case slices.Contains(otherShopEnv, e.Name):
 		case strings.HasPrefix(e.Name, "SHOP_"):
 			t.Errorf("shop: %s is no variable cmd/shop reads (it reads %v)", e.Name, slices.Sorted(func(yield func(string) bool) {
