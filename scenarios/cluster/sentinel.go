@@ -344,7 +344,12 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 	for {
 		info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
 		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
-			return nil
+			// The replica's side is up; WAIT counts it only once the
+			// primary has it online, which after a diskless sync waits for
+			// the replica's first ACK (up to a second later).
+			if err = ha.onlineAtPrimary(ctx, r); err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -352,6 +357,27 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// onlineAtPrimary reports whether the primary the sentinels name lists r
+// (by its announced proxy port or its own) as an online replica.
+func (ha *RedisHA) onlineAtPrimary(ctx context.Context, r *Redis) error {
+	p, err := ha.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	info, err := redisDo(ctx, p.Addr(), "INFO", "replication")
+	if err != nil {
+		return err
+	}
+	_, proxyPort, _ := strings.Cut(ha.ProxyAddr(r), ":")
+	_, ownPort, _ := strings.Cut(r.Addr(), ":")
+	for _, port := range []string{proxyPort, ownPort} {
+		if strings.Contains(info, "port="+port+",state=online") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not an online replica of %s yet", r.name, p.name)
 }
 
 // StartStopped starts every server that is not running as a replica of the
