@@ -6,7 +6,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"os/exec"
@@ -46,22 +45,10 @@ func wantUnavailable(t *testing.T, what string, start time.Time, err error) {
 // lock is released.
 func TestSQLiteHeldByAnotherProcess(t *testing.T) {
 	d, path := openTest(t, backends[0])
-	other, err := sql.Open("sqlite", sqliteDSN(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(t.Context(), "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatal(err)
-	}
+	release := testenv.HoldSQLite(t, path)
 
 	start := time.Now()
-	_, _, err = d.PlaceOrder(t.Context(), anOrder("held-1"))
+	_, _, err := d.PlaceOrder(t.Context(), anOrder("held-1"))
 	wantUnavailable(t, "PlaceOrder", start, err)
 	start = time.Now()
 	_, err = d.CreateAccount(t.Context(), "ann@example.com", []byte("hash"))
@@ -74,9 +61,7 @@ func TestSQLiteHeldByAnotherProcess(t *testing.T) {
 		t.Errorf("Ping while another process writes: %v", err)
 	}
 
-	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if _, created, err := d.PlaceOrder(t.Context(), anOrder("held-2")); err != nil || !created {
 		t.Errorf("PlaceOrder after the lock is released = %v, %v; want created", created, err)
 	}

@@ -6,7 +6,7 @@ package web_test
 
 import (
 	"context"
-	"database/sql"
+	"github.com/statelab/shop/internal/testenv"
 	"net/url"
 	"os"
 	"os/exec"
@@ -64,19 +64,7 @@ func TestDatabaseLockedByAnotherProcess(t *testing.T) {
 	c := ts.client()
 	form := checkoutForm(c)
 
-	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(100)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(t.Context(), "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatal(err)
-	}
+	release := testenv.HoldSQLite(t, path)
 
 	start := time.Now()
 	wantDatabase503(t, "POST /checkout", start, c.post("/checkout", form))
@@ -88,9 +76,7 @@ func TestDatabaseLockedByAnotherProcess(t *testing.T) {
 		}
 	}
 
-	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if r := c.post("/checkout", form); r.status != 303 {
 		t.Errorf("POST /checkout after the lock is released = %d, want 303", r.status)
 	}
