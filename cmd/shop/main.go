@@ -62,6 +62,9 @@ type config struct {
 	trusted      []netip.Prefix
 	// cache is the near-cache for redis sessions (-session-cache).
 	cache cacheConfig
+	// profile is the profile the state flags match in full (stateful,
+	// stateless), or "custom"; see profile.go.
+	profile string
 }
 
 // masterName is what a Sentinel master name may be here.
@@ -84,7 +87,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, dbMaxConns string
+	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, dbMaxConns string
+	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
@@ -116,6 +120,10 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
+	if err := applyProfile(fs, profile, getenv); err != nil {
+		return c, err
+	}
+	c.profile = matchProfile(fs)
 	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" || f.Name == "redis-sentinels" })
 	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != "" || getenv("SHOP_REDIS_SENTINELS") != ""
 
@@ -300,7 +308,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted}, db, sessions, rc)
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
+		State: []web.StateHolder{sessionsState(cfg, sessions), configurationState(cfg)}}, db, sessions, rc)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
