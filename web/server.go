@@ -61,6 +61,12 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// Profile is -profile (stateful, stateless), or "" when the state
+	// flags were set one by one: /state and the ribbon name it.
+	Profile string
+	// State are the parts of the replica that keep a kind of state, for
+	// the state audit (/state); the server adds its own caches.
+	State []StateHolder
 }
 
 // Server is one replica's HTTP handler.
