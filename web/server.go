@@ -65,6 +65,12 @@ type Config struct {
 	// LiveHeartbeat is how often an idle event stream gets a heartbeat
 	// comment; 0 means DefaultLiveHeartbeat.
 	LiveHeartbeat time.Duration
+	// Profile is -profile (stateful, stateless), or "" when the state
+	// flags were set one by one: /state and the ribbon name it.
+	Profile string
+	// State are the parts of the replica that keep a kind of state, for
+	// the state audit (/state); the server adds its own caches.
+	State []StateHolder
 }
 
 // Server is one replica's HTTP handler.

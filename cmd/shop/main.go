@@ -66,6 +66,9 @@ type config struct {
 	// whether the replicas share a Redis), and liveMax -live-max-streams.
 	live    string
 	liveMax int
+	// profile is the profile the state flags match in full (stateful,
+	// stateless), or "custom"; see profile.go.
+	profile string
 }
 
 // masterName is what a Sentinel master name may be here.
@@ -88,7 +91,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax string
+	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax string
+	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
@@ -121,8 +125,21 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
+	if err := applyProfile(fs, profile, getenv); err != nil {
+		return c, err
+	}
 	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" || f.Name == "redis-sentinels" })
 	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != "" || getenv("SHOP_REDIS_SENTINELS") != ""
+	if c.live == "" {
+		// -live follows the sessions: redis where the replicas share a
+		// Redis. Set on the flag, so that the profile match sees it.
+		def := live.Local
+		if c.sharesRedis() {
+			def = live.Redis
+		}
+		fs.Set("live", def)
+	}
+	c.profile = matchProfile(fs)
 
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
@@ -176,12 +193,6 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, err
 	}
 	c.cache = cc
-	if c.live == "" {
-		c.live = live.Local
-		if c.sharesRedis() {
-			c.live = live.Redis
-		}
-	}
 	if err := live.CheckKind(c.live); err != nil {
 		return c, fmt.Errorf("shop: -live %q: %v", c.live, err)
 	}
@@ -321,7 +332,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Live events through Redis need a Redis even where nothing else is
 	// shared (memory sessions with -live redis): a client of their own
 	// then, which web's other services do not get.
-	var events web.Live
+	var events interface {
+		web.Live
+		Close()
+	}
 	switch cfg.live {
 	case live.Redis:
 		lrc := rc
@@ -329,16 +343,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			lrc = cfg.newRedis()
 			defer lrc.Close()
 		}
-		hub := live.NewRedis(lrc, live.Options{MaxStreams: cfg.liveMax}, log)
-		defer hub.Close()
-		events = hub
+		events = live.NewRedis(lrc, live.Options{MaxStreams: cfg.liveMax}, log)
 	default:
-		hub := live.NewLocal(live.Options{MaxStreams: cfg.liveMax})
-		defer hub.Close()
-		events = hub
+		events = live.NewLocal(live.Options{MaxStreams: cfg.liveMax})
 	}
+	defer events.Close()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted}, db, sessions, rc, events)
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
+		State: []web.StateHolder{sessionsState(cfg, sessions), events, configurationState(cfg)}}, db, sessions, rc, events)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
