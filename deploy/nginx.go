@@ -47,6 +47,10 @@ type NginxConfig struct {
 	Replicas  []Replica
 	User      string // `user` directive, needed only when the master runs as root; "" omits it
 	AccessLog string // access log path; "" means access.log inside the prefix
+	// NoRetry renders proxy_next_upstream off: nginx never tries another
+	// replica, as an L4 balancer or kube-proxy does not (the lab's
+	// lb=noretry, where a drain is what keeps a stop from failing requests).
+	NoRetry bool
 	// Resolver is the DNS server nginx asks for the replicas' addresses
 	// while it runs ("127.0.0.11", Docker's), so that a replica recreated
 	// at a new address is found without a reload, and nginx starts while
