@@ -562,4 +562,3 @@ func niceCeil(n int) int {
 	}
 	return (n + 399) / 400 * 400
 }
-
