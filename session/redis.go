@@ -87,9 +87,9 @@ type redisRequest struct {
 
 type redisRequestKey struct{}
 
-func (q *redisRequest) cookieBytes() int      { return 0 }
-func (q *redisRequest) fits(*Session) error   { return nil }
-func (q *redisRequest) source() string        { return q.src }
+func (q *redisRequest) cookieBytes() int    { return 0 }
+func (q *redisRequest) fits(*Session) error { return nil }
+func (q *redisRequest) source() string      { return q.src }
 func requestOf(ctx context.Context) *redisRequest {
 	q, _ := ctx.Value(redisRequestKey{}).(*redisRequest)
 	return q
