@@ -7,11 +7,11 @@ package session
 // cookie store seals the very same bytes.
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -134,8 +134,9 @@ func (st stored) toMap() map[string]any {
 // session decoded (the near-cache) hands it over instead of bytes to
 // decode again: a hit costs a map copy, not a JSON parse.
 type codec struct {
-	handoffs sync.Map // handoff id → decoded
-	next     atomic.Uint64
+	mu       sync.Mutex
+	handoffs map[uint64]decoded
+	next     uint64
 }
 
 type decoded struct {
@@ -143,9 +144,12 @@ type decoded struct {
 	values   map[string]any
 }
 
-// handoffPrefix starts the bytes that name a handoff. It is no JSON, so
-// stored bytes can never be taken for one.
-const handoffPrefix = "\x00handoff:"
+// A handoff's bytes are handoffMark and the handoff's id, 8 bytes big
+// endian. No JSON starts with 0, so stored bytes can never be taken for one.
+const handoffMark = 0
+
+// handoffTicket holds a handoff's bytes, in the request that makes it.
+type handoffTicket [9]byte
 
 // Encode is the stored form.
 func (c *codec) Encode(deadline time.Time, m map[string]any) ([]byte, error) {
@@ -154,9 +158,13 @@ func (c *codec) Encode(deadline time.Time, m map[string]any) ([]byte, error) {
 
 // Decode reads the stored form, or takes a handoff.
 func (c *codec) Decode(b []byte) (time.Time, map[string]any, error) {
-	if len(b) > len(handoffPrefix) && string(b[:len(handoffPrefix)]) == handoffPrefix {
-		if d, ok := c.handoffs.LoadAndDelete(string(b[len(handoffPrefix):])); ok {
-			d := d.(decoded)
+	if len(b) == len(handoffTicket{}) && b[0] == handoffMark {
+		id := binary.BigEndian.Uint64(b[1:])
+		c.mu.Lock()
+		d, ok := c.handoffs[id]
+		delete(c.handoffs, id)
+		c.mu.Unlock()
+		if ok {
 			return d.deadline, d.values, nil
 		}
 		return time.Time{}, nil, errUndecodable
@@ -164,10 +172,20 @@ func (c *codec) Decode(b []byte) (time.Time, map[string]any, error) {
 	return decode(b)
 }
 
-// handoff registers a decoded session for the next Decode of the bytes it
-// returns: m becomes scs's to change, so it must be the caller's own copy.
-func (c *codec) handoff(deadline time.Time, m map[string]any) []byte {
-	id := fmt.Sprint(c.next.Add(1))
-	c.handoffs.Store(id, decoded{deadline: deadline, values: m})
-	return []byte(handoffPrefix + id)
+// handoff registers a decoded session for the Decode of the bytes it
+// writes into t and returns: scs decodes what the store's Find returned
+// before Load returns. m becomes scs's to change, so it must be the
+// caller's own copy.
+func (c *codec) handoff(t *handoffTicket, deadline time.Time, m map[string]any) []byte {
+	c.mu.Lock()
+	c.next++
+	id := c.next
+	if c.handoffs == nil {
+		c.handoffs = make(map[uint64]decoded)
+	}
+	c.handoffs[id] = decoded{deadline: deadline, values: m}
+	c.mu.Unlock()
+	t[0] = handoffMark
+	binary.BigEndian.PutUint64(t[1:], id)
+	return t[:]
 }

@@ -68,8 +68,11 @@ func (r *RedisStore) Kind() string { return Redis }
 var unlockScript = redis.NewScript(1, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // redisRequest is what the redis store knows of one session in one
-// request, beside scs's data: it travels to redisBackend in the context.
+// request, beside scs's data. It is the context scs loads the session
+// with, so that it travels to redisBackend without a context of its own.
 type redisRequest struct {
+	context.Context
+
 	token string // the token the session was loaded under; "" for a new one
 	prior []byte // the bytes read: what a write WAIT refuses puts back
 	size  int    // bytes Redis holds for the session, when read or written
@@ -83,9 +86,18 @@ type redisRequest struct {
 	fill   bool    // decode what Redis answers, for the cache
 	filled *cached // what it answered, decoded
 	src    string  // where the session was found
+	ticket handoffTicket
 }
 
 type redisRequestKey struct{}
+
+// Value makes the request findable in the context scs passes on.
+func (q *redisRequest) Value(key any) any {
+	if key == (redisRequestKey{}) {
+		return q
+	}
+	return q.Context.Value(key)
+}
 
 func (q *redisRequest) cookieBytes() int    { return 0 }
 func (q *redisRequest) fits(*Session) error { return nil }
@@ -108,7 +120,8 @@ func (r *RedisStore) Load(ctx context.Context, cookie string, write bool) (*Sess
 
 // find has scs load the session, q travelling with it.
 func (r *RedisStore) find(ctx context.Context, token string, q *redisRequest) (*Session, error) {
-	s, err := r.scs.load(context.WithValue(ctx, redisRequestKey{}, q), token)
+	q.Context = ctx
+	s, err := r.scs.load(q, token)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +222,7 @@ func (b *redisBackend) FindCtx(ctx context.Context, token string) ([]byte, bool,
 	q.token = token
 	if q.hit != nil {
 		q.size = q.hit.size
-		return b.codec.handoff(q.hit.deadline, maps.Clone(q.hit.vals)), true, nil
+		return b.codec.handoff(&q.ticket, q.hit.deadline, maps.Clone(q.hit.vals)), true, nil
 	}
 	var data []byte
 	var found bool
@@ -249,7 +262,7 @@ func (b *redisBackend) FindCtx(ctx context.Context, token string) ([]byte, bool,
 		}
 		ver, _ := m[keyVer].(int64)
 		q.filled = &cached{deadline: deadline, vals: m, ver: ver, size: len(data)}
-		return b.codec.handoff(deadline, maps.Clone(m)), true, nil
+		return b.codec.handoff(&q.ticket, deadline, maps.Clone(m)), true, nil
 	}
 	return data, true, nil
 }
