@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 )
@@ -59,6 +60,15 @@ type Options struct {
 	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
 	// after Env (the lab gives each replica the drain its script asks for).
 	ReplicaEnv func(name string) []string
+
+	// NoRetry renders nginx without retries on another replica (an L4
+	// balancer, kube-proxy) and makes the cluster follow readiness: every
+	// ReadinessPeriod it reloads nginx with only the replicas whose /readyz
+	// answers 200 (endpoints.go).
+	NoRetry bool
+	// Notify, when set, hears what the cluster does by itself: "nginx
+	// routes to shop1, shop3 (not ready: shop2)".
+	Notify func(event string)
 }
 
 // The databases a cluster can run on.
@@ -132,7 +142,7 @@ type Cluster struct {
 	dir    string
 	ownDir bool // dir is a temp dir that Close removes
 	bin    string
-	out    *sharedWriter
+	out    *proc.Mux
 	redis  *Redis    // the single Redis; nil with Sentinel or in memory mode
 	ha     *RedisHA  // with Sentinel
 	net    *redisNet // the proxies between replicas and Redis, with RedisProxy
@@ -150,6 +160,11 @@ type Cluster struct {
 	next     int        // number of the next new replica: names are never reused
 	closed   bool
 	closeErr error
+
+	// stopFollow ends followReadiness (NoRetry); followed is closed when
+	// it has.
+	stopFollow context.CancelFunc
+	followed   chan struct{}
 }
 
 // Start starts a cluster and returns once it serves: Redis answers PING (in
@@ -166,7 +181,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{o: o, next: 1}
 	if o.Stdout != nil {
-		c.out = &sharedWriter{w: o.Stdout}
+		c.out = proc.NewMux(o.Stdout)
 	}
 	if o.Dir == "" {
 		c.dir, err = os.MkdirTemp("", "statelab-cluster-*")
@@ -240,11 +255,22 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 
-	if c.nginx, err = startNginx(ctx, filepath.Join(c.dir, "nginx"), c.o.LB, upstreams(c.replicas), c.out); err != nil {
+	if c.nginx, err = startNginx(ctx, filepath.Join(c.dir, "nginx"), c.o.LB, c.o.NoRetry, upstreams(c.replicas), c.out); err != nil {
 		return err
 	}
 	u := c.URL() + "/healthz"
-	return waitFor(ctx, c.nginx.p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+	if err := c.nginx.p.WaitUntil(ctx, "GET "+u+" answers 200", httpOK(newProbeClient(), u)); err != nil {
+		return err
+	}
+	if c.o.NoRetry {
+		fctx, cancel := context.WithCancel(context.Background())
+		c.stopFollow, c.followed = cancel, make(chan struct{})
+		go func() {
+			defer close(c.followed)
+			c.followReadiness(fctx)
+		}()
+	}
+	return nil
 }
 
 // startDatabase starts PostgreSQL with an empty database for the replicas,
@@ -312,7 +338,7 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 		}
 		r.Kill() // not ready in time: nobody would own it
 		testenv.ReleasePort(port)
-		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+		if !errors.Is(err, proc.ErrAddrInUse) || attempt == 3 {
 			return nil, err
 		}
 	}
@@ -461,7 +487,7 @@ func (c *Cluster) AddReplica(ctx context.Context, env ...string) (*Replica, erro
 
 	u := c.URL() + "/healthz"
 	client := newProbeClient()
-	err = waitFor(ctx, c.nginx.p, "nginx routes a request to "+r.name, func(ctx context.Context) error {
+	err = c.nginx.p.WaitUntil(ctx, "nginx routes a request to "+r.name, func(ctx context.Context) error {
 		h, err := httpGet(ctx, client, u)
 		if err != nil {
 			return err
@@ -524,10 +550,10 @@ func (c *Cluster) stopReplica(r *Replica) error {
 	defer cancel()
 	code, err := r.Wait(ctx)
 	if err != nil {
-		return errors.Join(fmt.Errorf("cluster: %s did not exit within %s of SIGTERM; killed%s", r.name, c.o.Drain+closeGrace, formatTail(r.LogPath())), r.Kill())
+		return errors.Join(fmt.Errorf("cluster: %s did not exit within %s of SIGTERM; killed%s", r.name, c.o.Drain+closeGrace, proc.FormatTail(r.LogPath())), r.Kill())
 	}
 	if code != 0 {
-		return fmt.Errorf("cluster: %s exited with status %d after SIGTERM%s", r.name, code, formatTail(r.LogPath()))
+		return fmt.Errorf("cluster: %s exited with status %d after SIGTERM%s", r.name, code, proc.FormatTail(r.LogPath()))
 	}
 	return nil
 }
@@ -544,6 +570,11 @@ func (c *Cluster) isClosed() bool {
 // or exited non-zero after SIGTERM. Calling it again returns the first
 // result.
 func (c *Cluster) Close() error {
+	if c.stopFollow != nil {
+		// Before the lock: a reload in flight holds it.
+		c.stopFollow()
+		<-c.followed
+	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	c.mu.Lock()
