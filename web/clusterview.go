@@ -72,6 +72,10 @@ func (s *Server) Announce(ctx context.Context, addr string) {
 		if err := s.announceOnce(ctx, a); err != nil && ctx.Err() == nil {
 			s.log.DebugContext(ctx, "announce failed", "err", err)
 		}
+		// The live board too: an idle replica is alive, and says so with
+		// zeros, instead of turning "gone" on /metrics/live for want of
+		// traffic to carry its counters.
+		s.publishLiveIdle(time.Now())
 		select {
 		case <-ctx.Done():
 			s.withdraw()

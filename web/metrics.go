@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -328,8 +329,9 @@ const (
 
 // observe records one finished request and, with a shared Redis, publishes this
 // replica's live counters at most once a second. Publishing rides on
-// traffic instead of a ticker so that the Server needs no goroutine to
-// stop; a replica with no traffic has nothing to show anyway.
+// traffic, so the numbers are fresh while requests come; an idle replica
+// publishes from its announcer (publishLiveIdle), or /metrics/live would
+// call a living replica gone.
 func (s *Server) observe(route string, status int, d time.Duration) {
 	now := time.Now()
 	s.metrics.observeRequest(route, status, d)
@@ -339,6 +341,17 @@ func (s *Server) observe(route string, status int, d time.Duration) {
 	sec := now.Unix()
 	if last := s.metrics.live.published.Load(); last != sec && s.metrics.live.published.CompareAndSwap(last, sec) {
 		go s.publishLive(now)
+	}
+}
+
+// publishLiveIdle publishes unless traffic already did this second.
+func (s *Server) publishLiveIdle(now time.Time) {
+	if s.redis == nil {
+		return
+	}
+	sec := now.Unix()
+	if last := s.metrics.live.published.Load(); last != sec && s.metrics.live.published.CompareAndSwap(last, sec) {
+		s.publishLive(now)
 	}
 }
 
@@ -400,6 +413,57 @@ func (s *Server) liveRates(ctx context.Context, now time.Time) ([]liveRate, erro
 	return rates, nil
 }
 
+// handleLiveJSON is this replica's own live counters, for the other
+// replicas' /metrics/live when they share no Redis (Config.Peers).
+func (s *Server) handleLiveJSON() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(s.liveRate(time.Now()))
+	})
+}
+
+// peerTimeout bounds asking a peer for its counters: a dead replica must
+// not hold up the board, which reloads every liveRefresh seconds.
+const peerTimeout = 500 * time.Millisecond
+
+// peerRates asks every other peer for its counters, all at once. A peer
+// that does not answer is a row with no numbers: it is gone, or hung.
+func (s *Server) peerRates(ctx context.Context, now time.Time) []liveRate {
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	var others []Peer
+	for _, p := range s.cfg.Peers {
+		if p.Name != s.cfg.Replica {
+			others = append(others, p)
+		}
+	}
+	rates := make([]liveRate, len(others))
+	var wg sync.WaitGroup
+	for i, p := range others {
+		wg.Go(func() {
+			// No answer: stamped long ago, so the row reads as gone.
+			rates[i] = liveRate{Replica: p.Name, UnixTimestamp: now.Add(-liveGone).Unix()}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+"/metrics/live.json", nil)
+			if err != nil {
+				return
+			}
+			resp, err := s.peers.Do(req)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			var lr liveRate
+			if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&lr) == nil {
+				lr.Replica = p.Name
+				rates[i] = lr
+			}
+		})
+	}
+	wg.Wait()
+	return append([]liveRate{s.liveRate(now)}, rates...)
+}
+
 // liveRefresh is how often /metrics/live reloads itself.
 const liveRefresh = 2
 
@@ -411,8 +475,10 @@ func (s *Server) handleLive() http.Handler {
 		v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
 			Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
 		rates := []liveRate{s.liveRate(now)}
-		if s.redis == nil {
-			v.Note = "These replicas share no Redis, so each shows its own; reload to land on another."
+		if s.redis == nil && len(s.cfg.Peers) > 0 {
+			rates, v.AllReplicas, v.FromPeers = s.peerRates(r.Context(), now), true, true
+		} else if s.redis == nil {
+			v.Note = "These replicas share no Redis and were given no list of each other (-peers), so each shows its own; reload to land on another."
 		} else if all, err := s.liveRates(r.Context(), now); err != nil {
 			v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."
 		} else {
@@ -430,6 +496,11 @@ func (s *Server) handleLive() http.Handler {
 				if age > liveTTL {
 					// Its last numbers are history: show the row, count nothing.
 					row.Gone = true
+					if v.FromPeers {
+						row.Age = "it did not answer within " + peerTimeout.String()
+					} else {
+						row.Age = "nothing heard for " + row.Age
+					}
 					row.RPS, row.RPSText, row.EPSText = 0, "gone", "–"
 					v.Rows = append(v.Rows, row)
 					continue

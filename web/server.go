@@ -71,6 +71,17 @@ type Config struct {
 	// State are the parts of the replica that keep a kind of state, for
 	// the state audit (/state); the server adds its own caches.
 	State []StateHolder
+	// Peers are the cluster's replicas (this one may be among them), by
+	// name and address: without a shared Redis, /metrics/live asks each
+	// for its own counters (GET /metrics/live.json) so the board shows
+	// every replica. Memory replicas still share nothing else.
+	Peers []Peer
+}
+
+// Peer is one replica of the cluster's list (-peers).
+type Peer struct {
+	Name string // "shop2"
+	Addr string // "127.0.0.1:8082"
 }
 
 // Server is one replica's HTTP handler.
@@ -91,6 +102,8 @@ type Server struct {
 	live     Live
 	draining atomic.Bool
 	handler  http.Handler
+	// peers asks the other replicas of Config.Peers for their counters.
+	peers *http.Client
 }
 
 // NewServer wires the routes over the database, the session store and,
@@ -116,6 +129,7 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
+	s.peers = &http.Client{Timeout: peerTimeout}
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {

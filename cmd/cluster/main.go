@@ -241,6 +241,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if keys != "" {
 		env = append(env, "SHOP_SESSION_KEYS="+keys)
 	}
+	// The cluster's list, for /metrics/live: memory replicas share no Redis,
+	// so each asks the others for their counters.
+	var peers []string
+	for _, r := range cfg.ports.Replicas {
+		peers = append(peers, r.Name+"="+r.Addr)
+	}
+	env = append(env, "SHOP_PEERS="+strings.Join(peers, ","))
 	cmd := exec.Command(*goreman, "-f", filepath.Join(root, "Procfile"), "-p", strconv.Itoa(cfg.ports.RPC), "-set-ports=false", "start")
 	cmd.Dir = root
 	cmd.Env = env

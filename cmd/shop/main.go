@@ -70,6 +70,25 @@ type config struct {
 	// profile is the profile the state flags match in full (stateful,
 	// stateless), or "custom"; see profile.go.
 	profile string
+	// peers is -peers: the cluster's replicas, for /metrics/live without
+	// a shared Redis.
+	peers []web.Peer
+}
+
+// parsePeers parses -peers: "shop1=127.0.0.1:8081,shop2=127.0.0.1:8082".
+func parsePeers(s string) ([]web.Peer, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var peers []web.Peer
+	for _, item := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if _, _, err := net.SplitHostPort(addr); !ok || name == "" || err != nil {
+			return nil, fmt.Errorf("shop: -peers %q: want name=host:port,..., e.g. shop1=127.0.0.1:8081,shop2=127.0.0.1:8082", item)
+		}
+		peers = append(peers, web.Peer{Name: name, Addr: addr})
+	}
+	return peers, nil
 }
 
 // masterName is what a Sentinel master name may be here.
@@ -115,6 +134,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
+	var peers string
+	fs.StringVar(&peers, "peers", env("SHOP_PEERS", ""), "the cluster's replicas as name=host:port,...: without a shared Redis, /metrics/live asks each for its own counters (SHOP_PEERS)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "probe this replica's /readyz at -addr and exit 0 when ready (for container health checks)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -127,6 +148,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
+	peerList, err := parsePeers(peers)
+	if err != nil {
+		return c, err
+	}
+	c.peers = peerList
 	if err := applyProfile(fs, profile, getenv); err != nil {
 		return c, err
 	}
@@ -355,7 +381,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer events.Close()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile, Peers: cfg.peers,
 		State: []web.StateHolder{sessionsState(cfg, sessions), events, configurationState(cfg)}}, db, sessions, rc, events)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

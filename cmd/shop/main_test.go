@@ -81,6 +81,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-redis-wait-replicas", "all"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-session-lock", "maybe"}, nil, []string{"-session-lock", "on", "off"}},
 		{[]string{"-memory-sessions", "0"}, nil, []string{"-memory-sessions"}},
+		{[]string{"-peers", "shop1:8081"}, nil, []string{"-peers", "name=host:port"}},
 		{[]string{"-db-max-conns", "-1"}, nil, []string{"-db-max-conns", "1 to 1000"}},
 		{nil, map[string]string{"SHOP_DB_MAX_CONNS": "many"}, []string{"-db-max-conns"}},
 		{[]string{"-db-max-conns", "5000"}, nil, []string{"-db-max-conns"}},
