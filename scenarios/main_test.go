@@ -182,7 +182,7 @@ func TestMatrix(t *testing.T) {
 // even try to shop there.
 func TestTargetWithoutFaultDriver(t *testing.T) {
 	code, out, errOut := runCLI(t, "run", "failover", "-target", "http://127.0.0.1:1")
-	want := "scenarios/lab/scripts/failover.txt:12: kill -9 replica of alice: the none driver cannot kill"
+	want := "scenarios/lab/scripts/failover.txt:17: kill -9 replica of alice: the none driver cannot kill"
 	if code != exitError || !strings.Contains(errOut, want) || !strings.Contains(errOut, "unsupported operation") {
 		t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, exitError, want)
 	}
