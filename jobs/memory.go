@@ -133,7 +133,9 @@ func (m *MemoryJobs) Receipt(_ context.Context, o store.Order) (Status, error) {
 		o.Replica)}, nil
 }
 
-// Describe counts this replica's jobs in memory for the state audit.
+// Describe counts this replica's receipts in memory for the state audit:
+// jobs queued or running and the results of finished ones, all lost to a
+// kill -9.
 func (m *MemoryJobs) Describe(context.Context) state.Description {
 	m.mu.Lock()
 	inFlight, results := m.inFlight, len(m.receipts)-m.inFlight
@@ -141,8 +143,8 @@ func (m *MemoryJobs) Describe(context.Context) state.Description {
 	return state.Description{
 		Kind:         "jobs",
 		Lives:        state.Replica,
-		HeldHere:     inFlight,
-		LostIfKilled: inFlight > 0 || results > 0,
+		HeldHere:     inFlight + results,
+		LostIfKilled: inFlight+results > 0,
 		Note: fmt.Sprintf("-jobs memory: receipt jobs are goroutines of this process (%d queued or running) and their results sit in its memory (%d); other replicas cannot see them, and a kill -9 loses them all.",
 			inFlight, results),
 	}

@@ -70,6 +70,12 @@ type Config struct {
 	// outbox page's words.
 	Schedule    string
 	ReportEvery time.Duration
+	// Profile is -profile (stateful, stateless), or "" when the state
+	// flags were set one by one: /state and the ribbon name it.
+	Profile string
+	// State are the parts of the replica that keep a kind of state, for
+	// the state audit (/state); the server adds its own caches.
+	State []StateHolder
 }
 
 // Server is one replica's HTTP handler.
