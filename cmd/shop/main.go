@@ -54,6 +54,7 @@ type config struct {
 	waitReplicas int
 	sessionKeys  []string // cookie sessions: the first seals, every one opens
 	db           string
+	dbMaxConns   int // -db-max-conns; 0 keeps the store's default
 	sessionLock  bool
 	memoryMax    int // -memory-sessions
 	drain        time.Duration
@@ -95,7 +96,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.SetOutput(io.Discard)
 	var c config
 	var jobDelay, reportEvery string
-	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax string
+	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, dbMaxConns string
 	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
@@ -107,6 +108,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
+	fs.StringVar(&dbMaxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", "0"), "connections to the database at most: PostgreSQL's whole pool, SQLite's readers; 0 is the default, which grows with the cores (2 x GOMAXPROCS for PostgreSQL), so set it where replicas x this must stay under the server's max_connections (SHOP_DB_MAX_CONNS)")
 	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
@@ -177,6 +179,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	c.waitReplicas = n
 	if c.memoryMax, err = strconv.Atoi(memoryMax); err != nil || c.memoryMax < 1 || c.memoryMax > 100_000_000 {
 		return c, fmt.Errorf("shop: -memory-sessions %q: want a number of sessions from 1 to 100000000, e.g. %d", memoryMax, session.DefaultMaxMemorySessions)
+	}
+	if c.dbMaxConns, err = strconv.Atoi(dbMaxConns); err != nil || c.dbMaxConns < 0 || c.dbMaxConns > 1000 {
+		return c, fmt.Errorf("shop: -db-max-conns %q: want a number of connections from 1 to 1000, or 0 for the default that grows with the cores", dbMaxConns)
 	}
 	switch lock {
 	case "on":
@@ -286,6 +291,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("shop: open database %s: %w", store.Redact(cfg.db), err)
 	}
 	defer db.Close()
+	db.SetMaxConns(cfg.dbMaxConns)
 
 	// Redis as a shared service (login limiter, presence, live metrics) is
 	// main's to hand out, apart from Redis as a session store: memory

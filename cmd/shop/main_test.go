@@ -52,6 +52,15 @@ func TestParseFlags(t *testing.T) {
 	if c.replica != "shop7" || c.addr != "127.0.0.1:9000" || c.sessionLock || c.drain != 300*time.Millisecond {
 		t.Errorf("environment not used: %+v", c)
 	}
+	if c.dbMaxConns != 0 {
+		t.Errorf("-db-max-conns defaults to %d, want 0 (the store's own default)", c.dbMaxConns)
+	}
+	if c, err := parseFlags([]string{"shop", "-db-max-conns", "6"}, env(map[string]string{"SHOP_DB_MAX_CONNS": "9"}), io.Discard); err != nil || c.dbMaxConns != 6 {
+		t.Errorf("-db-max-conns 6 over SHOP_DB_MAX_CONNS=9: %d, %v", c.dbMaxConns, err)
+	}
+	if c, err := parseFlags([]string{"shop"}, env(map[string]string{"SHOP_DB_MAX_CONNS": "9"}), io.Discard); err != nil || c.dbMaxConns != 9 {
+		t.Errorf("SHOP_DB_MAX_CONNS=9: %d, %v", c.dbMaxConns, err)
+	}
 	if c.redisMaster != "shop" || c.sentinels != nil || c.waitReplicas != 0 {
 		t.Errorf("Redis defaults: master %q, sentinels %q, wait %d; want shop, none, 0", c.redisMaster, c.sentinels, c.waitReplicas)
 	}
@@ -85,6 +94,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-redis-wait-replicas", "all"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-session-lock", "maybe"}, nil, []string{"-session-lock", "on", "off"}},
 		{[]string{"-memory-sessions", "0"}, nil, []string{"-memory-sessions"}},
+		{[]string{"-db-max-conns", "-1"}, nil, []string{"-db-max-conns", "1 to 1000"}},
+		{nil, map[string]string{"SHOP_DB_MAX_CONNS": "many"}, []string{"-db-max-conns"}},
+		{[]string{"-db-max-conns", "5000"}, nil, []string{"-db-max-conns"}},
 		{[]string{"-drain", "soon"}, nil, []string{"-drain"}},
 		{[]string{"-jobs", "cron"}, nil, []string{"-jobs", "memory", "queue"}},
 		{nil, map[string]string{"SHOP_JOBS": "redis"}, []string{"-jobs", "memory", "queue"}},
