@@ -265,15 +265,17 @@ func (d *DB) Postgres() bool { return d.postgres }
 // its own SQL (River's job queue), so that its polling does not queue behind
 // orders. With SQLite it is one write connection (WAL, immediate
 // transactions, a busy_timeout of 5 s: River's own queries wait longer than
-// a request may); with PostgreSQL a small pool. The caller closes it.
+// a request may); with PostgreSQL a pool of two, on top of the bound
+// SetMaxConns sets for the shop's own (poll-only River needs no more: its
+// fetches, completions and maintenance are short). The caller closes it.
 func (d *DB) OpenPool(ctx context.Context) (*sql.DB, error) {
 	if d.postgres {
 		db, err := sql.Open("pgx", d.dsn)
 		if err != nil {
 			return nil, fmt.Errorf("store: open pool: %w", err)
 		}
-		db.SetMaxOpenConns(4)
-		db.SetMaxIdleConns(4)
+		db.SetMaxOpenConns(2)
+		db.SetMaxIdleConns(2)
 		db.SetConnMaxIdleTime(time.Minute)
 		return db, nil
 	}
