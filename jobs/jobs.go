@@ -120,9 +120,10 @@ type Options struct {
 	// is taken for dead and handed to another replica; 0 means Delay + 7 s.
 	// The job's own timeout is 2 s less, so a live job is never rescued.
 	RescueAfter time.Duration
-	// Notify, when set, hears every change of a receipt's state (for live
-	// updates of the order page). It must not block.
-	Notify func(orderID, state string)
+	// Notify, when set, hears a receipt become Ready or Failed (main
+	// publishes it as the order's live event to its owner). It must not
+	// block for long.
+	Notify func(o store.Order, state string)
 }
 
 func (o Options) withDefaults() Options {

@@ -68,7 +68,6 @@ func (m *MemoryJobs) run(o store.Order) {
 		m.inFlight--
 		m.mu.Unlock()
 	}()
-	m.notify(o.ID, Pending)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(m.ctx, m.opts.jobTimeout())
 		html, msg, err := makeReceipt(ctx, o, m.opts, time.Now())
@@ -80,14 +79,14 @@ func (m *MemoryJobs) run(o store.Order) {
 			msg.At = time.Now().UTC()
 			m.set(o.ID, &Status{State: Ready, HeldBy: m.opts.Replica, HTML: html, MadeBy: m.opts.Replica,
 				MadeAt: msg.At, Attempts: attempt, Confirmation: &msg})
-			m.notify(o.ID, Ready)
+			m.notify(o, Ready)
 			return
 		}
 		m.opts.Logger.Warn("receipt job failed", "order", o.ID, "attempt", attempt, "err", err)
 		if attempt >= m.opts.MaxAttempts {
 			m.set(o.ID, &Status{State: Failed, HeldBy: m.opts.Replica, MadeBy: m.opts.Replica, MadeAt: time.Now().UTC(),
 				Attempts: attempt, Reason: fmt.Sprintf("%v (after %d attempts)", err, attempt)})
-			m.notify(o.ID, Failed)
+			m.notify(o, Failed)
 			return
 		}
 		t := time.NewTimer(m.opts.backoff(attempt))
@@ -108,9 +107,9 @@ func (m *MemoryJobs) set(id string, s *Status) {
 	}
 }
 
-func (m *MemoryJobs) notify(id, st string) {
+func (m *MemoryJobs) notify(o store.Order, st string) {
 	if m.opts.Notify != nil {
-		m.opts.Notify(id, st)
+		m.opts.Notify(o, st)
 	}
 }
 

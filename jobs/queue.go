@@ -270,9 +270,6 @@ func (w *receiptWorker) Work(ctx context.Context, job *river.Job[receiptArgs]) e
 	case err != nil:
 		return err
 	}
-	if job.Attempt == 1 {
-		q.notify(id, Pending)
-	}
 	html, msg, err := makeReceipt(ctx, o, q.opts, start)
 	if err != nil {
 		if job.Attempt < job.MaxAttempts {
@@ -284,7 +281,7 @@ func (w *receiptWorker) Work(ctx context.Context, job *river.Job[receiptArgs]) e
 		if serr != nil {
 			return errors.Join(err, serr)
 		}
-		q.notify(id, Failed)
+		q.notify(o, Failed)
 		return err
 	}
 	saved, err := q.db.SaveReceipt(ctx, store.Receipt{OrderID: id, State: store.ReceiptReady, HTML: html,
@@ -296,13 +293,13 @@ func (w *receiptWorker) Work(ctx context.Context, job *river.Job[receiptArgs]) e
 		return err
 	}
 	if saved {
-		q.notify(id, Ready)
+		q.notify(o, Ready)
 	}
 	return nil
 }
 
-func (q *QueueJobs) notify(id, st string) {
+func (q *QueueJobs) notify(o store.Order, st string) {
 	if q.opts.Notify != nil {
-		q.opts.Notify(id, st)
+		q.opts.Notify(o, st)
 	}
 }

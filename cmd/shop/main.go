@@ -24,6 +24,7 @@ import (
 
 	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/jobs"
+	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
@@ -70,6 +71,10 @@ type config struct {
 	// schedule is -schedule local|shared; reportEvery its period.
 	schedule    string
 	reportEvery time.Duration
+	// live is -live: live.Local or live.Redis (the default follows
+	// whether the replicas share a Redis), and liveMax -live-max-streams.
+	live    string
+	liveMax int
 	// profile is the profile the state flags match in full (stateful,
 	// stateless), or "custom"; see profile.go.
 	profile string
@@ -96,7 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.SetOutput(io.Discard)
 	var c config
 	var jobDelay, reportEvery string
-	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, dbMaxConns string
+	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns string
 	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
@@ -118,6 +123,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&jobDelay, "job-delay", env("SHOP_JOB_DELAY", "0s"), "every background job takes at least this long, so a kill can land mid-job (teaching) (SHOP_JOB_DELAY)")
 	fs.StringVar(&c.schedule, "schedule", env("SHOP_SCHEDULE", jobs.Local), "local (every replica sends the periodic report) or shared (one per period across replicas) (SHOP_SCHEDULE)")
 	fs.StringVar(&reportEvery, "report-every", env("SHOP_REPORT_EVERY", "1h"), "the low-stock report's period, e.g. 1h or 5s (SHOP_REPORT_EVERY)")
+	fs.StringVar(&c.live, "live", env("SHOP_LIVE", ""), "local (events reach this replica's browsers only) or redis (every replica's, resumable anywhere); default redis when the replicas share a Redis, else local (SHOP_LIVE)")
+	fs.StringVar(&liveMax, "live-max-streams", env("SHOP_LIVE_MAX_STREAMS", strconv.Itoa(live.DefaultMaxStreams)), "open event streams (GET /events) this replica holds at most; past it 503 (SHOP_LIVE_MAX_STREAMS)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
@@ -136,9 +143,18 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := applyProfile(fs, profile, getenv); err != nil {
 		return c, err
 	}
-	c.profile = matchProfile(fs)
 	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" || f.Name == "redis-sentinels" })
 	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != "" || getenv("SHOP_REDIS_SENTINELS") != ""
+	if c.live == "" {
+		// -live follows the sessions: redis where the replicas share a
+		// Redis. Set on the flag, so that the profile match sees it.
+		def := live.Local
+		if c.sharesRedis() {
+			def = live.Redis
+		}
+		fs.Set("live", def)
+	}
+	c.profile = matchProfile(fs)
 
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
@@ -207,6 +223,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if c.reportEvery, err = time.ParseDuration(reportEvery); err != nil || c.reportEvery < time.Second || c.reportEvery > 7*24*time.Hour {
 		return c, fmt.Errorf("shop: -report-every %q: want a duration from 1s to 168h, e.g. 1h", reportEvery)
 	}
+	if err := live.CheckKind(c.live); err != nil {
+		return c, fmt.Errorf("shop: -live %q: %v", c.live, err)
+	}
+	if c.liveMax, err = strconv.Atoi(liveMax); err != nil || c.liveMax < 1 || c.liveMax > 1_000_000 {
+		return c, fmt.Errorf("shop: -live-max-streams %q: want a number of streams from 1 to 1000000, e.g. %d", liveMax, live.DefaultMaxStreams)
+	}
 	d, err := time.ParseDuration(drain)
 	if err != nil || d < 0 || d > time.Minute {
 		return c, fmt.Errorf("shop: -drain %q: want a duration from 0s to 1m, e.g. 2s", drain)
@@ -247,6 +269,11 @@ func (c config) sharesRedis() bool {
 		return c.redisSet
 	}
 	return false
+}
+
+// newRedis is a client for the configured Redis.
+func (c config) newRedis() *redisclient.Client {
+	return redisclient.New(redisclient.Config{Addr: c.redisAddr, Username: c.redisUser, Password: c.redisPass, Sentinels: c.sentinels, Master: c.redisMaster})
 }
 
 // redactRedis hides the password of a redis:// address, for messages.
@@ -299,7 +326,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// cookie replicas share it when one is configured, else nothing.
 	var rc *redisclient.Client
 	if cfg.sharesRedis() {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
+		rc = cfg.newRedis()
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
@@ -333,9 +360,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
+	// Live events through Redis need a Redis even where nothing else is
+	// shared (memory sessions with -live redis): a client of their own
+	// then, which web's other services do not get.
+	var events interface {
+		web.Live
+		Close()
+	}
+	switch cfg.live {
+	case live.Redis:
+		lrc := rc
+		if lrc == nil {
+			lrc = cfg.newRedis()
+			defer lrc.Close()
+		}
+		events = live.NewRedis(lrc, live.Options{MaxStreams: cfg.liveMax}, log)
+	default:
+		events = live.NewLocal(live.Options{MaxStreams: cfg.liveMax})
+	}
+	defer events.Close()
+
 	// Receipt jobs: goroutines with results in this process (memory), or
 	// River's queue in the database beside the shop's tables (queue).
-	jobOpts := jobs.Options{Replica: cfg.replica, Delay: cfg.jobDelay, Render: web.RenderReceipt, Logger: log}
+	// A receipt made or failed is the order's live event to its owner,
+	// from whichever replica ran the job.
+	jobOpts := jobs.Options{Replica: cfg.replica, Delay: cfg.jobDelay, Render: web.RenderReceipt, Logger: log,
+		Notify: func(o store.Order, st string) {
+			events.PublishOrder(context.Background(), live.Order{ID: o.ID, AccountID: o.AccountID, SessionID: o.SessionID, Status: "receipt " + st})
+		}}
 	var receipts interface {
 		web.Receipts
 		web.StateHolder
@@ -360,9 +412,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { defer close(scheduled); schedule.Run(scheduleCtx) }()
 	defer func() { stopSchedule(); <-scheduled }()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted,
-		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery, Profile: cfg.profile,
-		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, configurationState(cfg)}}, db, sessions, rc)
+	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
+		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, configurationState(cfg)}}, db, sessions, rc, events)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
@@ -380,7 +432,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v, jobs: %s, schedule: %s)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock, cfg.jobs, cfg.schedule)
-	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule)
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

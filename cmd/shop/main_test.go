@@ -105,6 +105,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-schedule", "cron"}, nil, []string{"-schedule", "local", "shared"}},
 		{[]string{"-report-every", "0s"}, nil, []string{"-report-every"}},
 		{nil, map[string]string{"SHOP_REPORT_EVERY": "often"}, []string{"-report-every"}},
+		{[]string{"-live", "kafka"}, nil, []string{"-live", "local", "redis"}},
+		{nil, map[string]string{"SHOP_LIVE": "Redis"}, []string{"-live", "local", "redis"}},
+		{[]string{"-live-max-streams", "0"}, nil, []string{"-live-max-streams"}},
+		{nil, map[string]string{"SHOP_LIVE_MAX_STREAMS": "lots"}, []string{"-live-max-streams"}},
 		{[]string{"-log-level", "loud"}, nil, []string{"-log-level"}},
 		{[]string{"-no-such-flag"}, nil, []string{"no-such-flag"}},
 		{[]string{"extra"}, nil, []string{"extra"}},
@@ -135,6 +139,10 @@ func TestParseFlags(t *testing.T) {
 		c, err := parseFlags(append([]string{"shop"}, tt.args...), env(e), io.Discard)
 		if err != nil || c.sharesRedis() != tt.sharing {
 			t.Errorf("%s %v %v: shares Redis %v (%v), want %v", tt.store, tt.args, tt.env, c.sharesRedis(), err, tt.sharing)
+		}
+		// -live follows: redis where the replicas share a Redis.
+		if want := map[bool]string{true: "redis", false: "local"}[tt.sharing]; c.live != want {
+			t.Errorf("%s %v %v: -live defaults to %q, want %q", tt.store, tt.args, tt.env, c.live, want)
 		}
 	}
 

@@ -26,11 +26,13 @@ var profiles = []struct {
 		{"session-store", "memory"},
 		{"jobs", "memory"},
 		{"schedule", "local"},
+		{"live", "local"},
 	}},
 	{"stateless", []profileFlag{
 		{"session-store", "redis"},
 		{"jobs", "queue"},
 		{"schedule", "shared"},
+		{"live", "redis"},
 	}},
 }
 
