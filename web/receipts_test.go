@@ -26,7 +26,10 @@ func jobReplicas(t *testing.T, db *store.DB, newJobs func(replica string) web.Re
 	p := ts.parts(session.Memory, "shop1", true)
 	var clients []*client
 	for _, name := range []string{"shop1", "shop2"} {
-		srv := httptest.NewServer(ts.newServer(p, db, web.Config{Replica: name, Receipts: newJobs(name)}))
+		// One session store for both (as a shared Redis would be), each
+		// replica with its own metrics.
+		parts := replicaParts{sessions: p.sessions, metrics: web.NewMetrics(name, session.Memory)}
+		srv := httptest.NewServer(ts.newServer(parts, db, web.Config{Replica: name, Receipts: newJobs(name)}))
 		t.Cleanup(srv.Close)
 		ts.srv = srv
 		clients = append(clients, ts.client())
