@@ -82,6 +82,10 @@ type Page struct {
 	// Refresh, when set, reloads the page after that many seconds (a
 	// receipt being prepared).
 	Refresh string
+	// Live is how live updates reach this page (static/live.js over GET
+	// /events): "local" (this replica's only) or "redis" (every
+	// replica's); "" shows no live line.
+	Live string
 }
 
 // Category is one entry of the catalog's category menu.
