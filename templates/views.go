@@ -139,6 +139,7 @@ type CartLine struct {
 	Quantity  int
 	Price     string
 	LineTotal string
+	Note      string // the shopper's gift note, kept in the session
 }
 
 // CartView is the cart page.

@@ -54,9 +54,15 @@ func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		err = s.checkStock(r, id, info.Cart.Quantity(id)+int(qty))
 	}
+	note, noteErr := formValue(form, "note", MaxNoteLen)
+	if err == nil {
+		err = noteErr
+	}
 	if err == nil {
 		if addErr := info.Cart.Add(id, int(qty)); addErr != nil {
 			err = fieldError("quantity", "%s; your cart already holds %d of %s", addErr.Error(), info.Cart.Quantity(id), p.Name)
+		} else if note != "" {
+			info.Cart.SetNote(id, note)
 		}
 	}
 	if err != nil {

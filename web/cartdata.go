@@ -14,6 +14,11 @@ const (
 	MaxLineQuantity = 99
 	// MaxCartLines bounds how many different products one cart may hold.
 	MaxCartLines = 50
+	// MaxNoteLen bounds a line's gift note, in characters. Notes are what
+	// makes a session grow the way real ones do: a cart of 24 products at
+	// 99 each is under 2 KB, but a note on each line takes a sealed cookie
+	// past the browser's 4 KB (the cookie store answers 422 there).
+	MaxNoteLen = 140
 	// cartVersion is the encoding version of Cart. A change of shape bumps it and
 	// DecodeCart learns to read the old one, so no stored session breaks.
 	cartVersion = 1
@@ -23,6 +28,9 @@ const (
 type CartItem struct {
 	ProductID int64 `json:"product_id"`
 	Quantity  int   `json:"quantity"`
+	// Note is the shopper's gift note for this line, kept in the session
+	// with the cart; "" for none.
+	Note string `json:"note,omitempty"`
 }
 
 // Cart is the shopping cart kept in the session. It is encoded as small,
@@ -40,6 +48,15 @@ var (
 	ErrLineLimit = fmt.Errorf("a cart line holds at most %d", MaxLineQuantity)
 	ErrCartFull  = fmt.Errorf("a cart holds at most %d different products", MaxCartLines)
 )
+
+// SetNote sets a line's gift note; a cart without the product is left as
+// it is.
+func (c *Cart) SetNote(productID int64, note string) {
+	if i := c.index(productID); i >= 0 && c.Items[i].Note != note {
+		c.Items[i].Note = note
+		c.Rev++
+	}
+}
 
 // Count is the sum of all quantities.
 func (c *Cart) Count() int {

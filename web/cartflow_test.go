@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/statelab/shop/session"
 )
 
 // TestCartFlow is the same shopping trip against each session store: add,
@@ -145,5 +147,27 @@ func TestSessionCookieRules(t *testing.T) {
 				t.Errorf("unknown session: ribbon state %q, want unknown", state)
 			}
 		})
+	}
+}
+
+// TestGiftNote: a line's gift note is kept in the session with the cart and
+// shown on the cart page; a note past 140 characters is a 422 naming it,
+// and changes nothing.
+func TestGiftNote(t *testing.T) {
+	shop := newShop(t, session.Redis)
+	c := shop.client()
+	r := c.post("/cart/items", url.Values{"product_id": {"3"}, "quantity": {"1"}, "note": {"for Ada, with love"}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("add with a note: %d", r.status)
+	}
+	if got := c.get("/cart").testid("line-note"); got != "Gift note: for Ada, with love" {
+		t.Errorf("cart shows note %q", got)
+	}
+	r = c.post("/cart/items", url.Values{"product_id": {"4"}, "quantity": {"1"}, "note": {strings.Repeat("x", 141)}})
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "note") {
+		t.Errorf("a 141-character note: %d, want 422 naming the field", r.status)
+	}
+	if got := c.get("/cart").count("cart-line"); got != 1 {
+		t.Errorf("%d cart lines after the refused add, want 1", got)
 	}
 }

@@ -137,7 +137,9 @@ func cartLines(cat *catalog, cart Cart) (lines []templates.CartLine, count int, 
 		if !ok {
 			continue
 		}
-		lines = append(lines, cartLine(p.ID, p.Slug, p.Name, it.Quantity, p.PriceCents))
+		line := cartLine(p.ID, p.Slug, p.Name, it.Quantity, p.PriceCents)
+		line.Note = it.Note
+		lines = append(lines, line)
 		count += it.Quantity
 		total += p.PriceCents * int64(it.Quantity)
 	}

@@ -353,7 +353,7 @@ func (r *runner) add(ctx context.Context, st *Step) error {
 	s := r.shopper(st.Shopper)
 	total := st.Tabs * st.Times
 	if total == 1 {
-		if s.add(ctx, st.Product, st.N) {
+		if s.add(ctx, st.Product, st.N, st.Note) {
 			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → %s", s.name, st.N, st.Product, s.lastReplica()))
 		} else {
 			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → gave up: the add did not count", s.name, st.N, st.Product))
@@ -364,7 +364,7 @@ func (r *runner) add(ctx context.Context, st *Step) error {
 	// tab would start its own. A browser opens the first tab first.
 	first := ""
 	if !s.hasSession() {
-		s.add(ctx, st.Product, st.N)
+		s.add(ctx, st.Product, st.N, st.Note)
 		total--
 		first = ", the first alone (it makes the session the tabs share)"
 		if err := s.productMissing(); err != nil {
@@ -385,7 +385,7 @@ func (r *runner) add(ctx context.Context, st *Step) error {
 				}
 				left--
 				next.Unlock()
-				s.add(ctx, st.Product, st.N)
+				s.add(ctx, st.Product, st.N, st.Note)
 			}
 		})
 	}
@@ -474,7 +474,7 @@ func (r *runner) startLoad(ctx context.Context, n int, d time.Duration) {
 			// The deadline stops new actions only: cutting a request short
 			// would count as a failure the shop did not cause.
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				s.add(ctx, 1+rng.IntN(catalogSize), 1+rng.IntN(2))
+				s.add(ctx, 1+rng.IntN(catalogSize), 1+rng.IntN(2), "")
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Duration(20+rng.IntN(40)) * time.Millisecond):

@@ -176,6 +176,7 @@ type Step struct {
 	Target   string        // a replica name or "redis"; "" with Shopper set means that shopper's replica
 	Drain    Drain         // for stop and restart: the drain the script asked for
 	Keys     []string      // for rekey: the names of the session keys, the sealing one first
+	Note     string        // for add "with a note": the gift note each add sets on the line
 
 	Expect *Expectation // for expectations
 }

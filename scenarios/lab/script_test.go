@@ -27,7 +27,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad add", header + "start 3 replicas\nas alice add two of product 1\nexpect carts intact\n",
 			`x.txt:4: quantity "two": want a number from 1 to 99`},
 		{"add misspelt", header + "start 3 replicas\nas alice adds 2 of product 1\nexpect carts intact\n",
-			`x.txt:4: "as alice adds 2 of product 1" does not fit any "as" form; did you mean "as NAME add Q of product P [in T tabs] [R times]" (e.g. "as alice add 2 of product 1")?`},
+			`x.txt:4: "as alice adds 2 of product 1" does not fit any "as" form; did you mean "as NAME add Q of product P [with a note] [in T tabs] [R times]" (e.g. "as alice add 2 of product 1")?`},
 		{"quantity too big", header + "start 3 replicas\nas alice add 100 of product 1\nexpect carts intact\n",
 			`x.txt:4: quantity 100: want 1 to 99`},
 		{"bad duration", header + "start 3 replicas\nload 5 shoppers for soon\nwait for load\nexpect carts intact\n",

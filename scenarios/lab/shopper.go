@@ -128,9 +128,13 @@ func (s *shopper) arrive(ctx context.Context) {
 // add puts qty of product into the cart, retrying a 5xx or no answer: each
 // leaves unknown whether the write happened, so it widens the range the
 // judge accepts. It reports false when it gave up.
-func (s *shopper) add(ctx context.Context, product, qty int) bool {
+func (s *shopper) add(ctx context.Context, product, qty int, note string) bool {
 	s.arrive(ctx)
-	form := url.Values{"product_id": {strconv.Itoa(product)}, "quantity": {strconv.Itoa(qty)}}.Encode()
+	v := url.Values{"product_id": {strconv.Itoa(product)}, "quantity": {strconv.Itoa(qty)}}
+	if note != "" {
+		v.Set("note", note)
+	}
+	form := v.Encode()
 	for attempt := range attempts {
 		if attempt > 0 {
 			select {

@@ -111,10 +111,10 @@ var steps = []*stepForm{
 		Run: func(ctx context.Context, r *runner, st *Step) error { return r.start(ctx, st.N) },
 	},
 	{
-		Usage:   "as NAME add Q of product P [in T tabs] [R times]",
-		Help:    "The shopper NAME (a browser with its own cookie jar) opens the catalog once, then adds Q of product P to its cart, retrying a failed request (no answer or 5xx) up to three times. With tabs, T tabs of the same browser add at once, R times each: T×R writes racing for one session.",
+		Usage:   "as NAME add Q of product P [with a note] [in T tabs] [R times]",
+		Help:    "The shopper NAME (a browser with its own cookie jar) opens the catalog once, then adds Q of product P to its cart, retrying a failed request (no answer or 5xx) up to three times. With a note, the add sets the line's gift note, 140 characters kept in the session (what takes a sealed cookie past 4 KB). With tabs, T tabs of the same browser add at once, R times each: T×R writes racing for one session.",
 		Example: "as alice add 2 of product 1",
-		Pattern: regexp.MustCompile(`^as (\S+) add (\S+) of product (\S+)(?: in (\S+) tabs?)?(?: (\S+) times?)?$`),
+		Pattern: regexp.MustCompile(`^as (\S+) add (\S+) of product (\S+)( with a note)?(?: in (\S+) tabs?)?(?: (\S+) times?)?$`),
 		Parse: func(m []string, st *Step, ps *parseState) error {
 			if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
 				return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
@@ -128,12 +128,15 @@ var steps = []*stepForm{
 				return err
 			}
 			if m[4] != "" {
-				if st.Tabs, err = count(m[4], "tabs", 1, 32); err != nil {
+				st.Note = giftNote(st.Shopper, st.Product)
+			}
+			if m[5] != "" {
+				if st.Tabs, err = count(m[5], "tabs", 1, 32); err != nil {
 					return err
 				}
 			}
-			if m[5] != "" {
-				if st.Times, err = count(m[5], "times", 1, 100); err != nil {
+			if m[6] != "" {
+				if st.Times, err = count(m[6], "times", 1, 100); err != nil {
 					return err
 				}
 			}
@@ -537,6 +540,13 @@ var steps = []*stepForm{
 			return d.c.RemoveReplica(ctx, f.Target)
 		},
 	},
+}
+
+// giftNote is a note of the shop's most, 140 characters, different for
+// every shopper and product: what "with a note" writes.
+func giftNote(shopper string, product int) string {
+	n := fmt.Sprintf("For %s, product %d: ", shopper, product)
+	return n + strings.Repeat("happy birthday! ", 10)[:140-len(n)]
 }
 
 // parseShopper parses "as NAME ..." (the name in m[1]) and then the rest.
