@@ -48,6 +48,9 @@ type Config struct {
 	// Schedule is the low-stock report's schedule: local or shared
 	// (SHOP_SCHEDULE).
 	Schedule string
+	// Live is -live: local or redis; "" leaves the shop's default (redis
+	// where the replicas share a Redis).
+	Live string
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
@@ -68,6 +71,9 @@ func (c Config) String() string {
 	}
 	if c.Schedule != "" && c.Schedule != DefaultConfig.Schedule {
 		s += " schedule=" + c.Schedule
+	}
+	if c.Live != "" && c.Live != DefaultConfig.Live {
+		s += " live=" + c.Live
 	}
 	return s
 }
@@ -94,6 +100,7 @@ var configKeys = []configKey{
 	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
 	{"jobs", []string{"memory", "queue"}, func(c *Config) *string { return &c.Jobs }},
 	{"schedule", []string{"local", "shared"}, func(c *Config) *string { return &c.Schedule }},
+	{"live", []string{"local", "redis"}, func(c *Config) *string { return &c.Live }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an
