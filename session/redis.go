@@ -302,7 +302,7 @@ func (r *RedisStore) commitDurable(ctx context.Context, s *Session, old, priorKe
 	}
 	refused := fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, r.wait, wait.Milliseconds())
 	if err := r.undo(ctx, s, key, priorKey, b); err != nil {
-		return fmt.Errorf("%w, and taking the write back failed, so it may have been applied all the same: %w", refused, err)
+		return fmt.Errorf("%w, and taking the write back failed, so %w all the same: %w", refused, ErrMaybeApplied, err)
 	}
 	return refused
 }

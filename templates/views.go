@@ -110,6 +110,9 @@ type CatalogContent struct {
 	Products   []Product
 	// WithCart shows the add-to-cart forms (off while the store is away).
 	WithCart bool
+	// AddKey starts each add form's idempotency key; the shop renders the
+	// body once with a placeholder here and puts each page's own key in.
+	AddKey string
 }
 
 // ProductView is a product page.
@@ -118,6 +121,9 @@ type ProductView struct {
 	Product  Product
 	Quantity string
 	Error    string // a field error for quantity, shown beside the form
+	// AddKey is the add form's idempotency key: the same form sent twice
+	// adds once.
+	AddKey string
 }
 
 // CartLine is one line of the cart page or an order.
@@ -175,6 +181,13 @@ type ErrorView struct {
 	Status  int
 	Heading string
 	Message string
+	// Links are where to look next (the order that may exist).
+	Links []ErrorLink
+}
+
+// ErrorLink is a link on a status page.
+type ErrorLink struct {
+	Text, URL string
 }
 
 // AuthView is the login or the register page.

@@ -245,7 +245,7 @@ func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account
 // mergeCarts adds b's lines to a's, each line capped at the limits: what a
 // person put in either cart stays, as far as the rules allow.
 func mergeCarts(a, b Cart) Cart {
-	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...)}
+	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...), Applied: a.Applied}
 	for _, it := range b.Items {
 		q := min(out.Quantity(it.ProductID)+it.Quantity, MaxLineQuantity)
 		out.Set(it.ProductID, q) // only ErrCartFull can fail: that line is dropped
