@@ -33,7 +33,8 @@ type Store interface {
 	Order(ctx context.Context, id string) (store.Order, error)
 	OrderByKey(ctx context.Context, key string) (store.Order, error)
 	OrdersByAccount(ctx context.Context, accountID int64) ([]store.Order, error)
-	CreateAccount(ctx context.Context, email string, hash []byte) (store.Account, error)
+	CreateAccountWithCart(ctx context.Context, email string, hash, cart []byte) (store.Account, error)
+	DeleteNewAccount(ctx context.Context, id int64) error
 	AccountByEmail(ctx context.Context, email string) (store.Account, error)
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error

@@ -195,18 +195,23 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 // last writer (and as its birthplace, if it is new). A logged-in cart is also
 // saved with the account, so it outlives the session.
 func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error {
-	b := EncodeCart(cart)
-	if sess := sessionOf(ctx).sess; sess != nil {
-		sess.Touch(s.cfg.Replica)
-		sess.SetCart(b)
-		// A session that would not fit where it lives (a cookie past 4 KB)
-		// is refused before anything else changes.
-		if err := sess.Fits(); err != nil {
-			return err
-		}
+	if err := s.setSessionCart(ctx, cart); err != nil {
+		return err
 	}
 	if accountID != 0 {
-		return s.db.SaveCart(ctx, accountID, b)
+		return s.db.SaveCart(ctx, accountID, EncodeCart(cart))
+	}
+	return nil
+}
+
+// setSessionCart is saveCart's session half: the cart and the stamp in the
+// session, refused when the session would not fit where it lives (a cookie
+// past 4 KB) before anything else changes.
+func (s *Server) setSessionCart(ctx context.Context, cart Cart) error {
+	if sess := sessionOf(ctx).sess; sess != nil {
+		sess.Touch(s.cfg.Replica)
+		sess.SetCart(EncodeCart(cart))
+		return sess.Fits()
 	}
 	return nil
 }
