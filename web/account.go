@@ -53,7 +53,11 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 	if err != nil {
 		f.Errors["email"] = err.(*Error).Message
 	}
-	f.Email = normalizeEmail(email)
+	var problem string
+	f.Email, problem = canonicalEmail(email)
+	if _, bad := f.Errors["email"]; !bad && problem != "" {
+		f.Errors["email"] = problem
+	}
 	if _, bad := f.Errors["email"]; !bad {
 		if a, err := mail.ParseAddress(f.Email); err != nil || a.Address != f.Email || !strings.Contains(f.Email, ".") {
 			f.Errors["email"] = "must be an address like ada@example.com"
@@ -77,10 +81,6 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 	}
 	return f, nil
 }
-
-// normalizeEmail trims and lower-cases an address: one person, one account,
-// however they type it.
-func normalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, register bool, f accountForm) error {
 	v := templates.AuthView{Register: register, Email: f.Email, Errors: f.Errors}
