@@ -305,6 +305,9 @@ type ClusterView struct {
 	// Redis is the Redis tier as the sentinels describe it; nil without
 	// Sentinel.
 	Redis *RedisTier
+	// AddressesHidden: the client is outside the shop's own networks, and
+	// every address on the page was replaced.
+	AddressesHidden bool
 }
 
 // RedisTier is Redis under Sentinel, as /cluster shows it.
@@ -314,7 +317,9 @@ type RedisTier struct {
 	Replicas     []RedisNode
 	Sentinels    []string
 	LastFailover string // "127.0.0.1:1 → 127.0.0.1:2 at 10:31:02", or ""
-	Error        string // the sentinels did not answer: what is shown is what this replica last heard
+	// LastFailoverAt is LastFailover without the addresses: "at 10:31:02".
+	LastFailoverAt string
+	Error          string // the sentinels did not answer: what is shown is what this replica last heard
 }
 
 // RedisNode is one Redis replica.
