@@ -71,7 +71,7 @@ func benchServer(b *testing.B, kind string) *Server {
 	}
 	b.Cleanup(func() { sessions.Close() })
 	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil))).With("replica", "shop1")
-	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc)
+	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc, nil)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

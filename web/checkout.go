@@ -165,6 +165,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 	// checkout's key was emptied by it and is left alone.
 	if created || !info.Cart.HasApplied(f.IdempotencyKey) {
 		if created {
+			s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
 			info.Cart.Clear()
 		} else {
 			info.Cart.Subtract(orderItems(placed))

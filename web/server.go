@@ -18,6 +18,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -62,6 +63,15 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// LiveHeartbeat is how often an idle event stream gets a heartbeat
+	// comment; 0 means DefaultLiveHeartbeat.
+	LiveHeartbeat time.Duration
+	// Profile is -profile (stateful, stateless), or "" when the state
+	// flags were set one by one: /state and the ribbon name it.
+	Profile string
+	// State are the parts of the replica that keep a kind of state, for
+	// the state audit (/state); the server adds its own caches.
+	State []StateHolder
 }
 
 // Server is one replica's HTTP handler.
@@ -71,20 +81,25 @@ type Server struct {
 	sessions session.Store
 	// redis is Redis as a shared service (login limiter, presence, live
 	// metrics); nil when the replicas share nothing and each keeps its own.
-	redis    *redisclient.Client
-	log      *slog.Logger
-	catalog  catalogCache
-	metrics  *Metrics
-	limiter  loginLimiter
-	hashers  *hashGate
+	redis   *redisclient.Client
+	log     *slog.Logger
+	catalog catalogCache
+	metrics *Metrics
+	limiter loginLimiter
+	hashers *hashGate
+	// live holds the event streams (GET /events) and carries what changed
+	// to them: this replica's only, or every replica's through Redis.
+	live     Live
 	draining atomic.Bool
 	handler  http.Handler
 }
 
 // NewServer wires the routes over the database, the session store and,
 // when rc is not nil, a Redis that the replicas share for what is not a
-// session: login failure counts, who is up (/cluster), live metrics.
-func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client) *Server {
+// session: login failure counts, who is up (/cluster), live metrics. events
+// are the live event streams (live.LocalHub or live.RedisHub); nil gives
+// the Server a LocalHub of its own, which Drain ends.
+func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, events Live) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -94,7 +109,14 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	if cfg.LiveHeartbeat <= 0 {
+		cfg.LiveHeartbeat = DefaultLiveHeartbeat
+	}
+	if events == nil {
+		events = live.NewLocal(live.Options{})
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	s.metrics.watchLive(events)
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
@@ -124,8 +146,13 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Drain turns /readyz to 503 so load balancers stop sending new requests,
-// while everything else keeps being served.
-func (s *Server) Drain() { s.draining.Store(true) }
+// while everything else keeps being served; event streams end at once
+// (with a retry: hint) and new ones are refused, so that their browsers
+// reconnect to another replica now rather than when this one exits.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.live.Drain()
+}
 
 // render renders c into a buffer and only then writes status and body, so a
 // failed render becomes a clean error page instead of half a page.

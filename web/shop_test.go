@@ -67,6 +67,9 @@ type replicaParts struct {
 	sessions session.Store
 	redis    *redisclient.Client
 	metrics  *web.Metrics
+	// live is the replica's event hub; nil lets the Server make a local
+	// one of its own.
+	live web.Live
 }
 
 // parts builds a replica's parts over ts's Redis, closed when the test ends.
@@ -108,7 +111,7 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		}
 	}
 	cfg.Metrics = p.metrics
-	return web.NewServer(cfg, db, p.sessions, p.redis)
+	return web.NewServer(cfg, db, p.sessions, p.redis, p.live)
 }
 
 func (ts *testShop) serve(p replicaParts, db *store.DB, replica string) *testShop {
