@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -142,6 +143,9 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 	// Only an order to place writes the session (its identity owns an
 	// anonymous order): an empty cart's checkout creates nothing.
 	order.SessionID = s.touchSession(r.Context())
+	// The receipt job is queued in the order's own transaction (with
+	// -jobs queue), so no order is left without one.
+	order.Enqueue = s.receipts.EnqueueTx
 	placed, created, err := s.db.PlaceOrder(r.Context(), order)
 	var oos *store.OutOfStockError
 	switch {
@@ -165,6 +169,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 	// checkout's key was emptied by it and is left alone.
 	if created || !info.Cart.HasApplied(f.IdempotencyKey) {
 		if created {
+			s.receipts.Placed(placed)
 			s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
 			info.Cart.Clear()
 		} else {
@@ -224,19 +229,13 @@ func ownsOrder(info sessionInfo, o store.Order) bool {
 }
 
 // handleOrder shows an order to its owner; to anyone else it does not exist.
+// It shows the receipt's state too, and reloads while the receipt is pending.
 func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
-	info, err := s.session(r.Context())
+	o, err := s.ownOrder(r)
 	if err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	if len(id) > 64 {
-		return notFound("There is no such order.")
-	}
-	o, err := s.db.Order(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !ownsOrder(info, o)) {
-		return notFound("There is no such order.")
-	}
+	st, err := s.receipts.Receipt(r.Context(), o)
 	if err != nil {
 		return err
 	}
@@ -248,11 +247,15 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 		Total:    formatPrice(o.TotalCents),
 		Replica:  o.Replica,
 		PlacedAt: o.CreatedAt.UTC().Format(time.DateTime + " UTC"),
+		Receipt:  receiptInfo(o, st),
 	}
 	for _, l := range o.Lines {
 		v.Lines = append(v.Lines, cartLine(l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents))
 	}
 	v.Page = s.page(r, "Order "+o.ID)
+	if st.State == jobs.Pending {
+		v.Page.Refresh = "2"
+	}
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.OrderPage(v))
 	return nil
