@@ -38,7 +38,7 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())
-	mux.Handle("GET /metrics", s.handleMetrics())
+	mux.Handle("GET /metrics", s.onlyTrusted(s.handleMetrics()))
 	mux.Handle("GET /metrics/live", s.handleLive())
 	mux.Handle("GET /metrics/live.json", s.handleLiveJSON())
 	mux.Handle("GET /events", s.handleEvents())
