@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +45,7 @@ type Event struct {
 // recorder collects requests and events from every shopper goroutine and
 // prints the narrative as events happen.
 type recorder struct {
-	t0  time.Time
+	t0  atomic.Pointer[time.Time]
 	out io.Writer
 
 	mu       sync.Mutex
@@ -111,10 +112,20 @@ func newRecorder(out io.Writer) *recorder {
 	if out == nil {
 		out = io.Discard
 	}
-	return &recorder{t0: time.Now(), out: out}
+	r := &recorder{out: out}
+	r.restart()
+	return r
 }
 
-func (r *recorder) since() time.Duration { return time.Since(r.t0) }
+// since is the scenario's clock. The cluster's own goroutines read it too
+// (events it tells), so the start is an atomic pointer.
+func (r *recorder) since() time.Duration { return time.Since(*r.t0.Load()) }
+
+// restart starts the clock again: when the cluster serves.
+func (r *recorder) restart() {
+	now := time.Now()
+	r.t0.Store(&now)
+}
 
 func (r *recorder) request(q Request) {
 	r.mu.Lock()
@@ -173,11 +184,13 @@ func (r *recorder) mark(e Event) {
 	}
 }
 
-// say prints a narrative line that is not an event on the timeline.
+// say prints a narrative line that is not an event on the timeline. The
+// cluster tells some events from goroutines of its own (a promotion, a
+// replica dropped for readiness): the line is written under the lock.
 func (r *recorder) say(at time.Duration, text string) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.story = append(r.story, Line{At: at, Text: text})
-	r.mu.Unlock()
 	fmt.Fprintf(r.out, "%7.2fs  %s\n", at.Seconds(), text)
 }
 

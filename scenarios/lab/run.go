@@ -251,7 +251,7 @@ func (r *runner) start(ctx context.Context, n int) error {
 	}
 	// The clock starts when the cluster serves: the timeline shows the
 	// scenario, not the boot.
-	r.rec.t0 = time.Now()
+	r.rec.restart()
 	if r.detect {
 		r.rec.event("the running cluster at %s answers", r.url)
 		r.rec.say(0, fmt.Sprintf("it says %s; the script asked for %d replicas, the lab did not start them", r.cfg, n))
