@@ -17,6 +17,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,9 @@ type shopper struct {
 	loggedIn    bool
 	registered  bool
 	accountWant map[int]qtyRange
+	// orders are the ids of the orders the shopper placed, for the
+	// judge to read their receipts.
+	orders []string
 }
 
 func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {
@@ -309,6 +313,12 @@ func (s *shopper) checkOut(ctx context.Context, runID, key string) (int, string)
 	if resp.StatusCode == http.StatusSeeOther {
 		s.mu.Lock()
 		s.want = map[int]qtyRange{}
+		// The replica that took the order runs its receipt job (with
+		// -jobs memory): "replica of NAME" names it.
+		s.replica = replica
+		if id, ok := strings.CutPrefix(resp.Header.Get("Location"), "/orders/"); ok && id != "" && !slices.Contains(s.orders, id) {
+			s.orders = append(s.orders, id)
+		}
 		s.mu.Unlock()
 	}
 	return resp.StatusCode, replica
