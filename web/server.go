@@ -38,6 +38,9 @@ type Store interface {
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
 	BumpSessionEpoch(ctx context.Context, accountID int64) (int64, error)
+	AddReview(ctx context.Context, r store.Review) (store.Review, error)
+	Reviews(ctx context.Context, productID int64, limit int) ([]store.Review, error)
+	ReviewByPhoto(ctx context.Context, key string) (store.Review, error)
 }
 
 // Config is the replica's identity and behaviour.
@@ -61,6 +64,9 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// UploadTimeout is how long a review with a photo may take to arrive
+	// and be kept; 0 means DefaultUploadTimeout.
+	UploadTimeout time.Duration
 }
 
 // Server is one replica's HTTP handler.
@@ -70,7 +76,9 @@ type Server struct {
 	sessions session.Store
 	// redis is Redis as a shared service (login limiter, presence, live
 	// metrics); nil when the replicas share nothing and each keeps its own.
-	redis    *redisclient.Client
+	redis *redisclient.Client
+	// photos keeps review photos: this replica's disk or a bucket.
+	photos   Photos
 	log      *slog.Logger
 	catalog  catalogCache
 	metrics  *Metrics
@@ -80,10 +88,11 @@ type Server struct {
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database, the session store and,
-// when rc is not nil, a Redis that the replicas share for what is not a
-// session: login failure counts, who is up (/cluster), live metrics.
-func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client) *Server {
+// NewServer wires the routes over the database, the session store, the
+// review photo store and, when rc is not nil, a Redis that the replicas
+// share for what is not a session: login failure counts, who is up
+// (/cluster), live metrics.
+func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, photos Photos) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -93,7 +102,10 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = DefaultUploadTimeout
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {

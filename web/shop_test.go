@@ -19,6 +19,7 @@ import (
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/uploads"
 	"github.com/statelab/shop/web"
 )
 
@@ -67,12 +68,15 @@ type replicaParts struct {
 	sessions session.Store
 	redis    *redisclient.Client
 	metrics  *web.Metrics
+	// photos is the replica's review photo store: a directory of its own
+	// unless a test puts another there.
+	photos web.Photos
 }
 
 // parts builds a replica's parts over ts's Redis, closed when the test ends.
 func (ts *testShop) parts(kind, replica string, lock bool) replicaParts {
 	ts.t.Helper()
-	p := replicaParts{metrics: web.NewMetrics(replica, kind)}
+	p := replicaParts{metrics: web.NewMetrics(replica, kind), photos: diskPhotos(ts.t, replica)}
 	o := session.Options{Lock: lock, Observer: p.metrics}
 	switch kind {
 	case session.Redis:
@@ -108,7 +112,17 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		}
 	}
 	cfg.Metrics = p.metrics
-	return web.NewServer(cfg, db, p.sessions, p.redis)
+	return web.NewServer(cfg, db, p.sessions, p.redis, p.photos)
+}
+
+// diskPhotos is a replica's own photo directory (its disk).
+func diskPhotos(t testing.TB, replica string) *uploads.Disk {
+	t.Helper()
+	d, err := uploads.NewDisk(filepath.Join(t.TempDir(), replica+"-uploads"), replica)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func (ts *testShop) serve(p replicaParts, db *store.DB, replica string) *testShop {
