@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +25,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/statelab/shop/internal/proc"
 )
 
 const (
@@ -84,9 +87,8 @@ type Postgres struct {
 	owner   *syscall.Credential // nil: run as ourselves
 	durable bool
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed once cmd.Wait has returned
+	mu sync.Mutex
+	p  *proc.Process // the current or last run
 
 	databases atomic.Int64 // numbers NewDatabase's names
 }
@@ -116,12 +118,17 @@ func NewPostgres(ctx context.Context, logPath string, durable bool) (*Postgres, 
 			return nil, fmt.Errorf("testenv: postgres: %w", err)
 		}
 	}
-	initdb := p.command(filepath.Join(bin, "initdb"),
+	initdb, err := proc.Start(p.spec("initdb", filepath.Join(bin, "initdb"),
 		"--pgdata", dataDir, "--username", "postgres", "--auth", "trust",
-		"--encoding", "UTF8", "--locale", "C", "--no-sync", "--no-instructions")
-	if out, err := initdb.CombinedOutput(); err != nil {
+		"--encoding", "UTF8", "--locale", "C", "--no-sync", "--no-instructions"))
+	if err != nil {
 		p.Close()
-		return nil, fmt.Errorf("testenv: initdb: %w\n%s", err, out)
+		return nil, fmt.Errorf("testenv: %w", err)
+	}
+	if code, err := initdb.Wait(ctx); err != nil || code != 0 {
+		initdb.Kill()
+		p.Close()
+		return nil, fmt.Errorf("testenv: initdb exited with status %d (%v)%s", code, err, initdb.Tail())
 	}
 	for attempt := 1; ; attempt++ {
 		if p.port, err = FreePort(); err != nil {
@@ -134,10 +141,10 @@ func NewPostgres(ctx context.Context, logPath string, durable bool) (*Postgres, 
 		}
 		p.Kill()
 		ReleasePort(p.port)
-		if attempt == 3 || !bytes.Contains(tail(logPath), []byte("could not bind")) {
+		if attempt == 3 || !strings.Contains(proc.FormatTail(logPath), "could not bind") {
 			p.port = 0
 			p.Close()
-			return nil, fmt.Errorf("%w\n%s", err, tail(logPath))
+			return nil, err // it quotes the log
 		}
 	}
 }
@@ -160,18 +167,21 @@ func postgresOwner() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
 
-// command runs bin as the cluster's owner: the process itself changes user
-// (no setpriv or su in between), so its pid is the server's.
-func (p *Postgres) command(bin string, args ...string) *exec.Cmd {
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = os.TempDir()
-	attr := sysProcAttr()
-	attr.Credential = p.owner
-	cmd.SysProcAttr = attr
-	// The locale of the caller (say C.UTF-8 in a container) need not
-	// exist for the server; the cluster's own is C.
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
-	return cmd
+// spec runs bin as the cluster's owner, logging to the server's log: the
+// process itself changes user (no setpriv or su in between), so its pid is
+// the server's.
+func (p *Postgres) spec(name, bin string, args ...string) proc.Spec {
+	return proc.Spec{
+		Name: name,
+		Path: bin,
+		Args: args,
+		Dir:  os.TempDir(),
+		// The locale of the caller (say C.UTF-8 in a container) need not
+		// exist for the server; the cluster's own is C.
+		Env:        append(os.Environ(), "LC_ALL=C", "LANG=C"),
+		LogPath:    p.logPath,
+		Credential: p.owner,
+	}
 }
 
 // Addr is the server's host:port.
@@ -193,16 +203,10 @@ func (p *Postgres) URL(database string) string {
 // returns once it accepts connections.
 func (p *Postgres) Start(ctx context.Context) error {
 	p.mu.Lock()
-	if p.running() {
+	if p.p != nil && p.p.Running() {
 		p.mu.Unlock()
 		return fmt.Errorf("testenv: postgres %s is already running", p.Addr())
 	}
-	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.mu.Unlock()
-		return fmt.Errorf("testenv: postgres: %w", err)
-	}
-	defer log.Close()
 	args := []string{
 		"-D", p.dataDir,
 		"-p", strconv.Itoa(p.port),
@@ -216,33 +220,29 @@ func (p *Postgres) Start(ctx context.Context) error {
 	if !p.durable {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
 	}
-	cmd := p.command(filepath.Join(p.bin, "postgres"), args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	server, err := proc.Start(p.spec("postgres", filepath.Join(p.bin, "postgres"), args...))
+	if err != nil {
 		p.mu.Unlock()
-		return fmt.Errorf("testenv: start postgres: %w", err)
+		return fmt.Errorf("testenv: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	p.cmd, p.done = cmd, done
+	p.p = server
 	p.mu.Unlock()
 
+	// Crash recovery after Kill may take longer than proc's usual wait.
 	ctx, cancel := context.WithTimeout(ctx, postgresReadyTimeout)
 	defer cancel()
 	for {
-		attempt, stop := context.WithTimeout(ctx, time.Second)
-		conn, err := pgconn.Connect(attempt, p.URL("postgres"))
-		stop()
-		if err == nil {
-			conn.Close(ctx)
-			return nil
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("testenv: postgres exited before accepting connections on %s", p.Addr())
-		case <-ctx.Done():
-			return fmt.Errorf("testenv: postgres does not accept connections on %s: %w (last: %v)", p.Addr(), ctx.Err(), err)
-		case <-time.After(25 * time.Millisecond):
+		err := server.WaitUntil(ctx, "it accepts connections on "+p.Addr(), func(ctx context.Context) error {
+			attempt, stop := context.WithTimeout(ctx, time.Second)
+			defer stop()
+			conn, err := pgconn.Connect(attempt, p.URL("postgres"))
+			if err != nil {
+				return err
+			}
+			return conn.Close(ctx)
+		})
+		if err == nil || !server.Running() || ctx.Err() != nil {
+			return err
 		}
 	}
 }
@@ -252,14 +252,14 @@ func (p *Postgres) Start(ctx context.Context) error {
 // after postgresStopTimeout is an error. Stopping a stopped server does
 // nothing.
 func (p *Postgres) Stop() error {
-	cmd, done := p.current()
-	if cmd == nil {
+	server := p.current()
+	if server == nil {
 		return nil
 	}
-	cmd.Process.Signal(syscall.SIGINT)
-	signalServer(cmd.Process.Pid, syscall.SIGCONT) // in case it is paused
+	server.Signal(syscall.SIGINT)
+	signalServer(server.Pid(), syscall.SIGCONT) // in case it is paused
 	select {
-	case <-done:
+	case <-server.Done():
 		return nil
 	case <-time.After(postgresStopTimeout):
 		p.Kill()
@@ -270,13 +270,12 @@ func (p *Postgres) Stop() error {
 // Kill sends SIGKILL to the server and its backends, as a crash would, and
 // waits for the exit.
 func (p *Postgres) Kill() error {
-	cmd, done := p.current()
-	if cmd == nil {
+	server := p.current()
+	if server == nil {
 		return nil
 	}
-	signalServer(cmd.Process.Pid, syscall.SIGKILL)
-	<-done
-	return nil
+	signalServer(server.Pid(), syscall.SIGKILL)
+	return server.Kill()
 }
 
 // signalServer sends sig to the postmaster first (so that it forks no
@@ -284,37 +283,10 @@ func (p *Postgres) Kill() error {
 // the postmaster's process group does not reach them.
 func signalServer(pid int, sig syscall.Signal) {
 	syscall.Kill(pid, sig)
-	for _, child := range children(pid) {
+	kids, _ := proc.Children(pid)
+	for child := range kids {
 		syscall.Kill(child, sig)
 	}
-}
-
-// children lists the processes whose parent is pid, from /proc.
-func children(pid int) []int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var kids []int
-	for _, stat := range stats {
-		b, err := os.ReadFile(stat)
-		if err != nil {
-			continue
-		}
-		// The fields after the command name (in parentheses, which may
-		// hold anything): state, then ppid.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		fields := bytes.Fields(b[i+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(string(fields[1])); ppid == pid {
-			if kid, err := strconv.Atoi(filepath.Base(filepath.Dir(stat))); err == nil {
-				kids = append(kids, kid)
-			}
-		}
-	}
-	return kids
 }
 
 // Close stops the server and removes its data directory.
@@ -354,27 +326,14 @@ func (p *Postgres) NewDatabase(tb testing.TB) string {
 	return url
 }
 
-// current returns the running process, or nil.
-func (p *Postgres) current() (*exec.Cmd, chan struct{}) {
+// current returns the running server, or nil.
+func (p *Postgres) current() *proc.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.running() {
-		return nil, nil
+	if p.p == nil || !p.p.Running() {
+		return nil
 	}
-	return p.cmd, p.done
-}
-
-// running reports whether the last started process is alive; p.mu held.
-func (p *Postgres) running() bool {
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
+	return p.p
 }
 
 // StartPostgres starts a server of the test's own and closes it when the
@@ -391,7 +350,7 @@ func StartPostgres(tb testing.TB) *Postgres {
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			tb.Logf("--- %s ---\n%s", logPath, tail(logPath))
+			tb.Log(proc.FormatTail(logPath))
 		}
 		if err := p.Close(); err != nil {
 			tb.Errorf("close postgres: %v", err)
@@ -451,14 +410,19 @@ func (s *SharedPostgres) Close() error {
 // database whose kernel still accepts connections but which answers
 // nothing. Resume undoes it.
 func (p *Postgres) Pause() error {
-	cmd, _ := p.current()
-	if cmd == nil {
+	server := p.current()
+	if server == nil {
 		return errors.New("testenv: pause postgres: not running")
 	}
-	signalServer(cmd.Process.Pid, syscall.SIGSTOP)
+	signalServer(server.Pid(), syscall.SIGSTOP)
 	deadline := time.Now().Add(2 * time.Second)
-	for _, pid := range append(children(cmd.Process.Pid), cmd.Process.Pid) {
-		for !ProcessStopped(pid) {
+	pids, _ := proc.Children(server.Pid())
+	if pids == nil {
+		pids = make(map[int]bool)
+	}
+	pids[server.Pid()] = true
+	for pid := range pids {
+		for !proc.Stopped(pid) {
 			if time.Now().After(deadline) {
 				return errors.New("testenv: pause postgres: not stopped 2 s after SIGSTOP")
 			}
@@ -470,10 +434,10 @@ func (p *Postgres) Pause() error {
 
 // Resume continues a paused server with SIGCONT on its process group.
 func (p *Postgres) Resume() error {
-	cmd, _ := p.current()
-	if cmd == nil {
+	server := p.current()
+	if server == nil {
 		return errors.New("testenv: resume postgres: not running")
 	}
-	signalServer(cmd.Process.Pid, syscall.SIGCONT)
+	signalServer(server.Pid(), syscall.SIGCONT)
 	return nil
 }

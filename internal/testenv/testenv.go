@@ -2,16 +2,19 @@
 // PostgreSQL) on free loopback ports and decides what a test does when a
 // binary is missing: it skips with the install command when run by hand,
 // and fails when SHOP_TEST_REQUIRE=all (as `make test` and CI set it), so
-// that CI cannot skip silently.
+// that CI cannot skip silently. The processes themselves are supervised by
+// internal/proc; testenv only ties them to a test's life (t.TempDir,
+// t.Cleanup, the log's end on failure).
 package testenv
 
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/statelab/shop/internal/proc"
 )
 
 // aptPackages maps a binary to the Debian package that installs it; a binary
@@ -66,18 +69,5 @@ func Missing(tb testing.TB, msg string) {
 func Required() bool { return os.Getenv("SHOP_TEST_REQUIRE") == "all" }
 
 // LookBinary finds name on PATH, then in the sbin directories that a
-// non-root PATH often lacks (Debian installs nginx and redis-server's
-// sentinel helpers in /usr/sbin).
-func LookBinary(name string) (string, error) {
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
-		p := dir + "/" + name
-		if info, statErr := os.Stat(p); statErr == nil && !info.IsDir() && info.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", err
-}
+// non-root PATH often lacks (proc.LookBinary).
+func LookBinary(name string) (string, error) { return proc.LookBinary(name) }

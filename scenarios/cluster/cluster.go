@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 )
@@ -143,7 +144,7 @@ type Cluster struct {
 	dir    string
 	ownDir bool // dir is a temp dir that Close removes
 	bin    string
-	out    *sharedWriter
+	out    *proc.Mux
 	redis  *Redis    // the single Redis; nil with Sentinel or in memory mode
 	ha     *RedisHA  // with Sentinel
 	net    *redisNet // the proxies between replicas and Redis, with RedisProxy
@@ -178,7 +179,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{o: o, next: 1}
 	if o.Stdout != nil {
-		c.out = &sharedWriter{w: o.Stdout}
+		c.out = proc.NewMux(o.Stdout)
 	}
 	if o.Dir == "" {
 		c.dir, err = os.MkdirTemp("", "statelab-cluster-*")
@@ -259,7 +260,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	u := c.URL() + "/healthz"
-	return waitFor(ctx, c.nginx.p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+	return c.nginx.p.WaitUntil(ctx, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
 }
 
 // startDatabase starts PostgreSQL with an empty database for the replicas,
@@ -327,7 +328,7 @@ func (c *Cluster) newReplica(ctx context.Context, name string, extraEnv []string
 		}
 		r.Kill() // not ready in time: nobody would own it
 		testenv.ReleasePort(port)
-		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+		if !errors.Is(err, proc.ErrAddrInUse) || attempt == 3 {
 			return nil, err
 		}
 	}
@@ -477,7 +478,7 @@ func (c *Cluster) AddReplica(ctx context.Context, env ...string) (*Replica, erro
 
 	u := c.URL() + "/healthz"
 	client := newProbeClient()
-	err = waitFor(ctx, c.nginx.p, "nginx routes a request to "+r.name, func(ctx context.Context) error {
+	err = c.nginx.p.WaitUntil(ctx, "nginx routes a request to "+r.name, func(ctx context.Context) error {
 		h, err := httpGet(ctx, client, u)
 		if err != nil {
 			return err
@@ -540,10 +541,10 @@ func (c *Cluster) stopReplica(r *Replica) error {
 	defer cancel()
 	code, err := r.Wait(ctx)
 	if err != nil {
-		return errors.Join(fmt.Errorf("cluster: %s did not exit within %s of SIGTERM; killed%s", r.name, c.o.Drain+closeGrace, formatTail(r.LogPath())), r.Kill())
+		return errors.Join(fmt.Errorf("cluster: %s did not exit within %s of SIGTERM; killed%s", r.name, c.o.Drain+closeGrace, proc.FormatTail(r.LogPath())), r.Kill())
 	}
 	if code != 0 {
-		return fmt.Errorf("cluster: %s exited with status %d after SIGTERM%s", r.name, code, formatTail(r.LogPath()))
+		return fmt.Errorf("cluster: %s exited with status %d after SIGTERM%s", r.name, code, proc.FormatTail(r.LogPath()))
 	}
 	return nil
 }

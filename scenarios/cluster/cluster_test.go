@@ -14,12 +14,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/statelab/shop/internal/proc"
 )
 
 // TestMain fails the run when a test left a child process behind.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if kids, err := childPIDs(os.Getpid()); err == nil && len(kids) > 0 {
+	if kids, err := proc.Children(os.Getpid()); err == nil && len(kids) > 0 {
 		fmt.Fprintf(os.Stderr, "cluster: leaked child processes: %v\n", kids)
 		if code == 0 {
 			code = 1
@@ -88,19 +90,6 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 }
 
-func TestPrefixWriter(t *testing.T) {
-	var out bytes.Buffer
-	shared := &sharedWriter{w: &out}
-	a, b := shared.prefixed("a"), shared.prefixed("b")
-	a.Write([]byte("one\ntw"))
-	b.Write([]byte("x\n"))
-	a.Write([]byte("o\nthree"))
-	a.flush()
-	if got, want := out.String(), "a | one\nb | x\na | two\na | three\n"; got != want {
-		t.Errorf("output = %q, want %q", got, want)
-	}
-}
-
 func TestRedisStopStartKeepsData(t *testing.T) {
 	t.Parallel()
 	r := StartRedisT(t)
@@ -152,7 +141,7 @@ func TestRedisPauseResume(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	if reply, err := redisDo(ctx, r.Addr(), "PING"); err == nil {
+	if reply, err := proc.RedisCommand(ctx, r.Addr(), "PING"); err == nil {
 		t.Errorf("PING to a paused Redis answered %q", reply)
 	}
 	if err := r.Resume(); err != nil {
@@ -322,8 +311,8 @@ func TestMemoryStickyCloseLeavesNothing(t *testing.T) {
 		t.Errorf("X-LB-Policy = %q, want sticky", p)
 	}
 
-	pids := []int{c.nginx.p.pid()}
-	workers, err := childPIDs(c.nginx.p.pid())
+	pids := []int{c.nginx.p.Pid()}
+	workers, err := proc.Children(c.nginx.p.Pid())
 	if err != nil || len(workers) == 0 {
 		t.Fatalf("nginx workers: %v, %v", workers, err)
 	}
@@ -331,7 +320,7 @@ func TestMemoryStickyCloseLeavesNothing(t *testing.T) {
 		pids = append(pids, pid)
 	}
 	for _, r := range c.Replicas() {
-		pids = append(pids, r.current().pid())
+		pids = append(pids, r.current().Pid())
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -417,7 +406,7 @@ func wantRefused(t *testing.T, addr string) {
 
 func redisMust(t *testing.T, addr string, args ...string) string {
 	t.Helper()
-	reply, err := redisDo(t.Context(), addr, args...)
+	reply, err := proc.RedisCommand(t.Context(), addr, args...)
 	if err != nil {
 		t.Fatalf("redis %v: %v", args, err)
 	}
@@ -440,23 +429,4 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-func TestAddrInUseIsRecognized(t *testing.T) {
-	p, err := startProc(procSpec{
-		name:    "sh",
-		path:    "/bin/sh",
-		args:    []string{"-c", "echo 'listen tcp 127.0.0.1:8081: bind: address already in use' >&2; exit 1"},
-		logPath: t.TempDir() + "/sh.log",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = waitFor(t.Context(), p, "never", func(context.Context) error { return errors.New("not yet") })
-	if !errors.Is(err, errAddrInUse) {
-		t.Errorf("err = %v, want errAddrInUse", err)
-	}
-	if p.exitCode() != 1 {
-		t.Errorf("exit code = %d, want 1", p.exitCode())
-	}
 }

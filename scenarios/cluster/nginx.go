@@ -8,10 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 )
 
@@ -20,13 +20,13 @@ import (
 type nginx struct {
 	dir  string
 	bin  string
-	out  *sharedWriter
+	out  *proc.Mux
 	port int
 	cfg  deploy.NginxConfig // what the running master has loaded
-	p    *proc
+	p    *proc.Process
 }
 
-func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Replica, out *sharedWriter) (*nginx, error) {
+func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Replica, out *proc.Mux) (*nginx, error) {
 	bin, err := testenv.LookBinary("nginx")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nginx: %w", err)
@@ -56,10 +56,10 @@ func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Repli
 			return n, nil
 		}
 		if n.p != nil {
-			n.p.kill()
+			n.p.Kill()
 		}
 		testenv.ReleasePort(port)
-		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+		if !errors.Is(err, proc.ErrAddrInUse) || attempt == 3 {
 			return nil, err
 		}
 	}
@@ -78,7 +78,7 @@ func (n *nginx) start(ctx context.Context) error {
 		return fmt.Errorf("cluster: nginx: %w", err)
 	}
 	// stdout and stderr go to the error log too: one file tells the story.
-	p, err := startProc(procSpec{name: "nginx", path: n.bin, args: n.args(), dir: n.dir, logPath: n.errorLog(), out: n.out, guard: true})
+	p, err := proc.Start(proc.Spec{Name: "nginx", Path: n.bin, Args: n.args(), Dir: n.dir, LogPath: n.errorLog(), Out: n.out, Guard: true})
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (n *nginx) start(ctx context.Context) error {
 // replica.
 func (n *nginx) waitHealthy(ctx context.Context) error {
 	u := n.url() + "/nginx-health"
-	return waitFor(ctx, n.p, "it answers "+u, httpOK(newProbeClient(), u))
+	return n.p.WaitUntil(ctx, "it answers "+u, httpOK(newProbeClient(), u))
 }
 
 // reload rewrites the configuration for replicas, checks it with nginx -t,
@@ -110,15 +110,15 @@ func (n *nginx) reload(ctx context.Context, replicas []deploy.Replica) error {
 		return fmt.Errorf("cluster: nginx -t refused the new configuration: %v\n%s", err, bytes.TrimSpace(out))
 	}
 
-	old, err := childPIDs(n.p.pid())
+	old, err := proc.Children(n.p.Pid())
 	if err != nil {
 		return fmt.Errorf("cluster: nginx reload: %w", err)
 	}
-	if err := n.p.signal(syscall.SIGHUP); err != nil {
+	if err := n.p.Signal(syscall.SIGHUP); err != nil {
 		return err
 	}
-	err = waitFor(ctx, n.p, "its workers run the new configuration", func(context.Context) error {
-		kids, err := childPIDs(n.p.pid())
+	err = n.p.WaitUntil(ctx, "its workers run the new configuration", func(context.Context) error {
+		kids, err := proc.Children(n.p.Pid())
 		if err != nil {
 			return err
 		}
@@ -140,36 +140,4 @@ func (n *nginx) reload(ctx context.Context, replicas []deploy.Replica) error {
 }
 
 // stop makes nginx exit at once (SIGTERM is nginx's fast shutdown).
-func (n *nginx) stop() error { return n.p.stop(closeGrace) }
-
-// childPIDs returns the live (not zombie) children of ppid, read from /proc.
-func childPIDs(ppid int) (map[int]bool, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
-	kids := make(map[int]bool)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := bytes.Fields(stat[i+1:])
-		if len(fields) < 2 || fields[0][0] == 'Z' || fields[0][0] == 'X' {
-			continue
-		}
-		if parent, err := strconv.Atoi(string(fields[1])); err == nil && parent == ppid {
-			kids[pid] = true
-		}
-	}
-	return kids, nil
-}
+func (n *nginx) stop() error { return n.p.Stop(closeGrace) }

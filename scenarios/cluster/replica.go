@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 )
 
@@ -22,10 +23,10 @@ type Replica struct {
 	bin  string
 	dir  string // working directory; the log is dir/NAME.log
 	env  []string
-	out  *sharedWriter
+	out  *proc.Mux
 
 	mu sync.Mutex
-	p  *proc // the current or last run
+	p  *proc.Process // the current or last run
 }
 
 // Name is the replica's name (SHOP_REPLICA), as in X-Served-By.
@@ -48,13 +49,13 @@ func (r *Replica) Pid() int {
 	if p == nil {
 		return 0
 	}
-	return p.pid()
+	return p.Pid()
 }
 
 // Running reports whether the replica's process is alive.
 func (r *Replica) Running() bool {
 	p := r.current()
-	return p != nil && p.running()
+	return p != nil && p.Running()
 }
 
 // SetEnv adds KEY=value settings for the replica's next Start, overriding
@@ -72,11 +73,11 @@ func (r *Replica) SetEnv(kv ...string) {
 // for the caller to inspect, Kill or Close.
 func (r *Replica) Start(ctx context.Context) error {
 	r.mu.Lock()
-	if r.p != nil && r.p.running() {
+	if r.p != nil && r.p.Running() {
 		r.mu.Unlock()
 		return fmt.Errorf("cluster: %s is already running", r.name)
 	}
-	p, err := startProc(procSpec{name: r.name, path: r.bin, env: r.env, dir: r.dir, logPath: r.LogPath(), out: r.out})
+	p, err := proc.Start(proc.Spec{Name: r.name, Path: r.bin, Env: r.env, Dir: r.dir, LogPath: r.LogPath(), Out: r.out})
 	if err != nil {
 		r.mu.Unlock()
 		return err
@@ -96,9 +97,9 @@ func (r *Replica) WaitReady(ctx context.Context) error {
 	return r.waitReady(ctx, p)
 }
 
-func (r *Replica) waitReady(ctx context.Context, p *proc) error {
+func (r *Replica) waitReady(ctx context.Context, p *proc.Process) error {
 	u := r.URL() + "/readyz"
-	return waitFor(ctx, p, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+	return p.WaitUntil(ctx, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
 }
 
 // Kill sends SIGKILL (kill -9), as a crash would, and waits until the
@@ -108,7 +109,7 @@ func (r *Replica) Kill() error {
 	if p == nil {
 		return nil
 	}
-	return p.kill()
+	return p.Kill()
 }
 
 // Term sends SIGTERM (and SIGCONT, in case it is paused) and returns at
@@ -119,13 +120,13 @@ func (r *Replica) Term() error {
 	if p == nil {
 		return nil
 	}
-	return p.term()
+	return p.Term()
 }
 
 // termOnce sends SIGTERM unless Term already did.
 func (r *Replica) termOnce() error {
 	p := r.current()
-	if p == nil || p.termed.Load() {
+	if p == nil || p.Termed() {
 		return nil
 	}
 	return r.Term()
@@ -139,7 +140,7 @@ func (r *Replica) Pause() error {
 	if p == nil {
 		return fmt.Errorf("cluster: pause %s: %w", r.name, errNotStarted)
 	}
-	return p.pause()
+	return p.Pause()
 }
 
 // Resume continues a paused replica with SIGCONT.
@@ -148,7 +149,7 @@ func (r *Replica) Resume() error {
 	if p == nil {
 		return fmt.Errorf("cluster: resume %s: %w", r.name, errNotStarted)
 	}
-	return p.signal(syscall.SIGCONT)
+	return p.Signal(syscall.SIGCONT)
 }
 
 // Wait waits for the current run to end and returns its exit code, -1 when a
@@ -159,14 +160,14 @@ func (r *Replica) Wait(ctx context.Context) (exitCode int, err error) {
 		return -1, fmt.Errorf("cluster: wait for %s: %w", r.name, errNotStarted)
 	}
 	select {
-	case <-p.done:
-		return p.exitCode(), nil
+	case <-p.Done():
+		return p.ExitCode(), nil
 	case <-ctx.Done():
 		return -1, fmt.Errorf("cluster: wait for %s: %w", r.name, context.Cause(ctx))
 	}
 }
 
-func (r *Replica) current() *proc {
+func (r *Replica) current() *proc.Process {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.p

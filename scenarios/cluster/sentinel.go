@@ -24,6 +24,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/statelab/shop/deploy"
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 )
 
@@ -37,10 +38,10 @@ type Sentinel struct {
 	port int
 	dir  string
 	bin  string
-	out  *sharedWriter
+	out  *proc.Mux
 
 	mu sync.Mutex
-	p  *proc
+	p  *proc.Process
 }
 
 // Addr is the sentinel's host:port.
@@ -55,13 +56,13 @@ func (s *Sentinel) confPath() string { return filepath.Join(s.dir, s.name+".conf
 // rewrites as it learns, and waits until it answers PING.
 func (s *Sentinel) start(ctx context.Context) error {
 	s.mu.Lock()
-	p, err := startProc(procSpec{
-		name:    s.name,
-		path:    s.bin,
-		args:    []string{s.confPath(), "--sentinel"},
-		dir:     s.dir,
-		logPath: s.LogPath(),
-		out:     s.out,
+	p, err := proc.Start(proc.Spec{
+		Name:    s.name,
+		Path:    s.bin,
+		Args:    []string{s.confPath(), "--sentinel"},
+		Dir:     s.dir,
+		LogPath: s.LogPath(),
+		Out:     s.out,
 	})
 	if err != nil {
 		s.mu.Unlock()
@@ -69,8 +70,8 @@ func (s *Sentinel) start(ctx context.Context) error {
 	}
 	s.p = p
 	s.mu.Unlock()
-	return waitFor(ctx, p, "it answers PING on "+s.Addr(), func(ctx context.Context) error {
-		_, err := redisDo(ctx, s.Addr(), "PING")
+	return p.WaitUntil(ctx, "it answers PING on "+s.Addr(), func(ctx context.Context) error {
+		_, err := proc.RedisCommand(ctx, s.Addr(), "PING")
 		return err
 	})
 }
@@ -83,7 +84,7 @@ func (s *Sentinel) close() error {
 	if p == nil {
 		return nil
 	}
-	return p.stop(closeGrace)
+	return p.Stop(closeGrace)
 }
 
 // RedisHA is a Redis primary and replica under three sentinels, each server
@@ -106,7 +107,7 @@ func StartRedisHA(ctx context.Context, dir string) (*RedisHA, error) {
 // behind a proxy, then three sentinels, and returns once every sentinel
 // knows the replica and the two other sentinels: from then on a failover
 // can happen.
-func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *RedisHA, err error) {
+func startRedisHA(ctx context.Context, dir string, out *proc.Mux) (ha *RedisHA, err error) {
 	bin, err := testenv.LookBinary("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: sentinel: %w", err)
@@ -206,7 +207,7 @@ func startRedisHA(ctx context.Context, dir string, out *sharedWriter) (ha *Redis
 
 // waitAware waits until s knows the replica (up) and both other sentinels.
 func (ha *RedisHA) waitAware(ctx context.Context, s *Sentinel) error {
-	return waitFor(ctx, s.p, s.name+" knows the replica and the other sentinels", func(ctx context.Context) error {
+	return s.p.WaitUntil(ctx, s.name+" knows the replica and the other sentinels", func(ctx context.Context) error {
 		replicas, err := sentinelTable(ctx, s.Addr(), "REPLICAS", ha.master)
 		if err != nil {
 			return err
@@ -227,8 +228,8 @@ func (ha *RedisHA) waitAware(ctx context.Context, s *Sentinel) error {
 
 // waitReplicating waits until r is a replica whose link to its primary is up.
 func (ha *RedisHA) waitReplicating(ctx context.Context, r *Redis) error {
-	return waitFor(ctx, r.current(), r.name+" replicates its primary", func(ctx context.Context) error {
-		info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
+	return r.Process().WaitUntil(ctx, r.Name()+" replicates its primary", func(ctx context.Context) error {
+		info, err := proc.RedisCommand(ctx, r.Addr(), "INFO", "replication")
 		if err != nil {
 			return err
 		}
@@ -303,14 +304,14 @@ func (ha *RedisHA) WaitFailover(ctx context.Context, old *Redis) (*Redis, error)
 			if rerr == nil && role == "master" {
 				return p, nil
 			}
-			err = fmt.Errorf("%s answers ROLE %q (%v)", p.name, role, rerr)
+			err = fmt.Errorf("%s answers ROLE %q (%v)", p.Name(), role, rerr)
 		} else if err == nil {
-			err = fmt.Errorf("the sentinels still name %s", old.name)
+			err = fmt.Errorf("the sentinels still name %s", old.Name())
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cluster: no failover: %w", err)
-		case <-time.After(pollInterval):
+		case <-time.After(proc.PollInterval):
 		}
 	}
 }
@@ -342,7 +343,7 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
+		info, err := proc.RedisCommand(ctx, r.Addr(), "INFO", "replication")
 		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
 			// The replica's side is up; WAIT counts it only once the
 			// primary has it online, which after a diskless sync waits for
@@ -353,8 +354,8 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: %s is not a replica: %v %s", r.name, err, info)
-		case <-time.After(pollInterval):
+			return fmt.Errorf("cluster: %s is not a replica: %v %s", r.Name(), err, info)
+		case <-time.After(proc.PollInterval):
 		}
 	}
 }
@@ -366,7 +367,7 @@ func (ha *RedisHA) onlineAtPrimary(ctx context.Context, r *Redis) error {
 	if err != nil {
 		return err
 	}
-	info, err := redisDo(ctx, p.Addr(), "INFO", "replication")
+	info, err := proc.RedisCommand(ctx, p.Addr(), "INFO", "replication")
 	if err != nil {
 		return err
 	}
@@ -377,7 +378,7 @@ func (ha *RedisHA) onlineAtPrimary(ctx context.Context, r *Redis) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s is not an online replica of %s yet", r.name, p.name)
+	return fmt.Errorf("%s is not an online replica of %s yet", r.Name(), p.Name())
 }
 
 // StartStopped starts every server that is not running as a replica of the
@@ -406,16 +407,16 @@ func (ha *RedisHA) StartStopped(ctx context.Context) error {
 			continue
 		}
 		// A later directive wins over one Sentinel may have rewritten.
-		f, err := os.OpenFile(r.confPath(), os.O_APPEND|os.O_WRONLY, 0)
+		f, err := os.OpenFile(r.ConfPath(), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
-			return fmt.Errorf("cluster: %s: %w", r.name, err)
+			return fmt.Errorf("cluster: %s: %w", r.Name(), err)
 		}
 		_, err = fmt.Fprintf(f, "replicaof %s %s\n", host, port)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("cluster: %s: %w", r.name, err)
+			return fmt.Errorf("cluster: %s: %w", r.Name(), err)
 		}
 		if err := r.Start(ctx); err != nil {
 			return err
@@ -441,7 +442,7 @@ func (ha *RedisHA) WaitHealthy(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: sentinels do not see a healthy tier: %w", err)
-		case <-time.After(pollInterval):
+		case <-time.After(proc.PollInterval):
 		}
 	}
 }
@@ -457,7 +458,7 @@ func (ha *RedisHA) healthy(ctx context.Context) error {
 			return err
 		}
 		if flags := m["flags"]; flags != "master" {
-			return fmt.Errorf("%s flags the primary %s %q", s.name, primary.name, flags)
+			return fmt.Errorf("%s flags the primary %s %q", s.name, primary.Name(), flags)
 		}
 		replicas, err := sentinelTable(ctx, s.Addr(), "REPLICAS", ha.master)
 		if err != nil {
@@ -469,23 +470,23 @@ func (ha *RedisHA) healthy(ctx context.Context) error {
 			}
 			// The replica's own word first: a sentinel's view of a replica
 			// may be ten seconds old.
-			info, err := redisDo(ctx, r.Addr(), "INFO", "replication")
+			info, err := proc.RedisCommand(ctx, r.Addr(), "INFO", "replication")
 			if err != nil {
 				return err
 			}
 			if !strings.Contains(info, "master_link_status:up") || !strings.Contains(info, "master_sync_in_progress:0") ||
 				!strings.Contains(info, "master_port:"+strings.TrimPrefix(ha.proxies[slices.Index(ha.servers, primary)], "127.0.0.1:")) {
-				return fmt.Errorf("%s is not a replica in sync with %s", r.name, primary.name)
+				return fmt.Errorf("%s is not a replica in sync with %s", r.Name(), primary.Name())
 			}
 			j := slices.IndexFunc(replicas, func(m map[string]string) bool { return m["ip"]+":"+m["port"] == ha.proxies[i] })
 			if j < 0 {
-				return fmt.Errorf("%s does not know replica %s", s.name, r.name)
+				return fmt.Errorf("%s does not know replica %s", s.name, r.Name())
 			}
 			// Its flags (refreshed by a PING a second), not its link status,
 			// which a sentinel reads from INFO only every ten seconds: the
 			// replica's own INFO said the link is up.
 			if flags := replicas[j]["flags"]; flags != "slave" {
-				return fmt.Errorf("%s flags replica %s %q", s.name, r.name, flags)
+				return fmt.Errorf("%s flags replica %s %q", s.name, r.Name(), flags)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 )
 
@@ -134,7 +135,7 @@ func logTails(tb testing.TB, dir string) {
 		return nil
 	})
 	for _, path := range logs {
-		if t := formatTail(path); t != "" {
+		if t := proc.FormatTail(path); t != "" {
 			tb.Log(t)
 		}
 	}
