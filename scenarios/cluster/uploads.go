@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/internal/testenv"
 )
 
@@ -25,7 +26,7 @@ func (c *Cluster) startObjectStore(ctx context.Context) error {
 	if c.o.Uploads != UploadsS3 {
 		return nil
 	}
-	s3, err := testenv.NewObjectStore(ctx, filepath.Join(c.dir, "objects"), filepath.Join(c.dir, "versitygw.log"))
+	s3, err := proc.StartObjectStore(ctx, filepath.Join(c.dir, "objects"), filepath.Join(c.dir, "versitygw.log"), c.out)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
