@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/png"
@@ -16,12 +17,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
+	"github.com/statelab/shop/state"
 	"github.com/statelab/shop/uploads"
 	"github.com/statelab/shop/web"
 )
@@ -180,6 +183,16 @@ func TestReviewPhotoOnDisk(t *testing.T) {
 	}
 	if p := two.get("/cluster").testid("cluster-photos"); !strings.Contains(p, "0 on this replica's disk") {
 		t.Errorf("/cluster on shop2 says of photos %q", p)
+	}
+	var audit struct {
+		Loses string
+		Kinds []state.Description
+	}
+	if r := one.get("/api/state"); json.Unmarshal([]byte(r.body), &audit) != nil || !strings.Contains(audit.Loses, "1 photo") ||
+		!slices.ContainsFunc(audit.Kinds, func(d state.Description) bool {
+			return d.Kind == "uploads" && d.Lives == state.Replica && d.HeldHere == 1 && d.LostIfKilled
+		}) {
+		t.Errorf("/api/state on shop1: %+v; want 1 photo on this replica, lost if killed", audit)
 	}
 
 	// shop2 shares the database but not the disk.
@@ -401,6 +414,13 @@ func TestReviewPhotoInObjectStore(t *testing.T) {
 	}
 	if p := two.get("/session").testid("inspector-photos"); !strings.Contains(p, "bucket photos") {
 		t.Errorf("/session says of photos %q", p)
+	}
+	var audit struct{ Kinds []state.Description }
+	if r := one.get("/api/state"); json.Unmarshal([]byte(r.body), &audit) != nil ||
+		!slices.ContainsFunc(audit.Kinds, func(d state.Description) bool {
+			return d.Kind == "uploads" && d.Lives == state.ObjectStore && d.HeldHere == 0 && !d.LostIfKilled
+		}) {
+		t.Errorf("/api/state: %+v; want uploads in the object store, none held here", audit)
 	}
 	if r := two.get("/uploads/" + uploads.NewKey(uploads.PNG)); r.status != http.StatusNotFound {
 		t.Errorf("a missing object: %d, want 404", r.status)

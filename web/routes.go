@@ -36,6 +36,8 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /login", page(s.handleLogin))
 	mux.Handle("POST /logout", page(s.handleLogout))
 	mux.Handle("GET /account", page(s.handleAccount))
+	mux.Handle("GET /state", page(s.handleState))
+	mux.Handle("GET /api/state", page(s.handleAPIState))
 
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())

@@ -67,6 +67,12 @@ type Config struct {
 	// UploadTimeout is how long a review with a photo may take to arrive
 	// and be kept; 0 means DefaultUploadTimeout.
 	UploadTimeout time.Duration
+	// Profile is -profile (stateful, stateless), or "" when the state
+	// flags were set one by one: /state and the ribbon name it.
+	Profile string
+	// State are the parts of the replica that keep a kind of state, for
+	// the state audit (/state); the server adds its own caches.
+	State []StateHolder
 }
 
 // Server is one replica's HTTP handler.
