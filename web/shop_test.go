@@ -112,6 +112,9 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		}
 	}
 	cfg.Metrics = p.metrics
+	if p.photos == nil { // parts built by hand
+		p.photos = diskPhotos(ts.t, cfg.Replica)
+	}
 	return web.NewServer(cfg, db, p.sessions, p.redis, p.photos)
 }
 
