@@ -165,6 +165,16 @@ type observation struct {
 	gaveUp   int // shopper actions given up
 	peeks    int // reads by another device
 	stale    []StaleRead
+	photos   []PhotoLook // every review photo, as every replica answered for it
+}
+
+// photo is the look at NAME's photo.
+func (o *observation) photo(name string) (PhotoLook, bool) {
+	i := slices.IndexFunc(o.photos, func(p PhotoLook) bool { return p.Shopper == name })
+	if i < 0 {
+		return PhotoLook{}, false
+	}
+	return o.photos[i], true
 }
 
 // staleSeen is the stale reads in words, with the first.

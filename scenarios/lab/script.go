@@ -39,6 +39,9 @@ type Config struct {
 	// Cache is the near-cache of redis sessions: off, on, or uninvalidated
 	// (on, with invalidation switched off: the teaching mode).
 	Cache string
+	// Uploads is where review photos live: disk (each replica's own) or
+	// s3 (an object store every replica reads).
+	Uploads string
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
@@ -54,11 +57,14 @@ func (c Config) String() string {
 	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
 		s += " cache=" + c.Cache
 	}
+	if c.Uploads != "" && c.Uploads != DefaultConfig.Uploads {
+		s += " uploads=" + c.Uploads
+	}
 	return s
 }
 
 // DefaultConfig is what a "run with" line or a flag leaves unsaid.
-var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}
+var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk"}
 
 // configKey is one key of "run with" and "when": its allowed values and
 // where it lives in a Config. A new store kind is one more value here.
@@ -77,6 +83,7 @@ var configKeys = []configKey{
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
 	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
+	{"uploads", []string{"disk", "s3"}, func(c *Config) *string { return &c.Uploads }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an

@@ -49,6 +49,15 @@ type shopper struct {
 	replaced string           // why the shopper knows its session was lost, "" if not
 	replica  string           // X-Served-By of the last successful write
 	arrived  bool             // has opened the catalog
+	photo    []byte           // the photo of the shopper's review, nil before one
+	photoKey string           // its key under /uploads/
+}
+
+// hasPhoto reports whether the shopper has posted a review with a photo.
+func (s *shopper) hasPhoto() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.photoKey != ""
 }
 
 func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {

@@ -138,6 +138,21 @@ var steps = []*stepForm{
 		Run: func(ctx context.Context, r *runner, st *Step) error { return r.peek(ctx, st) },
 	},
 	{
+		Usage:   "as NAME review product P with a photo",
+		Help:    "The shopper NAME posts a review of product P with a small PNG photo through the load balancer (one try: its answer must be a 303) and finds the photo's key on the product page. The replica that answered takes the photo: \"replica of NAME\" names it from then on.",
+		Example: "as alice review product 3 with a photo",
+		Pattern: regexp.MustCompile(`^as (\S+) review product (\S+) with a photo$`),
+		Parse: func(m []string, st *Step, _ *parseState) (err error) {
+			if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
+				return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+			}
+			st.Shopper = m[1]
+			st.Product, err = count(m[2], "product", 1, 1000)
+			return err
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.shopper(st.Shopper).review(ctx, st.Product) },
+	},
+	{
 		Usage:   "load N shoppers for D",
 		Help:    "N more shoppers (shopper01, shopper02, ...) shop in the background for D: each adds a random product every 20 to 60 ms. The next steps run while they shop; \"wait for load\" waits for them.",
 		Example: "load 6 shoppers for 2s",
@@ -291,6 +306,26 @@ var steps = []*stepForm{
 			}
 			rep.SetEnv("SHOP_SESSION_KEYS=" + d.sessionKeys(f.Keys...))
 			return rep.Start(ctx)
+		},
+	},
+	{
+		Usage:   "replace TARGET",
+		Help:    "A replica's container replaced, as an orchestrator does after a crash: kill -9, then a new replica with the same name and address and an empty disk (its uploads directory is gone). What it kept on its own disk (photos with uploads=disk) is lost; what it kept elsewhere is not.",
+		Example: "replace replica of alice",
+		Pattern: regexp.MustCompile(`^replace ` + reTarget + `$`),
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			if err := parseTarget(1)(m, st, ps); err != nil {
+				return err
+			}
+			if strings.HasPrefix(st.Target, "redis") {
+				return errors.New("replace: only a replica has a disk to lose; want shopN or \"replica of NAME\"")
+			}
+			return nil
+		},
+		Run:  runFault("replace", "%[1]s killed (kill -9) and replaced with an empty disk", "%[1]s serves again, its disk empty"),
+		Verb: "replace",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.c.ReplaceReplica(ctx, f.Target)
 		},
 	},
 	{
