@@ -76,7 +76,7 @@ func benchServer(b *testing.B, kind string) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc, photos)
+	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc, nil, photos)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

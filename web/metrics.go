@@ -209,6 +209,33 @@ func (m *Metrics) watchRedis(rc *redisclient.Client) {
 	}, func() float64 { return float64(rc.ActiveConns()) }))
 }
 
+// watchLive exports the event streams' numbers, read from the hub when
+// /metrics is scraped.
+func (m *Metrics) watchLive(l Live) {
+	m.labelled.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_live_streams",
+			Help: "Event streams (GET /events) open on this replica.",
+		}, func() float64 { return float64(l.Stats().Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_streams_refused_total",
+			Help: "Event streams refused with 503 because the replica held -live-max-streams.",
+		}, func() float64 { return float64(l.Stats().Refused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_streams_dropped_total",
+			Help: "Event streams dropped because their client did not read (its buffer was full).",
+		}, func() float64 { return float64(l.Stats().Dropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_events_delivered_total",
+			Help: "Events handed to this replica's streams.",
+		}, func() float64 { return float64(l.Stats().Delivered) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_events_lost_total",
+			Help: "Events this replica gave up publishing (Redis away so long that its bounded queue overflowed).",
+		}, func() float64 { return float64(l.Stats().Lost) }),
+	)
+}
+
 // countingDB counts orders as the database reports them placed, so that an
 // idempotent replay of a checkout is not counted twice.
 type countingDB struct {

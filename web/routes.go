@@ -43,6 +43,7 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /readyz", s.handleReadyz())
 	mux.Handle("GET /metrics", s.handleMetrics())
 	mux.Handle("GET /metrics/live", s.handleLive())
+	mux.Handle("GET /events", s.handleEvents())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 
 	// Every other GET is a 404 page that still shows the ribbon. It is GET

@@ -18,6 +18,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -67,6 +68,9 @@ type Config struct {
 	// UploadTimeout is how long a review with a photo may take to arrive
 	// and be kept; 0 means DefaultUploadTimeout.
 	UploadTimeout time.Duration
+	// LiveHeartbeat is how often an idle event stream gets a heartbeat
+	// comment; 0 means DefaultLiveHeartbeat.
+	LiveHeartbeat time.Duration
 	// Profile is -profile (stateful, stateless), or "" when the state
 	// flags were set one by one: /state and the ribbon name it.
 	Profile string
@@ -84,12 +88,15 @@ type Server struct {
 	// metrics); nil when the replicas share nothing and each keeps its own.
 	redis *redisclient.Client
 	// photos keeps review photos: this replica's disk or a bucket.
-	photos   Photos
-	log      *slog.Logger
-	catalog  catalogCache
-	metrics  *Metrics
-	limiter  loginLimiter
-	hashers  *hashGate
+	photos  Photos
+	log     *slog.Logger
+	catalog catalogCache
+	metrics *Metrics
+	limiter loginLimiter
+	hashers *hashGate
+	// live holds the event streams (GET /events) and carries what changed
+	// to them: this replica's only, or every replica's through Redis.
+	live     Live
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -97,8 +104,10 @@ type Server struct {
 // NewServer wires the routes over the database, the session store, the
 // review photo store and, when rc is not nil, a Redis that the replicas
 // share for what is not a session: login failure counts, who is up
-// (/cluster), live metrics.
-func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, photos Photos) *Server {
+// (/cluster), live metrics. events are the live event streams
+// (live.LocalHub or live.RedisHub); nil gives the Server a LocalHub of its
+// own, which Drain ends.
+func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, events Live, photos Photos) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -111,7 +120,14 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.UploadTimeout <= 0 {
 		cfg.UploadTimeout = DefaultUploadTimeout
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	if cfg.LiveHeartbeat <= 0 {
+		cfg.LiveHeartbeat = DefaultLiveHeartbeat
+	}
+	if events == nil {
+		events = live.NewLocal(live.Options{})
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	s.metrics.watchLive(events)
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
@@ -141,8 +157,13 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Drain turns /readyz to 503 so load balancers stop sending new requests,
-// while everything else keeps being served.
-func (s *Server) Drain() { s.draining.Store(true) }
+// while everything else keeps being served; event streams end at once
+// (with a retry: hint) and new ones are refused, so that their browsers
+// reconnect to another replica now rather than when this one exits.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.live.Drain()
+}
 
 // render renders c into a buffer and only then writes status and body, so a
 // failed render becomes a clean error page instead of half a page.

@@ -71,6 +71,9 @@ type replicaParts struct {
 	// photos is the replica's review photo store: a directory of its own
 	// unless a test puts another there.
 	photos web.Photos
+	// live is the replica's event hub; nil lets the Server make a local
+	// one of its own.
+	live web.Live
 }
 
 // parts builds a replica's parts over ts's Redis, closed when the test ends.
@@ -115,7 +118,7 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 	if p.photos == nil { // parts built by hand
 		p.photos = diskPhotos(ts.t, cfg.Replica)
 	}
-	return web.NewServer(cfg, db, p.sessions, p.redis, p.photos)
+	return web.NewServer(cfg, db, p.sessions, p.redis, p.live, p.photos)
 }
 
 // diskPhotos is a replica's own photo directory (its disk).

@@ -24,9 +24,11 @@ var profiles = []struct {
 }{
 	{"stateful", []profileFlag{
 		{"session-store", "memory"},
+		{"live", "local"},
 	}},
 	{"stateless", []profileFlag{
 		{"session-store", "redis"},
+		{"live", "redis"},
 	}},
 }
 

@@ -29,7 +29,10 @@ func TestProfile(t *testing.T) {
 		{"stateless", []string{"-profile", "stateless"}, nil, "redis", "stateless"},
 		{"from the environment", nil, map[string]string{"SHOP_PROFILE": "stateless"}, "redis", "stateless"},
 		{"a flag wins", []string{"-profile", "stateless", "-session-store", "cookie", "-session-keys", strings.Repeat("k", 32)}, nil, "cookie", "custom"},
-		{"the flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory"}, "memory", "stateful"},
+		// The variable wins for its flag; the profile still sets the rest
+		// (-live redis), so the whole matches neither profile.
+		{"the flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory"}, "memory", "custom"},
+		{"every flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory", "SHOP_LIVE": "local"}, "memory", "stateful"},
 		{"flags one by one match a profile", []string{"-session-store", "redis"}, nil, "redis", "stateless"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Verdicts on one cart.
@@ -166,6 +167,47 @@ type observation struct {
 	peeks    int // reads by another device
 	stale    []StaleRead
 	photos   []PhotoLook // every review photo, as every replica answered for it
+	// phaseFrom is the first request of this phase: the requests since
+	// the previous look; phaseAt is when it began.
+	phaseFrom int
+	phaseAt   time.Duration
+}
+
+// servedBy counts the requests a replica answered.
+func (o *observation) servedBy(replica string) int {
+	n := 0
+	for _, q := range o.requests {
+		if q.Replica == replica {
+			n++
+		}
+	}
+	return n
+}
+
+// shares is "shop1 40, shop2 3, shop3 0": requests per replica.
+func (o *observation) shares() string {
+	var parts []string
+	for _, rs := range perReplica(o.requests) {
+		if rs.Replica != "" {
+			parts = append(parts, fmt.Sprintf("%s %d", rs.Replica, rs.Requests))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// guesses counts the guessed passwords the shop checked (422) and all
+// those that got an answer.
+func (o *observation) guesses() (checked, all int) {
+	for _, q := range o.requests {
+		if q.Action != actionGuess || q.Status == 0 {
+			continue
+		}
+		all++
+		if q.Status == 422 {
+			checked++
+		}
+	}
+	return checked, all
 }
 
 // photo is the look at NAME's photo.
