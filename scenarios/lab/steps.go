@@ -162,12 +162,15 @@ var steps = []*stepForm{
 		Help:    "The shopper NAME posts a review of product P with a small PNG photo through the load balancer (one try: its answer must be a 303) and finds the photo's key on the product page. The replica that answered takes the photo: \"replica of NAME\" names it from then on.",
 		Example: "as alice review product 3 with a photo",
 		Pattern: regexp.MustCompile(`^as (\S+) review product (\S+) with a photo$`),
-		Parse: func(m []string, st *Step, _ *parseState) (err error) {
-			if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
-				return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			err := parseShopper(func(m []string, st *Step) (err error) {
+				st.Product, err = count(m[2], "product", 1, 1000)
+				return err
+			})(m, st, ps)
+			// The replica that took the photo is "replica of NAME" now.
+			if err == nil {
+				ps.shopped[st.Shopper] = true
 			}
-			st.Shopper = m[1]
-			st.Product, err = count(m[2], "product", 1, 1000)
 			return err
 		},
 		Run: func(ctx context.Context, r *runner, st *Step) error {
