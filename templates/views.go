@@ -79,6 +79,10 @@ type Page struct {
 	StoreTrouble string
 	// Account is the logged-in account's email, or "".
 	Account string
+	// Live is how live updates reach this page (static/live.js over GET
+	// /events): "local" (this replica's only) or "redis" (every
+	// replica's); "" shows no live line.
+	Live string
 }
 
 // Category is one entry of the catalog's category menu.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
@@ -106,6 +107,11 @@ type LocalDriver struct {
 	c      *cluster.Cluster
 	drains map[string]time.Duration
 	tell   func(string)
+	// watchers are goroutines that wait for the cluster to do something by
+	// itself (a Sentinel promotion); Close ends them first.
+	watchers  sync.WaitGroup
+	stopWatch context.CancelFunc
+	watchCtx  context.Context
 	// keySalt makes this run's session key secrets: a key name the script
 	// uses ("old", "new") is the same secret throughout one run only.
 	keySalt string
@@ -167,6 +173,14 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	}
 	d.c = c
 	return c.URL(), nil
+}
+
+// watch runs f until it returns or the driver closes.
+func (d *LocalDriver) watch(f func(ctx context.Context)) {
+	if d.watchCtx == nil {
+		d.watchCtx, d.stopWatch = context.WithCancel(context.Background())
+	}
+	d.watchers.Go(func() { f(d.watchCtx) })
 }
 
 // TellEvents makes the cluster's own events (readiness, with lb=noretry)
@@ -267,6 +281,10 @@ func (d *LocalDriver) LiveReplicas() int {
 
 // Close stops the cluster.
 func (d *LocalDriver) Close() error {
+	if d.stopWatch != nil {
+		d.stopWatch()
+		d.watchers.Wait()
+	}
 	if d.c == nil {
 		return nil
 	}
