@@ -18,6 +18,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
@@ -42,6 +43,7 @@ type Store interface {
 	AddReview(ctx context.Context, r store.Review) (store.Review, error)
 	Reviews(ctx context.Context, productID int64, limit int) ([]store.Review, error)
 	ReviewByPhoto(ctx context.Context, key string) (store.Review, error)
+	Messages(ctx context.Context, kinds []string, limit int) ([]store.Message, error)
 }
 
 // Config is the replica's identity and behaviour.
@@ -68,6 +70,13 @@ type Config struct {
 	// UploadTimeout is how long a review with a photo may take to arrive
 	// and be kept; 0 means DefaultUploadTimeout.
 	UploadTimeout time.Duration
+	// Receipts makes each order's receipt in the background (-jobs). Nil
+	// means jobs in this process's memory with no delay.
+	Receipts Receipts
+	// Schedule (-schedule) and ReportEvery (-report-every), for the
+	// outbox page's words.
+	Schedule    string
+	ReportEvery time.Duration
 	// LiveHeartbeat is how often an idle event stream gets a heartbeat
 	// comment; 0 means DefaultLiveHeartbeat.
 	LiveHeartbeat time.Duration
@@ -88,12 +97,13 @@ type Server struct {
 	// metrics); nil when the replicas share nothing and each keeps its own.
 	redis *redisclient.Client
 	// photos keeps review photos: this replica's disk or a bucket.
-	photos  Photos
-	log     *slog.Logger
-	catalog catalogCache
-	metrics *Metrics
-	limiter loginLimiter
-	hashers *hashGate
+	photos   Photos
+	log      *slog.Logger
+	catalog  catalogCache
+	metrics  *Metrics
+	limiter  loginLimiter
+	hashers  *hashGate
+	receipts Receipts
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
@@ -129,6 +139,10 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
 	s.catalog.db = db
+	s.receipts = cfg.Receipts
+	if s.receipts == nil {
+		s.receipts = jobs.NewMemory(jobs.Options{Replica: cfg.Replica, Render: RenderReceipt, Logger: cfg.Logger})
+	}
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies

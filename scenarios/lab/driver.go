@@ -139,6 +139,9 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	if s.Config.Wait != "" {
 		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
 	}
+	if s.Config.Live == "local" || s.Config.Live == "redis" {
+		env = append([]string{"SHOP_LIVE=" + s.Config.Live}, env...)
+	}
 	switch s.Config.Cache {
 	case "on":
 		env = append([]string{"SHOP_SESSION_CACHE=on"}, env...)

@@ -54,6 +54,9 @@ type recorder struct {
 	gaveUp   int // shopper actions given up after their retries
 	peeks    int // reads by another device (peek steps)
 	stale    []StaleRead
+	// stockChanges counts the product stocks the lab's checkouts changed:
+	// what a watcher is owed.
+	stockChanges int
 }
 
 // StaleRead is a read that showed less than the shopper's acknowledged

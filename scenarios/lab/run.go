@@ -121,6 +121,7 @@ func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 		rec:      newRecorder(o.Out),
 		tr:       tr,
 		shoppers: map[string]*shopper{},
+		watchers: map[string]*watcher{},
 		runID:    fmt.Sprintf("%x", rand.Uint32()),
 	}
 	defer tr.CloseIdleConnections()
@@ -166,7 +167,8 @@ type runner struct {
 	end    time.Duration
 
 	shoppers map[string]*shopper
-	order    []string // shoppers in order of appearance
+	order    []string            // shoppers in order of appearance
+	watchers map[string]*watcher // shoppers that watch stock (GET /events)
 
 	loadWG     sync.WaitGroup
 	loadCancel context.CancelFunc
@@ -191,6 +193,7 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) error {
 	fmt.Fprintf(r.rec.out, "%s — %s\n", r.s.Name, r.s.Lesson)
+	defer r.stopWatchers()
 	for i := range r.s.Steps {
 		st := &r.s.Steps[i]
 		if err := ctx.Err(); err != nil {
@@ -264,6 +267,9 @@ func (r *runner) start(ctx context.Context, n int) error {
 func (r *runner) target(st *Step) (string, error) {
 	if st.Shopper == "" {
 		return st.Target, nil
+	}
+	if w := r.watchers[st.Shopper]; w != nil && w.replica() != "" {
+		return w.replica(), nil // the replica holding its stream
 	}
 	s := r.shoppers[st.Shopper]
 	if s == nil || s.lastReplica() == "" {
@@ -404,7 +410,14 @@ func (r *runner) logOut(ctx context.Context, st *Step) error {
 
 func (r *runner) checkOut(ctx context.Context, st *Step) error {
 	s := r.shopper(st.Shopper)
+	products := s.products()
 	status, replica := s.checkOut(ctx, r.runID, fmt.Sprintf("lab-%s-%s-%d", r.runID, s.name, st.Line))
+	if status == http.StatusSeeOther {
+		// Each product in the order changed its stock: one event each.
+		r.rec.mu.Lock()
+		r.rec.stockChanges += products
+		r.rec.mu.Unlock()
+	}
 	r.rec.say(r.rec.since(), fmt.Sprintf("%s checks out → %s", s.name, answered(status, replica)))
 	return nil
 }
@@ -514,6 +527,7 @@ func (r *runner) judge(ctx context.Context) {
 	r.looks = append(r.looks, look)
 	r.phaseSteps, r.prevStale, r.prevPeeks, r.prevGU = nil, len(o.stale), o.peeks, o.gaveUp
 	r.phaseFrom, r.phaseAt = len(o.requests), r.rec.since()
+	o.watchers = r.judgeWatchers()
 	r.obs = o
 	t := tally(o.carts)
 	r.rec.say(r.rec.since(), fmt.Sprintf("judged %d carts (%d reads each): %s", len(o.carts), reads, t))

@@ -46,6 +46,9 @@ type Config struct {
 	// Uploads is where review photos live: disk (each replica's own) or
 	// s3 (an object store every replica reads).
 	Uploads string
+	// Live is -live: local or redis; "" leaves the shop's default (redis
+	// where the replicas share a Redis).
+	Live string
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
@@ -63,6 +66,9 @@ func (c Config) String() string {
 	}
 	if c.Uploads != "" && c.Uploads != DefaultConfig.Uploads {
 		s += " uploads=" + c.Uploads
+	}
+	if c.Live != "" && c.Live != DefaultConfig.Live {
+		s += " live=" + c.Live
 	}
 	return s
 }
@@ -88,6 +94,7 @@ var configKeys = []configKey{
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
 	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
 	{"uploads", []string{"disk", "s3"}, func(c *Config) *string { return &c.Uploads }},
+	{"live", []string{"local", "redis"}, func(c *Config) *string { return &c.Live }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an

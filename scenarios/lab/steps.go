@@ -205,6 +205,22 @@ var steps = []*stepForm{
 		Run:     func(ctx context.Context, r *runner, st *Step) error { return r.checkOut(ctx, st) },
 	},
 	{
+		Usage: "as NAME watch stock",
+		Help: "The shopper NAME opens a tab that keeps GET /events open through the load balancer, as EventSource does: when the stream ends (the replica drained or died) it reconnects after the retry hint, with the id of the last event it got as Last-Event-ID, to whichever replica nginx picks. " +
+			"From then on, every product whose stock a lab checkout changes is owed to it as one stock event. \"replica of NAME\" is then the replica holding its stream.",
+		Example: "as bob watch stock",
+		Pattern: regexp.MustCompile(`^as (\S+) watch(?:es)? stock$`),
+		Also:    []string{"as NAME watch", "as NAME open events", "as NAME listen"},
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			if err := parseShopper(nil)(m, st, ps); err != nil {
+				return err
+			}
+			ps.shopped[st.Shopper] = true // "replica of NAME": its stream's
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.watch(ctx, st) },
+	},
+	{
 		Usage: "as NAME guess N passwords",
 		Help: "A login burst: N wrong passwords for NAME's account (NAME@lab.example, whether or not it exists) through the load balancer, one after the other, from one client address. " +
 			"The shop checks at most 5 per account and address in 5 minutes and answers 429 after that, but where it counts is the lesson: a limiter in each replica's memory counts alone, so round robin over three replicas checks 15.",
