@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -341,13 +343,17 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 
 // buildDir is where the lab builds the shop: one folder in the user's
 // cache that every invocation reuses, instead of a new temp folder per run
-// that nothing removes.
+// that nothing removes. It is one folder per checkout (by the working
+// directory's path): two checkouts of different versions sharing one binary
+// would restart each other's replicas with the wrong one.
 func buildDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
 	}
-	return filepath.Join(dir, "statelab", "shop-build")
+	wd, _ := os.Getwd()
+	sum := sha256.Sum256([]byte(wd))
+	return filepath.Join(dir, "statelab", "shop-build-"+hex.EncodeToString(sum[:6]))
 }
 
 // buildShop builds cmd/shop once for this invocation into buildDir.

@@ -23,6 +23,7 @@ import (
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Store is what the web layer needs from the database.
@@ -64,6 +65,12 @@ type Config struct {
 	// more may queue; past that a login or register is a 503 at once). 0
 	// means GOMAXPROCS.
 	PasswordHashers int
+	// PasswordCost is the bcrypt cost of the hashes this replica makes,
+	// and of the stand-in it compares an unknown email against; 0 means
+	// bcrypt.DefaultCost. Hashes already stored keep the cost they were
+	// made with. Only tests lower it: under the race detector one hash at
+	// the default cost takes a second or more.
+	PasswordCost int
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
@@ -104,6 +111,11 @@ type Server struct {
 	limiter  loginLimiter
 	hashers  *hashGate
 	receipts Receipts
+	// dummyHash is compared against when an email has no account, so a
+	// failed login takes as long whether or not the account exists. It is
+	// made on first use, not at start: a hash costs tens of milliseconds,
+	// and a replica must be ready fast.
+	dummyHash func() []byte
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
@@ -136,8 +148,18 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if events == nil {
 		events = live.NewLocal(live.Options{})
 	}
+	if cfg.PasswordCost == 0 {
+		cfg.PasswordCost = bcrypt.DefaultCost
+	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
+	s.dummyHash = sync.OnceValue(func() []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), s.cfg.PasswordCost)
+		if err != nil {
+			panic(err) // only for a cost out of range: a programming error
+		}
+		return h
+	})
 	s.catalog.db = db
 	s.receipts = cfg.Receipts
 	if s.receipts == nil {

@@ -148,6 +148,16 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	case "uninvalidated":
 		env = append([]string{"SHOP_SESSION_CACHE=on", "SHOP_SESSION_CACHE_INVALIDATION=off"}, env...)
 	}
+	// Background work in a lab cluster: jobs and schedule as configured,
+	// a job delay long enough for a kill to land mid-job, and a report
+	// period short enough that a run sees several.
+	env = append([]string{"SHOP_JOB_DELAY=" + LabJobDelay.String(), "SHOP_REPORT_EVERY=" + LabReportEvery.String()}, env...)
+	if s.Config.Jobs != "" {
+		env = append([]string{"SHOP_JOBS=" + s.Config.Jobs}, env...)
+	}
+	if s.Config.Schedule != "" {
+		env = append([]string{"SHOP_SCHEDULE=" + s.Config.Schedule}, env...)
+	}
 	lb, noRetry := s.Config.LB, false
 	if lb == "noretry" {
 		lb, noRetry = "roundrobin", true

@@ -395,6 +395,47 @@ var expectations = []*expectForm{
 			return n == 0, fmt.Sprintf("%s with status %d", plural(n, "response"), e.Status)
 		},
 	},
+	{
+		Usage:   "receipts ready",
+		Help:    "Every order the shoppers placed (\"as NAME check out\") has its receipt: GET /orders/{id}/receipt, through its owner's browser, answers 200 within 40 s, past the 30 s in which a queued job whose replica died is finished by another.",
+		Example: "expect receipts ready when jobs=queue",
+		Pattern: regexp.MustCompile(`^receipts ready$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.receipts()
+			return l.orders > 0 && l.ready == l.orders, l.String()
+		},
+	},
+	{
+		Usage:   "lost receipts",
+		Help:    "At least one order's receipt never came: a replica restarted after a kill -9 says it was lost with its memory (410), or it was still pending after 40 s (the other replicas can only say which replica's memory held it).",
+		Example: "expect lost receipts when jobs=memory",
+		Pattern: regexp.MustCompile(`^lost receipts$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.receipts()
+			return l.orders > 0 && l.ready < l.orders, l.String()
+		},
+	},
+	{
+		Usage:   "one report per period",
+		Help:    "The outbox (GET /api/outbox?kind=low-stock) holds exactly one low-stock report for every period it has any for, whichever replica sent it.",
+		Example: "expect one report per period when schedule=shared",
+		Pattern: regexp.MustCompile(`^one report per period$`),
+		Also:    []string{"one report each period", "exactly one report per period"},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.reports()
+			return l.err == nil && len(l.periods) > 0 && l.duplicated() == 0, l.String()
+		},
+	},
+	{
+		Usage:   "duplicate reports",
+		Help:    "At least one period has more than one low-stock report: every replica ran its own timer and sent its own.",
+		Example: "expect duplicate reports when schedule=local",
+		Pattern: regexp.MustCompile(`^duplicate reports$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.reports()
+			return l.err == nil && l.duplicated() > 0, l.String()
+		},
+	},
 }
 
 func parsePhotoOf(m []string, e *Expectation) error {

@@ -499,7 +499,10 @@ func (r *runner) judge(ctx context.Context) {
 	if reads < 1 {
 		reads = 1
 	}
-	o := &observation{}
+	o := &observation{
+		receipts: sync.OnceValue(func() receiptsLook { return r.lookReceipts(ctx) }),
+		reports:  sync.OnceValue(func() reportsLook { return r.lookReports(ctx) }),
+	}
 	for _, name := range r.order {
 		o.carts = append(o.carts, judgeShopper(ctx, r.shoppers[name], reads))
 	}
