@@ -25,7 +25,7 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	var v templates.CatalogView
 	v.Page = s.page(r, "")
 	body := cat.bodies[catalogKey{category: slug, withCart: !v.CartUnavailable}]
-	v.Title, v.Body = body.heading, body.html
+	v.Title, v.Body = body.heading, body.withKey(randomToken(16))
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil

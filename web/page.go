@@ -35,6 +35,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	}
 	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
 		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
+		if !s.trustedClient(r) {
+			rb.RedisPrimary = addressHidden
+		}
 	}
 	info, err := s.session(r.Context())
 	switch {

@@ -286,7 +286,7 @@ func (s *Server) renderReviewErrors(w http.ResponseWriter, r *http.Request, id i
 // productPage is the product page's view: the product, its newest
 // reviews, and where their photos live.
 func (s *Server) productPage(r *http.Request, p *store.Product) (templates.ProductView, error) {
-	v := templates.ProductView{Product: productView(p), Quantity: "1", PhotosWhere: s.photos.Where()}
+	v := templates.ProductView{Product: productView(p), Quantity: "1", AddKey: randomToken(16), PhotosWhere: s.photos.Where()}
 	reviews, err := s.db.Reviews(r.Context(), p.ID, ReviewsShown)
 	if err != nil {
 		return v, err

@@ -139,7 +139,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&liveMax, "live-max-streams", env("SHOP_LIVE_MAX_STREAMS", strconv.Itoa(live.DefaultMaxStreams)), "open event streams (GET /events) this replica holds at most; past it 503 (SHOP_LIVE_MAX_STREAMS)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
-	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
+	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed, and the only clients shown /metrics and addresses (SHOP_TRUSTED_PROXIES)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "probe this replica's /readyz at -addr and exit 0 when ready (for container health checks)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
