@@ -120,6 +120,7 @@ type Server struct {
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
+	pump     *pump // the event streams taken over from net/http
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -154,6 +155,7 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
+	s.pump = newPump(cfg.LiveHeartbeat)
 	s.dummyHash = sync.OnceValue(func() []byte {
 		h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), s.cfg.PasswordCost)
 		if err != nil {

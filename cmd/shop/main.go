@@ -473,7 +473,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
 		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
-		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, configurationState(cfg)}}, db, sessions, rc, events, photos)
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}, db, sessions, rc, events, photos)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
