@@ -47,6 +47,7 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", s.onlyTrusted(s.handleMetrics()))
 	mux.Handle("GET /metrics/live", s.handleLive())
 	mux.Handle("GET /metrics/live.json", s.handleLiveJSON())
+	mux.Handle("GET /metrics/live/stream", s.handleLiveStream())
 	mux.Handle("GET /events", s.handleEvents())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 
