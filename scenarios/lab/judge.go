@@ -161,7 +161,7 @@ type Check struct {
 
 // observation is everything an expectation can be checked against.
 type observation struct {
-	carts    []CartVerdict
+	carts []CartVerdict
 	// receipts and reports are read when an expectation first asks, once
 	// per look: they cost requests (and, for receipts, waiting).
 	receipts func() receiptsLook

@@ -225,7 +225,7 @@ type parseState struct {
 	line     int // the line being parsed
 	started  bool
 	loading  bool
-	chaos    bool // "chaos every D" runs
+	chaos    bool             // "chaos every D" runs
 	replicas int              // shop1..shopN exist (started and added)
 	drains   map[string]Drain // a replica's drain, fixed when it starts
 	drainAt  map[string]int   // the line that set it
