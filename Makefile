@@ -4,8 +4,11 @@
 
 SHELL := /bin/bash
 GO ?= go
-STORE ?= redis
-LB ?= roundrobin
+# STORE and LB unset follow PROFILE, or default to redis and roundrobin
+# (cmd/cluster decides).
+PROFILE ?=
+STORE ?=
+LB ?=
 LOCK ?= on
 PORT ?= 8080
 LOG ?= warn
@@ -55,10 +58,13 @@ run:
 # and Redis ($(PORT)-1701), the Procfile under goreman (its RPC on
 # 127.0.0.1:$(PORT)+475). cmd/cluster checks the knobs and the ports before
 # anything starts, and stops the whole cluster if a process dies at start.
-#   make cluster STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info
+#   make cluster PROFILE=stateful|stateless STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info
+# PROFILE presets every state flag of the replicas (-profile); STORE and LB
+# follow it (stateful: memory, sticky; stateless: redis, roundrobin) unless
+# given.
 # STORE=cookie generates a session key per start and prints it (or takes
 # SHOP_SESSION_KEYS from the environment).
-CLUSTER_ENV = STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) PORT=$(PORT) LOG=$(LOG)
+CLUSTER_ENV = PROFILE=$(PROFILE) STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) PORT=$(PORT) LOG=$(LOG)
 cluster:
 	@mkdir -p .run/bin
 	@$(GO) build -o .run/bin/cluster ./cmd/cluster
