@@ -58,25 +58,25 @@ func TestRejectsBadKnobs(t *testing.T) {
 	}
 }
 
-// TestProfileKnob: PROFILE sets the store and the policy that suit it,
-// and an explicit STORE or LB wins.
+// TestProfileKnob: PROFILE sets the store, the policy and the uploads
+// that suit it, and an explicit STORE, LB or UPLOADS wins.
 func TestProfileKnob(t *testing.T) {
 	tests := []struct {
-		env                []string
-		profile, store, lb string
+		env                         []string
+		profile, store, lb, uploads string
 	}{
-		{nil, "", "redis", "roundrobin"},
-		{[]string{"PROFILE", "stateful"}, "stateful", "memory", "sticky"},
-		{[]string{"PROFILE", "stateless"}, "stateless", "redis", "roundrobin"},
-		{[]string{"PROFILE", "stateful", "STORE", "cookie", "LB", "roundrobin"}, "stateful", "cookie", "roundrobin"},
+		{nil, "", "redis", "roundrobin", "disk"},
+		{[]string{"PROFILE", "stateful"}, "stateful", "memory", "sticky", "disk"},
+		{[]string{"PROFILE", "stateless"}, "stateless", "redis", "roundrobin", "s3"},
+		{[]string{"PROFILE", "stateful", "STORE", "cookie", "LB", "roundrobin", "UPLOADS", "s3"}, "stateful", "cookie", "roundrobin", "s3"},
 	}
 	for _, tt := range tests {
 		c, err := readConfig(envOf(tt.env...))
 		if err != nil {
 			t.Fatalf("%v: %v", tt.env, err)
 		}
-		if c.profile != tt.profile || c.store != tt.store || c.lb != tt.lb {
-			t.Errorf("%v: profile %q, store %q, lb %q; want %q, %q, %q", tt.env, c.profile, c.store, c.lb, tt.profile, tt.store, tt.lb)
+		if c.profile != tt.profile || c.store != tt.store || c.lb != tt.lb || c.uploads != tt.uploads {
+			t.Errorf("%v: profile %q, store %q, lb %q, uploads %q; want %q, %q, %q, %q", tt.env, c.profile, c.store, c.lb, c.uploads, tt.profile, tt.store, tt.lb, tt.uploads)
 		}
 	}
 }
