@@ -4,7 +4,7 @@
 //
 //	go run ./scenarios list
 //	go run ./scenarios show NAME|PATH.txt
-//	go run ./scenarios run NAME|PATH.txt [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
+//	go run ./scenarios run NAME|PATH.txt [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-live local|redis] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
 //	go run ./scenarios matrix [-only NAME] [-db sqlite|postgres]
 //
@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,6 +62,7 @@ run flags (the first "run with" line of the script that agrees with them is run)
   -lb roundrobin|sticky|noretry nginx's policy (noretry: no retry on another replica, like an L4 balancer)
   -lock on|off                  the session write lock
   -cache off|on|uninvalidated   the near-cache of redis sessions (uninvalidated: on, without invalidation)
+  -live local|redis             live events (GET /events): the shop's default, this replica's only, or every replica's through Redis
   -db sqlite|postgres   the replicas' database: one SQLite file (default), or a PostgreSQL the run starts
   -report FILE.html     write a self-contained report with a timeline
   -target URL           shop against a running cluster instead of starting one
@@ -183,6 +186,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 type runFlags struct {
 	store, lb, lock string
 	cache           string
+	live            string
 	report          string
 	target          string
 	driver          string
@@ -199,6 +203,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin, sticky or noretry")
 	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
 	fs.StringVar(&f.cache, "cache", "", "near-cache of redis sessions: off, on or uninvalidated (on without invalidation, to teach)")
+	fs.StringVar(&f.live, "live", "", "live events: local or redis (unset: the shop's default)")
 	fs.StringVar(&f.report, "report", "", "write an HTML report to this file")
 	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
 	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none, goreman (make cluster) or compose")
@@ -222,7 +227,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}} {
+	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}, {"live", f.live}} {
 		if f.set[c.flag] {
 			if err := lab.CheckConfigValue(c.flag, c.val); err != nil {
 				return "", f, fmt.Errorf("-%v", err)
@@ -251,7 +256,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 func pickConfig(s *lab.Script, f runFlags) lab.Config {
 	agrees := func(c lab.Config) bool {
 		return (!f.set["store"] || c.Store == f.store) && (!f.set["lb"] || c.LB == f.lb) && (!f.set["lock"] || c.Lock == f.lock) &&
-			(!f.set["cache"] || c.Cache == f.cache)
+			(!f.set["cache"] || c.Cache == f.cache) && (!f.set["live"] || c.Live == f.live)
 	}
 	for _, c := range s.Configs {
 		if agrees(c) {
@@ -270,6 +275,9 @@ func pickConfig(s *lab.Script, f runFlags) lab.Config {
 	}
 	if f.set["cache"] {
 		c.Cache = f.cache
+	}
+	if f.set["live"] {
+		c.Live = f.live
 	}
 	return c
 }
@@ -330,13 +338,17 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 
 // buildDir is where the lab builds the shop: one folder in the user's
 // cache that every invocation reuses, instead of a new temp folder per run
-// that nothing removes.
+// that nothing removes. It is one folder per checkout (by the working
+// directory's path): two checkouts of different versions sharing one binary
+// would restart each other's replicas with the wrong one.
 func buildDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
 	}
-	return filepath.Join(dir, "statelab", "shop-build")
+	wd, _ := os.Getwd()
+	sum := sha256.Sum256([]byte(wd))
+	return filepath.Join(dir, "statelab", "shop-build-"+hex.EncodeToString(sum[:6]))
 }
 
 // buildShop builds cmd/shop once for this invocation into buildDir.

@@ -8,7 +8,6 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/statelab/shop/store"
@@ -21,20 +20,7 @@ import (
 const (
 	minPasswordLen = 10
 	maxPasswordLen = 72
-	bcryptCost     = bcrypt.DefaultCost
 )
-
-// dummyHash is compared against when an email has no account, so a failed
-// login takes as long whether or not the account exists. It is made on first
-// use, not at start: bcrypt costs tens of milliseconds, and a replica must be
-// ready fast.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), bcryptCost)
-	if err != nil {
-		panic(err) // only for a cost out of range: a programming error
-	}
-	return h
-})
 
 // accountForm is the register and login form as posted.
 type accountForm struct {
@@ -126,7 +112,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	var hash []byte
 	var hashErr error
-	if err := s.hashers.do(r.Context(), func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), bcryptCost) }); err != nil {
+	if err := s.hashers.do(r.Context(), func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), s.cfg.PasswordCost) }); err != nil {
 		return err
 	}
 	if hashErr != nil {
@@ -175,7 +161,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	acct, err := s.db.AccountByEmail(r.Context(), f.Email)
-	hash := dummyHash()
+	hash := s.dummyHash()
 	if err == nil {
 		hash = acct.PasswordHash
 	} else if !errors.Is(err, store.ErrNotFound) {

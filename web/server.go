@@ -18,10 +18,12 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Store is what the web layer needs from the database.
@@ -39,6 +41,7 @@ type Store interface {
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
 	BumpSessionEpoch(ctx context.Context, accountID int64) (int64, error)
+	Messages(ctx context.Context, kinds []string, limit int) ([]store.Message, error)
 }
 
 // Config is the replica's identity and behaviour.
@@ -59,9 +62,22 @@ type Config struct {
 	// more may queue; past that a login or register is a 503 at once). 0
 	// means GOMAXPROCS.
 	PasswordHashers int
+	// PasswordCost is the bcrypt cost of the hashes this replica makes,
+	// and of the stand-in it compares an unknown email against; 0 means
+	// bcrypt.DefaultCost. Hashes already stored keep the cost they were
+	// made with. Only tests lower it: under the race detector one hash at
+	// the default cost takes a second or more.
+	PasswordCost int
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// Receipts makes each order's receipt in the background (-jobs). Nil
+	// means jobs in this process's memory with no delay.
+	Receipts Receipts
+	// Schedule (-schedule) and ReportEvery (-report-every), for the
+	// outbox page's words.
+	Schedule    string
+	ReportEvery time.Duration
 	// LiveHeartbeat is how often an idle event stream gets a heartbeat
 	// comment; 0 means DefaultLiveHeartbeat.
 	LiveHeartbeat time.Duration
@@ -80,12 +96,18 @@ type Server struct {
 	sessions session.Store
 	// redis is Redis as a shared service (login limiter, presence, live
 	// metrics); nil when the replicas share nothing and each keeps its own.
-	redis   *redisclient.Client
-	log     *slog.Logger
-	catalog catalogCache
-	metrics *Metrics
-	limiter loginLimiter
-	hashers *hashGate
+	redis    *redisclient.Client
+	log      *slog.Logger
+	catalog  catalogCache
+	metrics  *Metrics
+	limiter  loginLimiter
+	hashers  *hashGate
+	receipts Receipts
+	// dummyHash is compared against when an email has no account, so a
+	// failed login takes as long whether or not the account exists. It is
+	// made on first use, not at start: a hash costs tens of milliseconds,
+	// and a replica must be ready fast.
+	dummyHash func() []byte
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
@@ -114,9 +136,23 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if events == nil {
 		events = live.NewLocal(live.Options{})
 	}
+	if cfg.PasswordCost == 0 {
+		cfg.PasswordCost = bcrypt.DefaultCost
+	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
+	s.dummyHash = sync.OnceValue(func() []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), s.cfg.PasswordCost)
+		if err != nil {
+			panic(err) // only for a cost out of range: a programming error
+		}
+		return h
+	})
 	s.catalog.db = db
+	s.receipts = cfg.Receipts
+	if s.receipts == nil {
+		s.receipts = jobs.NewMemory(jobs.Options{Replica: cfg.Replica, Render: RenderReceipt, Logger: cfg.Logger})
+	}
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies

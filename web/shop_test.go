@@ -20,6 +20,7 @@ import (
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // testShop is one replica over a real SQLite file and a real session store.
@@ -109,6 +110,13 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		if testing.Verbose() {
 			cfg.Logger = slog.New(slog.NewTextHandler(&testWriter{ts.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		}
+	}
+	// One bcrypt hash at the default cost takes a second or more under the
+	// race detector, most of the package's time: replicas hash at the
+	// lowest cost unless a test is about hashing taking time
+	// (TestPasswordHashingIsBounded, TestLoginBurst set the default).
+	if cfg.PasswordCost == 0 {
+		cfg.PasswordCost = bcrypt.MinCost
 	}
 	cfg.Metrics = p.metrics
 	return web.NewServer(cfg, db, p.sessions, p.redis, p.live)

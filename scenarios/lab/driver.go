@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
@@ -106,6 +107,11 @@ type LocalDriver struct {
 	c      *cluster.Cluster
 	drains map[string]time.Duration
 	tell   func(string)
+	// watchers are goroutines that wait for the cluster to do something by
+	// itself (a Sentinel promotion); Close ends them first.
+	watchers  sync.WaitGroup
+	stopWatch context.CancelFunc
+	watchCtx  context.Context
 	// keySalt makes this run's session key secrets: a key name the script
 	// uses ("old", "new") is the same secret throughout one run only.
 	keySalt string
@@ -133,11 +139,24 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	if s.Config.Wait != "" {
 		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
 	}
+	if s.Config.Live == "local" || s.Config.Live == "redis" {
+		env = append([]string{"SHOP_LIVE=" + s.Config.Live}, env...)
+	}
 	switch s.Config.Cache {
 	case "on":
 		env = append([]string{"SHOP_SESSION_CACHE=on"}, env...)
 	case "uninvalidated":
 		env = append([]string{"SHOP_SESSION_CACHE=on", "SHOP_SESSION_CACHE_INVALIDATION=off"}, env...)
+	}
+	// Background work in a lab cluster: jobs and schedule as configured,
+	// a job delay long enough for a kill to land mid-job, and a report
+	// period short enough that a run sees several.
+	env = append([]string{"SHOP_JOB_DELAY=" + LabJobDelay.String(), "SHOP_REPORT_EVERY=" + LabReportEvery.String()}, env...)
+	if s.Config.Jobs != "" {
+		env = append([]string{"SHOP_JOBS=" + s.Config.Jobs}, env...)
+	}
+	if s.Config.Schedule != "" {
+		env = append([]string{"SHOP_SCHEDULE=" + s.Config.Schedule}, env...)
 	}
 	lb, noRetry := s.Config.LB, false
 	if lb == "noretry" {
@@ -166,6 +185,14 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	}
 	d.c = c
 	return c.URL(), nil
+}
+
+// watch runs f until it returns or the driver closes.
+func (d *LocalDriver) watch(f func(ctx context.Context)) {
+	if d.watchCtx == nil {
+		d.watchCtx, d.stopWatch = context.WithCancel(context.Background())
+	}
+	d.watchers.Go(func() { f(d.watchCtx) })
 }
 
 // TellEvents makes the cluster's own events (readiness, with lb=noretry)
@@ -266,6 +293,10 @@ func (d *LocalDriver) LiveReplicas() int {
 
 // Close stops the cluster.
 func (d *LocalDriver) Close() error {
+	if d.stopWatch != nil {
+		d.stopWatch()
+		d.watchers.Wait()
+	}
 	if d.c == nil {
 		return nil
 	}

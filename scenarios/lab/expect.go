@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,21 @@ type expectForm struct {
 	// Check judges the observation: whether the expectation holds, and
 	// what was seen, in words, either way.
 	Check func(o *observation, e *Expectation) (ok bool, observed string)
+}
+
+// watchersMissed reports whether any watcher missed events, and what
+// every watcher saw.
+func watchersMissed(o *observation) (bool, string) {
+	if len(o.watchers) == 0 {
+		return false, "nobody watches stock"
+	}
+	missed := false
+	var seen []string
+	for _, w := range o.watchers {
+		missed = missed || w.missing()
+		seen = append(seen, w.String())
+	}
+	return missed, strings.Join(seen, "; ")
 }
 
 // expectations is the expectation table, in the order docs/scenarios.md
@@ -268,6 +284,42 @@ var expectations = []*expectForm{
 		},
 	},
 	{
+		Usage:   "NAME saw N events",
+		Help:    "The watching shopper NAME (\"as NAME watch stock\") got exactly N distinct stock events. The judge first gives the events in flight up to 3 s to arrive.",
+		Example: "expect bob saw 3 events",
+		Pattern: regexp.MustCompile(`^` + reName + ` saw (\S+) (?:stock )?events?$`),
+		Parse: func(m []string, e *Expectation) (err error) {
+			e.Shopper = m[1]
+			e.Count, err = count(m[2], "events", 0, 100000)
+			return err
+		},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			for _, w := range o.watchers {
+				if w.Shopper == e.Shopper {
+					return w.Saw == e.Count, w.String()
+				}
+			}
+			return false, fmt.Sprintf("%s does not watch stock", e.Shopper)
+		},
+	},
+	{
+		Usage:   "missed events",
+		Help:    "Some watching shopper missed stock events: it saw fewer than the lab's checkouts made while it watched, or the shop told it so (a missed notice: it resumed on a replica that did not have its history).",
+		Example: "expect missed events when live=local",
+		Pattern: regexp.MustCompile(`^missed events$`),
+		Check:   func(o *observation, e *Expectation) (bool, string) { return watchersMissed(o) },
+	},
+	{
+		Usage:   "no missed events",
+		Help:    "Every watching shopper got every stock change made while it watched, and no missed notice: what a shared history (-live redis) gives a browser whose replica died.",
+		Example: "expect no missed events when live=redis",
+		Pattern: regexp.MustCompile(`^no missed events$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			missed, seen := watchersMissed(o)
+			return !missed && len(o.watchers) > 0, seen
+		},
+	},
+	{
 		Usage:   "status NNN",
 		Help:    "At least one response had status NNN (a 503 when the session store is down, say).",
 		Example: "expect status 503",
@@ -287,6 +339,47 @@ var expectations = []*expectForm{
 		Check: func(o *observation, e *Expectation) (bool, string) {
 			n := o.withStatus(e.Status)
 			return n == 0, fmt.Sprintf("%s with status %d", plural(n, "response"), e.Status)
+		},
+	},
+	{
+		Usage:   "receipts ready",
+		Help:    "Every order the shoppers placed (\"as NAME check out\") has its receipt: GET /orders/{id}/receipt, through its owner's browser, answers 200 within 40 s, past the 30 s in which a queued job whose replica died is finished by another.",
+		Example: "expect receipts ready when jobs=queue",
+		Pattern: regexp.MustCompile(`^receipts ready$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.receipts()
+			return l.orders > 0 && l.ready == l.orders, l.String()
+		},
+	},
+	{
+		Usage:   "lost receipts",
+		Help:    "At least one order's receipt never came: a replica restarted after a kill -9 says it was lost with its memory (410), or it was still pending after 40 s (the other replicas can only say which replica's memory held it).",
+		Example: "expect lost receipts when jobs=memory",
+		Pattern: regexp.MustCompile(`^lost receipts$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.receipts()
+			return l.orders > 0 && l.ready < l.orders, l.String()
+		},
+	},
+	{
+		Usage:   "one report per period",
+		Help:    "The outbox (GET /api/outbox?kind=low-stock) holds exactly one low-stock report for every period it has any for, whichever replica sent it.",
+		Example: "expect one report per period when schedule=shared",
+		Pattern: regexp.MustCompile(`^one report per period$`),
+		Also:    []string{"one report each period", "exactly one report per period"},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.reports()
+			return l.err == nil && len(l.periods) > 0 && l.duplicated() == 0, l.String()
+		},
+	},
+	{
+		Usage:   "duplicate reports",
+		Help:    "At least one period has more than one low-stock report: every replica ran its own timer and sent its own.",
+		Example: "expect duplicate reports when schedule=local",
+		Pattern: regexp.MustCompile(`^duplicate reports$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.reports()
+			return l.err == nil && l.duplicated() > 0, l.String()
 		},
 	},
 }

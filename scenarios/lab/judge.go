@@ -161,11 +161,16 @@ type Check struct {
 
 // observation is everything an expectation can be checked against.
 type observation struct {
-	carts    []CartVerdict
+	carts []CartVerdict
+	// receipts and reports are read when an expectation first asks, once
+	// per look: they cost requests (and, for receipts, waiting).
+	receipts func() receiptsLook
+	reports  func() reportsLook
 	requests []Request
 	gaveUp   int // shopper actions given up
 	peeks    int // reads by another device
 	stale    []StaleRead
+	watchers []WatchVerdict // what each watching shopper saw
 	// phaseFrom is the first request of this phase: the requests since
 	// the previous look; phaseAt is when it began.
 	phaseFrom int

@@ -43,6 +43,14 @@ type Config struct {
 	// Cache is the near-cache of redis sessions: off, on, or uninvalidated
 	// (on, with invalidation switched off: the teaching mode).
 	Cache string
+	// Jobs is where receipt jobs run: memory or queue (SHOP_JOBS).
+	Jobs string
+	// Schedule is the low-stock report's schedule: local or shared
+	// (SHOP_SCHEDULE).
+	Schedule string
+	// Live is -live: local or redis; "" leaves the shop's default (redis
+	// where the replicas share a Redis).
+	Live string
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
@@ -58,11 +66,20 @@ func (c Config) String() string {
 	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
 		s += " cache=" + c.Cache
 	}
+	if c.Jobs != "" && c.Jobs != DefaultConfig.Jobs {
+		s += " jobs=" + c.Jobs
+	}
+	if c.Schedule != "" && c.Schedule != DefaultConfig.Schedule {
+		s += " schedule=" + c.Schedule
+	}
+	if c.Live != "" && c.Live != DefaultConfig.Live {
+		s += " live=" + c.Live
+	}
 	return s
 }
 
 // DefaultConfig is what a "run with" line or a flag leaves unsaid.
-var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}
+var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Jobs: "memory", Schedule: "local"}
 
 // configKey is one key of "run with" and "when": its allowed values and
 // where it lives in a Config. A new store kind is one more value here.
@@ -81,6 +98,9 @@ var configKeys = []configKey{
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
 	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
+	{"jobs", []string{"memory", "queue"}, func(c *Config) *string { return &c.Jobs }},
+	{"schedule", []string{"local", "shared"}, func(c *Config) *string { return &c.Schedule }},
+	{"live", []string{"local", "redis"}, func(c *Config) *string { return &c.Live }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,9 @@ type shopper struct {
 	loggedIn    bool
 	registered  bool
 	accountWant map[int]qtyRange
+	// orders are the ids of the orders the shopper placed, for the
+	// judge to read their receipts.
+	orders []string
 }
 
 func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {
@@ -77,6 +81,20 @@ func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+}
+
+// products is how many products the cart holds (some of each may be
+// uncertain): what a checkout of it changes the stock of.
+func (s *shopper) products() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.want {
+		if q.lo > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // hasSession reports whether the shop has given this shopper a session.
@@ -297,6 +315,12 @@ func (s *shopper) checkOut(ctx context.Context, runID, key string) (int, string)
 	if resp.StatusCode == http.StatusSeeOther {
 		s.mu.Lock()
 		s.want = map[int]qtyRange{}
+		// The replica that took the order runs its receipt job (with
+		// -jobs memory): "replica of NAME" names it.
+		s.replica = replica
+		if id, ok := strings.CutPrefix(resp.Header.Get("Location"), "/orders/"); ok && id != "" && !slices.Contains(s.orders, id) {
+			s.orders = append(s.orders, id)
+		}
 		s.mu.Unlock()
 	}
 	return resp.StatusCode, replica
