@@ -138,6 +138,9 @@ type CatalogContent struct {
 	Products   []Product
 	// WithCart shows the add-to-cart forms (off while the store is away).
 	WithCart bool
+	// AddKey starts each add form's idempotency key; the shop renders the
+	// body once with a placeholder here and puts each page's own key in.
+	AddKey string
 }
 
 // ProductView is a product page.
@@ -146,6 +149,9 @@ type ProductView struct {
 	Product  Product
 	Quantity string
 	Error    string // a field error for quantity, shown beside the form
+	// AddKey is the add form's idempotency key: the same form sent twice
+	// adds once.
+	AddKey string
 }
 
 // CartLine is one line of the cart page or an order.
@@ -204,6 +210,13 @@ type ErrorView struct {
 	Status  int
 	Heading string
 	Message string
+	// Links are where to look next (the order that may exist).
+	Links []ErrorLink
+}
+
+// ErrorLink is a link on a status page.
+type ErrorLink struct {
+	Text, URL string
 }
 
 // AuthView is the login or the register page.
@@ -324,6 +337,9 @@ type ClusterView struct {
 	// Redis is the Redis tier as the sentinels describe it; nil without
 	// Sentinel.
 	Redis *RedisTier
+	// AddressesHidden: the client is outside the shop's own networks, and
+	// every address on the page was replaced.
+	AddressesHidden bool
 }
 
 // RedisTier is Redis under Sentinel, as /cluster shows it.
@@ -333,7 +349,9 @@ type RedisTier struct {
 	Replicas     []RedisNode
 	Sentinels    []string
 	LastFailover string // "127.0.0.1:1 → 127.0.0.1:2 at 10:31:02", or ""
-	Error        string // the sentinels did not answer: what is shown is what this replica last heard
+	// LastFailoverAt is LastFailover without the addresses: "at 10:31:02".
+	LastFailoverAt string
+	Error          string // the sentinels did not answer: what is shown is what this replica last heard
 }
 
 // RedisNode is one Redis replica.

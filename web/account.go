@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 	"golang.org/x/crypto/bcrypt"
@@ -38,7 +39,11 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 	if err != nil {
 		f.Errors["email"] = err.(*Error).Message
 	}
-	f.Email = normalizeEmail(email)
+	var problem string
+	f.Email, problem = canonicalEmail(email)
+	if _, bad := f.Errors["email"]; !bad && problem != "" {
+		f.Errors["email"] = problem
+	}
 	if _, bad := f.Errors["email"]; !bad {
 		if a, err := mail.ParseAddress(f.Email); err != nil || a.Address != f.Email || !strings.Contains(f.Email, ".") {
 			f.Errors["email"] = "must be an address like ada@example.com"
@@ -62,10 +67,6 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 	}
 	return f, nil
 }
-
-// normalizeEmail trims and lower-cases an address: one person, one account,
-// however they type it.
-func normalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, register bool, f accountForm) error {
 	v := templates.AuthView{Register: register, Email: f.Email, Errors: f.Errors}
@@ -118,7 +119,18 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if hashErr != nil {
 		return hashErr
 	}
-	acct, err := s.db.CreateAccount(r.Context(), f.Email, hash)
+	sess := sessionOf(r.Context()).sess
+	if sess == nil {
+		return ErrSessionStore
+	}
+	// The new account starts with this browser's cart (none when another
+	// account was logged in: its cart stays with it), saved in the same
+	// transaction as the account row.
+	cart := info.Cart
+	if info.AccountID != 0 {
+		cart = Cart{}
+	}
+	acct, err := s.db.CreateAccountWithCart(r.Context(), f.Email, hash, EncodeCart(cart))
 	if errors.Is(err, store.ErrEmailTaken) {
 		// Say no more than needed: not whether the account exists, only what to do.
 		f.Errors["email"] = "cannot be registered. If you already have an account, log in instead."
@@ -127,8 +139,17 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.logIn(r.Context(), info, acct, "register"); err != nil {
-		return err
+	// From here the registration is the account row and the session
+	// together: if the session cannot be saved, the row goes too, so a 503
+	// leaves nothing behind and the same form succeeds when retried.
+	takeBack := func(ctx context.Context, err error) error { return s.takeBackAccount(ctx, acct, err) }
+	onFailedSave(r.Context(), takeBack)
+	if info.AccountID != 0 {
+		sess.Clear() // the other account is logged out first
+	}
+	startSession(sess, acct, "register")
+	if err := s.setSessionCart(r.Context(), cart); err != nil {
+		return takeBack(r.Context(), err)
 	}
 	s.setFlash(w, r, "registered")
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
@@ -222,16 +243,38 @@ func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account
 			cart = mergeCarts(cart, old)
 		}
 	}
+	startSession(sess, acct, why)
+	return s.saveCart(ctx, acct.ID, cart)
+}
+
+// startSession makes sess the account's: a new token (a token planted
+// before is worth nothing after), a new identity, the account.
+func startSession(sess *session.Session, acct store.Account, why string) {
 	sess.Renew(why)
 	sess.NewIdentity()
 	sess.SetAccount(acct.ID, acct.Email, acct.SessionEpoch)
-	return s.saveCart(ctx, acct.ID, cart)
+}
+
+// takeBackAccount deletes an account whose registration failed after its
+// row was written, and returns err, the failure, to answer with. A session
+// write that may have been applied keeps the account: the session may be
+// logged in to it.
+func (s *Server) takeBackAccount(ctx context.Context, acct store.Account, err error) error {
+	if errors.Is(err, session.ErrMaybeApplied) {
+		return err
+	}
+	if delErr := s.db.DeleteNewAccount(context.WithoutCancel(ctx), acct.ID); delErr != nil {
+		s.log.ErrorContext(ctx, "registration failed after the account was created, and the account could not be taken back",
+			"account_id", acct.ID, "err", err, "delete_err", delErr)
+		return errors.Join(err, delErr)
+	}
+	return err
 }
 
 // mergeCarts adds b's lines to a's, each line capped at the limits: what a
 // person put in either cart stays, as far as the rules allow.
 func mergeCarts(a, b Cart) Cart {
-	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...)}
+	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...), Applied: a.Applied}
 	for _, it := range b.Items {
 		q := min(out.Quantity(it.ProductID)+it.Quantity, MaxLineQuantity)
 		out.Set(it.ProductID, q) // only ErrCartFull can fail: that line is dropped

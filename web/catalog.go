@@ -25,7 +25,7 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	var v templates.CatalogView
 	v.Page = s.page(r, "")
 	body := cat.bodies[catalogKey{category: slug, withCart: !v.CartUnavailable}]
-	v.Title, v.Body = body.heading, body.html
+	v.Title, v.Body = body.heading, body.withKey(randomToken(16))
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil
@@ -46,7 +46,7 @@ func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := templates.ProductView{Product: productView(&p), Quantity: "1"}
+	v := templates.ProductView{Product: productView(&p), Quantity: "1", AddKey: randomToken(16)}
 	v.Page = s.page(r, p.Name)
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.ProductPage(v))

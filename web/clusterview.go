@@ -166,12 +166,39 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	if s.redis != nil && s.redis.Sentinel() {
 		v.Redis = s.redisTier(ctx, sessionOf(ctx).available())
 	}
+	if !s.trustedClient(r) {
+		hideAddresses(&v)
+	}
 	slices.SortFunc(v.Members, func(a, b templates.ClusterMember) int { return cmp.Compare(a.Name, b.Name) })
 	v.Page = s.page(r, "The cluster")
 	s.clearFlash(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, templates.ClusterPage(v))
 	return nil
+}
+
+// hideAddresses takes every address out of v, for a client outside the
+// shop's own networks: which replicas and Redis nodes exist, and whether
+// they are up, stays on the page.
+func hideAddresses(v *templates.ClusterView) {
+	v.AddressesHidden = true
+	for i := range v.Members {
+		if v.Members[i].Addr != "" {
+			v.Members[i].Addr = addressHidden
+		}
+	}
+	if t := v.Redis; t != nil {
+		if t.Primary != "" {
+			t.Primary = addressHidden
+		}
+		for i := range t.Replicas {
+			t.Replicas[i].Addr = addressHidden
+		}
+		if len(t.Sentinels) > 0 {
+			t.Sentinels = []string{addressHidden}
+		}
+		t.LastFailover = t.LastFailoverAt
+	}
 }
 
 // redisTier asks the sentinels for the Redis tier. When the session load
@@ -198,6 +225,7 @@ func (s *Server) redisTier(ctx context.Context, ask bool) *templates.RedisTier {
 	}
 	if f := t.Failover; !f.At.IsZero() {
 		v.LastFailover = f.From + " → " + f.To + " at " + f.At.Format("15:04:05 MST")
+		v.LastFailoverAt = "at " + f.At.Format("15:04:05 MST")
 	}
 	if !ask || err != nil {
 		v.Error = "The sentinels were not asked or did not answer: this is what " + s.cfg.Replica + " last heard."

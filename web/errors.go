@@ -51,7 +51,16 @@ func errorStatus(err error) (status int, heading, message string) {
 	var e *Error
 	var maxBytes *http.MaxBytesError
 	var tooLarge *session.TooLargeError
+	var placed *orderPlacedError
 	switch {
+	case errors.As(err, &placed) && statusOf(placed.err) >= 500:
+		// Not "nothing was changed": the order is in the database.
+		return http.StatusServiceUnavailable, "Your order may already exist", "Your order may already have been placed: it was saved, " +
+			"but the rest of this request failed (" + placed.cause() + "). Check your orders before ordering again; " +
+			"submitting the same checkout form again will not order twice."
+	case errors.Is(err, session.ErrMaybeApplied):
+		return http.StatusServiceUnavailable, "Cart unavailable", "Your change may have been applied: the session store did not " +
+			"confirm it and could not take it back. Look at your cart before trying again; sending the same form again will not apply it twice."
 	case errors.As(err, &e):
 		return e.Status, http.StatusText(e.Status), e.Error()
 	case errors.As(err, &tooLarge):
@@ -81,6 +90,18 @@ func errorStatus(err error) (status int, heading, message string) {
 		return http.StatusServiceUnavailable, "Try again", "The shop took too long to answer. Try again in a moment."
 	}
 	return http.StatusInternalServerError, "Something went wrong", "The shop hit an unexpected error. It has been logged; try again."
+}
+
+// statusOf is the status err alone would answer with.
+func statusOf(err error) int {
+	status, _, _ := errorStatus(err)
+	return status
+}
+
+// cause says in a few words what failed after an order was placed.
+func (e *orderPlacedError) cause() string {
+	_, heading, _ := errorStatus(e.err)
+	return strings.ToLower(heading)
 }
 
 // serveError answers with the status page for err: JSON under /api/, HTML
@@ -113,7 +134,11 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		page.CartUnavailable = true
 		_, page.StoreTrouble = storeTrouble(err)
 	}
-	s.render(w, r, status, templates.ErrorPage(templates.ErrorView{Page: page, Status: status, Heading: heading, Message: message}))
+	v := templates.ErrorView{Page: page, Status: status, Heading: heading, Message: message}
+	if placed := (*orderPlacedError)(nil); errors.As(err, &placed) && status == http.StatusServiceUnavailable {
+		v.Links = placed.links()
+	}
+	s.render(w, r, status, templates.ErrorPage(v))
 }
 
 // handler is an http.Handler that returns its error for serveError to answer.

@@ -348,3 +348,23 @@ func TestPagesCarryLiveStock(t *testing.T) {
 		t.Errorf("CSP %q does not allow scripts from self", csp)
 	}
 }
+
+// TestEventsFreeTheirPlaceWhenTheClientLeaves: a browser that closes its
+// stream frees its place in -live-max-streams at once, not at the next
+// heartbeat (15 s here).
+func TestEventsFreeTheirPlaceWhenTheClientLeaves(t *testing.T) {
+	hub := live.NewLocal(live.Options{MaxStreams: 1})
+	shop := liveShop(t, hub, web.Config{})
+	c := shop.client()
+	s := c.openEvents("")
+	s.next()
+	s.close()
+	for deadline := time.Now().Add(5 * time.Second); hub.Stats().Open != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a closed stream still holds its place after 5s")
+		}
+	}
+	if again := c.openEvents(""); again.resp.StatusCode != http.StatusOK {
+		t.Errorf("a new stream after the first left: %d, want 200", again.resp.StatusCode)
+	}
+}

@@ -48,6 +48,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	}
 	if s.redis != nil && s.redis.Sentinel() && session.TraitsOf(s.sessions).NeedsRedis {
 		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
+		if !s.trustedClient(r) {
+			rb.RedisPrimary = addressHidden
+		}
 	}
 	info, err := s.session(r.Context())
 	switch {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/state"
 )
 
 // Login attempts allowed per account and client address in one window.
@@ -32,6 +33,8 @@ type loginLimiter interface {
 	Reserve(ctx context.Context, key string) (allowed bool, err error)
 	// Reset forgets key's attempts after a successful login.
 	Reset(ctx context.Context, key string) error
+	// describe says where the counts live, for /state.
+	describe(ctx context.Context) state.Description
 }
 
 // memoryLimiter is the per-replica limiter of memory mode.
@@ -121,4 +124,25 @@ func (l redisLimiter) Reset(ctx context.Context, key string) error {
 		return fmt.Errorf("%w: rate limit: %w", ErrSessionStore, err)
 	}
 	return nil
+}
+
+// describe is the login limiter's account of itself for /state: a memory
+// limiter's open windows die with the replica, and with them the count
+// that kept a guesser out; Redis's counts are every replica's.
+func (l *memoryLimiter) describe(context.Context) state.Description {
+	l.mu.Lock()
+	now, n := l.now(), 0
+	for _, w := range l.counts {
+		if now.Before(w.until) {
+			n++
+		}
+	}
+	l.mu.Unlock()
+	return state.Description{Kind: "rate-limits", Lives: state.Replica, HeldHere: n, LostIfKilled: true,
+		Note: "Login attempts are counted in this replica's memory: each replica counts alone, and a kill -9 forgets every count, so a guesser starts over."}
+}
+
+func (redisLimiter) describe(context.Context) state.Description {
+	return state.Description{Kind: "rate-limits", Lives: state.Shared,
+		Note: "Login attempts are counted in Redis, one count per client and account for every replica: a kill -9 here forgets nothing."}
 }

@@ -38,7 +38,7 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())
-	mux.Handle("GET /metrics", s.handleMetrics())
+	mux.Handle("GET /metrics", s.onlyTrusted(s.handleMetrics()))
 	mux.Handle("GET /metrics/live", s.handleLive())
 	mux.Handle("GET /events", s.handleEvents())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))

@@ -36,7 +36,8 @@ type Store interface {
 	Order(ctx context.Context, id string) (store.Order, error)
 	OrderByKey(ctx context.Context, key string) (store.Order, error)
 	OrdersByAccount(ctx context.Context, accountID int64) ([]store.Order, error)
-	CreateAccount(ctx context.Context, email string, hash []byte) (store.Account, error)
+	CreateAccountWithCart(ctx context.Context, email string, hash, cart []byte) (store.Account, error)
+	DeleteNewAccount(ctx context.Context, id int64) error
 	AccountByEmail(ctx context.Context, email string) (store.Account, error)
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
@@ -111,6 +112,7 @@ type Server struct {
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
+	pump     *pump // the event streams taken over from net/http
 	draining atomic.Bool
 	handler  http.Handler
 }
@@ -141,6 +143,7 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
+	s.pump = newPump(cfg.LiveHeartbeat)
 	s.dummyHash = sync.OnceValue(func() []byte {
 		h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), s.cfg.PasswordCost)
 		if err != nil {
@@ -240,10 +243,33 @@ type catalogKey struct {
 }
 
 // catalogBody is one rendered templates.CatalogBody and its heading (the
-// page's title).
+// page's title). The HTML is kept in pieces split where each add form's
+// idempotency key begins, so that a page puts its own key there.
 type catalogBody struct {
 	heading string
-	html    templ.Component
+	pieces  []string
+}
+
+// addKeyPlaceholder stands for the page's add key in a rendered catalog
+// body: a valid key that randomToken never makes.
+const addKeyPlaceholder = "ADDKEYxPLACEHOLDERxADDKEY"
+
+// withKey is the body with addKey starting each add form's key: the cached
+// bytes and the key, written in turn, with no copy of the page.
+func (b catalogBody) withKey(addKey string) templ.Component {
+	return templ.ComponentFunc(func(_ context.Context, w io.Writer) error {
+		for i, p := range b.pieces {
+			if i > 0 {
+				if _, err := io.WriteString(w, addKey); err != nil {
+					return err
+				}
+			}
+			if _, err := io.WriteString(w, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // renderBodies renders every catalog body the catalog page can show.
@@ -254,7 +280,7 @@ func (cat *catalog) renderBodies(ctx context.Context) error {
 		slugs = append(slugs, c.Slug)
 	}
 	for _, slug := range slugs {
-		content := templates.CatalogContent{Heading: "All products"}
+		content := templates.CatalogContent{Heading: "All products", AddKey: addKeyPlaceholder}
 		for _, c := range cat.categories {
 			current := c.Slug == slug
 			if current {
@@ -273,7 +299,7 @@ func (cat *catalog) renderBodies(ctx context.Context) error {
 			if err := templates.CatalogBody(content).Render(ctx, &b); err != nil {
 				return fmt.Errorf("web: render the catalog: %w", err)
 			}
-			cat.bodies[catalogKey{slug, withCart}] = catalogBody{heading: content.Heading, html: templ.Raw(b.String())}
+			cat.bodies[catalogKey{slug, withCart}] = catalogBody{heading: content.Heading, pieces: strings.Split(b.String(), addKeyPlaceholder)}
 		}
 	}
 	return nil

@@ -33,6 +33,19 @@ type requestSession struct {
 	hadCookie bool
 	// err is why sess is nil: the store's error, or the lock wait's timeout.
 	err error
+	// failedSave holds what the handler asked to run should the session's
+	// save fail; see onFailedSave.
+	failedSave *[]func(context.Context, error) error
+}
+
+// onFailedSave registers f to run if this request's session save fails
+// after the handler: a handler that already changed something elsewhere (an
+// order committed, an account created) takes it back, or says what may
+// exist, since the request answers 503. f returns the error to answer with.
+func onFailedSave(ctx context.Context, f func(context.Context, error) error) {
+	if rs := sessionOf(ctx); rs.failedSave != nil {
+		*rs.failedSave = append(*rs.failedSave, f)
+	}
 }
 
 func sessionOf(ctx context.Context) requestSession {
@@ -86,7 +99,8 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 			s.log.WarnContext(r.Context(), "session dropped", "why", sess.Dropped())
 		}
 		defer sess.Release() // a write that changed nothing
-		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent(), err: err}
+		var failedSave []func(context.Context, error) error
+		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent(), err: err, failedSave: &failedSave}
 		if sess == nil {
 			// Whether the cookie was readable is unknown; any cookie counts.
 			rs.hadCookie = sessionCookie(r) != ""
@@ -100,7 +114,11 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 		if sess != nil && sess.Modified() {
 			cookie, expires, err := s.sessions.Save(r.Context(), sess)
 			if err != nil {
-				s.serveError(w, r, errors.Join(ErrSessionStore, err))
+				err = errors.Join(ErrSessionStore, err)
+				for _, f := range failedSave {
+					err = f(r.Context(), err)
+				}
+				s.serveError(w, r, err)
 				return
 			}
 			s.setSessionCookie(rec, r, cookie, expires)
@@ -177,18 +195,23 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 // last writer (and as its birthplace, if it is new). A logged-in cart is also
 // saved with the account, so it outlives the session.
 func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error {
-	b := EncodeCart(cart)
-	if sess := sessionOf(ctx).sess; sess != nil {
-		sess.Touch(s.cfg.Replica)
-		sess.SetCart(b)
-		// A session that would not fit where it lives (a cookie past 4 KB)
-		// is refused before anything else changes.
-		if err := sess.Fits(); err != nil {
-			return err
-		}
+	if err := s.setSessionCart(ctx, cart); err != nil {
+		return err
 	}
 	if accountID != 0 {
-		return s.db.SaveCart(ctx, accountID, b)
+		return s.db.SaveCart(ctx, accountID, EncodeCart(cart))
+	}
+	return nil
+}
+
+// setSessionCart is saveCart's session half: the cart and the stamp in the
+// session, refused when the session would not fit where it lives (a cookie
+// past 4 KB) before anything else changes.
+func (s *Server) setSessionCart(ctx context.Context, cart Cart) error {
+	if sess := sessionOf(ctx).sess; sess != nil {
+		sess.Touch(s.cfg.Replica)
+		sess.SetCart(EncodeCart(cart))
+		return sess.Fits()
 	}
 	return nil
 }

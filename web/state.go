@@ -119,9 +119,9 @@ func lossSentence(kinds []state.Description) string {
 }
 
 // stateHolders are main's holders and the server's own: its rendered
-// catalog, a cache that any replica rebuilds.
+// catalog, a cache that any replica rebuilds, and the login limits.
 func (s *Server) stateHolders() []StateHolder {
-	return append(slices.Clip(s.cfg.State), StateFunc(s.catalog.describe))
+	return append(slices.Clip(s.cfg.State), StateFunc(s.catalog.describe), StateFunc(s.limiter.describe))
 }
 
 // describe is the catalog cache's account of itself for /state.

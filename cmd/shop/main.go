@@ -127,7 +127,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&liveMax, "live-max-streams", env("SHOP_LIVE_MAX_STREAMS", strconv.Itoa(live.DefaultMaxStreams)), "open event streams (GET /events) this replica holds at most; past it 503 (SHOP_LIVE_MAX_STREAMS)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
-	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
+	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed, and the only clients shown /metrics and addresses (SHOP_TRUSTED_PROXIES)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "probe this replica's /readyz at -addr and exit 0 when ready (for container health checks)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -403,7 +403,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
 		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
-		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, configurationState(cfg)}}, db, sessions, rc, events)
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}, db, sessions, rc, events)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
