@@ -152,6 +152,39 @@ type ProductView struct {
 	// AddKey is the add form's idempotency key: the same form sent twice
 	// adds once.
 	AddKey string
+	// Reviews are the newest reviews, newest first.
+	Reviews []Review
+	// ReviewForm is the review form as posted (a 422), or empty.
+	ReviewForm ReviewForm
+	// PhotosWhere says where review photos live, for the form's note.
+	PhotosWhere string
+}
+
+// Review is one review as the product page shows it.
+type Review struct {
+	Author string // the account's email, or "a shopper"
+	Rating int
+	Stars  string // "★★★★☆"
+	Body   string
+	When   string
+	Photo  *ReviewPhoto // nil without a photo
+}
+
+// ReviewPhoto is a review's photo. When Missing is set the page shows a
+// placeholder saying it instead of the image: the photo is on another
+// replica's disk, lost, or the object store is not answering.
+type ReviewPhoto struct {
+	URL           string
+	Width, Height int
+	Missing       string
+}
+
+// ReviewForm is the review form's values and field errors (rating, body,
+// photo).
+type ReviewForm struct {
+	Rating string
+	Body   string
+	Errors map[string]string
 }
 
 // CartLine is one line of the cart page or an order.
@@ -305,6 +338,9 @@ type InspectorView struct {
 	// Outage explains why the session could not be read (the page is then
 	// a 503); "" when it was.
 	Outage string
+	// Photos says where review photos live and what this replica holds of
+	// them (the uploads state's description).
+	Photos string
 }
 
 // ClusterMember is one replica as /cluster shows it.
@@ -337,6 +373,8 @@ type ClusterView struct {
 	// Redis is the Redis tier as the sentinels describe it; nil without
 	// Sentinel.
 	Redis *RedisTier
+	// Photos says where review photos live, as on /session.
+	Photos string
 	// AddressesHidden: the client is outside the shop's own networks, and
 	// every address on the page was replaced.
 	AddressesHidden bool

@@ -25,6 +25,7 @@ import (
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/uploads"
 )
 
 // redisCached names the redis store with its near-cache in the benchmarks.
@@ -71,7 +72,11 @@ func benchServer(b *testing.B, kind string) *Server {
 	}
 	b.Cleanup(func() { sessions.Close() })
 	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil))).With("replica", "shop1")
-	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc, nil)
+	photos, err := uploads.NewDisk(filepath.Join(b.TempDir(), "uploads"), "shop1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc, nil, photos)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

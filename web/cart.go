@@ -188,8 +188,11 @@ func (s *Server) renderProductError(w http.ResponseWriter, r *http.Request, id i
 	if err != nil {
 		return err
 	}
-	v := templates.ProductView{Product: productView(&p), Quantity: truncate(quantity, 20), Error: fe.Error(), AddKey: randomToken(16)}
-	v.Page = s.page(r, p.Name)
+	v, err := s.productPage(r, &p)
+	if err != nil {
+		return err
+	}
+	v.Quantity, v.Error = truncate(quantity, 20), fe.Error()
 	s.render(w, r, fe.Status, templates.ProductPage(v))
 	return nil
 }

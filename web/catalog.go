@@ -46,8 +46,10 @@ func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := templates.ProductView{Product: productView(&p), Quantity: "1", AddKey: randomToken(16)}
-	v.Page = s.page(r, p.Name)
+	v, err := s.productPage(r, &p)
+	if err != nil {
+		return err
+	}
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.ProductPage(v))
 	return nil

@@ -125,7 +125,7 @@ func (s *Server) readyErr(ctx context.Context) error {
 // handleClusterView lists the replicas this replica can tell are up.
 func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.redis != nil}
+	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.redis != nil, Photos: s.photosText(r.Context())}
 	v.Lives, _ = s.lives()
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),

@@ -14,6 +14,7 @@ import (
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
+	"github.com/statelab/shop/uploads"
 )
 
 // Error is an error with the status and message a person should see. Field,
@@ -69,6 +70,12 @@ func errorStatus(err error) (status int, heading, message string) {
 			tooLarge.Size, tooLarge.Limit)
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
+	case errors.Is(err, uploads.ErrTooBig):
+		return http.StatusRequestEntityTooLarge, "Photo too large", fmt.Sprintf("photo: is larger than %d bytes (5 MiB). Nothing was kept; the rest of the upload was not read.", uploads.MaxBytes)
+	case errors.Is(err, uploads.ErrUnavailable):
+		return http.StatusServiceUnavailable, "Photos unavailable", "The photo store is not answering, so a review with a photo cannot be posted right now. Nothing was saved. A review without a photo still works; try the photo again in a moment."
+	case errors.Is(err, uploads.ErrBusy):
+		return http.StatusServiceUnavailable, "Busy", "Too many photos are being uploaded to this replica right now. Nothing was saved; try again in a moment."
 	case errors.Is(err, session.ErrLockTimeout):
 		return http.StatusServiceUnavailable, "Session busy", lockBusyText
 	case errors.Is(err, redisclient.ErrOutOfMemory), errors.Is(err, redisclient.ErrAuth):

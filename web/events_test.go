@@ -219,7 +219,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 // with a retry: hint and refuses new ones.
 func TestEventsBoundHeartbeatAndDrain(t *testing.T) {
 	hub := live.NewLocal(live.Options{MaxStreams: 1})
-	srv := web.NewServer(web.Config{Replica: "shop1", LiveHeartbeat: 50 * time.Millisecond}, mustDB(t), session.NewMemory(session.Options{}), nil, hub)
+	srv := web.NewServer(web.Config{Replica: "shop1", LiveHeartbeat: 50 * time.Millisecond}, mustDB(t), session.NewMemory(session.Options{}), nil, hub, diskPhotos(t, "shop1"))
 	hs := newHTTPTest(srv)
 	defer hs.Close()
 	c := (&testShop{t: t, srv: hs}).client()

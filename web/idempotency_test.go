@@ -37,7 +37,7 @@ func (ts *testShop) durableReplica(user, password string, lock bool, logs *logBu
 	if logs != nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv := httptest.NewServer(web.NewServer(cfg, ts.db, sessions, rc, nil))
+	srv := httptest.NewServer(web.NewServer(cfg, ts.db, sessions, rc, nil, diskPhotos(ts.t, "durable")))
 	ts.t.Cleanup(srv.Close)
 	return srv
 }

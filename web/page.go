@@ -99,6 +99,7 @@ var flashes = map[string]string{
 	"registered": "Welcome! Your account is ready, and your session has a new token.",
 	"logged-in":  "You are logged in. Your session has a new token, so a token planted before the login is worthless.",
 	"logged-out": "You are logged out. Your session has a new token and no account.",
+	"reviewed":   "Thank you for your review.",
 }
 
 // setFlash sets the flash cookie, Secure exactly when the session cookie is.

@@ -15,6 +15,12 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 
 	mux.Handle("GET /{$}", page(s.handleCatalog))
 	mux.Handle("GET /products/{slug}", page(s.handleProduct))
+	// A review reads the session (who writes it) but never changes it: it
+	// does not take the session's write lock, which an upload would hold
+	// for as long as the photo takes to arrive.
+	mux.Handle("POST /products/{slug}/reviews", withNoStore(s.withTrail(s.withSessionRead(s.handle(s.handleReviewAdd)))))
+	// Photos need no session: only the page of a missing one loads it.
+	mux.Handle("GET /uploads/{key}", s.handlePhoto(page(s.handlePhotoMissing)))
 	mux.Handle("GET /cart", page(s.handleCart))
 	mux.Handle("POST /cart/items", page(s.handleCartAdd))
 	mux.Handle("POST /cart/items/{product_id}", page(s.handleCartSet))

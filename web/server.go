@@ -42,6 +42,9 @@ type Store interface {
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
 	BumpSessionEpoch(ctx context.Context, accountID int64) (int64, error)
+	AddReview(ctx context.Context, r store.Review) (store.Review, error)
+	Reviews(ctx context.Context, productID int64, limit int) ([]store.Review, error)
+	ReviewByPhoto(ctx context.Context, key string) (store.Review, error)
 	Messages(ctx context.Context, kinds []string, limit int) ([]store.Message, error)
 }
 
@@ -72,6 +75,9 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// UploadTimeout is how long a review with a photo may take to arrive
+	// and be kept; 0 means DefaultUploadTimeout.
+	UploadTimeout time.Duration
 	// Receipts makes each order's receipt in the background (-jobs). Nil
 	// means jobs in this process's memory with no delay.
 	Receipts Receipts
@@ -97,7 +103,9 @@ type Server struct {
 	sessions session.Store
 	// redis is Redis as a shared service (login limiter, presence, live
 	// metrics); nil when the replicas share nothing and each keeps its own.
-	redis    *redisclient.Client
+	redis *redisclient.Client
+	// photos keeps review photos: this replica's disk or a bucket.
+	photos   Photos
 	log      *slog.Logger
 	catalog  catalogCache
 	metrics  *Metrics
@@ -117,12 +125,13 @@ type Server struct {
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database, the session store and,
-// when rc is not nil, a Redis that the replicas share for what is not a
-// session: login failure counts, who is up (/cluster), live metrics. events
-// are the live event streams (live.LocalHub or live.RedisHub); nil gives
-// the Server a LocalHub of its own, which Drain ends.
-func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, events Live) *Server {
+// NewServer wires the routes over the database, the session store, the
+// review photo store and, when rc is not nil, a Redis that the replicas
+// share for what is not a session: login failure counts, who is up
+// (/cluster), live metrics. events are the live event streams
+// (live.LocalHub or live.RedisHub); nil gives the Server a LocalHub of its
+// own, which Drain ends.
+func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, events Live, photos Photos) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -131,6 +140,9 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = DefaultUploadTimeout
 	}
 	if cfg.LiveHeartbeat <= 0 {
 		cfg.LiveHeartbeat = DefaultLiveHeartbeat
@@ -141,7 +153,7 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.PasswordCost == 0 {
 		cfg.PasswordCost = bcrypt.DefaultCost
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
 	s.pump = newPump(cfg.LiveHeartbeat)
 	s.dummyHash = sync.OnceValue(func() []byte {

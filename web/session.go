@@ -81,8 +81,18 @@ func isWrite(r *http.Request) bool {
 // saves, so two replicas never interleave read-modify-write cycles on one
 // cart.
 func (s *Server) withSession(next http.Handler) http.Handler {
+	return s.loadSession(next, isWrite)
+}
+
+// withSessionRead is withSession for a write that never changes the
+// session (a review): it loads the session without its write lock.
+func (s *Server) withSessionRead(next http.Handler) http.Handler {
+	return s.loadSession(next, func(*http.Request) bool { return false })
+}
+
+func (s *Server) loadSession(next http.Handler, forWrite func(*http.Request) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, err := s.sessions.Load(r.Context(), sessionCookie(r), isWrite(r))
+		sess, err := s.sessions.Load(r.Context(), sessionCookie(r), forWrite(r))
 		switch {
 		case errors.Is(err, session.ErrLockTimeout):
 			// The store answers; another request holds the session. The

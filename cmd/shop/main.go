@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/uploads"
 	"github.com/statelab/shop/web"
 )
 
@@ -64,6 +66,10 @@ type config struct {
 	trusted      []netip.Prefix
 	// cache is the near-cache for redis sessions (-session-cache).
 	cache cacheConfig
+	// uploads is where review photos go (-uploads), s3 how to reach an
+	// object store for s3://BUCKET.
+	uploads uploads.Target
+	s3      uploads.S3Config
 	// jobs is where receipt jobs run (-jobs memory|queue); jobDelay the
 	// least time each takes (-job-delay).
 	jobs     string
@@ -102,6 +108,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	var c config
 	var jobDelay, reportEvery string
 	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns string
+	var uploadsTo, s3Endpoint string
 	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
@@ -115,6 +122,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&dbMaxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", "0"), "connections to the database at most: PostgreSQL's whole pool, SQLite's readers; 0 is the default, which grows with the cores (2 x GOMAXPROCS for PostgreSQL), so set it where replicas x this must stay under the server's max_connections (SHOP_DB_MAX_CONNS)")
 	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
+	fs.StringVar(&uploadsTo, "uploads", env("SHOP_UPLOADS", ""), "review photos: a directory of this replica's disk (stateful; default uploads, beside the -db file) or s3://BUCKET in an object store (SHOP_UPLOADS)")
+	fs.StringVar(&s3Endpoint, "s3-endpoint", env("SHOP_S3_ENDPOINT", ""), "with -uploads s3://BUCKET: the object store's URL, e.g. http://127.0.0.1:7070 (SHOP_S3_ENDPOINT)")
+	fs.StringVar(&c.s3.AccessKey, "s3-access-key", env("SHOP_S3_ACCESS_KEY", ""), "with -uploads s3://BUCKET: the object store's access key (SHOP_S3_ACCESS_KEY)")
+	fs.StringVar(&c.s3.SecretKey, "s3-secret-key", env("SHOP_S3_SECRET_KEY", ""), "with -uploads s3://BUCKET: the object store's secret key (SHOP_S3_SECRET_KEY)")
+	fs.StringVar(&c.s3.Region, "s3-region", env("SHOP_S3_REGION", "us-east-1"), "with -uploads s3://BUCKET: the bucket's region (SHOP_S3_REGION)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
 	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
@@ -254,7 +266,49 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if c.db == "" {
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
+	if err := c.parseUploads(uploadsTo, s3Endpoint); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// s3Region is what a region name may be.
+var s3Region = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// parseUploads reads -uploads and, for s3://BUCKET, the -s3-* settings.
+// Without -uploads photos go to the folder "uploads" beside the SQLite
+// file (in the working directory with PostgreSQL).
+func (c *config) parseUploads(to, endpoint string) error {
+	if to == "" {
+		dir := "."
+		if !store.IsPostgresURL(c.db) {
+			dir = filepath.Dir(c.db)
+		}
+		c.uploads = uploads.Target{Dir: filepath.Join(dir, "uploads")}
+		return nil
+	}
+	t, err := uploads.ParseTarget(to)
+	if err != nil {
+		return fmt.Errorf("shop: -uploads %q: %v; want a directory (e.g. uploads) or s3://BUCKET", to, err)
+	}
+	c.uploads = t
+	if t.Kind() != uploads.KindS3 {
+		return nil
+	}
+	if endpoint == "" {
+		return errors.New("shop: -s3-endpoint (SHOP_S3_ENDPOINT): required with -uploads s3://BUCKET; e.g. http://127.0.0.1:7070")
+	}
+	if c.s3.Endpoint, err = uploads.ParseEndpoint(endpoint); err != nil {
+		return fmt.Errorf("shop: -s3-endpoint %q: %v; e.g. http://127.0.0.1:7070", endpoint, err)
+	}
+	if c.s3.AccessKey == "" || c.s3.SecretKey == "" {
+		return errors.New("shop: -s3-access-key and -s3-secret-key (SHOP_S3_ACCESS_KEY, SHOP_S3_SECRET_KEY): both required with -uploads s3://BUCKET")
+	}
+	if !s3Region.MatchString(c.s3.Region) {
+		return fmt.Errorf("shop: -s3-region %q: want a region name like us-east-1", c.s3.Region)
+	}
+	c.s3.Bucket = t.Bucket
+	return nil
 }
 
 // sharesRedis reports whether this replica uses a Redis for what is not a
@@ -349,6 +403,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
+	photos, err := openPhotos(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
 	// Live events through Redis need a Redis even where nothing else is
 	// shared (memory sessions with -live redis): a client of their own
 	// then, which web's other services do not get.
@@ -403,7 +462,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
 		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
-		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}, db, sessions, rc, events)
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}, db, sessions, rc, events, photos)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
@@ -420,8 +479,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v, jobs: %s, schedule: %s)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock, cfg.jobs, cfg.schedule)
-	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule)
+	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v, jobs: %s, schedule: %s, photos: %s)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock, cfg.jobs, cfg.schedule, photos.Where())
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule, "uploads", cfg.uploads.Kind())
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
@@ -465,6 +524,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openPhotos opens the review photo store -uploads names. An object store
+// that does not answer at start is not fatal, and does not make the replica
+// not-ready either: only reviews with a photo need it (they answer 503
+// until it answers, and the first one then creates a missing bucket), while
+// taking every replica out of the load balancer would take the whole shop
+// down with it.
+func openPhotos(ctx context.Context, cfg config, log *slog.Logger) (web.Photos, error) {
+	if cfg.uploads.Kind() == uploads.KindDisk {
+		d, err := uploads.NewDisk(cfg.uploads.Dir, cfg.replica)
+		if err != nil {
+			return nil, fmt.Errorf("shop: -uploads %s: %w", cfg.uploads.Dir, err)
+		}
+		return d, nil
+	}
+	s3, err := uploads.NewS3(cfg.s3)
+	if err != nil {
+		return nil, fmt.Errorf("shop: -s3-endpoint: %w", err)
+	}
+	if err := s3.EnsureBucket(ctx); err != nil {
+		log.Warn("object store not answering at start; reviews with a photo answer 503 until it does", "err", err)
+	}
+	return s3, nil
 }
 
 // newLogger logs JSON unless stderr is a terminal, every line with the replica.

@@ -45,7 +45,7 @@ type Setup struct {
 // Fault is one thing done to one part of the cluster: the verb of a step
 // form (steps.go) and its target.
 type Fault struct {
-	Do     string        // "kill", "stop", "start", "pause", "resume", "add", "remove", "partition", "heal", "delay"
+	Do     string        // "kill", "stop", "start", "pause", "resume", "replace", "add", "remove", "partition", "heal", "delay"
 	Target string        // a replica name ("shop2"), "redis" or "redis primary"
 	Drain  Drain         // for stop: the drain the step asked for
 	Delay  time.Duration // for delay: added to every exchange with Redis; 0 takes it away
@@ -178,6 +178,7 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 		Env:         env,
 		ReplicaEnv:  d.drainEnv,
 		Database:    d.Database,
+		Uploads:     s.Config.Uploads,
 		Stdout:      d.Stdout,
 	})
 	if err != nil {

@@ -228,6 +228,60 @@ var expectations = []*expectForm{
 		},
 	},
 	{
+		Usage:   "photo of NAME on every replica",
+		Help:    "Every live replica serves NAME's review photo (200, the same bytes), asked through the load balancer until each has answered: the photo lives where all of them read it.",
+		Example: "expect photo of alice on every replica when uploads=s3",
+		Pattern: regexp.MustCompile(`^photo of (\S+) on every replica$`),
+		Parse:   parsePhotoOf,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			p, ok := o.photo(e.Shopper)
+			if !ok {
+				return false, fmt.Sprintf("%s posted no photo", e.Shopper)
+			}
+			all := len(p.Answers) > 0
+			for _, a := range p.Answers {
+				all = all && a == photoServed
+			}
+			return all, p.String()
+		},
+	},
+	{
+		Usage:   "photo of NAME only on its writer",
+		Help:    "Only the replica that took NAME's photo serves it; every other replica answers 404 with a page naming the writer's disk: the photo lives on one replica's disk.",
+		Example: "expect photo of alice only on its writer when uploads=disk",
+		Pattern: regexp.MustCompile(`^photo of (\S+) only on its writer$`),
+		Parse:   parsePhotoOf,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			p, ok := o.photo(e.Shopper)
+			if !ok {
+				return false, fmt.Sprintf("%s posted no photo", e.Shopper)
+			}
+			good := p.Answers[p.Writer] == photoServed && len(p.Answers) > 1
+			for name, a := range p.Answers {
+				good = good && (name == p.Writer || a == photoMissing(p.Writer))
+			}
+			return good, p.String()
+		},
+	},
+	{
+		Usage:   "photo of NAME lost",
+		Help:    "No replica serves NAME's photo, and every one answers 404 with a page naming the disk it was on: its writer was replaced with an empty disk.",
+		Example: "expect photo of alice lost when uploads=disk",
+		Pattern: regexp.MustCompile(`^photo of (\S+) lost$`),
+		Parse:   parsePhotoOf,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			p, ok := o.photo(e.Shopper)
+			if !ok {
+				return false, fmt.Sprintf("%s posted no photo", e.Shopper)
+			}
+			lost := len(p.Answers) > 0
+			for _, a := range p.Answers {
+				lost = lost && a == photoMissing(p.Writer)
+			}
+			return lost, p.String()
+		},
+	},
+	{
 		Usage:   "no stale reads",
 		Help:    "No read by another device (\"as NAME peek\") showed less than the shopper's acknowledged adds: every replica answered with the current cart, cached or not.",
 		Example: "expect no stale reads",
@@ -382,6 +436,14 @@ var expectations = []*expectForm{
 			return l.err == nil && l.duplicated() > 0, l.String()
 		},
 	},
+}
+
+func parsePhotoOf(m []string, e *Expectation) error {
+	if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
+		return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+	}
+	e.Shopper = m[1]
+	return nil
 }
 
 func parseReplica(m []string, e *Expectation) error {

@@ -506,6 +506,13 @@ func (r *runner) judge(ctx context.Context) {
 	for _, name := range r.order {
 		o.carts = append(o.carts, judgeShopper(ctx, r.shoppers[name], reads))
 	}
+	for _, name := range r.order {
+		if s := r.shoppers[name]; s.hasPhoto() {
+			p := r.lookAtPhoto(ctx, s)
+			o.photos = append(o.photos, p)
+			r.rec.say(r.rec.since(), "looked at the "+p.String())
+		}
+	}
 	r.rec.mu.Lock()
 	o.requests = append([]Request(nil), r.rec.requests...)
 	o.gaveUp = r.rec.gaveUp

@@ -62,7 +62,16 @@ type shopper struct {
 	accountWant map[int]qtyRange
 	// orders are the ids of the orders the shopper placed, for the
 	// judge to read their receipts.
-	orders []string
+	orders   []string
+	photo    []byte // the photo of the shopper's review, nil before one
+	photoKey string // its key under /uploads/
+}
+
+// hasPhoto reports whether the shopper has posted a review with a photo.
+func (s *shopper) hasPhoto() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.photoKey != ""
 }
 
 func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {
