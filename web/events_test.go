@@ -368,3 +368,33 @@ func TestEventsFreeTheirPlaceWhenTheClientLeaves(t *testing.T) {
 		t.Errorf("a new stream after the first left: %d, want 200", again.resp.StatusCode)
 	}
 }
+
+// TestMetricsLiveStreams: /metrics/live no longer reloads itself when
+// scripts run (its meta refresh is inside noscript), has the favicon, and
+// its stream sends the page's content as an event with an id.
+func TestMetricsLiveStreams(t *testing.T) {
+	shop := liveShop(t, live.NewLocal(live.Options{}), web.Config{})
+	c := shop.client()
+	page := c.get("/metrics/live")
+	if page.doc.Find(`head > meta[http-equiv="refresh"]`).Length() != 0 {
+		t.Error("/metrics/live has a meta refresh outside noscript")
+	}
+	if !strings.Contains(page.body, `<noscript><meta http-equiv="refresh"`) {
+		t.Error("/metrics/live without JavaScript does not reload any more")
+	}
+	if page.doc.Find(`link[rel="icon"]`).Length() != 1 || page.doc.Find(`script[src="/static/metrics-live.js"]`).Length() != 1 {
+		t.Error("/metrics/live lacks the favicon link or its script")
+	}
+	req, _ := http.NewRequest(http.MethodGet, shop.srv.URL+"/metrics/live/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sseStream{t: t, resp: resp, events: make(chan sseEvent, 16), cancel: func() {}}
+	defer resp.Body.Close()
+	go s.parse(resp.Body)
+	e, _ := s.next()
+	if e.typ != "live" || e.id == "" || !strings.Contains(e.data, `live-table`) {
+		t.Errorf("/metrics/live/stream: %+v, want a live event with an id carrying the table", e)
+	}
+}

@@ -46,6 +46,7 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /readyz", s.handleReadyz())
 	mux.Handle("GET /metrics", s.onlyTrusted(s.handleMetrics()))
 	mux.Handle("GET /metrics/live", s.handleLive())
+	mux.Handle("GET /metrics/live/stream", s.handleLiveStream())
 	mux.Handle("GET /events", s.handleEvents())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 
