@@ -168,12 +168,12 @@ type Result struct {
 	Databases []DatabaseMeasurement
 	// Jobs is checkout and receipt with -jobs memory and queue, on each
 	// database.
-	Jobs  []JobsMeasurement
+	Jobs []JobsMeasurement
 	// Uploads is a review photo's upload and serving, and the RSS of 20
 	// big uploads at once, with -uploads DIR and s3://BUCKET.
 	Uploads []UploadsMeasurement
-	Goals []Goal
-	Notes []string
+	Goals   []Goal
+	Notes   []string
 }
 
 // ClusterMemory is resident memory after the load.

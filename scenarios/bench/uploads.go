@@ -62,9 +62,9 @@ type UploadsMeasurement struct {
 	// while they ran; BigTook how long they took together. The goal
 	// counts from FreshRSS.
 	FreshRSS, IdleRSS, PeakRSS uint64
-	BigTook          time.Duration
-	Success          float64 // requests answered as wanted, over all
-	Errors           []string
+	BigTook                    time.Duration
+	Success                    float64 // requests answered as wanted, over all
+	Errors                     []string
 }
 
 // photoForm is a review's multipart body with a PNG padded to n bytes.
