@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,36 @@ func TestCheckoutReplayEmptiesCart(t *testing.T) {
 		}
 		if r := c.get("/checkout"); r.status != http.StatusSeeOther || r.header.Get("Location") != "/cart" {
 			t.Errorf("a fresh checkout after the retry: %d → %q, want 303 → /cart (nothing left to order)", r.status, r.header.Get("Location"))
+		}
+
+		// Logged in, the page links the account's order list too, and the
+		// retry empties the cart saved with the account as well.
+		acct := shop.client()
+		if r := acct.register("orders@example.com", "a long enough password"); r.status != http.StatusSeeOther {
+			t.Fatalf("register: %d", r.status)
+		}
+		form = checkoutForm(acct)
+		r = acct.at(durable.URL).post("/checkout", form)
+		var links []string
+		r.doc.Find(`[data-testid="error-link"]`).Each(func(_ int, s *goquery.Selection) {
+			href, _ := s.Attr("href")
+			links = append(links, href)
+		})
+		if r.status != http.StatusServiceUnavailable || !slices.Contains(links, "/account") {
+			t.Errorf("a logged-in checkout whose session write was refused: %d linking %v; want 503 linking /account", r.status, links)
+		}
+		if retry := acct.post("/checkout", form); retry.status != http.StatusSeeOther {
+			t.Fatalf("the logged-in retry: %d", retry.status)
+		}
+		if got := acct.session().Cart.Count; got != 0 {
+			t.Errorf("after the logged-in retry the cart holds %d, want 0", got)
+		}
+		a, err := shop.db.AccountByEmail(t.Context(), "orders@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if saved, err := shop.db.SavedCart(t.Context(), a.ID); err != nil || strings.Contains(string(saved), `"product_id"`) {
+			t.Errorf("the account's saved cart after the retry: %s (%v); want no lines", saved, err)
 		}
 	})
 
