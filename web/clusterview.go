@@ -130,12 +130,13 @@ func (s *Server) readyErr(ctx context.Context) error {
 func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.redis != nil, Photos: s.photosText(r.Context())}
+	v.Lives, _ = s.lives()
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
 		Ready: sessionOf(ctx).available() && s.readyErr(ctx) == nil, Self: true,
 	}
 	switch {
-	case s.redis != nil && s.sessions.Kind() == session.Redis && !sessionOf(ctx).available():
+	case s.redis != nil && session.TraitsOf(s.sessions).NeedsRedis && !sessionOf(ctx).available():
 		// main hands a redis session store the same Redis: the session load
 		// just found it down, and asking again would only make the page wait
 		// another timeout for the same answer. (A cookie session fails to

@@ -197,10 +197,10 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
 	}
-	if c.sessionStore == session.Cookie {
+	if k, _ := session.Lookup(c.sessionStore); k.Traits.NeedsKeys {
 		var err error
 		if c.sessionKeys, err = session.ParseKeys(keys); err != nil {
-			return c, fmt.Errorf("shop: -session-keys (SHOP_SESSION_KEYS): %v; required with -session-store cookie", err)
+			return c, fmt.Errorf("shop: -session-keys (SHOP_SESSION_KEYS): %v; required with -session-store %s", err, c.sessionStore)
 		}
 	}
 	if err := checkAddr(c.addr); err != nil {
@@ -292,6 +292,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if c.db == "" {
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
+	if profile == "stateless" && inObjectStore(uploadsTo) && (s3Endpoint == "" || c.s3.AccessKey == "" || c.s3.SecretKey == "") {
+		// The profile put the photos in an object store; the object
+		// store's address and keys are the one thing it cannot preset.
+		return c, errors.New("shop: -profile stateless keeps review photos in an object store: set -s3-endpoint, -s3-access-key and -s3-secret-key (SHOP_S3_ENDPOINT, SHOP_S3_ACCESS_KEY, SHOP_S3_SECRET_KEY)")
+	}
 	if err := c.parseUploads(uploadsTo, s3Endpoint); err != nil {
 		return c, err
 	}
@@ -342,13 +347,8 @@ func (c *config) parseUploads(to, endpoint string) error {
 // sessions, with cookie sessions when a Redis was configured, never with
 // memory sessions, whose replicas share nothing by design.
 func (c config) sharesRedis() bool {
-	switch c.sessionStore {
-	case session.Redis:
-		return true
-	case session.Cookie:
-		return c.redisSet
-	}
-	return false
+	k, _ := session.Lookup(c.sessionStore)
+	return k.Traits.NeedsRedis || (c.redisSet && !k.Traits.SharesNothing)
 }
 
 // newRedis is a client for the configured Redis.
@@ -421,22 +421,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	metrics := web.NewMetrics(cfg.replica, cfg.sessionStore)
 	opts := session.Options{Lock: cfg.sessionLock, WaitReplicas: cfg.waitReplicas, Observer: metrics, MaxMemorySessions: cfg.memoryMax}
-	var sessions session.Store
-	switch cfg.sessionStore {
-	case session.Redis:
-		if cfg.cache.on {
-			sessions = session.NewCachedRedis(rc, opts, session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation})
-		} else {
-			sessions = session.NewRedis(rc, opts)
-		}
-	case session.Cookie:
-		// The database keeps each account's session epoch: revocation.
-		sessions, err = session.NewCookie(session.CookieOptions{Keys: cfg.sessionKeys, Epochs: db}, opts)
-		if err != nil {
-			return fmt.Errorf("shop: -session-keys: %w", err)
-		}
-	default:
-		sessions = session.NewMemory(opts)
+	// Each store takes what it uses of these; the database keeps each
+	// account's session epoch, which sealed sessions are revoked by.
+	deps := session.Deps{Options: opts, Redis: rc, Cookie: session.CookieOptions{Keys: cfg.sessionKeys, Epochs: db}}
+	if cfg.cache.on {
+		deps.Cache = &session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation}
+	}
+	kind, _ := session.Lookup(cfg.sessionStore) // parseFlags checked it
+	sessions, err := kind.Open(deps)
+	if err != nil {
+		return fmt.Errorf("shop: -session-store %s: %w", cfg.sessionStore, err)
 	}
 	defer sessions.Close()
 
