@@ -71,7 +71,13 @@ func benchServer(b *testing.B, kind string) *Server {
 	}
 	b.Cleanup(func() { sessions.Close() })
 	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil))).With("replica", "shop1")
-	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc)
+	cfg := Config{Replica: "shop1", Logger: log, Metrics: metrics}
+	if rc != nil { // as main hands the shared services over
+		cfg.Limiter = redisclient.NewSharedLimiter(rc, redisclient.Limits{}, log)
+		cfg.Presence = redisclient.NewPresence(rc)
+		cfg.Live = redisclient.NewBoard(rc)
+	}
+	return NewServer(cfg, db, sessions)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

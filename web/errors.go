@@ -61,13 +61,18 @@ func errorStatus(err error) (status int, heading, message string) {
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
 	case errors.Is(err, session.ErrLockTimeout):
 		return http.StatusServiceUnavailable, "Session busy", lockBusyText
-	case errors.Is(err, redisclient.ErrOutOfMemory), errors.Is(err, redisclient.ErrAuth):
+	case sessionTrouble(err) && (errors.Is(err, redisclient.ErrOutOfMemory) || errors.Is(err, redisclient.ErrAuth)):
 		_, long := storeTrouble(err)
 		return http.StatusServiceUnavailable, "Cart unavailable", long
 	case errors.Is(err, errHashersBusy):
 		return http.StatusServiceUnavailable, "Busy", "Too many people are logging in right now. Try again in a moment; the catalog and your cart still work."
-	case errors.Is(err, ErrSessionStore), errors.Is(err, session.ErrUnavailable):
+	case sessionTrouble(err):
 		return http.StatusServiceUnavailable, "Cart unavailable", "The session store is not answering, so your cart cannot be read or changed right now. The catalog still works; try again in a moment."
+	case errors.Is(err, redisclient.ErrUnavailable):
+		// Redis as a shared service, not as the session store: whatever
+		// call reached it, an outage is a 503 that names Redis, never a 500
+		// and never the cart.
+		return http.StatusServiceUnavailable, "Redis unavailable", redisTrouble(err)
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "Database unavailable", "The shop's database is not answering right now, so this could not be done. Nothing was changed; browsing the catalog still works. Try again in a moment."
 	case errors.Is(err, store.ErrNotFound):
@@ -78,6 +83,25 @@ func errorStatus(err error) (status int, heading, message string) {
 		return http.StatusServiceUnavailable, "Try again", "The shop took too long to answer. Try again in a moment."
 	}
 	return http.StatusInternalServerError, "Something went wrong", "The shop hit an unexpected error. It has been logged; try again."
+}
+
+// sessionTrouble reports whether err is the session store failing.
+func sessionTrouble(err error) bool {
+	return errors.Is(err, ErrSessionStore) || errors.Is(err, session.ErrUnavailable)
+}
+
+// redisTrouble says what a Redis failure outside the session store means
+// for the person: the shared services, named, and what still works.
+func redisTrouble(err error) string {
+	why := "is not answering"
+	switch {
+	case errors.Is(err, redisclient.ErrOutOfMemory):
+		why = "is out of memory and refuses writes"
+	case errors.Is(err, redisclient.ErrAuth):
+		why = "refused this replica's password"
+	}
+	return "Redis, which the replicas share for login limits, the cluster list and live metrics, " + why +
+		", so this could not be done right now. The catalog still works; try again in a moment."
 }
 
 // serveError answers with the status page for err: JSON under /api/, HTML

@@ -32,8 +32,8 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	if sess := sessionOf(r.Context()).sess; sess != nil {
 		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()
 	}
-	if s.redis != nil && s.redis.Sentinel() && s.sessions.Kind() == session.Redis {
-		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
+	if s.cfg.Sentinel != nil && s.sessions.Kind() == session.Redis {
+		rb.Sentinel, rb.RedisPrimary = true, s.cfg.Sentinel.Addr()
 	}
 	info, err := s.session(r.Context())
 	switch {

@@ -61,6 +61,17 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// Limiter counts login and registration attempts; nil counts them in
+	// this replica alone, with the default limits.
+	Limiter LoginLimiter
+	// Presence is where replicas announce themselves for /cluster; nil
+	// knows this replica alone.
+	Presence Presence
+	// Live is the board behind /metrics/live; nil shows this replica alone.
+	Live LiveBoard
+	// Sentinel shows the Redis tier behind Sentinel on /cluster and the
+	// ribbon; nil without Sentinel.
+	Sentinel SentinelView
 }
 
 // Server is one replica's HTTP handler.
@@ -68,22 +79,21 @@ type Server struct {
 	cfg      Config
 	db       Store
 	sessions session.Store
-	// redis is Redis as a shared service (login limiter, presence, live
-	// metrics); nil when the replicas share nothing and each keeps its own.
-	redis    *redisclient.Client
 	log      *slog.Logger
 	catalog  catalogCache
 	metrics  *Metrics
-	limiter  loginLimiter
+	limiter  LoginLimiter
+	presence Presence
+	live     LiveBoard
 	hashers  *hashGate
 	draining atomic.Bool
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database, the session store and,
-// when rc is not nil, a Redis that the replicas share for what is not a
-// session: login failure counts, who is up (/cluster), live metrics.
-func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client) *Server {
+// NewServer wires the routes over the database, the session store and what
+// cfg hands over of the services the replicas may share (login limits,
+// presence, the live board).
+func NewServer(cfg Config, db Store, sessions session.Store) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -93,17 +103,21 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	if cfg.Limiter == nil {
+		cfg.Limiter = redisclient.NewLocalLimiter(redisclient.Limits{})
+	}
+	if cfg.Presence == nil {
+		cfg.Presence = redisclient.NewLocalPresence()
+	}
+	if cfg.Live == nil {
+		cfg.Live = redisclient.NewLocalBoard()
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, metrics: cfg.Metrics,
+		limiter: cfg.Limiter, presence: cfg.Presence, live: cfg.Live, hashers: newHashGate(cfg.PasswordHashers)}
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies
-	}
-	if rc != nil {
-		s.limiter = redisLimiter{rc: rc}
-		s.metrics.watchRedis(rc)
-	} else {
-		s.limiter = newMemoryLimiter()
 	}
 	mux := http.NewServeMux()
 	s.addRoutes(mux)

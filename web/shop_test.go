@@ -90,6 +90,9 @@ func (ts *testShop) parts(kind, replica string, lock bool) replicaParts {
 	default:
 		p.sessions = session.NewMemory(o)
 	}
+	if p.redis != nil {
+		p.metrics.WatchRedisPool(p.redis.ActiveConns)
+	}
 	ts.t.Cleanup(func() {
 		p.sessions.Close()
 		if p.redis != nil {
@@ -108,7 +111,14 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		}
 	}
 	cfg.Metrics = p.metrics
-	return web.NewServer(cfg, db, p.sessions, p.redis)
+	if p.redis != nil { // as main hands the shared services over
+		if cfg.Limiter == nil {
+			cfg.Limiter = redisclient.NewSharedLimiter(p.redis, redisclient.Limits{}, cfg.Logger)
+		}
+		cfg.Presence = redisclient.NewPresence(p.redis)
+		cfg.Live = redisclient.NewBoard(p.redis)
+	}
+	return web.NewServer(cfg, db, p.sessions)
 }
 
 func (ts *testShop) serve(p replicaParts, db *store.DB, replica string) *testShop {

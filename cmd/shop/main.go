@@ -55,6 +55,7 @@ type config struct {
 	db           string
 	sessionLock  bool
 	memoryMax    int // -memory-sessions
+	clientLimit  int // -login-client-limit
 	drain        time.Duration
 	logLevel     slog.Level
 	healthcheck  bool
@@ -83,7 +84,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax string
+	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, clientLimit string
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
@@ -95,6 +96,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
+	fs.StringVar(&clientLimit, "login-client-limit", env("SHOP_LOGIN_CLIENT_LIMIT", strconv.Itoa(redisclient.DefaultPerClient)), "failed logins (and registrations of a taken email) one client address may make across all accounts in 5 minutes; then 429 (SHOP_LOGIN_CLIENT_LIMIT)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
 	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
@@ -156,6 +158,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	c.waitReplicas = n
 	if c.memoryMax, err = strconv.Atoi(memoryMax); err != nil || c.memoryMax < 1 || c.memoryMax > 100_000_000 {
 		return c, fmt.Errorf("shop: -memory-sessions %q: want a number of sessions from 1 to 100000000, e.g. %d", memoryMax, session.DefaultMaxMemorySessions)
+	}
+	if c.clientLimit, err = strconv.Atoi(clientLimit); err != nil || c.clientLimit < 1 || c.clientLimit > 1_000_000 {
+		return c, fmt.Errorf("shop: -login-client-limit %q: want a number of attempts from 1 to 1000000, e.g. %d", clientLimit, redisclient.DefaultPerClient)
 	}
 	switch lock {
 	case "on":
@@ -294,7 +299,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted}, db, sessions, rc)
+	// The services the replicas may share, each handed over on its own: in
+	// Redis when there is one to share, else in this replica alone.
+	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted}
+	limits := redisclient.Limits{PerClient: cfg.clientLimit}
+	if rc != nil {
+		wcfg.Limiter = redisclient.NewSharedLimiter(rc, limits, log)
+		wcfg.Presence = redisclient.NewPresence(rc)
+		wcfg.Live = redisclient.NewBoard(rc)
+		if rc.Sentinel() {
+			wcfg.Sentinel = rc
+		}
+		metrics.WatchRedisPool(rc.ActiveConns)
+	} else {
+		wcfg.Limiter = redisclient.NewLocalLimiter(limits)
+		wcfg.Presence = redisclient.NewLocalPresence()
+		wcfg.Live = redisclient.NewLocalBoard()
+	}
+	srv := web.NewServer(wcfg, db, sessions)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
