@@ -39,6 +39,7 @@ func loadCompose(t *testing.T, path string, env map[string]string) composeProjec
 	for name, svc := range project.Services {
 		s := composeService{
 			Image:       svc.Image,
+			User:        svc.User,
 			Command:     svc.Command,
 			Environment: make(map[string]string),
 			DependsOn:   make(map[string]string),

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ type composeProject struct {
 
 type composeService struct {
 	Image       string
+	User        string
 	Build       *composeBuild
 	Command     []string
 	Environment map[string]string
@@ -107,6 +109,9 @@ func TestCompose(t *testing.T) {
 
 func checkComposeShops(t *testing.T, p composeProject, root, store, lock string) {
 	t.Helper()
+	// Every SHOP_* variable cmd/shop reads, from its source: a new one is
+	// accepted here once the shop reads it.
+	shopEnv := readShopSource(t).Env
 	first := p.Services["shop1"]
 	if first.Build == nil || first.Image == "" {
 		t.Fatalf("shop1: build %v, image %q: want both, so the three shops share one image", first.Build, first.Image)
@@ -129,7 +134,7 @@ func checkComposeShops(t *testing.T, p composeProject, root, store, lock string)
 			t.Errorf("%s health check %q, want %q", name, s.Healthcheck, want)
 		}
 		for k := range s.Environment {
-			if !slices.Contains(contractEnv, k) {
+			if !shopEnv[k] {
 				t.Errorf("%s sets %s, which the shop does not read", name, k)
 			}
 		}
@@ -204,6 +209,11 @@ func checkComposeHA(t *testing.T, p composeProject, root string) {
 		if !strings.HasPrefix(s.Image, "redis:") {
 			t.Errorf("%s image %q", name, s.Image)
 		}
+		// The entrypoint drops root only for `redis-server ...`; the
+		// sentinels start with sh.
+		if s.User != "redis" && (len(s.Command) == 0 || s.Command[0] != "redis-server") {
+			t.Errorf("%s runs %q as user %q: want user redis, not root", name, s.Command, s.User)
+		}
 		mount := composeMount{Type: "bind", Source: filepath.Join(root, "deploy", "sentinel", r.File), Target: "/etc/statelab/sentinel.conf", ReadOnly: true}
 		if !slices.Contains(s.Mounts, mount) {
 			t.Errorf("%s mounts %+v, want %+v", name, s.Mounts, mount)
@@ -274,6 +284,13 @@ func checkComposeNginx(t *testing.T, p composeProject, root, policy string) {
 		t.Errorf("nginx prefix -p %q is not a tmpfs (%q, %+v): nginx could not write there", prefix, n.Tmpfs, n.Mounts)
 	}
 
+	// The renderings' `resolve` needs nginx NginxResolveSince or later.
+	if m := regexp.MustCompile(`^nginx:(\d+)\.(\d+)(?:\.(\d+))?(-|$)`).FindStringSubmatch(n.Image); m == nil {
+		t.Errorf("nginx image %q: want nginx:MAJOR.MINOR[.PATCH][-variant]", n.Image)
+	} else if since := strings.Split(NginxResolveSince, "."); compareVersions(m[1:4], since) < 0 {
+		t.Errorf("nginx image %q is older than %s, the first with `resolve` on upstream servers", n.Image, NginxResolveSince)
+	}
+
 	wantConf := "compose-" + policy + ".conf"
 	if got := flagValue(n.Command, "-c"); got != confDir+"/"+wantConf {
 		t.Fatalf("nginx -c %q, want %s/%s", got, confDir, wantConf)
@@ -298,6 +315,23 @@ func checkComposeNginx(t *testing.T, p composeProject, root, policy string) {
 			t.Errorf("%s sends %s to %s, want the compose service %s on port 8080", wantConf, r.Name, r.Addr, r.Name)
 		}
 	}
+}
+
+// compareVersions compares dotted version parts ("" counts as 0).
+func compareVersions(a, b []string) int {
+	for i := range max(len(a), len(b)) {
+		var x, y int
+		if i < len(a) {
+			x, _ = strconv.Atoi(a[i])
+		}
+		if i < len(b) {
+			y, _ = strconv.Atoi(b[i])
+		}
+		if x != y {
+			return x - y
+		}
+	}
+	return 0
 }
 
 // flagValue returns the argument after flag in argv, or "".

@@ -24,6 +24,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -42,6 +43,14 @@ var kubeBuilds = []struct {
 	{"overlays/memory", "memory"},
 	{"overlays/redis", "redis"},
 	{"overlays/cookie", "cookie"},
+}
+
+// kubeComponents are the opt-in components (under kubeDir): the tests build
+// every kustomization in kubeBuilds with all of them, as a user's own
+// kustomization would add them. A new component goes here.
+var kubeComponents = []string{
+	"components/placeholder-secret",
+	"components/network-policies",
 }
 
 // otherShopEnv are the variables besides SHOP_* the shop's container may
@@ -69,6 +78,8 @@ func newKubeKind(apiVersion, kind string) any {
 		return &autoscalingv2.HorizontalPodAutoscaler{}
 	case "policy/v1 PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}
+	case "networking.k8s.io/v1 NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}
 	case "gateway.networking.k8s.io/v1 Gateway":
 		return &gwGateway{}
 	case "gateway.networking.k8s.io/v1 HTTPRoute":
@@ -131,13 +142,18 @@ type kubeCluster struct {
 	secrets      map[string]*corev1.Secret
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         map[string]*policyv1.PodDisruptionBudget
+	netpols      map[string]*networkingv1.NetworkPolicy
 	gateways     map[string]*gwGateway
 	routes       map[string]*gwHTTPRoute
 }
 
 func buildKubeCluster(t *testing.T, dir string) kubeCluster {
 	t.Helper()
-	objs, err := kustomizeBuild(filepath.Join(kubeDir, dir))
+	var components []string
+	for _, comp := range kubeComponents {
+		components = append(components, filepath.Join(kubeDir, comp))
+	}
+	objs, err := kustomizeBuildWith(filepath.Join(kubeDir, dir), components)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +161,7 @@ func buildKubeCluster(t *testing.T, dir string) kubeCluster {
 		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{},
 		services: map[string]*corev1.Service{}, configMaps: map[string]*corev1.ConfigMap{},
 		secrets: map[string]*corev1.Secret{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
-		pdbs: map[string]*policyv1.PodDisruptionBudget{}, gateways: map[string]*gwGateway{}, routes: map[string]*gwHTTPRoute{},
+		pdbs: map[string]*policyv1.PodDisruptionBudget{}, netpols: map[string]*networkingv1.NetworkPolicy{}, gateways: map[string]*gwGateway{}, routes: map[string]*gwHTTPRoute{},
 	}
 	for _, o := range objs {
 		typed, err := decodeKubeStrict(o, true)
@@ -168,6 +184,8 @@ func buildKubeCluster(t *testing.T, dir string) kubeCluster {
 			c.hpas[v.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			c.pdbs[v.Name] = v
+		case *networkingv1.NetworkPolicy:
+			c.netpols[v.Name] = v
 		case *gwGateway:
 			c.gateways[v.Name] = v
 		case *gwHTTPRoute:
@@ -192,13 +210,27 @@ type kubeWorkload struct {
 func (c kubeCluster) workloads() []kubeWorkload {
 	var ws []kubeWorkload
 	for _, d := range c.deployments {
-		ws = append(ws, kubeWorkload{"Deployment", d.Name, replicaCount(d.Spec.Replicas), d.Spec.Selector, d.Spec.Template, nil})
+		n := replicaCount(d.Spec.Replicas)
+		if h, ok := c.autoscaler(d.Name); ok && h.Spec.MinReplicas != nil {
+			n = *h.Spec.MinReplicas // the fewest the autoscaler keeps
+		}
+		ws = append(ws, kubeWorkload{"Deployment", d.Name, n, d.Spec.Selector, d.Spec.Template, nil})
 	}
 	for _, s := range c.statefulSets {
 		ws = append(ws, kubeWorkload{"StatefulSet", s.Name, replicaCount(s.Spec.Replicas), s.Spec.Selector, s.Spec.Template, s.Spec.VolumeClaimTemplates})
 	}
 	slices.SortFunc(ws, func(a, b kubeWorkload) int { return strings.Compare(a.kind+a.name, b.kind+b.name) })
 	return ws
+}
+
+// autoscaler returns the HorizontalPodAutoscaler that scales Deployment name.
+func (c kubeCluster) autoscaler(name string) (*autoscalingv2.HorizontalPodAutoscaler, bool) {
+	for _, h := range c.hpas {
+		if ref := h.Spec.ScaleTargetRef; ref.Kind == "Deployment" && ref.Name == name {
+			return h, true
+		}
+	}
+	return nil, false
 }
 
 func replicaCount(n *int32) int32 {
@@ -263,7 +295,11 @@ func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
 	patches := make(map[string]bool)
 	var walk func(dir string)
 	walk = func(dir string) {
-		k, err := readKustomization(dir)
+		kind := kindKustomization
+		if slices.ContainsFunc(kubeComponents, func(c string) bool { return filepath.Join(kubeDir, c) == dir }) {
+			kind = kindComponent
+		}
+		k, err := readKustomization(dir, kind)
 		if err != nil {
 			t.Error(err)
 			return
@@ -287,6 +323,9 @@ func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
 	for _, b := range kubeBuilds {
 		walk(filepath.Join(kubeDir, b.dir))
 	}
+	for _, c := range kubeComponents {
+		walk(filepath.Join(kubeDir, c))
+	}
 
 	var files []string
 	err := filepath.WalkDir(kubeDir, func(path string, d fs.DirEntry, err error) error {
@@ -303,7 +342,7 @@ func TestKubernetesManifestsDecodeStrictly(t *testing.T) {
 	}
 	for _, f := range files {
 		if !used[f] {
-			t.Errorf("%s: no kustomization in %v uses it", f, kubeBuilds)
+			t.Errorf("%s: no kustomization in %v or component in %v uses it", f, kubeBuilds, kubeComponents)
 		}
 		if filepath.Base(f) == "kustomization.yaml" {
 			continue // decoded strictly by readKustomization
@@ -454,8 +493,13 @@ func checkKubeWiring(t *testing.T, c kubeCluster) {
 			t.Errorf("HorizontalPodAutoscaler/%s: scales %s %s/%s, which is not in the build", h.Name, ref.APIVersion, ref.Kind, ref.Name)
 			continue
 		}
-		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas > h.Spec.MaxReplicas || *h.Spec.MinReplicas > replicaCount(d.Spec.Replicas) {
-			t.Errorf("HorizontalPodAutoscaler/%s: want minReplicas <= the Deployment's %d <= ... and <= maxReplicas %d", h.Name, replicaCount(d.Spec.Replicas), h.Spec.MaxReplicas)
+		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 || *h.Spec.MinReplicas > h.Spec.MaxReplicas {
+			t.Errorf("HorizontalPodAutoscaler/%s: minReplicas %v: want 2 or more (one replica is no cluster), and at most maxReplicas %d", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
+		}
+		// The autoscaler owns the count: one in the Deployment would be
+		// applied again by every `kubectl apply`, undoing its choice.
+		if d.Spec.Replicas != nil {
+			t.Errorf("Deployment/%s: spec.replicas %d, but HorizontalPodAutoscaler/%s owns the count; leave it out", d.Name, *d.Spec.Replicas, h.Name)
 		}
 		for _, m := range h.Spec.Metrics {
 			if m.Resource == nil || m.Resource.Target.Type != autoscalingv2.UtilizationMetricType {
@@ -479,9 +523,12 @@ func checkKubeWiring(t *testing.T, c kubeCluster) {
 			t.Errorf("PodDisruptionBudget/%s: selects the pods of %d workloads, want 1", pdb.Name, len(ws))
 			continue
 		}
-		// A budget that allows no disruption blocks every node drain.
-		if m := pdb.Spec.MinAvailable; m == nil || m.Type != intstr.Int || m.IntVal >= ws[0].replicas {
-			t.Errorf("PodDisruptionBudget/%s: minAvailable %v must be a number below %s/%s's %d replicas", pdb.Name, m, ws[0].kind, ws[0].name, ws[0].replicas)
+		// One pod at a time, however many run: minAvailable would let a
+		// drain take all but that many of an autoscaled set at once, and
+		// a budget that allows no disruption blocks every node drain.
+		if m := pdb.Spec.MaxUnavailable; pdb.Spec.MinAvailable != nil || m == nil || m.Type != intstr.Int || m.IntVal != 1 || ws[0].replicas < 2 {
+			t.Errorf("PodDisruptionBudget/%s: minAvailable %v, maxUnavailable %v over %s/%s's %d or more replicas; want maxUnavailable: 1 alone, over at least 2",
+				pdb.Name, pdb.Spec.MinAvailable, m, ws[0].kind, ws[0].name, ws[0].replicas)
 		}
 	}
 	for _, r := range c.routes {
@@ -589,6 +636,12 @@ func checkKubeShop(t *testing.T, c kubeCluster, src shopSource, routes []shopRou
 		if affinity == nil || affinity.SessionName == nil || *affinity.SessionName == "session" ||
 			affinity.Type != nil && *affinity.Type != "Cookie" {
 			t.Errorf("memory: the route needs cookie session persistence under a cookie name of its own, got %+v", affinity)
+		}
+		// Envoy Gateway gives a Session cookie no lifetime whatever
+		// absoluteTimeout says (it sets one for Permanent cookies only):
+		// the field would promise an expiry that nothing enforces.
+		if affinity != nil && affinity.AbsoluteTimeout != nil && (affinity.CookieConfig == nil || affinity.CookieConfig.LifetimeType == nil || *affinity.CookieConfig.LifetimeType == "Session") {
+			t.Errorf("memory: absoluteTimeout %s on a Session cookie: Envoy Gateway ignores it; drop it, or make the cookie Permanent", *affinity.AbsoluteTimeout)
 		}
 	case "redis", "cookie":
 		if affinity != nil {

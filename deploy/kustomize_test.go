@@ -3,8 +3,9 @@ package deploy
 // A small kustomize for the tests: it builds deploy/kubernetes's base and
 // overlays the way `kubectl apply -k` would, for the features they use, so
 // the checks in kubernetes_test.go see what a cluster would get. What it
-// supports, and nothing more: resources (files and directories), labels
-// (pairs, on metadata only), and patches (a file or inline, strategic merge
+// supports, and nothing more: resources (files and directories), components
+// (kind Component: their resources and patches, after the resources, as
+// kustomize orders them), labels (pairs, on metadata only), and patches (a file or inline, strategic merge
 // for the built-in kinds, JSON merge for the Gateway API's, `$patch: delete`
 // of whole objects and of list items, a target by kind, name or label
 // selector). Anything else in a kustomization.yaml fails its strict decoding,
@@ -30,8 +31,16 @@ type kustomization struct {
 	Kind       string           `json:"kind"`
 	Labels     []kustomizeLabel `json:"labels,omitempty"`
 	Resources  []string         `json:"resources,omitempty"`
+	Components []string         `json:"components,omitempty"`
 	Patches    []kustomizePatch `json:"patches,omitempty"`
 }
+
+// The two kinds of kustomization file: one applied on its own, and a
+// component that only a kustomization's components list brings in.
+const (
+	kindKustomization = "Kustomization"
+	kindComponent     = "Component"
+)
 
 type kustomizeLabel struct {
 	Pairs map[string]string `json:"pairs"`
@@ -73,8 +82,9 @@ func (o kubeObject) labels() map[string]string {
 }
 func (o kubeObject) id() string { return o.kind() + "/" + o.name() }
 
-// readKustomization decodes dir/kustomization.yaml strictly.
-func readKustomization(dir string) (kustomization, error) {
+// readKustomization decodes dir/kustomization.yaml strictly; it is of kind
+// want (kindKustomization or kindComponent).
+func readKustomization(dir, want string) (kustomization, error) {
 	var k kustomization
 	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
@@ -83,19 +93,32 @@ func readKustomization(dir string) (kustomization, error) {
 	if err := yaml.UnmarshalStrict(b, &k); err != nil {
 		return k, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
 	}
-	if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
-		return k, fmt.Errorf("%s/kustomization.yaml: apiVersion/kind %s/%s, want kustomize.config.k8s.io/v1beta1 Kustomization", dir, k.APIVersion, k.Kind)
+	apiVersion := map[string]string{kindKustomization: "kustomize.config.k8s.io/v1beta1", kindComponent: "kustomize.config.k8s.io/v1alpha1"}[want]
+	if k.APIVersion != apiVersion || k.Kind != want {
+		return k, fmt.Errorf("%s/kustomization.yaml: apiVersion/kind %s/%s, want %s %s", dir, k.APIVersion, k.Kind, apiVersion, want)
 	}
 	return k, nil
 }
 
 // kustomizeBuild returns the objects `kubectl kustomize dir` would print.
 func kustomizeBuild(dir string) ([]kubeObject, error) {
-	k, err := readKustomization(dir)
+	k, err := readKustomization(dir, kindKustomization)
 	if err != nil {
 		return nil, err
 	}
-	var objs []kubeObject
+	return buildKustomization(dir, k, nil)
+}
+
+// kustomizeBuildWith builds dir with components added, as a kustomization
+// of one's own would (resources: [dir], components: [...]).
+func kustomizeBuildWith(dir string, components []string) ([]kubeObject, error) {
+	k := kustomization{Resources: []string{dir}, Components: components}
+	return buildKustomization(".", k, nil)
+}
+
+// buildKustomization builds k, read from dir, onto objs (the objects
+// accumulated so far, for a component; nil for a kustomization).
+func buildKustomization(dir string, k kustomization, objs []kubeObject) ([]kubeObject, error) {
 	for _, r := range k.Resources {
 		path := filepath.Join(dir, r)
 		fi, err := os.Stat(path)
@@ -112,6 +135,16 @@ func kustomizeBuild(dir string) ([]kubeObject, error) {
 			return nil, err
 		}
 		objs = append(objs, more...)
+	}
+	for _, c := range k.Components {
+		path := filepath.Join(dir, c)
+		ck, err := readKustomization(path, kindComponent)
+		if err != nil {
+			return nil, err
+		}
+		if objs, err = buildKustomization(path, ck, objs); err != nil {
+			return nil, err
+		}
 	}
 	seen := make(map[string]string)
 	for _, o := range objs {
@@ -143,6 +176,7 @@ func kustomizeBuild(dir string) ([]kubeObject, error) {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		for _, patch := range patches {
+			var err error
 			if objs, err = applyKubePatch(objs, patch, p.Target); err != nil {
 				return nil, fmt.Errorf("%s (%s): %w", where, patch.Source, err)
 			}

@@ -47,7 +47,22 @@ type NginxConfig struct {
 	Replicas  []Replica
 	User      string // `user` directive, needed only when the master runs as root; "" omits it
 	AccessLog string // access log path; "" means access.log inside the prefix
+	// NoRetry renders proxy_next_upstream off: nginx never tries another
+	// replica, as an L4 balancer or kube-proxy does not (the lab's
+	// lb=noretry, where a drain is what keeps a stop from failing requests).
+	NoRetry bool
+	// Resolver is the DNS server nginx asks for the replicas' addresses
+	// while it runs ("127.0.0.11", Docker's), so that a replica recreated
+	// at a new address is found without a reload, and nginx starts while
+	// one is missing. It needs nginx 1.27.3 or later (`resolve` on an
+	// upstream server; NginxResolveSince). "" resolves once, at start: the
+	// only way nginx 1.22, which the Procfile and the tests run, can.
+	Resolver string
 }
+
+// NginxResolveSince is the first nginx release whose open-source upstream
+// servers take the `resolve` parameter that NginxConfig.Resolver renders.
+const NginxResolveSince = "1.27.3"
 
 // Rendering is one nginx configuration committed under deploy/nginx.
 type Rendering struct {
@@ -81,6 +96,9 @@ func Renderings() []Rendering {
 			},
 			// The container's stdout is where `docker compose logs` looks.
 			AccessLog: "/dev/stdout",
+			// Docker's embedded DNS: a shop recreated by `docker compose
+			// up` comes back at a new address.
+			Resolver: "127.0.0.11",
 		}
 	}
 	return []Rendering{
@@ -206,6 +224,9 @@ func newTemplateData(c NginxConfig) (templateData, error) {
 	}
 	if c.AccessLog == "" {
 		c.AccessLog = "access.log"
+	}
+	if c.Resolver != "" && (!addrPattern.MatchString(c.Resolver) || net.ParseIP(c.Resolver) == nil) {
+		return templateData{}, fmt.Errorf("resolver %q: want the DNS server's IP address", c.Resolver)
 	}
 	if !pathPattern.MatchString(c.AccessLog) {
 		return templateData{}, fmt.Errorf("access log %q: path has spaces or nginx syntax", c.AccessLog)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -49,6 +50,8 @@ func TestRenderNginxRejects(t *testing.T) {
 		{"listen with spaces", func(c *NginxConfig) { c.Listen = "8080 default_server" }},
 		{"access log with spaces", func(c *NginxConfig) { c.AccessLog = "access.log main" }},
 		{"user injects a directive", func(c *NginxConfig) { c.User = "root; daemon on" }},
+		{"resolver injects a directive", func(c *NginxConfig) { c.Resolver = "127.0.0.11; evil" }},
+		{"resolver is a name", func(c *NginxConfig) { c.Resolver = "dns" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,6 +186,11 @@ func TestNginxAcceptsRenderings(t *testing.T) {
 		t.Run(r.File, func(t *testing.T) {
 			conf := committed[r.File]
 			if local, ok := strings.CutPrefix(r.File, "compose-"); ok {
+				// The compose nginx re-resolves its replicas (Resolver),
+				// which this machine's nginx 1.22 cannot parse: check the
+				// rendering without it, and that it differs from the
+				// committed one only in what Resolver adds.
+				conf = withoutResolver(t, r.Config, conf)
 				// Compose upstreams (shop1:8080) only resolve inside the
 				// compose network, and nginx -t resolves them. Point them at
 				// the local replicas instead, and prove that this and the
@@ -195,6 +203,89 @@ func TestNginxAcceptsRenderings(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "nginx.conf"), conf)
 			checkNginxConfig(t, nginx, dir, filepath.Join(dir, "nginx.conf"))
 		})
+	}
+}
+
+// withoutResolver renders c without its Resolver, and checks that the
+// lines conf has beyond that rendering are only Resolver's: the resolver and
+// zone directives, comments, and the resolve parameter of upstream servers.
+func withoutResolver(t *testing.T, c NginxConfig, conf []byte) []byte {
+	t.Helper()
+	if c.Resolver == "" {
+		t.Fatalf("a compose rendering without Resolver: %+v", c)
+	}
+	c.Resolver = ""
+	plain, err := RenderNginx(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	significant := func(b []byte, dropResolve bool) []string {
+		var out []string
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if dropResolve {
+				line = strings.Replace(line, " resolve;", ";", 1)
+				if strings.HasPrefix(line, "resolver ") || strings.HasPrefix(line, "zone ") {
+					continue
+				}
+			}
+			if line != "" && !strings.HasPrefix(line, "#") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	if got, want := significant(conf, true), significant(plain, false); !slices.Equal(got, want) {
+		t.Errorf("the rendering differs from the one without a resolver in more than resolver, zone and resolve:\n%s\n----\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	return plain
+}
+
+// TestNginxResolvesInCompose: the compose renderings look the replicas up
+// at request time through Docker's DNS, on every upstream server, with the
+// shared-memory zone that needs; the local ones, run by nginx 1.22, do not.
+func TestNginxResolvesInCompose(t *testing.T) {
+	for _, r := range Renderings() {
+		conf, err := RenderNginx(r.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compose := strings.HasPrefix(r.File, "compose-")
+		if compose != (r.Config.Resolver == "127.0.0.11") {
+			t.Errorf("%s: Resolver %q; want 127.0.0.11 (Docker's DNS) in compose renderings only", r.File, r.Config.Resolver)
+		}
+		if !compose {
+			if bytes.Contains(conf, []byte("resolve")) {
+				t.Errorf("%s mentions resolve, which its nginx 1.22 does not know", r.File)
+			}
+			continue
+		}
+		if !bytes.Contains(conf, []byte("\n    resolver 127.0.0.11 ")) {
+			t.Errorf("%s: no resolver 127.0.0.11 in the http block", r.File)
+		}
+		var upstream string
+		zoned := make(map[string]bool)
+		for _, line := range strings.Split(string(conf), "\n") {
+			f := strings.Fields(strings.TrimSuffix(strings.TrimSpace(line), ";"))
+			switch {
+			case len(f) == 3 && f[0] == "upstream":
+				upstream = f[1]
+			case len(f) == 3 && f[0] == "zone" && f[1] == upstream:
+				zoned[upstream] = true
+			case len(f) > 1 && f[0] == "server" && upstream != "":
+				if f[len(f)-1] != "resolve" {
+					t.Errorf("%s: upstream %s: %q is resolved only once, at start", r.File, upstream, line)
+				}
+				if !zoned[upstream] {
+					t.Errorf("%s: upstream %s resolves without a zone before its servers", r.File, upstream)
+				}
+			case len(f) == 1 && f[0] == "}":
+				upstream = ""
+			}
+		}
+		if len(zoned) == 0 {
+			t.Errorf("%s: no upstream with a zone", r.File)
+		}
 	}
 }
 

@@ -4,9 +4,9 @@
 //
 //	go run ./scenarios list
 //	go run ./scenarios show NAME|PATH.txt
-//	go run ./scenarios run NAME|PATH.txt [-store memory|redis] [-lb roundrobin|sticky] [-lock on|off] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
+//	go run ./scenarios run NAME|PATH.txt [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
-//	go run ./scenarios matrix [-db sqlite|postgres]
+//	go run ./scenarios matrix [-only NAME] [-db sqlite|postgres]
 //
 // The engine lives in scenarios/lab; this file is the command line only.
 package main
@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -50,12 +51,15 @@ const usage = `usage:
                                  run one scenario, built in or from any file, and judge it
   scenarios run load [-short] [-scaling] [-duration D] [-doc FILE]
                                  the load benchmark (package scenarios/bench); measured, not judged
-  scenarios matrix [-db sqlite|postgres]
-                                 run every scenario under every configuration it applies to;
-                                 a Markdown table on stdout
+  scenarios matrix [-only NAME] [-db sqlite|postgres]
+                                 run every scenario under every configuration it applies to
+                                 (-only: one scenario's configurations); a Markdown table on stdout
 
-run flags:
-  -store memory|redis   -lb roundrobin|sticky   -lock on|off
+run flags (the first "run with" line of the script that agrees with them is run):
+  -store memory|redis|cookie    where sessions live: each replica, Redis, or sealed in the browser's cookie
+  -lb roundrobin|sticky|noretry nginx's policy (noretry: no retry on another replica, like an L4 balancer)
+  -lock on|off                  the session write lock
+  -cache off|on|uninvalidated   the near-cache of redis sessions (uninvalidated: on, without invalidation)
   -db sqlite|postgres   the replicas' database: one SQLite file (default), or a PostgreSQL the run starts
   -report FILE.html     write a self-contained report with a timeline
   -target URL           shop against a running cluster instead of starting one
@@ -64,11 +68,15 @@ run flags:
                         compose: docker compose kill|stop|start|pause|unpause)
   -compose-file FILE    with -driver compose: the compose file
   -v                    copy the cluster's process output to stderr
+
+A local run builds cmd/shop once per invocation into %s
+(reused by the next run; go's build cache makes that quick) and removes its cluster's files at exit,
+Ctrl-C included.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, usage, buildDir())
 		return exitError
 	}
 	var err error
@@ -91,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "matrix":
 		code, err = matrix(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprintf(stdout, usage, buildDir())
 	default:
 		err = fmt.Errorf("unknown command %q", args[0])
 	}
@@ -119,11 +127,14 @@ func writeList(w io.Writer, builtins []lab.Builtin) {
 		}
 		fmt.Fprintf(w, "%s — %s\n", b.Name, b.Script.Lesson)
 	}
-	fmt.Fprintf(w, "%s — %s\n", "load", loadLesson)
+	fmt.Fprintf(w, "\n(not a scenario: %s)\n", loadLesson)
 }
 
 // show prints a script as written: a built-in one (even broken) or a file.
 func show(w io.Writer, arg string) error {
+	if arg == "load" {
+		return errors.New(`load is the load benchmark, not a scenario script: it has nothing to show; run it with "scenarios run load" (see scenarios help)`)
+	}
 	if lab.IsPath(arg) {
 		data, err := os.ReadFile(arg)
 		if err != nil {
@@ -143,7 +154,7 @@ func show(w io.Writer, arg string) error {
 
 // loadLesson is the load benchmark's line in the list: it measures, it
 // does not judge carts.
-const loadLesson = "the load benchmark (scenarios/bench): what Redis sessions cost per request against memory ones, measured, not judged"
+const loadLesson = "scenarios run load is the load benchmark (scenarios/bench): what Redis sessions cost per request against memory ones, measured, not judged"
 
 // runLoad runs the load benchmark of package bench.
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
@@ -185,7 +196,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.store, "store", "", "session store: memory or redis")
-	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin or sticky")
+	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin, sticky or noretry")
 	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
 	fs.StringVar(&f.cache, "cache", "", "near-cache of redis sessions: off, on or uninvalidated (on without invalidation, to teach)")
 	fs.StringVar(&f.report, "report", "", "write an HTML report to this file")
@@ -289,10 +300,16 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	case f.target != "":
 		o.Driver = lab.NoFaults{URL: f.target}
 		o.Detect = true
-	case f.verbose:
-		o.Driver = &lab.LocalDriver{Stdout: stderr, Database: f.db}
-	case f.db != cluster.DatabaseSQLite:
-		o.Driver = &lab.LocalDriver{Database: f.db}
+	default:
+		bin, err := buildShop(ctx)
+		if err != nil {
+			return exitError, err
+		}
+		d := &lab.LocalDriver{Binary: bin, Database: f.db}
+		if f.verbose {
+			d.Stdout = stderr
+		}
+		o.Driver = d
 	}
 	res, err := lab.Run(ctx, s, o)
 	if err != nil {
@@ -309,6 +326,22 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		return exitMismatch, nil
 	}
 	return exitOK, nil
+}
+
+// buildDir is where the lab builds the shop: one folder in the user's
+// cache that every invocation reuses, instead of a new temp folder per run
+// that nothing removes.
+func buildDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "statelab", "shop-build")
+}
+
+// buildShop builds cmd/shop once for this invocation into buildDir.
+func buildShop(ctx context.Context) (string, error) {
+	return cluster.BuildShop(ctx, buildDir())
 }
 
 // checkWritable creates path if it is missing (and removes it again) or
@@ -351,10 +384,20 @@ func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if *db != cluster.DatabaseSQLite && *db != cluster.DatabasePostgres {
 		return exitError, fmt.Errorf("-db %q: want %s or %s", *db, cluster.DatabaseSQLite, cluster.DatabasePostgres)
 	}
+	builtins := lab.Builtins()
+	if *only != "" {
+		if _, err := lab.Lookup(*only); err != nil {
+			return exitError, fmt.Errorf("-only: %w", err)
+		}
+	}
+	bin, err := buildShop(ctx)
+	if err != nil {
+		return exitError, err
+	}
 	start := time.Now()
 	var results []*lab.Result
 	code := exitOK
-	for _, b := range lab.Builtins() {
+	for _, b := range builtins {
 		if *only != "" && b.Name != *only {
 			continue
 		}
@@ -367,7 +410,7 @@ func matrix(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		s := b.Script
 		for _, cfg := range s.Configs {
 			fmt.Fprintf(stderr, "running %s (%s)\n", s.Name, cfg)
-			res, err := lab.Run(ctx, s, lab.Options{Config: cfg, Driver: &lab.LocalDriver{Database: *db}})
+			res, err := lab.Run(ctx, s, lab.Options{Config: cfg, Driver: &lab.LocalDriver{Binary: bin, Database: *db}})
 			if err != nil {
 				return exitError, fmt.Errorf("%s (%s): %w", s.Name, cfg, err)
 			}

@@ -25,7 +25,7 @@ func TestList(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	for _, name := range []string{"across-replicas", "sticky", "failover", "rolling-restart", "scale-out", "redis-outage", "concurrent-cart", "redis-restart", "load"} {
+	for _, name := range []string{"across-replicas", "sticky", "failover", "rolling-restart", "scale-out", "redis-outage", "concurrent-cart", "redis-restart"} {
 		found := false
 		for _, l := range lines {
 			if strings.HasPrefix(l, name+" — ") && len(l) > len(name)+10 {
@@ -34,6 +34,28 @@ func TestList(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("list has no line %q — lesson:\n%s", name, out)
+		}
+	}
+	// Every entry of the list is a name that show shows: load is the
+	// benchmark, named apart, not an entry.
+	for _, l := range lines {
+		name, _, ok := strings.Cut(l, " — ")
+		if !ok {
+			continue
+		}
+		if code, _, errOut := runCLI(t, "show", name); code != exitOK {
+			t.Errorf("list has %q, which show rejects: %s", name, errOut)
+		}
+	}
+}
+
+// TestHelpNamesEveryFlag: the help names every store, every run flag and
+// matrix's -only.
+func TestHelpNamesEveryFlag(t *testing.T) {
+	_, out, _ := runCLI(t, "help")
+	for _, want := range []string{"cookie", "-cache", "-only", "-store", "-lb", "-lock", "-report", "-target", "-driver", "-db", buildDir()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q:\n%s", want, out)
 		}
 	}
 }
@@ -48,13 +70,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run"}, "which scenario?"},
 		{[]string{"run", "nosuch"}, `no scenario "nosuch"`},
 		{[]string{"run", "failover", "-store", "disk"}, `-store=disk: want memory, redis`}, // and the other kinds
-		{[]string{"run", "failover", "-lb", "round-robin"}, `-lb=round-robin: want roundrobin or sticky`},
+		{[]string{"run", "failover", "-lb", "round-robin"}, `-lb=round-robin: want roundrobin, sticky or noretry`},
 		{[]string{"run", "./no/such/script.txt"}, `no/such/script.txt: no such file`},
 		{[]string{"run", "failover", "-report", "/no/such/dir/r.html"}, `-report: open /no/such/dir/r.html: no such file or directory`},
 		{[]string{"run", "failover", "-driver", "compose"}, "-driver and -compose-file need -target"},
 		{[]string{"run", "failover", "-target", "http://x", "-driver", "k8s"}, `-driver=k8s: want none, goreman or compose`},
 		{[]string{"show"}, "usage: scenarios show NAME"},
 		{[]string{"run", "load", "-bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"matrix", "-only", "across-replics"}, `-only: no scenario "across-replics"; there are: across-replicas,`},
+		{[]string{"show", "load"}, `load is the load benchmark, not a scenario script`},
 	}
 	for _, tt := range tests {
 		code, _, errOut := runCLI(t, tt.args...)
@@ -208,7 +232,7 @@ func TestListMarksBrokenScripts(t *testing.T) {
 		{Name: "broken", Err: errors.New("scenarios/lab/scripts/broken.txt:4: unknown step \"fly\"")},
 		{Name: "sticky", Script: s},
 	})
-	for _, want := range []string{"broken — BROKEN: scenarios/lab/scripts/broken.txt:4: unknown step", "sticky — " + s.Lesson, "load — "} {
+	for _, want := range []string{"broken — BROKEN: scenarios/lab/scripts/broken.txt:4: unknown step", "sticky — " + s.Lesson, "(not a scenario: scenarios run load"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("list lacks %q:\n%s", want, out.String())
 		}

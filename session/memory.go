@@ -182,6 +182,13 @@ func (e *evictedTokens) has(token string) bool {
 	return ok
 }
 
+// Len is how many sessions this process holds now.
+func (m *MemoryStore) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.items)
+}
+
 // Ping always answers: the store is this process.
 func (m *MemoryStore) Ping(context.Context) error { return nil }
 

@@ -49,6 +49,10 @@ type Order struct {
 	Lines          []OrderLine
 	TotalCents     int64
 	CreatedAt      time.Time
+	// StockLeft is each product's stock right after this order took its
+	// share, as the order's own transaction left it: what the live events
+	// announce. Only PlaceOrder's new orders carry it; nil otherwise.
+	StockLeft map[int64]int
 }
 
 // OrderLine is one line of a placed order. Slug, name and price are copied at
@@ -220,14 +224,20 @@ func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 		}
 	}
 
+	order.StockLeft = make(map[int64]int, len(requested))
 	for _, id := range slices.Sorted(maps.Keys(requested)) {
 		n := requested[id]
-		res, err := tx.ExecContext(ctx,
-			d.q("UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?"), n, id, n)
-		if err != nil {
+		// RETURNING: the stock this very update left, not a later read
+		// that another replica's order may already have changed.
+		var left int
+		err := tx.QueryRowContext(ctx,
+			d.q("UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ? RETURNING stock"), n, id, n).Scan(&left)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return Order{}, false, fmt.Errorf("store: place order: product %d: %w", id, err)
 		}
-		if changed, err := res.RowsAffected(); err != nil || changed == 0 {
+		if err == nil {
+			order.StockLeft[id] = left
+		} else {
 			// Another replica's order took the stock after our read.
 			p := products[id]
 			if err := tx.QueryRowContext(ctx, d.q("SELECT stock FROM products WHERE id = ?"), id).Scan(&p.Stock); err != nil {

@@ -40,12 +40,14 @@ func createAccount(t testing.TB, d *DB, email string) Account {
 	return a
 }
 
-// equalOrders compares orders field by field, times with Equal.
+// equalOrders compares orders field by field, times with Equal. StockLeft
+// is what one PlaceOrder saw, not part of the stored order: not compared.
 func equalOrders(a, b Order) bool {
 	if !a.CreatedAt.Equal(b.CreatedAt) {
 		return false
 	}
 	a.CreatedAt = b.CreatedAt
+	a.StockLeft, b.StockLeft = nil, nil
 	return reflect.DeepEqual(a, b)
 }
 
@@ -96,6 +98,9 @@ func TestPlaceOrderDecrementsStockAndSnapshotsPrices(t *testing.T) {
 			if after[id] != want {
 				t.Errorf("stock of product %d = %d, want %d", id, after[id], want)
 			}
+		}
+		if want := map[int64]int{1: after[1], 7: after[7]}; !reflect.DeepEqual(o.StockLeft, want) {
+			t.Errorf("StockLeft = %v, want %v (what the order left)", o.StockLeft, want)
 		}
 
 		// A price change later must not change what the customer paid.

@@ -86,6 +86,20 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	return openSQLite(ctx, dsn)
 }
 
+// SetMaxConns bounds the connections this process opens to the database:
+// with PostgreSQL the whole pool (each connection is a server process, and
+// the server's max_connections is shared by every replica), with SQLite the
+// read connections (writes always go through one more). n <= 0 keeps the
+// default, which grows with GOMAXPROCS: a bound that follows the node's
+// cores, not the database's capacity, so a deployment sets one (-db-max-conns).
+func (d *DB) SetMaxConns(n int) {
+	if n <= 0 {
+		return
+	}
+	d.read.SetMaxOpenConns(n)
+	d.read.SetMaxIdleConns(n)
+}
+
 // IsPostgresURL reports whether dsn names a PostgreSQL database rather than
 // a SQLite file.
 func IsPostgresURL(dsn string) bool {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -405,4 +406,44 @@ func TestDSNKinds(t *testing.T) {
 			t.Errorf("Redact(%q) = %q, want %q", tt.dsn, got, tt.redacted)
 		}
 	}
+}
+
+// TestSetMaxConns: -db-max-conns bounds the connections one replica holds,
+// on both backends: the next one waits rather than opening another (with
+// PostgreSQL, another server process out of max_connections).
+func TestSetMaxConns(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		d, _ := openTest(t, b)
+		// acquire takes connections until one is refused within a short
+		// wait, then gives them all back; it returns how many it got.
+		acquire := func(upTo int) int {
+			var held []*sql.Conn
+			defer func() {
+				for _, c := range held {
+					c.Close()
+				}
+			}()
+			for len(held) < upTo {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				c, err := d.read.Conn(ctx)
+				cancel()
+				if err != nil {
+					break
+				}
+				held = append(held, c)
+			}
+			return len(held)
+		}
+		if got := acquire(3); got != 3 {
+			t.Fatalf("before SetMaxConns(2): %d connections at once, want the default's 3 or more", got)
+		}
+		d.SetMaxConns(2)
+		if got := acquire(3); got != 2 {
+			t.Errorf("after SetMaxConns(2): %d connections at once, want 2", got)
+		}
+		d.SetMaxConns(0) // keeps the bound
+		if got := acquire(3); got != 2 {
+			t.Errorf("SetMaxConns(0) changed the bound: %d connections at once, want 2", got)
+		}
+	})
 }

@@ -34,6 +34,9 @@ type Ribbon struct {
 	// Dropped says why the session the browser sent could not be used
 	// (a cookie tampered with, expired, sealed with an unknown key, revoked).
 	Dropped string
+	// Profile is the -profile preset the replica runs (stateful or
+	// stateless), "" when its state flags were set one by one.
+	Profile string
 	// RedisPrimary, with Sentinel, is the Redis primary's address as this
 	// replica last heard it ("" when none is known yet).
 	RedisPrimary string

@@ -75,9 +75,9 @@ func benchServer(b *testing.B, kind string) *Server {
 	if rc != nil { // as main hands the shared services over
 		cfg.Limiter = redisclient.NewSharedLimiter(rc, redisclient.Limits{}, log)
 		cfg.Presence = redisclient.NewPresence(rc)
-		cfg.Live = redisclient.NewBoard(rc)
+		cfg.Board = redisclient.NewBoard(rc)
 	}
-	return NewServer(cfg, db, sessions)
+	return NewServer(cfg, db, sessions, nil)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

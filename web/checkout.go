@@ -151,6 +151,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if created {
+		s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
 		info.Cart.Clear()
 		if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -64,6 +65,8 @@ func errorStatus(err error) (status int, heading, message string) {
 	case sessionTrouble(err) && (errors.Is(err, redisclient.ErrOutOfMemory) || errors.Is(err, redisclient.ErrAuth)):
 		_, long := storeTrouble(err)
 		return http.StatusServiceUnavailable, "Cart unavailable", long
+	case errors.Is(err, live.ErrTooManyStreams):
+		return http.StatusServiceUnavailable, "Too many live streams", "This replica holds as many live update streams as it may. Pages work without them; try again in a moment."
 	case errors.Is(err, errHashersBusy):
 		return http.StatusServiceUnavailable, "Busy", "Too many people are logging in right now. Try again in a moment; the catalog and your cart still work."
 	case sessionTrouble(err):

@@ -207,6 +207,33 @@ func (m *Metrics) WatchRedisPool(active func() int) {
 	}, func() float64 { return float64(active()) }))
 }
 
+// watchLive exports the event streams' numbers, read from the hub when
+// /metrics is scraped.
+func (m *Metrics) watchLive(l Live) {
+	m.labelled.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shop_live_streams",
+			Help: "Event streams (GET /events) open on this replica.",
+		}, func() float64 { return float64(l.Stats().Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_streams_refused_total",
+			Help: "Event streams refused with 503 because the replica held -live-max-streams.",
+		}, func() float64 { return float64(l.Stats().Refused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_streams_dropped_total",
+			Help: "Event streams dropped because their client did not read (its buffer was full).",
+		}, func() float64 { return float64(l.Stats().Dropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_events_delivered_total",
+			Help: "Events handed to this replica's streams.",
+		}, func() float64 { return float64(l.Stats().Delivered) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_events_lost_total",
+			Help: "Events this replica gave up publishing (Redis away so long that its bounded queue overflowed).",
+		}, func() float64 { return float64(l.Stats().Lost) }),
+	)
+}
+
 // countingDB counts orders as the database reports them placed, so that an
 // idempotent replay of a checkout is not counted twice.
 type countingDB struct {
@@ -281,7 +308,7 @@ func (l *liveCounter) rate(now time.Time) (rps, eps float64, total, errs int64) 
 func (s *Server) observe(route string, status int, d time.Duration) {
 	now := time.Now()
 	s.metrics.observeRequest(route, status, d)
-	if !s.live.Shared() {
+	if !s.board.Shared() {
 		return
 	}
 	sec := now.Unix()
@@ -293,7 +320,7 @@ func (s *Server) observe(route string, status int, d time.Duration) {
 // publishLive writes this replica's rates to the live board.
 func (s *Server) publishLive(now time.Time) {
 	// An error leaves the live page showing this replica as gone: true enough.
-	s.live.Publish(context.Background(), s.liveRate(now))
+	s.board.Publish(context.Background(), s.liveRate(now))
 }
 
 func (s *Server) liveRate(now time.Time) redisclient.Rate {
@@ -305,7 +332,7 @@ func (s *Server) liveRate(now time.Time) redisclient.Rate {
 // liveRates reads every replica's published counters. This replica's own
 // row is always fresh, whatever the board holds for it.
 func (s *Server) liveRates(ctx context.Context, now time.Time) ([]redisclient.Rate, error) {
-	published, err := s.live.Rates(ctx, now)
+	published, err := s.board.Rates(ctx, now)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +356,7 @@ func (s *Server) handleLive() http.Handler {
 		v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
 			Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
 		rates := []redisclient.Rate{s.liveRate(now)}
-		if !s.live.Shared() {
+		if !s.board.Shared() {
 			v.Note = "These replicas share no Redis, so each shows its own; reload to land on another."
 		} else if all, err := s.liveRates(r.Context(), now); err != nil {
 			v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."

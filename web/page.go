@@ -28,6 +28,7 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		Replica:    s.cfg.Replica,
 		ColorClass: replicaColorClass(s.cfg.Replica),
 		Store:      s.sessions.Kind(),
+		Profile:    s.cfg.Profile,
 	}
 	if sess := sessionOf(r.Context()).sess; sess != nil {
 		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()

@@ -30,11 +30,14 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /login", page(s.handleLogin))
 	mux.Handle("POST /logout", page(s.handleLogout))
 	mux.Handle("GET /account", page(s.handleAccount))
+	mux.Handle("GET /state", page(s.handleState))
+	mux.Handle("GET /api/state", page(s.handleAPIState))
 
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())
 	mux.Handle("GET /metrics", s.handleMetrics())
 	mux.Handle("GET /metrics/live", s.handleLive())
+	mux.Handle("GET /events", s.handleEvents())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 
 	// Every other GET is a 404 page that still shows the ribbon. It is GET

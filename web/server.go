@@ -18,6 +18,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -67,11 +68,21 @@ type Config struct {
 	// Presence is where replicas announce themselves for /cluster; nil
 	// knows this replica alone.
 	Presence Presence
-	// Live is the board behind /metrics/live; nil shows this replica alone.
-	Live LiveBoard
+	// Board is the board behind /metrics/live; nil shows this replica
+	// alone.
+	Board LiveBoard
 	// Sentinel shows the Redis tier behind Sentinel on /cluster and the
 	// ribbon; nil without Sentinel.
 	Sentinel SentinelView
+	// LiveHeartbeat is how often an idle event stream gets a heartbeat
+	// comment; 0 means DefaultLiveHeartbeat.
+	LiveHeartbeat time.Duration
+	// Profile is -profile (stateful, stateless), or "" when the state
+	// flags were set one by one: /state and the ribbon name it.
+	Profile string
+	// State are the parts of the replica that keep a kind of state, for
+	// the state audit (/state); the server adds its own caches.
+	State []StateHolder
 }
 
 // Server is one replica's HTTP handler.
@@ -84,16 +95,21 @@ type Server struct {
 	metrics  *Metrics
 	limiter  LoginLimiter
 	presence Presence
-	live     LiveBoard
+	board    LiveBoard
 	hashers  *hashGate
+	// live holds the event streams (GET /events) and carries what changed
+	// to them: this replica's only, or every replica's through Redis.
+	live     Live
 	draining atomic.Bool
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database, the session store and what
+// NewServer wires the routes over the database, the session store, what
 // cfg hands over of the services the replicas may share (login limits,
-// presence, the live board).
-func NewServer(cfg Config, db Store, sessions session.Store) *Server {
+// presence, the live board) and events, the live event streams
+// (live.LocalHub or live.RedisHub); nil events gives the Server a LocalHub
+// of its own, which Drain ends.
+func NewServer(cfg Config, db Store, sessions session.Store, events Live) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -103,17 +119,24 @@ func NewServer(cfg Config, db Store, sessions session.Store) *Server {
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
+	if cfg.LiveHeartbeat <= 0 {
+		cfg.LiveHeartbeat = DefaultLiveHeartbeat
+	}
+	if events == nil {
+		events = live.NewLocal(live.Options{})
+	}
 	if cfg.Limiter == nil {
 		cfg.Limiter = redisclient.NewLocalLimiter(redisclient.Limits{})
 	}
 	if cfg.Presence == nil {
 		cfg.Presence = redisclient.NewLocalPresence()
 	}
-	if cfg.Live == nil {
-		cfg.Live = redisclient.NewLocalBoard()
+	if cfg.Board == nil {
+		cfg.Board = redisclient.NewLocalBoard()
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, log: cfg.Logger, metrics: cfg.Metrics,
-		limiter: cfg.Limiter, presence: cfg.Presence, live: cfg.Live, hashers: newHashGate(cfg.PasswordHashers)}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, live: events, log: cfg.Logger, metrics: cfg.Metrics,
+		limiter: cfg.Limiter, presence: cfg.Presence, board: cfg.Board, hashers: newHashGate(cfg.PasswordHashers)}
+	s.metrics.watchLive(events)
 	s.catalog.db = db
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
@@ -137,8 +160,13 @@ func NewServer(cfg Config, db Store, sessions session.Store) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Drain turns /readyz to 503 so load balancers stop sending new requests,
-// while everything else keeps being served.
-func (s *Server) Drain() { s.draining.Store(true) }
+// while everything else keeps being served; event streams end at once
+// (with a retry: hint) and new ones are refused, so that their browsers
+// reconnect to another replica now rather than when this one exits.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.live.Drain()
+}
 
 // render renders c into a buffer and only then writes status and body, so a
 // failed render becomes a clean error page instead of half a page.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/statelab/shop/internal/redisclient"
-	"github.com/statelab/shop/state"
 )
 
 // LoginLimiter counts login and registration attempts per client, per
@@ -29,8 +28,8 @@ type LoginLimiter interface {
 	// Check says whether client may still make an attempt across
 	// accounts, counting nothing.
 	Check(ctx context.Context, client string) (redisclient.Verdict, error)
-	// Describe says where the counts live, for /state.
-	Describe() state.Description
+	// StateHolder: the limiter says where its counts live, for /state.
+	StateHolder
 }
 
 // Presence is where replicas announce themselves for /cluster

@@ -67,6 +67,9 @@ type replicaParts struct {
 	sessions session.Store
 	redis    *redisclient.Client
 	metrics  *web.Metrics
+	// live is the replica's event hub; nil lets the Server make a local
+	// one of its own.
+	live web.Live
 }
 
 // parts builds a replica's parts over ts's Redis, closed when the test ends.
@@ -116,9 +119,9 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 			cfg.Limiter = redisclient.NewSharedLimiter(p.redis, redisclient.Limits{}, cfg.Logger)
 		}
 		cfg.Presence = redisclient.NewPresence(p.redis)
-		cfg.Live = redisclient.NewBoard(p.redis)
+		cfg.Board = redisclient.NewBoard(p.redis)
 	}
-	return web.NewServer(cfg, db, p.sessions)
+	return web.NewServer(cfg, db, p.sessions, p.live)
 }
 
 func (ts *testShop) serve(p replicaParts, db *store.DB, replica string) *testShop {

@@ -41,7 +41,8 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP: the terminal closed. Stop the cluster as on Ctrl-C.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
@@ -243,24 +244,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cmd := exec.Command(*goreman, "-f", filepath.Join(root, "Procfile"), "-p", strconv.Itoa(cfg.ports.RPC), "-set-ports=false", "start")
 	cmd.Dir = root
 	cmd.Env = env
-	// Its own process group: Ctrl-C reaches this program, which stops
-	// goreman once, and goreman stops every process.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
+	// Ctrl-C reaches this program, which stops goreman once, and goreman
+	// stops every process; if this program dies outright, goreman is told
+	// (goremanAttr).
+	cmd.SysProcAttr = goremanAttr()
+	// goreman writes to a file this program follows, not to a pipe: were
+	// this program killed, goreman and the replicas would die of SIGPIPE on
+	// their next line (a Go program's write to a broken stdout pipe ends
+	// it) before stopping the rest, and nginx, which writes nothing there,
+	// would outlive them all.
+	logPath := filepath.Join(runDir, "goreman.log")
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	err = cmd.Start()
+	logFile.Close() // goreman has its own copy
+	if err != nil {
 		return fmt.Errorf("start goreman: %w", err)
+	}
+	out, err := followFile(logPath)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return err
 	}
 	exited := make(chan error, 1)
 	logs := newProcLogs()
 	var copied sync.WaitGroup
 	copied.Go(func() { logs.copy(out, stdout) })
 	go func() {
-		copied.Wait() // the pipe drains before Wait closes it
-		exited <- cmd.Wait()
+		err := cmd.Wait()
+		out.stop()
+		copied.Wait() // every line goreman wrote is copied first
+		exited <- err
 	}()
 	stopAll := func() error {
 		cmd.Process.Signal(os.Interrupt)
@@ -283,7 +301,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, `
 make cluster: serving at %s (store=%s lb=%s lock=%s)
   shop1..shop3 on %d..%d, Redis on %d, files in %s
-  logs: LOG=%s (make cluster LOG=info shows every request)
+  logs: LOG=%s (make cluster LOG=info shows every request), also in goreman.log there
   the lab against it, faults included:
     go run ./scenarios run failover -target %s -driver goreman
   Ctrl-C stops everything.
@@ -384,6 +402,49 @@ func httpOK(ctx context.Context, client *http.Client, url string) func() error {
 			return errors.New(resp.Status)
 		}
 		return nil
+	}
+}
+
+// follower reads a file that another process appends to, as tail -f does,
+// until stop is called and the end is reached.
+type follower struct {
+	f    *os.File
+	done chan struct{}
+	once sync.Once
+}
+
+func followFile(path string) (*follower, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return &follower{f: f, done: make(chan struct{})}, nil
+}
+
+// stop makes Read return io.EOF once everything written is read.
+func (f *follower) stop() { f.once.Do(func() { close(f.done) }) }
+
+func (f *follower) Read(p []byte) (int, error) {
+	for {
+		n, err := f.f.Read(p)
+		if n > 0 || (err != nil && err != io.EOF) {
+			return n, err
+		}
+		select {
+		case <-f.done:
+			// The writer is gone: one last read takes what it wrote
+			// before it went.
+			n, err := f.f.Read(p)
+			if n > 0 {
+				return n, nil
+			}
+			f.f.Close()
+			if err == nil {
+				err = io.EOF
+			}
+			return 0, err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -162,6 +162,61 @@ func TestCluster(t *testing.T) {
 	shop, goreman := binaries(t)
 	t.Run("on another port, faults by the goreman driver", func(t *testing.T) { testOnAnotherPort(t, shop, goreman) })
 	t.Run("a process dying at start stops everything", func(t *testing.T) { testDyingAtStart(t, goreman) })
+	t.Run("killed outright, it leaves no process behind", func(t *testing.T) { testKilledOutright(t, shop, goreman) })
+}
+
+// testKilledOutright: make cluster's program killed with kill -9 (what a
+// closed terminal or an OOM kill does) takes goreman and every process of
+// the Procfile with it: the ports come free. Without the parent-death
+// signal, the replicas kept serving an hour later.
+func testKilledOutright(t *testing.T, shop, goreman string) {
+	base := freeBase(t)
+	ports, _ := deploy.PortsFor(base)
+	t.Cleanup(func() { os.RemoveAll(filepath.Join("../../.run", "cluster-"+strconv.Itoa(base))) })
+	bin := filepath.Join(t.TempDir(), "cluster")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build cmd/cluster: %v\n%s", err, out)
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "-goreman", goreman, "-shop", shop, "-dir", "../..")
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(base), "STORE=redis", "LB=roundrobin")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	url := "http://127.0.0.1:" + strconv.Itoa(base)
+	deadline := time.Now().Add(40 * time.Second)
+	for !strings.Contains(out.String(), "make cluster: serving at "+url) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the cluster did not start: %v\n%s", err, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the cluster did not start in 40 s:\n%s", out.String())
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	// goreman stops the replicas as on Ctrl-C: each drains (2 s by
+	// default) and exits.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		err := checkPortsFree(ports)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after kill -9 of make cluster: %v\n%s", err, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // testOnAnotherPort: make cluster's program runs the Procfile on a port

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
@@ -53,6 +54,7 @@ type config struct {
 	waitReplicas int
 	sessionKeys  []string // cookie sessions: the first seals, every one opens
 	db           string
+	dbMaxConns   int // -db-max-conns; 0 keeps the store's default
 	sessionLock  bool
 	memoryMax    int // -memory-sessions
 	clientLimit  int // -login-client-limit
@@ -62,6 +64,13 @@ type config struct {
 	trusted      []netip.Prefix
 	// cache is the near-cache for redis sessions (-session-cache).
 	cache cacheConfig
+	// live is -live: live.Local or live.Redis (the default follows
+	// whether the replicas share a Redis), and liveMax -live-max-streams.
+	live    string
+	liveMax int
+	// profile is the profile the state flags match in full (stateful,
+	// stateless), or "custom"; see profile.go.
+	profile string
 }
 
 // masterName is what a Sentinel master name may be here.
@@ -84,7 +93,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, clientLimit string
+	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns, clientLimit string
+	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
 	fs.StringVar(&c.sessionStore, "session-store", env("SHOP_SESSION_STORE", session.Memory), "memory (stateful), redis (stateless replicas, shared store) or cookie (the session sealed in the browser) (SHOP_SESSION_STORE)")
@@ -95,12 +105,15 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&c.redisMaster, "redis-master", env("SHOP_REDIS_MASTER", redisclient.DefaultMaster), "the name the sentinels monitor the primary under (SHOP_REDIS_MASTER)")
 	fs.StringVar(&wait, "redis-wait-replicas", env("SHOP_REDIS_WAIT_REPLICAS", "0"), "acknowledge a session write only once this many Redis replicas confirm it (WAIT), else 503 (SHOP_REDIS_WAIT_REPLICAS)")
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
+	fs.StringVar(&dbMaxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", "0"), "connections to the database at most: PostgreSQL's whole pool, SQLite's readers; 0 is the default, which grows with the cores (2 x GOMAXPROCS for PostgreSQL), so set it where replicas x this must stay under the server's max_connections (SHOP_DB_MAX_CONNS)")
 	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
 	fs.StringVar(&clientLimit, "login-client-limit", env("SHOP_LOGIN_CLIENT_LIMIT", strconv.Itoa(redisclient.DefaultPerClient)), "failed logins (and registrations of a taken email) one client address may make across all accounts in 5 minutes; then 429 (SHOP_LOGIN_CLIENT_LIMIT)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
 	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
 	fs.StringVar(&cacheInv, "session-cache-invalidation", env("SHOP_SESSION_CACHE_INVALIDATION", "on"), "on or off; off is for teaching only: the near-cache then serves stale sessions (SHOP_SESSION_CACHE_INVALIDATION)")
+	fs.StringVar(&c.live, "live", env("SHOP_LIVE", ""), "local (events reach this replica's browsers only) or redis (every replica's, resumable anywhere); default redis when the replicas share a Redis, else local (SHOP_LIVE)")
+	fs.StringVar(&liveMax, "live-max-streams", env("SHOP_LIVE_MAX_STREAMS", strconv.Itoa(live.DefaultMaxStreams)), "open event streams (GET /events) this replica holds at most; past it 503 (SHOP_LIVE_MAX_STREAMS)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
 	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
@@ -116,8 +129,21 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("shop: unexpected argument %q; every setting is a flag (see -h)", fs.Arg(0))
 	}
+	if err := applyProfile(fs, profile, getenv); err != nil {
+		return c, err
+	}
 	fs.Visit(func(f *flag.Flag) { c.redisSet = c.redisSet || f.Name == "redis-addr" || f.Name == "redis-sentinels" })
 	c.redisSet = c.redisSet || getenv("SHOP_REDIS_ADDR") != "" || getenv("SHOP_REDIS_SENTINELS") != ""
+	if c.live == "" {
+		// -live follows the sessions: redis where the replicas share a
+		// Redis. Set on the flag, so that the profile match sees it.
+		def := live.Local
+		if c.sharesRedis() {
+			def = live.Redis
+		}
+		fs.Set("live", def)
+	}
+	c.profile = matchProfile(fs)
 
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
@@ -162,6 +188,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if c.clientLimit, err = strconv.Atoi(clientLimit); err != nil || c.clientLimit < 1 || c.clientLimit > 1_000_000 {
 		return c, fmt.Errorf("shop: -login-client-limit %q: want a number of attempts from 1 to 1000000, e.g. %d", clientLimit, redisclient.DefaultPerClient)
 	}
+	if c.dbMaxConns, err = strconv.Atoi(dbMaxConns); err != nil || c.dbMaxConns < 0 || c.dbMaxConns > 1000 {
+		return c, fmt.Errorf("shop: -db-max-conns %q: want a number of connections from 1 to 1000, or 0 for the default that grows with the cores", dbMaxConns)
+	}
 	switch lock {
 	case "on":
 		c.sessionLock = true
@@ -174,6 +203,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, err
 	}
 	c.cache = cc
+	if err := live.CheckKind(c.live); err != nil {
+		return c, fmt.Errorf("shop: -live %q: %v", c.live, err)
+	}
+	if c.liveMax, err = strconv.Atoi(liveMax); err != nil || c.liveMax < 1 || c.liveMax > 1_000_000 {
+		return c, fmt.Errorf("shop: -live-max-streams %q: want a number of streams from 1 to 1000000, e.g. %d", liveMax, live.DefaultMaxStreams)
+	}
 	d, err := time.ParseDuration(drain)
 	if err != nil || d < 0 || d > time.Minute {
 		return c, fmt.Errorf("shop: -drain %q: want a duration from 0s to 1m, e.g. 2s", drain)
@@ -214,6 +249,11 @@ func (c config) sharesRedis() bool {
 		return c.redisSet
 	}
 	return false
+}
+
+// newRedis is a client for the configured Redis.
+func (c config) newRedis() *redisclient.Client {
+	return redisclient.New(redisclient.Config{Addr: c.redisAddr, Username: c.redisUser, Password: c.redisPass, Sentinels: c.sentinels, Master: c.redisMaster})
 }
 
 // redactRedis hides the password of a redis:// address, for messages.
@@ -258,6 +298,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("shop: open database %s: %w", store.Redact(cfg.db), err)
 	}
 	defer db.Close()
+	db.SetMaxConns(cfg.dbMaxConns)
 
 	// Redis as a shared service (login limiter, presence, live metrics) is
 	// main's to hand out, apart from Redis as a session store: memory
@@ -265,7 +306,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// cookie replicas share it when one is configured, else nothing.
 	var rc *redisclient.Client
 	if cfg.sharesRedis() {
-		rc = redisclient.New(redisclient.Config{Addr: cfg.redisAddr, Username: cfg.redisUser, Password: cfg.redisPass, Sentinels: cfg.sentinels, Master: cfg.redisMaster})
+		rc = cfg.newRedis()
 		defer rc.Close()
 		if err := rc.Ping(ctx); err != nil {
 			// Not fatal: the replica starts not-ready and recovers with Redis.
@@ -299,14 +340,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
+	// Live events through Redis need a Redis even where nothing else is
+	// shared (memory sessions with -live redis): a client of their own
+	// then, which web's other services do not get.
+	var events interface {
+		web.Live
+		Close()
+	}
+	switch cfg.live {
+	case live.Redis:
+		lrc := rc
+		if lrc == nil {
+			lrc = cfg.newRedis()
+			defer lrc.Close()
+		}
+		events = live.NewRedis(lrc, live.Options{MaxStreams: cfg.liveMax}, log)
+	default:
+		events = live.NewLocal(live.Options{MaxStreams: cfg.liveMax})
+	}
+	defer events.Close()
+
 	// The services the replicas may share, each handed over on its own: in
 	// Redis when there is one to share, else in this replica alone.
-	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted}
+	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
+		State: []web.StateHolder{sessionsState(cfg, sessions), events, configurationState(cfg)}}
 	limits := redisclient.Limits{PerClient: cfg.clientLimit}
 	if rc != nil {
 		wcfg.Limiter = redisclient.NewSharedLimiter(rc, limits, log)
 		wcfg.Presence = redisclient.NewPresence(rc)
-		wcfg.Live = redisclient.NewBoard(rc)
+		wcfg.Board = redisclient.NewBoard(rc)
 		if rc.Sentinel() {
 			wcfg.Sentinel = rc
 		}
@@ -314,9 +376,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		wcfg.Limiter = redisclient.NewLocalLimiter(limits)
 		wcfg.Presence = redisclient.NewLocalPresence()
-		wcfg.Live = redisclient.NewLocalBoard()
+		wcfg.Board = redisclient.NewLocalBoard()
 	}
-	srv := web.NewServer(wcfg, db, sessions)
+	srv := web.NewServer(wcfg, db, sessions, events)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
@@ -334,7 +396,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock)
-	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "db", store.Redact(cfg.db))
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

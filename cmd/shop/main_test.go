@@ -39,6 +39,15 @@ func TestParseFlags(t *testing.T) {
 	if c.replica != "shop7" || c.addr != "127.0.0.1:9000" || c.sessionLock || c.drain != 300*time.Millisecond {
 		t.Errorf("environment not used: %+v", c)
 	}
+	if c.dbMaxConns != 0 {
+		t.Errorf("-db-max-conns defaults to %d, want 0 (the store's own default)", c.dbMaxConns)
+	}
+	if c, err := parseFlags([]string{"shop", "-db-max-conns", "6"}, env(map[string]string{"SHOP_DB_MAX_CONNS": "9"}), io.Discard); err != nil || c.dbMaxConns != 6 {
+		t.Errorf("-db-max-conns 6 over SHOP_DB_MAX_CONNS=9: %d, %v", c.dbMaxConns, err)
+	}
+	if c, err := parseFlags([]string{"shop"}, env(map[string]string{"SHOP_DB_MAX_CONNS": "9"}), io.Discard); err != nil || c.dbMaxConns != 9 {
+		t.Errorf("SHOP_DB_MAX_CONNS=9: %d, %v", c.dbMaxConns, err)
+	}
 	if c.redisMaster != "shop" || c.sentinels != nil || c.waitReplicas != 0 {
 		t.Errorf("Redis defaults: master %q, sentinels %q, wait %d; want shop, none, 0", c.redisMaster, c.sentinels, c.waitReplicas)
 	}
@@ -72,7 +81,14 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-redis-wait-replicas", "all"}, nil, []string{"-redis-wait-replicas"}},
 		{[]string{"-session-lock", "maybe"}, nil, []string{"-session-lock", "on", "off"}},
 		{[]string{"-memory-sessions", "0"}, nil, []string{"-memory-sessions"}},
+		{[]string{"-db-max-conns", "-1"}, nil, []string{"-db-max-conns", "1 to 1000"}},
+		{nil, map[string]string{"SHOP_DB_MAX_CONNS": "many"}, []string{"-db-max-conns"}},
+		{[]string{"-db-max-conns", "5000"}, nil, []string{"-db-max-conns"}},
 		{[]string{"-drain", "soon"}, nil, []string{"-drain"}},
+		{[]string{"-live", "kafka"}, nil, []string{"-live", "local", "redis"}},
+		{nil, map[string]string{"SHOP_LIVE": "Redis"}, []string{"-live", "local", "redis"}},
+		{[]string{"-live-max-streams", "0"}, nil, []string{"-live-max-streams"}},
+		{nil, map[string]string{"SHOP_LIVE_MAX_STREAMS": "lots"}, []string{"-live-max-streams"}},
 		{[]string{"-log-level", "loud"}, nil, []string{"-log-level"}},
 		{[]string{"-no-such-flag"}, nil, []string{"no-such-flag"}},
 		{[]string{"extra"}, nil, []string{"extra"}},
@@ -103,6 +119,10 @@ func TestParseFlags(t *testing.T) {
 		c, err := parseFlags(append([]string{"shop"}, tt.args...), env(e), io.Discard)
 		if err != nil || c.sharesRedis() != tt.sharing {
 			t.Errorf("%s %v %v: shares Redis %v (%v), want %v", tt.store, tt.args, tt.env, c.sharesRedis(), err, tt.sharing)
+		}
+		// -live follows: redis where the replicas share a Redis.
+		if want := map[bool]string{true: "redis", false: "local"}[tt.sharing]; c.live != want {
+			t.Errorf("%s %v %v: -live defaults to %q, want %q", tt.store, tt.args, tt.env, c.live, want)
 		}
 	}
 

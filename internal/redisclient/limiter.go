@@ -165,7 +165,7 @@ func (l Limits) verdict(n int) Verdict {
 }
 
 // Describe says where the counts live: in this replica, lost with it.
-func (l *LocalLimiter) Describe() state.Description {
+func (l *LocalLimiter) Describe(context.Context) state.Description {
 	l.mu.Lock()
 	n := len(l.counts)
 	l.mu.Unlock()
@@ -407,12 +407,12 @@ func (l *SharedLimiter) answered(ctx context.Context, err error) (fallBack bool)
 
 // Describe says where the counts live now: in Redis, shared by every
 // replica, or, while Redis is away, in this replica alone.
-func (l *SharedLimiter) Describe() state.Description {
+func (l *SharedLimiter) Describe(ctx context.Context) state.Description {
 	l.mu.Lock()
 	away, cause := l.away, l.awayCause
 	l.mu.Unlock()
 	if away {
-		d := l.local.Describe()
+		d := l.local.Describe(ctx)
 		d.Note = fmt.Sprintf("Redis is unavailable (%s), so this replica counts login attempts alone until it answers: "+
 			"round robin multiplies the allowance (%d per account and %d per client in %s) by the replicas.",
 			cause, l.limits.PerAccount, l.limits.PerClient, l.limits.Window)

@@ -23,7 +23,7 @@ type limiter interface {
 	Release(ctx context.Context, client, account string) error
 	Succeeded(ctx context.Context, client, account string) error
 	Check(ctx context.Context, client string) (redisclient.Verdict, error)
-	Describe() state.Description
+	Describe(ctx context.Context) state.Description
 }
 
 // limiters returns a fresh shared limiter over a Redis of the test's own and
@@ -148,7 +148,7 @@ func TestSharedLimiterFallsBack(t *testing.T) {
 	var logs syncBuffer
 	l := redisclient.NewSharedLimiter(rc, redisclient.Limits{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx := t.Context()
-	if d := l.Describe(); d.Kind != "rate-limits" || d.Lives != state.Shared {
+	if d := l.Describe(t.Context()); d.Kind != "rate-limits" || d.Lives != state.Shared {
 		t.Errorf("Describe with Redis up: %+v; want rate-limits living shared", d)
 	}
 	if err := rs.Stop(); err != nil {
@@ -165,7 +165,7 @@ func TestSharedLimiterFallsBack(t *testing.T) {
 	if err := l.Succeeded(ctx, "10.0.0.1", "ada@example.com"); err != nil {
 		t.Errorf("a success with Redis away: %v", err)
 	}
-	d := l.Describe()
+	d := l.Describe(t.Context())
 	if d.Lives != state.Replica || !d.LostIfKilled || !strings.Contains(d.Note, "Redis is unavailable") {
 		t.Errorf("Describe with Redis away: %+v; want it to say this replica counts alone because Redis is unavailable", d)
 	}
@@ -177,9 +177,9 @@ func TestSharedLimiterFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for l.Describe().Lives != state.Shared {
+	for l.Describe(t.Context()).Lives != state.Shared {
 		if time.Now().After(deadline) {
-			t.Fatalf("5 s after Redis came back the limiter still counts per replica: %+v", l.Describe())
+			t.Fatalf("5 s after Redis came back the limiter still counts per replica: %+v", l.Describe(t.Context()))
 		}
 		l.Check(ctx, "10.0.0.1")
 		time.Sleep(50 * time.Millisecond)

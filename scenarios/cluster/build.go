@@ -64,10 +64,19 @@ func BuildShop(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("cluster: build shop: %w", err)
 	}
 	bin := filepath.Join(dir, "shop")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shop")
+	// Build beside it and rename over it: a folder reused by several
+	// processes (the lab's cache) may have a cluster running the old
+	// binary, which keeps its inode while the name moves to the new one.
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/shop")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
 		return "", fmt.Errorf("cluster: go build ./cmd/shop in %s: %v\n%s", root, err, bytes.TrimSpace(out))
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("cluster: build shop: %w", err)
 	}
 	slot.path = bin
 	return bin, nil

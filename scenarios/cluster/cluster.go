@@ -60,6 +60,15 @@ type Options struct {
 	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
 	// after Env (the lab gives each replica the drain its script asks for).
 	ReplicaEnv func(name string) []string
+
+	// NoRetry renders nginx without retries on another replica (an L4
+	// balancer, kube-proxy) and makes the cluster follow readiness: every
+	// ReadinessPeriod it reloads nginx with only the replicas whose /readyz
+	// answers 200 (endpoints.go).
+	NoRetry bool
+	// Notify, when set, hears what the cluster does by itself: "nginx
+	// routes to shop1, shop3 (not ready: shop2)".
+	Notify func(event string)
 }
 
 // The databases a cluster can run on.
@@ -151,6 +160,11 @@ type Cluster struct {
 	next     int        // number of the next new replica: names are never reused
 	closed   bool
 	closeErr error
+
+	// stopFollow ends followReadiness (NoRetry); followed is closed when
+	// it has.
+	stopFollow context.CancelFunc
+	followed   chan struct{}
 }
 
 // Start starts a cluster and returns once it serves: Redis answers PING (in
@@ -241,11 +255,22 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 
-	if c.nginx, err = startNginx(ctx, filepath.Join(c.dir, "nginx"), c.o.LB, upstreams(c.replicas), c.out); err != nil {
+	if c.nginx, err = startNginx(ctx, filepath.Join(c.dir, "nginx"), c.o.LB, c.o.NoRetry, upstreams(c.replicas), c.out); err != nil {
 		return err
 	}
 	u := c.URL() + "/healthz"
-	return c.nginx.p.WaitUntil(ctx, "GET "+u+" answers 200", httpOK(newProbeClient(), u))
+	if err := c.nginx.p.WaitUntil(ctx, "GET "+u+" answers 200", httpOK(newProbeClient(), u)); err != nil {
+		return err
+	}
+	if c.o.NoRetry {
+		fctx, cancel := context.WithCancel(context.Background())
+		c.stopFollow, c.followed = cancel, make(chan struct{})
+		go func() {
+			defer close(c.followed)
+			c.followReadiness(fctx)
+		}()
+	}
+	return nil
 }
 
 // startDatabase starts PostgreSQL with an empty database for the replicas,
@@ -545,6 +570,11 @@ func (c *Cluster) isClosed() bool {
 // or exited non-zero after SIGTERM. Calling it again returns the first
 // result.
 func (c *Cluster) Close() error {
+	if c.stopFollow != nil {
+		// Before the lock: a reload in flight holds it.
+		c.stopFollow()
+		<-c.followed
+	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	c.mu.Lock()

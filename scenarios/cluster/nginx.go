@@ -26,7 +26,7 @@ type nginx struct {
 	p    *proc.Process
 }
 
-func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Replica, out *proc.Mux) (*nginx, error) {
+func startNginx(ctx context.Context, dir, policy string, noRetry bool, replicas []deploy.Replica, out *proc.Mux) (*nginx, error) {
 	bin, err := testenv.LookBinary("nginx")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nginx: %w", err)
@@ -50,6 +50,7 @@ func startNginx(ctx context.Context, dir, policy string, replicas []deploy.Repli
 			Policy:   policy,
 			Replicas: replicas,
 			User:     user,
+			NoRetry:  noRetry,
 		}}
 		err = n.start(ctx)
 		if err == nil {

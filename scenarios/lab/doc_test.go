@@ -31,7 +31,8 @@ func TestScenariosDoc(t *testing.T) {
 			lines++
 			// Each line on its own, in a cluster of five replicas with
 			// alice shopping: the forms, not their order, are the point.
-			ps := &parseState{started: true, replicas: 5, drains: map[string]Drain{}, drainAt: map[string]int{}}
+			ps := newParseState()
+			ps.started, ps.replicas, ps.shopped["alice"] = true, 5, true
 			if _, err := parseLine(strings.Join(strings.Fields(l), " "), ps); err != nil {
 				t.Errorf("docs/scenarios.md example %q: %v", l, err)
 			}

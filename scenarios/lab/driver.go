@@ -36,9 +36,9 @@ type Setup struct {
 	// Drains are the drains the script's stop steps ask for, by replica
 	// name: a replica's drain is fixed when it starts.
 	Drains map[string]time.Duration
-	// RedisNet: the script cuts or slows the link to Redis, so the driver
-	// puts a proxy between the replicas and Redis.
-	RedisNet bool
+	// Needs is what the script's steps declare they need: a proxy between
+	// the replicas and Redis when a step cuts or slows that link.
+	Needs Needs
 }
 
 // Fault is one thing done to one part of the cluster: the verb of a step
@@ -75,6 +75,13 @@ type FaultChecker interface {
 	CheckFault(f Fault) error
 }
 
+// EventTeller is what a driver may also offer: it tells what the cluster
+// did by itself (nginx dropping a replica that turned not-ready), for the
+// story and the timeline.
+type EventTeller interface {
+	TellEvents(func(text string))
+}
+
 // unsupported is the error of a driver that cannot do a fault.
 func unsupported(driver string, f Fault, why string) error {
 	if why != "" {
@@ -98,6 +105,7 @@ type LocalDriver struct {
 
 	c      *cluster.Cluster
 	drains map[string]time.Duration
+	tell   func(string)
 	// keySalt makes this run's session key secrets: a key name the script
 	// uses ("old", "new") is the same secret throughout one run only.
 	keySalt string
@@ -131,15 +139,21 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	case "uninvalidated":
 		env = append([]string{"SHOP_SESSION_CACHE=on", "SHOP_SESSION_CACHE_INVALIDATION=off"}, env...)
 	}
+	lb, noRetry := s.Config.LB, false
+	if lb == "noretry" {
+		lb, noRetry = "roundrobin", true
+	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Replicas: s.Replicas,
 		Store:    s.Config.Store,
+		NoRetry:  noRetry,
+		Notify:   d.tell,
 		// The cluster starts with the key the scripts call old.
 		SessionKeys: d.sessionKeys("old"),
-		LB:          s.Config.LB,
+		LB:          lb,
 		Lock:        s.Config.Lock,
 		Sentinel:    s.Config.Redis == "sentinel",
-		RedisProxy:  s.RedisNet,
+		RedisProxy:  s.Needs.RedisProxy,
 		Binary:      d.Binary,
 		Dir:         d.Dir,
 		Env:         env,
@@ -153,6 +167,10 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	d.c = c
 	return c.URL(), nil
 }
+
+// TellEvents makes the cluster's own events (readiness, with lb=noretry)
+// reach tell.
+func (d *LocalDriver) TellEvents(tell func(string)) { d.tell = tell }
 
 // drainEnv is the environment that gives a replica the drain the script
 // asks of it.

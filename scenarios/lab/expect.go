@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // Expectation is one parsed "expect" line.
@@ -26,7 +27,12 @@ type Expectation struct {
 	Count   int    // cart of NAME is N
 	Verdict string // cart of NAME is intact|lost|wrong
 	Status  int    // [no] status NNN
-	form    *expectForm
+	// Percentile and Below: pNN below D; Phase: only the requests since
+	// the previous look (the previous expectation, or the start).
+	Percentile int
+	Below      time.Duration
+	Phase      bool
+	form       *expectForm
 }
 
 // expectForm is one entry of the expectation table.
@@ -35,6 +41,7 @@ type expectForm struct {
 	Help    string
 	Example string // a whole line: "expect carts intact"
 	Pattern *regexp.Regexp
+	Also    []string                               // phrases people write for it: "p99 under D"
 	Parse   func(m []string, e *Expectation) error // nil: nothing to parse
 	// Check judges the observation: whether the expectation holds, and
 	// what was seen, in words, either way.
@@ -117,21 +124,91 @@ var expectations = []*expectForm{
 		Help:    "shopN answered at least one request.",
 		Example: "expect traffic on shop4",
 		Pattern: regexp.MustCompile(`^traffic on (\S+)$`),
-		Parse: func(m []string, e *Expectation) error {
-			if !reShopN.MatchString(m[1]) {
-				return fmt.Errorf("%q is not a replica: want shopN", m[1])
+		Parse:   parseReplica,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := o.servedBy(e.Replica)
+			return n > 0, fmt.Sprintf("%s served %s", e.Replica, plural(n, "request"))
+		},
+	},
+	{
+		Usage:   "no traffic on shopN",
+		Help:    "shopN answered no request: under sticky routing a replica added later gets no shopper who was already pinned elsewhere.",
+		Example: "expect no traffic on shop4 when lb=sticky",
+		Pattern: regexp.MustCompile(`^no traffic on (\S+)$`),
+		Parse:   parseReplica,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n := o.servedBy(e.Replica)
+			return n == 0, fmt.Sprintf("%s served %s", e.Replica, plural(n, "request"))
+		},
+	},
+	{
+		Usage:   "shopN served most requests",
+		Help:    "shopN answered more than half of the requests that got an answer: the imbalance of sticky routing, where a replica keeps every shopper pinned to it.",
+		Example: "expect shop1 served most requests when lb=sticky",
+		Pattern: regexp.MustCompile(`^(\S+) served most requests$`),
+		Also:    []string{"most requests on shopN", "shopN served the most requests", "imbalance on shopN"},
+		Parse:   parseReplica,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n, all := o.servedBy(e.Replica), 0
+			for _, q := range o.requests {
+				if q.Replica != "" {
+					all++
+				}
 			}
-			e.Replica = m[1]
+			return all > 0 && 2*n > all, fmt.Sprintf("%s served %d of %d answered requests (%s)", e.Replica, n, all, o.shares())
+		},
+	},
+	{
+		Usage:   "p99|p50 below D [in this phase]",
+		Help:    "The 99th (or 50th) percentile of the shoppers' request latency is below D: over the whole run, or with \"in this phase\" over the requests since the previous expectation (or the start).",
+		Example: "expect p99 below 500ms",
+		Pattern: regexp.MustCompile(`^p(99|50) below (\S+?)( in this phase)?$`),
+		Also:    []string{"p99 under D", "p99 < D", "p99 is below D", "p99 less than D", "latency below D", "p99 latency below D", "p50 under D"},
+		Parse: func(m []string, e *Expectation) error {
+			e.Percentile, _ = strconv.Atoi(m[1])
+			d, err := time.ParseDuration(m[2])
+			if err != nil || d < time.Millisecond || d > maxDuration {
+				return fmt.Errorf("p%s below %q: want a duration from 1ms to 1m, e.g. 250ms", m[1], m[2])
+			}
+			e.Below, e.Phase = d, m[3] != ""
 			return nil
 		},
 		Check: func(o *observation, e *Expectation) (bool, string) {
-			n := 0
-			for _, q := range o.requests {
-				if q.Replica == e.Replica {
-					n++
-				}
+			reqs, over := o.requests, "the run"
+			if e.Phase {
+				reqs, over = o.requests[o.phaseFrom:], fmt.Sprintf("this phase (%.1f s on)", o.phaseAt.Seconds())
 			}
-			return n > 0, fmt.Sprintf("%s served %d requests", e.Replica, n)
+			st := statsOf(reqs)
+			p := st.P99
+			if e.Percentile == 50 {
+				p = st.P50
+			}
+			if len(reqs) == 0 {
+				return false, fmt.Sprintf("no request over %s to measure", over)
+			}
+			return p < e.Below, fmt.Sprintf("p%d %s over %s (%s)", e.Percentile, ms(p), over, plural(len(reqs), "request"))
+		},
+	},
+	{
+		Usage:   "at most N guesses checked",
+		Help:    "Of the passwords guessed (\"as NAME guess N passwords\"), at most N were checked (answered 422, wrong password) before the shop answered 429: the login limiter counted every guess, wherever it landed.",
+		Example: "expect at most 5 guesses checked when store=redis",
+		Pattern: regexp.MustCompile(`^at most (\S+) guesses checked$`),
+		Parse:   parseCount,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n, all := o.guesses()
+			return all > 0 && n <= e.Count, guessesSeen(n, all)
+		},
+	},
+	{
+		Usage:   "more than N guesses checked",
+		Help:    "More than N guessed passwords were checked: a limiter in each replica's memory let each replica allow its own share.",
+		Example: "expect more than 5 guesses checked when store=memory",
+		Pattern: regexp.MustCompile(`^more than (\S+) guesses checked$`),
+		Parse:   parseCount,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			n, all := o.guesses()
+			return n > e.Count, guessesSeen(n, all)
 		},
 	},
 	{
@@ -198,7 +275,7 @@ var expectations = []*expectForm{
 		Parse:   parseStatus,
 		Check: func(o *observation, e *Expectation) (bool, string) {
 			n := o.withStatus(e.Status)
-			return n > 0, fmt.Sprintf("%d responses with status %d", n, e.Status)
+			return n > 0, fmt.Sprintf("%s with status %d", plural(n, "response"), e.Status)
 		},
 	},
 	{
@@ -209,9 +286,26 @@ var expectations = []*expectForm{
 		Parse:   parseStatus,
 		Check: func(o *observation, e *Expectation) (bool, string) {
 			n := o.withStatus(e.Status)
-			return n == 0, fmt.Sprintf("%d responses with status %d", n, e.Status)
+			return n == 0, fmt.Sprintf("%s with status %d", plural(n, "response"), e.Status)
 		},
 	},
+}
+
+func parseReplica(m []string, e *Expectation) error {
+	if !reShopN.MatchString(m[1]) {
+		return fmt.Errorf("%q is not a replica: want shopN", m[1])
+	}
+	e.Replica = m[1]
+	return nil
+}
+
+func parseCount(m []string, e *Expectation) (err error) {
+	e.Count, err = count(m[1], "guesses", 0, 1000)
+	return err
+}
+
+func guessesSeen(checked, all int) string {
+	return fmt.Sprintf("%d of %s checked, the rest refused with 429", checked, plural(all, "guessed password"))
 }
 
 func parseStatus(m []string, e *Expectation) error {
@@ -240,15 +334,26 @@ func parseExpectation(rest string) (*Expectation, error) {
 	}
 	var cands []candidate
 	for _, f := range expectations {
-		cands = append(cands, candidate{f.Usage, f.Example})
+		cands = append(cands, candidate{usage: f.Usage, example: f.Example})
+		for _, a := range f.Also {
+			cands = append(cands, candidate{usage: f.Usage, example: f.Example, also: a})
+		}
 	}
 	return nil, unknownLine("expectation", "expect ", rest, cands)
 }
 
 func failedSeen(n int) string {
-	return fmt.Sprintf("%d failed requests (no answer or 5xx)", n)
+	return plural(n, "failed request") + " (no answer or 5xx)"
 }
 
 func gaveUpSeen(n int) string {
-	return fmt.Sprintf("%d shopper actions given up after retries", n)
+	return plural(n, "shopper action") + " given up after retries"
+}
+
+// plural is "1 item", "2 items", "0 items".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Verdicts on one cart.
@@ -165,6 +166,47 @@ type observation struct {
 	gaveUp   int // shopper actions given up
 	peeks    int // reads by another device
 	stale    []StaleRead
+	// phaseFrom is the first request of this phase: the requests since
+	// the previous look; phaseAt is when it began.
+	phaseFrom int
+	phaseAt   time.Duration
+}
+
+// servedBy counts the requests a replica answered.
+func (o *observation) servedBy(replica string) int {
+	n := 0
+	for _, q := range o.requests {
+		if q.Replica == replica {
+			n++
+		}
+	}
+	return n
+}
+
+// shares is "shop1 40, shop2 3, shop3 0": requests per replica.
+func (o *observation) shares() string {
+	var parts []string
+	for _, rs := range perReplica(o.requests) {
+		if rs.Replica != "" {
+			parts = append(parts, fmt.Sprintf("%s %d", rs.Replica, rs.Requests))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// guesses counts the guessed passwords the shop checked (422) and all
+// those that got an answer.
+func (o *observation) guesses() (checked, all int) {
+	for _, q := range o.requests {
+		if q.Action != actionGuess || q.Status == 0 {
+			continue
+		}
+		all++
+		if q.Status == 422 {
+			checked++
+		}
+	}
+	return checked, all
 }
 
 // staleSeen is the stale reads in words, with the first.

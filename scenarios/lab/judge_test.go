@@ -3,6 +3,7 @@ package lab
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func view(state string, items map[int]int) cartView {
@@ -57,8 +58,10 @@ func TestObservationChecks(t *testing.T) {
 			{Shopper: "alice", Verdict: Intact, Counts: []int{2, 2, 2}},
 			{Shopper: "bob", Verdict: Wrong, Fewer: true, Why: "shop2 shows product 2: 30, want 40", Counts: []int{30, 30, 30}},
 		},
-		requests: []Request{{Status: 303, Replica: "shop1"}, {Status: 503, Replica: "shop2"}},
+		requests: []Request{{Status: 303, Replica: "shop1", Latency: 10 * time.Millisecond}, {Status: 503, Replica: "shop2", Latency: 30 * time.Millisecond}},
 		gaveUp:   1,
+		// Both requests came before the previous look: this phase has none.
+		phaseFrom: 2,
 	}
 	tests := []struct {
 		line   string // what follows "expect"
@@ -73,13 +76,20 @@ func TestObservationChecks(t *testing.T) {
 		{"cart of bob is wrong", true, "cart of bob is wrong"},
 		{"cart of carol is intact", false, "no shopper named carol"},
 		{"traffic on shop4", false, "shop4 served 0 requests"},
-		{"traffic on shop2", true, "shop2 served 1 requests"},
-		{"no failed requests", false, "1 failed requests (no answer or 5xx)"},
-		{"failed requests", true, "1 failed requests"},
-		{"no gave-up shoppers", false, "1 shopper actions given up"},
-		{"gave-up shoppers", true, "1 shopper actions given up"},
-		{"status 503", true, "1 responses with status 503"},
+		{"traffic on shop2", true, "shop2 served 1 request"},
+		{"no traffic on shop4", true, "shop4 served 0 requests"},
+		{"no traffic on shop2", false, "shop2 served 1 request"},
+		{"shop1 served most requests", false, "shop1 served 1 of 2 answered requests (shop1 1, shop2 1)"},
+		{"no failed requests", false, "1 failed request (no answer or 5xx)"},
+		{"failed requests", true, "1 failed request "},
+		{"no gave-up shoppers", false, "1 shopper action given up"},
+		{"gave-up shoppers", true, "1 shopper action given up"},
+		{"status 503", true, "1 response with status 503"},
 		{"no status 500", true, "0 responses with status 500"},
+		{"p99 below 40ms", true, "p99 30.0ms over the run (2 requests)"},
+		{"p50 below 5ms", false, "p50 10.0ms over the run"},
+		{"p99 below 40ms in this phase", false, "no request"},
+		{"at most 5 guesses checked", false, "0 of 0 guessed passwords checked"},
 	}
 	for _, tt := range tests {
 		e, err := parseExpectation(tt.line)

@@ -97,6 +97,7 @@ func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 		rec:      newRecorder(o.Out),
 		tr:       tr,
 		shoppers: map[string]*shopper{},
+		runID:    fmt.Sprintf("%x", rand.Uint32()),
 	}
 	defer tr.CloseIdleConnections()
 	err := r.run(ctx)
@@ -149,6 +150,13 @@ type runner struct {
 
 	obs    *observation // the current judgement; nil after any action
 	checks []Check
+	// phaseFrom is where the current phase's requests begin (the index
+	// after the previous look), phaseAt when it began.
+	phaseFrom int
+	phaseAt   time.Duration
+	// runID makes the shoppers' account emails unique to this run: a
+	// cluster the lab did not start (-target) keeps its accounts.
+	runID string
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -186,13 +194,13 @@ func (r *runner) start(ctx context.Context, n int) error {
 		if st.Drain.Set && st.Target != "" {
 			setup.Drains[st.Target] = st.Drain.Duration
 		}
-		switch st.form.Verb {
-		case "partition", "heal", "delay":
-			setup.RedisNet = true
-		}
+		setup.Needs.add(st.form.Needs)
 	}
 	if !r.detect {
 		r.rec.say(0, fmt.Sprintf("starting %d replicas (%s)", n, r.cfg))
+	}
+	if et, ok := r.d.(EventTeller); ok {
+		et.TellEvents(func(text string) { r.rec.event("%s", text) })
 	}
 	url, err := r.d.Start(ctx, setup)
 	if err != nil {
@@ -309,15 +317,20 @@ func (r *runner) add(ctx context.Context, st *Step) error {
 		} else {
 			r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d → gave up: the add did not count", s.name, st.N, st.Product))
 		}
-		return nil
+		return s.productMissing()
 	}
 	// Tabs share the browser's cookie jar; without a session yet, every
 	// tab would start its own. A browser opens the first tab first.
+	first := ""
 	if !s.hasSession() {
 		s.add(ctx, st.Product, st.N)
 		total--
+		first = ", the first alone (it makes the session the tabs share)"
+		if err := s.productMissing(); err != nil {
+			return err
+		}
 	}
-	r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d in %d tabs at once, %d writes", s.name, st.N, st.Product, st.Tabs, total))
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s adds %d of product %d in %d tabs at once: %s%s", s.name, st.N, st.Product, st.Tabs, plural(st.Tabs*st.Times, "write"), first))
 	var next sync.Mutex
 	left := total
 	var wg sync.WaitGroup
@@ -336,12 +349,66 @@ func (r *runner) add(ctx context.Context, st *Step) error {
 		})
 	}
 	wg.Wait()
+	return s.productMissing()
+}
+
+// logIn, logOut, checkOut and guess run the account steps and tell them.
+func (r *runner) logIn(ctx context.Context, st *Step) error {
+	s := r.shopper(st.Shopper)
+	status, replica := s.logIn(ctx, r.runID)
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s logs in → %s", s.name, answered(status, replica)))
 	return nil
 }
 
-// products is how many products load shoppers choose from; the catalog
-// seeds at least 24.
-const products = 24
+func (r *runner) logOut(ctx context.Context, st *Step) error {
+	s := r.shopper(st.Shopper)
+	status, replica := s.logOut(ctx)
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s logs out → %s", s.name, answered(status, replica)))
+	return nil
+}
+
+func (r *runner) checkOut(ctx context.Context, st *Step) error {
+	s := r.shopper(st.Shopper)
+	status, replica := s.checkOut(ctx, r.runID, fmt.Sprintf("lab-%s-%s-%d", r.runID, s.name, st.Line))
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s checks out → %s", s.name, answered(status, replica)))
+	return nil
+}
+
+func (r *runner) guess(ctx context.Context, st *Step) error {
+	s := r.shopper(st.Shopper)
+	by := map[int]int{}
+	for i := range st.N {
+		by[s.guess(ctx, r.runID, i)]++
+	}
+	r.rec.event("login burst: %s for %s", plural(st.N, "wrong password"), s.name)
+	r.rec.say(r.rec.since(), fmt.Sprintf("%s: %d checked and refused (422), %d not checked (429)%s", s.name, by[422], by[429], others(by)))
+	return nil
+}
+
+// answered is "303 by shop2", or "no answer".
+func answered(status int, replica string) string {
+	if status == 0 {
+		return "no answer"
+	}
+	if replica == "" {
+		return fmt.Sprint(status)
+	}
+	return fmt.Sprintf("%d by %s", status, replica)
+}
+
+// others names the statuses other than 422 and 429: "; 503×2".
+func others(by map[int]int) string {
+	rest := map[int]int{}
+	for c, n := range by {
+		if c != 422 && c != 429 {
+			rest[c] = n
+		}
+	}
+	if len(rest) == 0 {
+		return ""
+	}
+	return "; also " + StatusText(rest)
+}
 
 func (r *runner) startLoad(ctx context.Context, n int, d time.Duration) {
 	r.rec.mu.Lock()
@@ -359,7 +426,7 @@ func (r *runner) startLoad(ctx context.Context, n int, d time.Duration) {
 			// The deadline stops new actions only: cutting a request short
 			// would count as a failure the shop did not cause.
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				s.add(ctx, 1+rng.IntN(products), 1+rng.IntN(2))
+				s.add(ctx, 1+rng.IntN(catalogSize), 1+rng.IntN(2))
 				select {
 				case <-ctx.Done():
 				case <-time.After(time.Duration(20+rng.IntN(40)) * time.Millisecond):
@@ -394,6 +461,8 @@ func (r *runner) judge(ctx context.Context) {
 	o.peeks = r.rec.peeks
 	o.stale = append([]StaleRead(nil), r.rec.stale...)
 	r.rec.mu.Unlock()
+	o.phaseFrom, o.phaseAt = r.phaseFrom, r.phaseAt
+	r.phaseFrom, r.phaseAt = len(o.requests), r.rec.since()
 	r.obs = o
 	t := tally(o.carts)
 	r.rec.say(r.rec.since(), fmt.Sprintf("judged %d carts (%d reads each): %s", len(o.carts), reads, t))

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +33,10 @@ type Script struct {
 // Config is one cluster configuration a scenario runs under.
 type Config struct {
 	Store string // a session store kind (configKeys["store"])
-	LB    string // roundrobin or sticky
+	// LB is nginx's policy: roundrobin, sticky, or noretry (round robin
+	// that never retries on another replica, like an L4 balancer or
+	// kube-proxy, with the replica list following readiness).
+	LB    string
 	Lock  string // on or off
 	Redis string // single, or sentinel: a primary and a replica under three sentinels
 	Wait  string // replicas a session write waits for (WAIT N): 0 or 1
@@ -72,7 +76,7 @@ type configKey struct {
 // written.
 var configKeys = []configKey{
 	{"store", session.Kinds(), func(c *Config) *string { return &c.Store }},
-	{"lb", []string{"roundrobin", "sticky"}, func(c *Config) *string { return &c.LB }},
+	{"lb", []string{"roundrobin", "sticky", "noretry"}, func(c *Config) *string { return &c.LB }},
 	{"lock", []string{"on", "off"}, func(c *Config) *string { return &c.Lock }},
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
@@ -91,7 +95,7 @@ func ConfigValues(key string) []string {
 }
 
 // CheckConfigValue says what is wrong with key=value, in the words the
-// script errors use: "lb=round-robin: want roundrobin or sticky".
+// script errors use: "lb=round-robin: want roundrobin, sticky or noretry".
 func CheckConfigValue(key, value string) error {
 	allowed := ConfigValues(key)
 	if allowed == nil {
@@ -204,6 +208,11 @@ type parseState struct {
 	replicas int              // shop1..shopN exist (started and added)
 	drains   map[string]Drain // a replica's drain, fixed when it starts
 	drainAt  map[string]int   // the line that set it
+	shopped  map[string]bool  // shoppers that added something by then: "replica of NAME" exists
+}
+
+func newParseState() *parseState {
+	return &parseState{drains: map[string]Drain{}, drainAt: map[string]int{}, shopped: map[string]bool{}}
 }
 
 // lineError is one script error: "PATH:LINE: what is wrong; did you mean ...".
@@ -224,7 +233,7 @@ func Parse(file, text string) (*Script, error) {
 	fail := func(line int, format string, args ...any) (*Script, error) {
 		return nil, &lineError{file: file, line: line, msg: fmt.Sprintf(format, args...)}
 	}
-	ps := &parseState{drains: map[string]Drain{}, drainAt: map[string]int{}}
+	ps := newParseState()
 	lines := strings.Split(text, "\n")
 	for i, raw := range lines {
 		line := i + 1
@@ -399,16 +408,43 @@ func closestPair(w string) string {
 	return best
 }
 
+// maxDuration bounds every duration a script gives: a lab run is a lesson
+// of seconds, not a soak test.
+const maxDuration = time.Minute
+
 func parseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 || d > time.Minute {
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("%q is not a duration; did you mean one like 800ms or 2s (at most 1m)?", s)
+	case d <= 0:
+		return 0, fmt.Errorf("%q: a duration must be more than 0, like 800ms or 2s", s)
+	case d > maxDuration:
+		return 0, fmt.Errorf("%s is over the maximum of 1m: a lab run is a lesson of seconds", s)
 	}
 	return d, nil
 }
 
-// candidate is a form a line may have meant: its usage and an example.
-type candidate struct{ usage, example string }
+// catalogSize is how many products every cluster the lab starts has: the
+// shop seeds products 1 to 24 into an empty database (store/migrate.go).
+const catalogSize = 24
+
+// product parses a product id the catalog has.
+func product(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("product %q: want a number from 1 to %d", s, catalogSize)
+	}
+	if n < 1 || n > catalogSize {
+		return 0, fmt.Errorf("product %d: the catalog has products 1 to %d", n, catalogSize)
+	}
+	return n, nil
+}
+
+// candidate is a form a line may have meant: its usage and an example,
+// and with also a phrase people write for it ("scale to N replicas" for
+// "add replica"), compared instead of the usage.
+type candidate struct{ usage, example, also string }
 
 // unknownLine says a line matches no form and names the closest one. A
 // prefix ("expect ") common to the line and every candidate is left out
@@ -417,7 +453,7 @@ func unknownLine(what, prefix, line string, cands []candidate) error {
 	word, _, _ := strings.Cut(line, " ")
 	var same []candidate // forms that start with the line's first word
 	for _, c := range cands {
-		if w, _, _ := strings.Cut(c.usage, " "); w == word {
+		if w, _, _ := strings.Cut(c.usage, " "); w == word && c.also == "" {
 			same = append(same, c)
 		}
 	}
@@ -428,6 +464,9 @@ func unknownLine(what, prefix, line string, cands []candidate) error {
 	best, bestD := candidate{}, -1
 	for _, c := range pool {
 		d := min(distance(line, c.usage), distance(line, strings.TrimPrefix(c.example, prefix)))
+		if c.also != "" {
+			d = min(distance(line, c.also), distance(line, alsoExample(c.also, line)))
+		}
 		if bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
@@ -439,6 +478,24 @@ func unknownLine(what, prefix, line string, cands []candidate) error {
 		return fmt.Errorf("%s; did you mean %q (e.g. %q)?", msg, prefix+best.usage, best.example)
 	}
 	return fmt.Errorf("%s; did you mean %q?", msg, prefix+best.usage)
+}
+
+// alsoExample puts the line's numbers into a phrase's placeholders, so
+// "scale to 5 replicas" is as close to "scale to N replicas" as it looks.
+func alsoExample(also, line string) string {
+	var nums []string
+	for _, w := range strings.Fields(line) {
+		if _, err := strconv.Atoi(w); err == nil {
+			nums = append(nums, w)
+		}
+	}
+	words := strings.Fields(also)
+	for i, w := range words {
+		if (w == "N" || w == "D") && len(nums) > 0 {
+			words[i], nums = nums[0], nums[1:]
+		}
+	}
+	return strings.Join(words, " ")
 }
 
 // distance is the Levenshtein distance between two strings, in bytes

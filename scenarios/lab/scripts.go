@@ -63,7 +63,7 @@ func parseBuiltin(fsys fs.FS, name string) (*Script, error) {
 
 // order is the workshop's order: each lesson builds on the one before.
 // Scripts not named here follow, by name.
-var order = []string{"across-replicas", "sticky", "failover", "rolling-restart", "scale-out", "redis-outage", "redis-restart", "redis-partition", "redis-latency", "redis-failover", "concurrent-cart", "near-cache"}
+var order = []string{"across-replicas", "sticky", "failover", "rolling-restart", "drain", "scale-out", "redis-outage", "redis-restart", "redis-partition", "redis-latency", "redis-failover", "concurrent-cart", "near-cache", "login-limit"}
 
 func orderOf(name string) int {
 	if i := slices.Index(order, name); i >= 0 {

@@ -49,6 +49,14 @@ type shopper struct {
 	replaced string           // why the shopper knows its session was lost, "" if not
 	replica  string           // X-Served-By of the last successful write
 	arrived  bool             // has opened the catalog
+	// missing is set when the shop answered 404 to an add: the script
+	// names a product the catalog does not have.
+	missing string
+	// loggedIn: the session holds the shopper's account; accountWant is
+	// what the account's saved cart holds while the shopper is logged out.
+	loggedIn    bool
+	registered  bool
+	accountWant map[int]qtyRange
 }
 
 func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {
@@ -144,6 +152,12 @@ func (s *shopper) add(ctx context.Context, product, qty int) bool {
 			// the items (the redis-outage scenario caught this).
 			s.uncertain(product, qty)
 			continue
+		case resp.StatusCode == http.StatusNotFound:
+			s.mu.Lock()
+			s.missing = fmt.Sprintf("the shop answers 404 to adding product %d: no such product", product)
+			s.mu.Unlock()
+			s.rec.giveUp()
+			return false
 		default:
 			// 4xx: retrying the same request cannot help.
 			s.rec.giveUp()
@@ -152,6 +166,148 @@ func (s *shopper) add(ctx context.Context, product, qty int) bool {
 	}
 	s.rec.giveUp()
 	return false
+}
+
+// productMissing is an error when an add met a product the shop does not
+// have: a mistake in the script, not an outcome to judge.
+func (s *shopper) productMissing() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.missing == "" {
+		return nil
+	}
+	return errors.New(s.missing)
+}
+
+// email is the shopper's account: unique to the run, so a cluster the lab
+// did not start never has it from an earlier run.
+func (s *shopper) email(runID string) string {
+	return s.name + "-" + runID + "@lab.example"
+}
+
+// labPassword is every lab account's password; guesses use others.
+const labPassword = "statelab-lab-password"
+
+// actionGuess is the action of a guessed password: the judge counts them.
+const actionGuess = "guesses a password"
+
+// post sends a form, retrying no answer or a 5xx (retry says whether that
+// is safe), and returns the last response's status and replica; 0 when
+// none came.
+func (s *shopper) post(ctx context.Context, path string, form url.Values, action string, retry bool) (*http.Response, string) {
+	s.arrive(ctx)
+	tries := 1
+	if retry {
+		tries = attempts
+	}
+	for attempt := range tries {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ""
+			case <-time.After(retryBase << (attempt - 1)):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+path, strings.NewReader(form.Encode()))
+		if err != nil {
+			panic(err) // the URL and method are ours
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, replica, err := s.do(req, action, attempt > 0)
+		if err == nil && resp.StatusCode < 500 {
+			return resp, replica
+		}
+	}
+	return nil, ""
+}
+
+// renewed takes the token a login or logout gave: a new token the shopper
+// expected, not a lost session.
+func (s *shopper) renewed(resp *http.Response) {
+	for _, c := range resp.Cookies() {
+		if c.Name == "session" && c.Value != "" {
+			token, _, _ := strings.Cut(c.Value, ".")
+			s.token = token
+		}
+	}
+}
+
+// logIn registers the shopper's account the first time, logs in after. It
+// returns the status (0 for no answer) and who answered.
+func (s *shopper) logIn(ctx context.Context, runID string) (int, string) {
+	s.mu.Lock()
+	path, action := "/login", "logs in"
+	if !s.registered {
+		path, action = "/register", "registers and logs in"
+	}
+	s.mu.Unlock()
+	form := url.Values{"email": {s.email(runID)}, "password": {labPassword}}
+	resp, replica := s.post(ctx, path, form, action, true)
+	if resp == nil {
+		return 0, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp.StatusCode == http.StatusSeeOther {
+		s.registered = true
+		if !s.loggedIn {
+			// The account's saved cart joins the browser's.
+			for p, r := range s.accountWant {
+				w := s.want[p]
+				w.lo, w.hi = min(w.lo+r.lo, 99), min(w.hi+r.hi, 99)
+				s.want[p] = w
+			}
+			s.accountWant = nil
+		}
+		s.loggedIn = true
+		s.renewed(resp)
+	}
+	return resp.StatusCode, replica
+}
+
+// logOut logs out: the cart stays with the account.
+func (s *shopper) logOut(ctx context.Context) (int, string) {
+	resp, replica := s.post(ctx, "/logout", nil, "logs out", true)
+	if resp == nil {
+		return 0, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp.StatusCode == http.StatusSeeOther {
+		if s.loggedIn {
+			s.accountWant = s.want
+		}
+		s.want = map[int]qtyRange{}
+		s.loggedIn = false
+		s.renewed(resp)
+	}
+	return resp.StatusCode, replica
+}
+
+// checkOut places an order with one idempotency key for every attempt:
+// a retry after no answer cannot order twice.
+func (s *shopper) checkOut(ctx context.Context, runID, key string) (int, string) {
+	form := url.Values{"name": {s.name}, "email": {s.email(runID)}, "address": {"1 Lab Street, Testville"}, "idempotency_key": {key}}
+	resp, replica := s.post(ctx, "/checkout", form, "checks out", true)
+	if resp == nil {
+		return 0, ""
+	}
+	if resp.StatusCode == http.StatusSeeOther {
+		s.mu.Lock()
+		s.want = map[int]qtyRange{}
+		s.mu.Unlock()
+	}
+	return resp.StatusCode, replica
+}
+
+// guess sends one wrong password for the shopper's account, once.
+func (s *shopper) guess(ctx context.Context, runID string, i int) int {
+	form := url.Values{"email": {s.email(runID)}, "password": {fmt.Sprintf("wrong-guess-%04d", i)}}
+	resp, _ := s.post(ctx, "/login", form, actionGuess, false)
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 // do sends one request, records it and closes the body.

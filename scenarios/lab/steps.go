@@ -41,6 +41,25 @@ type stepForm struct {
 	Local func(ctx context.Context, d *LocalDriver, f Fault) error
 	// Uses, for a step made of other faults (restart), are their verbs.
 	Uses []string
+	// Needs is what the step needs of the cluster beyond replicas, nginx
+	// and the store, declared by the step itself (toxiproxy-style): the run
+	// asks the driver for it when any step of the script needs it.
+	Needs Needs
+	// Also are phrases people write when they mean this form ("scale to N
+	// replicas"): an unknown line close to one is pointed here.
+	Also []string
+}
+
+// Needs is what a step needs the cluster to have.
+type Needs struct {
+	// RedisProxy: the step cuts or slows the link to Redis, so the
+	// replicas must reach Redis through a proxy the lab controls.
+	RedisProxy bool
+}
+
+// add merges what another step needs.
+func (n *Needs) add(o Needs) {
+	n.RedisProxy = n.RedisProxy || o.RedisProxy
 }
 
 // verbs are the faults a step of this form asks of a driver.
@@ -96,7 +115,7 @@ var steps = []*stepForm{
 		Help:    "The shopper NAME (a browser with its own cookie jar) opens the catalog once, then adds Q of product P to its cart, retrying a failed request (no answer or 5xx) up to three times. With tabs, T tabs of the same browser add at once, R times each: T×R writes racing for one session.",
 		Example: "as alice add 2 of product 1",
 		Pattern: regexp.MustCompile(`^as (\S+) add (\S+) of product (\S+)(?: in (\S+) tabs?)?(?: (\S+) times?)?$`),
-		Parse: func(m []string, st *Step, _ *parseState) error {
+		Parse: func(m []string, st *Step, ps *parseState) error {
 			if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
 				return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
 			}
@@ -105,7 +124,7 @@ var steps = []*stepForm{
 			if st.N, err = count(m[2], "quantity", 1, 99); err != nil {
 				return err
 			}
-			if st.Product, err = count(m[3], "product", 1, 1000); err != nil {
+			if st.Product, err = product(m[3]); err != nil {
 				return err
 			}
 			if m[4] != "" {
@@ -118,6 +137,7 @@ var steps = []*stepForm{
 					return err
 				}
 			}
+			ps.shopped[st.Shopper] = true
 			return nil
 		},
 		Run: func(ctx context.Context, r *runner, st *Step) error { return r.add(ctx, st) },
@@ -136,6 +156,46 @@ var steps = []*stepForm{
 			return err
 		},
 		Run: func(ctx context.Context, r *runner, st *Step) error { return r.peek(ctx, st) },
+	},
+	{
+		Usage:   "as NAME log in",
+		Help:    "The shopper NAME logs in to its account (NAME@lab.example): the first time it registers it (POST /register), later it logs in (POST /login). Either renews the session token, and the account's saved cart is merged into the browser's.",
+		Example: "as alice log in",
+		Pattern: regexp.MustCompile(`^as (\S+) log ?in$`),
+		Also:    []string{"as NAME login", "as NAME sign in", "as NAME register"},
+		Parse:   parseShopper(nil),
+		Run:     func(ctx context.Context, r *runner, st *Step) error { return r.logIn(ctx, st) },
+	},
+	{
+		Usage:   "as NAME log out",
+		Help:    "The shopper NAME logs out (POST /logout): the token is renewed and the session emptied; the cart stays with the account and comes back at the next log in.",
+		Example: "as alice log out",
+		Pattern: regexp.MustCompile(`^as (\S+) log ?out$`),
+		Also:    []string{"as NAME logout", "as NAME sign out"},
+		Parse:   parseShopper(nil),
+		Run:     func(ctx context.Context, r *runner, st *Step) error { return r.logOut(ctx, st) },
+	},
+	{
+		Usage:   "as NAME check out",
+		Help:    "The shopper NAME places an order for its cart (POST /checkout with a fresh idempotency key, retried with the same key on no answer or a 5xx). A placed order empties the cart.",
+		Example: "as alice check out",
+		Pattern: regexp.MustCompile(`^as (\S+) check ?out$`),
+		Also:    []string{"as NAME checkout", "as NAME buy", "as NAME order"},
+		Parse:   parseShopper(nil),
+		Run:     func(ctx context.Context, r *runner, st *Step) error { return r.checkOut(ctx, st) },
+	},
+	{
+		Usage: "as NAME guess N passwords",
+		Help: "A login burst: N wrong passwords for NAME's account (NAME@lab.example, whether or not it exists) through the load balancer, one after the other, from one client address. " +
+			"The shop checks at most 5 per account and address in 5 minutes and answers 429 after that, but where it counts is the lesson: a limiter in each replica's memory counts alone, so round robin over three replicas checks 15.",
+		Example: "as mallory guess 30 passwords",
+		Pattern: regexp.MustCompile(`^as (\S+) guess (\S+) (?:wrong )?passwords?$`),
+		Also:    []string{"as NAME try N wrong passwords", "as NAME login burst N", "as NAME brute force N passwords"},
+		Parse: parseShopper(func(m []string, st *Step) (err error) {
+			st.N, err = count(m[2], "passwords", 1, 200)
+			return err
+		}),
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.guess(ctx, st) },
 	},
 	{
 		Usage:   "load N shoppers for D",
@@ -325,6 +385,7 @@ var steps = []*stepForm{
 		Order:   orderRedisNet,
 		Run:     runNet(Fault{Do: "partition", Target: "redis"}, "the network to Redis is cut", ""),
 		Verb:    "partition",
+		Needs:   Needs{RedisProxy: true},
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.c.PartitionRedis()
 		},
@@ -337,6 +398,7 @@ var steps = []*stepForm{
 		Order:   orderRedisNet,
 		Run:     runNet(Fault{Do: "heal", Target: "redis"}, "", "the network to Redis is back"),
 		Verb:    "heal",
+		Needs:   Needs{RedisProxy: true},
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			if err := d.c.HealRedis(); err != nil {
 				return err
@@ -379,7 +441,8 @@ var steps = []*stepForm{
 			}
 			return nil
 		},
-		Verb: "delay",
+		Verb:  "delay",
+		Needs: Needs{RedisProxy: true},
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.c.DelayRedis(f.Delay)
 		},
@@ -389,6 +452,7 @@ var steps = []*stepForm{
 		Help:    "Scales out: starts the next replica (shop4 after three), waits until it is ready and reloads nginx with it.",
 		Example: "add replica",
 		Pattern: regexp.MustCompile(`^add replica$`),
+		Also:    []string{"scale to N replicas", "scale out", "scale up", "add N replicas", "add a replica"},
 		Order: func(ps *parseState, st *Step) error {
 			if !ps.started {
 				return errors.New(`"add replica" before "start N replicas": the cluster must be started first`)
@@ -422,6 +486,7 @@ var steps = []*stepForm{
 		Help:    "Scales in: reloads nginx without shopN, then stops it (SIGTERM, drain, exit).",
 		Example: "remove replica shop4",
 		Pattern: regexp.MustCompile(`^remove replica (\S+)$`),
+		Also:    []string{"scale in", "scale down", "remove a replica"},
 		Parse: func(m []string, st *Step, ps *parseState) error {
 			if err := checkReplica(m[1], ps); err != nil {
 				return err
@@ -445,8 +510,22 @@ var steps = []*stepForm{
 	},
 }
 
-// orderRedisNet: a network fault needs a started cluster, and the run
-// needs a proxy in front of Redis (runner.start asks for one).
+// parseShopper parses "as NAME ..." (the name in m[1]) and then the rest.
+func parseShopper(rest func(m []string, st *Step) error) func(m []string, st *Step, ps *parseState) error {
+	return func(m []string, st *Step, ps *parseState) error {
+		if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
+			return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+		}
+		st.Shopper = m[1]
+		if rest != nil {
+			return rest(m, st)
+		}
+		return nil
+	}
+}
+
+// orderRedisNet: a network fault needs a started cluster (and declares,
+// with Needs, the proxy in front of Redis it works on).
 func orderRedisNet(ps *parseState, st *Step) error {
 	if !ps.started {
 		return fmt.Errorf(`%q before "start N replicas": the cluster must be started first`, st.Text)
@@ -520,11 +599,43 @@ func parseTarget(i int) func(m []string, st *Step, ps *parseState) error {
 			st.Target = t
 		case reReplicaOf.MatchString(t):
 			st.Shopper = strings.TrimPrefix(t, "replica of ")
+			if !ps.shopped[st.Shopper] {
+				return fmt.Errorf("%q: %s has not added anything before this line, so no replica holds a session of %s; did you mean \"as %s add 1 of product 1\" first?", t, st.Shopper, st.Shopper, st.Shopper)
+			}
 		default:
-			return fmt.Errorf("unknown target %q: want shopN, redis, redis primary or \"replica of NAME\"", t)
+			return unknownTarget(t)
 		}
 		return nil
 	}
+}
+
+// drainWords are the drain clauses a stop or restart may end in.
+var drainWords = []string{"without drain", "with drain 2s"}
+
+// unknownTarget says a target is none of the forms, and when it is a good
+// target followed by a misspelt drain ("shop1 wihtout drain") names the
+// drain it meant.
+func unknownTarget(t string) error {
+	first, rest, _ := strings.Cut(t, " ")
+	if rest != "" && (first == "redis" || reShopN.MatchString(first)) {
+		best, bestD := "", -1
+		for _, w := range drainWords {
+			cand := w
+			if f := strings.Fields(rest); strings.HasPrefix(w, "with drain ") && len(f) == 3 {
+				// Keep the duration they wrote: "wiht drain 3s" → "with drain 3s".
+				if _, err := time.ParseDuration(f[2]); err == nil {
+					cand = "with drain " + f[2]
+				}
+			}
+			if d := distance(rest, cand); bestD < 0 || d < bestD {
+				best, bestD = cand, d
+			}
+		}
+		if bestD <= len(best)/3 {
+			return fmt.Errorf("unknown target %q; did you mean %q?", t, first+" "+best)
+		}
+	}
+	return fmt.Errorf("unknown target %q: want shopN, redis, redis primary or \"replica of NAME\"", t)
 }
 
 // checkReplica says when shopN names no replica the script has by then.
@@ -621,9 +732,12 @@ func runRestart(ctx context.Context, r *runner, st *Step) error {
 
 // stepCandidates are the forms an unknown step line may have meant.
 func stepCandidates() []candidate {
-	out := []candidate{{"lesson TEXT", "lesson round robin scatters memory sessions"}, {"run with KEY=VALUE ...", "run with store=redis lb=roundrobin"}}
+	out := []candidate{{usage: "lesson TEXT", example: "lesson round robin scatters memory sessions"}, {usage: "run with KEY=VALUE ...", example: "run with store=redis lb=roundrobin"}}
 	for _, f := range steps {
-		out = append(out, candidate{f.Usage, f.Example})
+		out = append(out, candidate{usage: f.Usage, example: f.Example})
+		for _, a := range f.Also {
+			out = append(out, candidate{usage: f.Usage, example: f.Example, also: a})
+		}
 	}
-	return append(out, candidate{"expect WHAT", "expect carts intact"})
+	return append(out, candidate{usage: "expect WHAT", example: "expect carts intact"})
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestProfile: -profile presets the state flags, an explicit flag or
+// environment variable wins, and the profile reported is the one the
+// settings match in full.
+func TestProfile(t *testing.T) {
+	env := func(kv map[string]string) func(string) string {
+		return func(k string) string { return kv[k] }
+	}
+	tests := []struct {
+		name        string
+		args        []string
+		env         map[string]string
+		store, want string
+	}{
+		{"defaults are the stateful profile", nil, nil, "memory", "stateful"},
+		{"stateful", []string{"-profile", "stateful"}, nil, "memory", "stateful"},
+		{"stateless", []string{"-profile", "stateless"}, nil, "redis", "stateless"},
+		{"from the environment", nil, map[string]string{"SHOP_PROFILE": "stateless"}, "redis", "stateless"},
+		{"a flag wins", []string{"-profile", "stateless", "-session-store", "cookie", "-session-keys", strings.Repeat("k", 32)}, nil, "cookie", "custom"},
+		// The variable wins for its flag; the profile still sets the rest
+		// (-live redis), so the whole matches neither profile.
+		{"the flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory"}, "memory", "custom"},
+		{"every flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory", "SHOP_LIVE": "local"}, "memory", "stateful"},
+		{"flags one by one match a profile", []string{"-session-store", "redis"}, nil, "redis", "stateless"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(append([]string{"shop"}, tt.args...), env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.sessionStore != tt.store || c.profile != tt.want {
+				t.Errorf("session store %q, profile %q; want %q, %q", c.sessionStore, c.profile, tt.store, tt.want)
+			}
+		})
+	}
+	_, err := parseFlags([]string{"shop", "-profile", "stateles"}, env(nil), io.Discard)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "-profile") || !strings.Contains(err.Error(), "stateful and stateless") {
+		t.Errorf("a bad profile: %v; want one line naming -profile and its values", err)
+	}
+}
+
+// TestStateAudit: a memory replica's /api/state counts the carts it holds
+// as lost if it is killed, and says so in the headline.
+func TestStateAudit(t *testing.T) {
+	base := startRun(t, map[string]string{"SHOP_DB": filepath.Join(t.TempDir(), "shop.db"), "SHOP_DRAIN": "0s", "SHOP_LOG_LEVEL": "warn"})
+	waitStatus(t, base+"/readyz", http.StatusOK)
+	audit := func() (a struct {
+		Replica, Profile, Loses string
+		Kinds                   []struct {
+			Kind, Lives  string
+			HeldHere     int  `json:"held_here"`
+			LostIfKilled bool `json:"lost_if_killed"`
+		}
+	}) {
+		t.Helper()
+		resp, err := http.Get(base + "/api/state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("/api/state: %s", resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := audit()
+	if a.Replica != "test1" || a.Profile != "stateful" || a.Loses != "nothing" {
+		t.Errorf("before any cart: %+v; want test1, stateful, nothing", a)
+	}
+	for i := 0; i < 2; i++ {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		req, _ := http.NewRequest("POST", base+"/cart/items", strings.NewReader(url.Values{"product_id": {"1"}, "quantity": {"1"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("add: %s", resp.Status)
+		}
+	}
+	a = audit()
+	if a.Loses != "2 carts" {
+		t.Errorf("with two carts in memory the headline is %q; want %q", a.Loses, "2 carts")
+	}
+	var sessions bool
+	for _, k := range a.Kinds {
+		if k.Kind == "sessions" {
+			sessions = true
+			if k.Lives != "replica" || k.HeldHere != 2 || !k.LostIfKilled {
+				t.Errorf("sessions row %+v; want replica, 2 held, lost if killed", k)
+			}
+		}
+	}
+	if !sessions {
+		t.Errorf("no sessions row in %+v", a.Kinds)
+	}
+	resp, err := http.Get(base + "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "kill -9 now would lose: 2 carts.") {
+		t.Errorf("/state: %s, headline missing from the page", resp.Status)
+	}
+}

@@ -1,0 +1,210 @@
+package web
+
+// GET /events: Server-Sent Events. The one response that is not rendered
+// into a buffer and written once: it flushes as it goes, and ends itself
+// at the start of a drain so that its browser reconnects elsewhere.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/statelab/shop/live"
+	"github.com/statelab/shop/state"
+)
+
+// Live is what the web layer needs of the live events (package live): a
+// stream per browser, a place to announce what changed, and the drain.
+// main hands the Server a live.LocalHub or a live.RedisHub.
+type Live interface {
+	// Kind is live.Local or live.Redis.
+	Kind() string
+	// Open registers a stream for v, resuming after lastID ("" for none).
+	Open(ctx context.Context, lastID string, v live.Viewer) (*live.Stream, error)
+	// PublishStock announces a product's new stock.
+	PublishStock(ctx context.Context, productID int64, stock int)
+	// PublishOrder announces an order's change to its owner.
+	PublishOrder(ctx context.Context, o live.Order)
+	// Drain ends every stream and refuses new ones.
+	Drain()
+	// Stats counts streams and events, for /metrics.
+	Stats() live.Stats
+	// Describe is the live state this replica holds, for /state.
+	Describe(ctx context.Context) state.Description
+}
+
+// DefaultLiveHeartbeat is how often an idle stream gets a comment, so that
+// nginx (proxy_read_timeout) and the browser see it alive.
+const DefaultLiveHeartbeat = 15 * time.Second
+
+// liveWriteTimeout bounds one write to a stream: a browser that stops
+// reading blocks the write once the socket buffers fill, and is dropped
+// then (the hub has already stopped queueing for it).
+const liveWriteTimeout = 10 * time.Second
+
+// maxLastEventID bounds the Last-Event-ID a browser may send back.
+const maxLastEventID = 64
+
+// handleEvents is GET /events: a text/event-stream of stock changes, the
+// viewing session's own order changes and notices about the stream, each
+// with an id; resumable with Last-Event-ID (the header EventSource sends
+// when it reconnects, or ?last_event_id= from a page that starts a new
+// EventSource).
+func (s *Server) handleEvents() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			drained(w)
+			return
+		}
+		lastID := r.Header.Get("Last-Event-ID")
+		if lastID == "" {
+			lastID = r.URL.Query().Get("last_event_id")
+		}
+		if len(lastID) > maxLastEventID {
+			s.serveError(w, r, &Error{Status: http.StatusBadRequest, Field: "Last-Event-ID", Message: "longer than " + strconv.Itoa(maxLastEventID) + " characters; this server never sends such an id"})
+			return
+		}
+		st, err := s.live.Open(r.Context(), lastID, s.liveViewer(r))
+		if errors.Is(err, live.ErrDraining) {
+			drained(w)
+			return
+		}
+		if err != nil {
+			s.serveError(w, r, err)
+			return
+		}
+		defer st.Close()
+
+		rc := http.NewResponseController(w)
+		// The server's ReadTimeout would end the request's context once it
+		// passes, and its WriteTimeout the response: a stream lives longer.
+		// Writes get a deadline each instead (write below).
+		rc.SetReadDeadline(time.Time{})
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Accel-Buffering", "no") // nginx: pass it on as it comes
+		w.WriteHeader(http.StatusOK)
+
+		sw := sseWriter{w: w, rc: rc, pos: st.Start}
+		ready, _ := json.Marshal(map[string]string{"replica": s.cfg.Replica, "live": s.live.Kind()})
+		sw.event(live.Event{ID: st.Start, Type: live.TypeReady, Data: ready})
+		for _, e := range st.Backlog {
+			sw.event(e)
+		}
+		if sw.flush() != nil {
+			return
+		}
+		heartbeat := time.NewTicker(s.cfg.LiveHeartbeat)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-heartbeat.C:
+				sw.buf.WriteString(": heartbeat\n\n")
+			case <-st.Wake():
+				evs, err := st.Next()
+				switch {
+				case errors.Is(err, live.ErrDraining):
+					// Spread the reconnections over a second, so that a
+					// drained replica's browsers do not all arrive at once.
+					sw.buf.WriteString("retry: " + strconv.Itoa(250+rand.IntN(1000)) + "\n\n")
+					sw.flush()
+					return
+				case errors.Is(err, live.ErrResume):
+					sw.buf.WriteString("retry: 250\n\n")
+					sw.flush()
+					return
+				case err != nil:
+					return // dropped as slow, or closed
+				}
+				for _, e := range evs {
+					sw.event(e)
+				}
+			}
+			if sw.flush() != nil {
+				return
+			}
+		}
+	})
+}
+
+// drained answers a stream asked of a draining replica: not a 503, which
+// would end an EventSource for good (it reconnects only after a 200), but
+// an empty stream with a retry: hint, so that the browser reconnects by
+// itself, keeping its Last-Event-ID, and lands on another replica.
+func drained(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte("retry: " + strconv.Itoa(250+rand.IntN(1000)) + "\n\n"))
+}
+
+// liveViewer is whom this request's stream is for: its session's identity
+// and account, read without locking or saving anything. Without a session
+// store the stream still carries stock; it has no orders to show.
+func (s *Server) liveViewer(r *http.Request) live.Viewer {
+	cookie := sessionCookie(r)
+	if cookie == "" {
+		return live.Viewer{}
+	}
+	sess, err := s.sessions.Load(r.Context(), cookie, false)
+	if err != nil || sess == nil {
+		return live.Viewer{}
+	}
+	defer sess.Release()
+	id, _ := sess.Account()
+	return live.Viewer{SessionID: sess.SID(), AccountID: id}
+}
+
+// sseWriter writes events in the text/event-stream format into a buffer,
+// and the buffer to the client with a deadline per write.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf bytes.Buffer
+	// pos is the id of the last event written: notices carry it, so that
+	// every event has an id and the browser's position stays true.
+	pos string
+}
+
+func (sw *sseWriter) event(e live.Event) {
+	if e.ID != "" {
+		sw.pos = e.ID
+	}
+	sw.buf.WriteString("id: ")
+	sw.buf.WriteString(sw.pos)
+	sw.buf.WriteString("\nevent: ")
+	sw.buf.WriteString(e.Type)
+	// Data is one line of JSON: json.Marshal escapes every newline.
+	sw.buf.WriteString("\ndata: ")
+	sw.buf.Write(e.Data)
+	sw.buf.WriteString("\n\n")
+}
+
+func (sw *sseWriter) flush() error {
+	if sw.buf.Len() == 0 {
+		return nil
+	}
+	sw.rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout))
+	_, err := sw.w.Write(sw.buf.Bytes())
+	sw.buf.Reset()
+	if err == nil {
+		err = sw.rc.Flush()
+	}
+	return err
+}
+
+// publishOrderPlaced announces a new order's stock changes to every
+// stream, and the order to its owner's.
+func (s *Server) publishOrderPlaced(ctx context.Context, sid string, accountID int64, orderID string, stockLeft map[int64]int) {
+	for id, left := range stockLeft {
+		s.live.PublishStock(ctx, id, left)
+	}
+	s.live.PublishOrder(ctx, live.Order{ID: orderID, AccountID: accountID, SessionID: sid, Status: "placed"})
+}
