@@ -4,7 +4,7 @@
 //
 //	go run ./scenarios list
 //	go run ./scenarios show NAME|PATH.txt
-//	go run ./scenarios run NAME|PATH.txt [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
+//	go run ./scenarios run NAME|PATH.txt [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-live local|redis] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
 //	go run ./scenarios matrix [-only NAME] [-db sqlite|postgres]
 //
@@ -60,6 +60,7 @@ run flags (the first "run with" line of the script that agrees with them is run)
   -lb roundrobin|sticky|noretry nginx's policy (noretry: no retry on another replica, like an L4 balancer)
   -lock on|off                  the session write lock
   -cache off|on|uninvalidated   the near-cache of redis sessions (uninvalidated: on, without invalidation)
+  -live local|redis             live events (GET /events): the shop's default, this replica's only, or every replica's through Redis
   -db sqlite|postgres   the replicas' database: one SQLite file (default), or a PostgreSQL the run starts
   -report FILE.html     write a self-contained report with a timeline
   -target URL           shop against a running cluster instead of starting one
@@ -183,6 +184,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 type runFlags struct {
 	store, lb, lock string
 	cache           string
+	live            string
 	report          string
 	target          string
 	driver          string
@@ -199,6 +201,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin, sticky or noretry")
 	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
 	fs.StringVar(&f.cache, "cache", "", "near-cache of redis sessions: off, on or uninvalidated (on without invalidation, to teach)")
+	fs.StringVar(&f.live, "live", "", "live events: local or redis (unset: the shop's default)")
 	fs.StringVar(&f.report, "report", "", "write an HTML report to this file")
 	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
 	fs.StringVar(&f.driver, "driver", "none", "with -target, fault driver: none, goreman (make cluster) or compose")
@@ -222,7 +225,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}} {
+	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}, {"live", f.live}} {
 		if f.set[c.flag] {
 			if err := lab.CheckConfigValue(c.flag, c.val); err != nil {
 				return "", f, fmt.Errorf("-%v", err)
@@ -251,7 +254,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 func pickConfig(s *lab.Script, f runFlags) lab.Config {
 	agrees := func(c lab.Config) bool {
 		return (!f.set["store"] || c.Store == f.store) && (!f.set["lb"] || c.LB == f.lb) && (!f.set["lock"] || c.Lock == f.lock) &&
-			(!f.set["cache"] || c.Cache == f.cache)
+			(!f.set["cache"] || c.Cache == f.cache) && (!f.set["live"] || c.Live == f.live)
 	}
 	for _, c := range s.Configs {
 		if agrees(c) {
@@ -270,6 +273,9 @@ func pickConfig(s *lab.Script, f runFlags) lab.Config {
 	}
 	if f.set["cache"] {
 		c.Cache = f.cache
+	}
+	if f.set["live"] {
+		c.Live = f.live
 	}
 	return c
 }

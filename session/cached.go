@@ -79,7 +79,8 @@ func NewCachedRedis(rc *redisclient.Client, o Options, co CacheOptions) *CachedR
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &CachedRedisStore{
-		RedisStore: NewRedis(rc, o),
+		// Never redisstore itself: the cache's reads go through our store.
+		RedisStore: newRedis(rc, o, false),
 		cache:      newNearCache(co.MaxBytes),
 		cobs:       obs,
 		noInv:      co.NoInvalidation,
@@ -107,46 +108,44 @@ func (c *CachedRedisStore) Load(ctx context.Context, cookie string, write bool) 
 	if token == "" || write {
 		s, err := c.RedisStore.Load(ctx, cookie, write)
 		if s != nil && token != "" {
-			s.source = CacheWrite
+			s.state.(*redisRequest).src = CacheWrite
 		}
 		return s, err
 	}
 	key := KeyPrefix + token
 	start := time.Now()
 	e, found := c.cache.get(key, minVer, start)
-	var event string
+	q := &redisRequest{}
 	switch found {
 	case lookupHit:
 		c.cobs.ObserveNearCache(CacheHit)
-		c.RedisStore.obs.ObserveStore("find", time.Since(start), nil)
-		return &Session{token: token, sent: true, known: true, deadline: e.deadline, v: e.v, ver: e.ver, size: e.size, source: CacheHit}, nil
+		q.hit, q.src = &e, CacheHit
+		return c.find(ctx, token, q)
 	case lookupBypass:
-		event = CacheBypass
+		q.src = CacheBypass
 	case lookupStale:
-		event = CacheStale
+		q.src = CacheStale
 	default:
-		event = CacheMiss
+		q.src = CacheMiss
 	}
-	c.cobs.ObserveNearCache(event)
+	c.cobs.ObserveNearCache(q.src)
 	var ticket uint64
-	if event != CacheBypass {
+	if q.src != CacheBypass {
 		ticket = c.cache.beginFill(key)
+		q.fill = true
 	}
-	s, err := c.find(ctx, token)
-	var fill *cached
-	if err == nil && s.known {
-		fill = s.copy()
-	}
-	c.cache.endFill(key, ticket, fill)
-	if s != nil {
-		s.source = event
-	}
+	s, err := c.find(ctx, token, q)
+	c.cache.endFill(key, ticket, q.filled)
 	return s, err
 }
 
-// copy is what the near-cache keeps of a session read or written whole.
+// copy is what the near-cache keeps of a session just written whole.
 func (s *Session) copy() *cached {
-	return &cached{deadline: s.deadline, v: s.v, ver: s.ver, size: s.size}
+	size := 0
+	if q, ok := s.state.(*redisRequest); ok {
+		size = q.size
+	}
+	return &cached{deadline: s.Deadline(), vals: s.values(), ver: s.Version(), size: size}
 }
 
 // Save writes to Redis (under the lock the session holds) and refreshes
@@ -154,8 +153,8 @@ func (s *Session) copy() *cached {
 // read, on any replica, gets at least what it was just told.
 func (c *CachedRedisStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
 	oldKey := ""
-	if s.token != "" {
-		oldKey = KeyPrefix + s.token
+	if token := s.Token(); token != "" {
+		oldKey = KeyPrefix + token
 	}
 	var ticket uint64
 	refresh := false
@@ -170,7 +169,7 @@ func (c *CachedRedisStore) Save(ctx context.Context, s *Session) (string, time.T
 		ticket, refresh = c.cache.beginWrite(oldKey), true
 	}
 	token, expires, err := c.RedisStore.Save(ctx, s)
-	key := KeyPrefix + s.token
+	key := KeyPrefix + token
 	switch {
 	case err != nil:
 		if refresh {
@@ -184,7 +183,7 @@ func (c *CachedRedisStore) Save(ctx context.Context, s *Session) (string, time.T
 		// teaching mode that trusts its copies.
 		c.cache.install(key, s.copy())
 	}
-	return token + versionSep + strconv.FormatInt(s.ver, 10), expires, nil
+	return token + versionSep + strconv.FormatInt(s.Version(), 10), expires, nil
 }
 
 // Describe is the Redis store's account, plus the near-cache's.
@@ -207,11 +206,11 @@ func answeredFrom(s *Session, replica string) string {
 	if !s.known {
 		return "There is no session in Redis for this request: nothing to cache."
 	}
-	switch s.source {
+	switch s.NearCache() {
 	case CacheHit:
-		return fmt.Sprintf("This answer came from %s's near-cache (version %d), without asking Redis.", replica, s.ver)
+		return fmt.Sprintf("This answer came from %s's near-cache (version %d), without asking Redis.", replica, s.Version())
 	case CacheMiss:
-		return fmt.Sprintf("This answer came from Redis (%s's near-cache had no copy); version %d is cached now.", replica, s.ver)
+		return fmt.Sprintf("This answer came from Redis (%s's near-cache had no copy); version %d is cached now.", replica, s.Version())
 	case CacheStale:
 		return "This answer came from Redis: the near-cache's copy was older than the version your cookie names."
 	case CacheBypass:

@@ -129,14 +129,37 @@ func NewCookie(co CookieOptions, o Options) (*CookieStore, error) {
 // Kind is Cookie.
 func (c *CookieStore) Kind() string { return Cookie }
 
+// cookieState is what the cookie store knows of one session: where its
+// cookie came from and the last seal, kept in the store's own type.
+type cookieState struct {
+	c        *CookieStore
+	bytes    int // size of the cookie as loaded or saved
+	sealedBy int // which key opened it, -1 for none
+	// The last seal of this session: its plain bytes and the cookie value.
+	sealedFrom []byte
+	sealedAs   string
+}
+
+func (st *cookieState) cookieBytes() int      { return st.bytes }
+func (st *cookieState) fits(s *Session) error { _, err := st.c.seal(s, st); return err }
+func (st *cookieState) source() string        { return "" }
+
+// stateOf is s's cookieState; a session from another store gets a fresh one.
+func (c *CookieStore) stateOf(s *Session) *cookieState {
+	if st, ok := s.state.(*cookieState); ok {
+		return st
+	}
+	st := &cookieState{c: c, sealedBy: -1}
+	s.state = st
+	return st
+}
+
 // Load opens the sealed session. A cookie that was tampered with, sealed
 // with a key this replica lacks, expired or revoked is a fresh session;
 // only the database failing to say an account's epoch is an error.
 func (c *CookieStore) Load(ctx context.Context, cookie string, _ bool) (*Session, error) {
 	if cookie == "" {
-		s := newSession(false, "")
-		s.fits = c.fits
-		return s, nil
+		return c.fresh(false, ""), nil
 	}
 	start := time.Now()
 	s, err := c.open(ctx, cookie)
@@ -144,7 +167,6 @@ func (c *CookieStore) Load(ctx context.Context, cookie string, _ bool) (*Session
 	if err != nil {
 		return nil, err
 	}
-	s.fits = c.fits
 	return s, nil
 }
 
@@ -158,17 +180,17 @@ func (c *CookieStore) open(ctx context.Context, cookie string) (*Session, error)
 		}
 	}
 	if key < 0 {
-		return c.fresh("the cookie could not be opened: it was tampered with, or sealed with a key this replica does not have"), nil
+		return c.fresh(true, "the cookie could not be opened: it was tampered with, or sealed with a key this replica does not have"), nil
 	}
-	st, err := decode(b)
+	deadline, vals, err := decode(b)
 	if err != nil {
-		return c.fresh("the sealed session could not be decoded"), nil
+		return c.fresh(true, "the sealed session could not be decoded"), nil
 	}
-	if !time.Now().Before(st.Deadline) {
-		return c.fresh("the session expired at " + st.Deadline.UTC().Format(time.RFC3339) + ": its expiry is sealed inside the cookie, so a copy dies on time too"), nil
+	if !time.Now().Before(deadline) {
+		return c.fresh(true, "the session expired at "+deadline.UTC().Format(time.RFC3339)+": its expiry is sealed inside the cookie, so a copy dies on time too"), nil
 	}
-	v := st.Values
-	s := &Session{sent: true, known: true, deadline: st.Deadline, v: v, ver: st.Ver, size: len(b), sealedBy: key, bytes: len(cookieName) + 1 + len(cookie)}
+	s := &Session{sent: true, known: true, deadline: deadline, vals: vals,
+		state: &cookieState{c: c, sealedBy: key, bytes: len(cookieName) + 1 + len(cookie)}}
 	if id, _ := s.Account(); id != 0 {
 		// Revocation: the one server-side read this store makes, on every
 		// logged-in request.
@@ -176,26 +198,31 @@ func (c *CookieStore) open(ctx context.Context, cookie string) (*Session, error)
 		if err != nil {
 			return nil, fmt.Errorf("%w: session epoch of account %d: %w", ErrUnavailable, id, err)
 		}
-		if current != v.Epoch {
-			return c.fresh("the cookie was revoked: its account logged out or changed its password since it was sealed"), nil
+		if current != s.epoch() {
+			return c.fresh(true, "the cookie was revoked: its account logged out or changed its password since it was sealed"), nil
 		}
 	}
 	return s, nil
 }
 
-// fresh is an empty session replacing a cookie that could not be used.
-func (c *CookieStore) fresh(why string) *Session { return newSession(true, why) }
+// fresh is an empty session, replacing a cookie that could not be used
+// when there was one (why says why).
+func (c *CookieStore) fresh(sent bool, why string) *Session {
+	s := newSession(sent, why)
+	s.state = &cookieState{c: c, sealedBy: -1}
+	return s
+}
 
 // seal encrypts and authenticates s with the first key and checks the size.
-func (c *CookieStore) seal(s *Session) (string, error) {
+func (c *CookieStore) seal(s *Session, st *cookieState) (string, error) {
 	b, err := s.encode()
 	if err != nil {
 		return "", fmt.Errorf("session: encode: %w", err)
 	}
 	// Fits sealed this very session a moment ago (the cart changed, then
 	// nothing else): the same bytes need no second encryption.
-	if s.sealedFrom != nil && bytes.Equal(s.sealedFrom, b) {
-		return s.sealedAs, nil
+	if st.sealedFrom != nil && bytes.Equal(st.sealedFrom, b) {
+		return st.sealedAs, nil
 	}
 	plain := bytes.Clone(b) // Encode encrypts b in place
 	sealed, err := c.codecs[0].Encode(cookieName, b)
@@ -210,26 +237,22 @@ func (c *CookieStore) seal(s *Session) (string, error) {
 	if size := len(cookieName) + 1 + len(sealed); size > c.limit {
 		return "", &TooLargeError{Size: size, Limit: c.limit}
 	}
-	s.sealedFrom, s.sealedAs = plain, sealed
+	st.sealedFrom, st.sealedAs = plain, sealed
 	return sealed, nil
-}
-
-// fits is Session.Fits for this store: it seals s to measure it.
-func (c *CookieStore) fits(s *Session) error {
-	_, err := c.seal(s)
-	return err
 }
 
 // Save seals the session into the value of its cookie. A session that
 // would not fit fails with a *TooLargeError and changes nothing.
 func (c *CookieStore) Save(_ context.Context, s *Session) (string, time.Time, error) {
+	defer s.Release() // there is no lock; the rule is the same for every store
+	st := c.stateOf(s)
 	start := time.Now()
-	sealed, err := c.seal(s)
+	sealed, err := c.seal(s, st)
 	c.obs.ObserveStore("commit", time.Since(start), nil)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	s.known, s.sealedBy, s.bytes = true, 0, len(cookieName)+1+len(sealed)
+	s.known, st.sealedBy, st.bytes = true, 0, len(cookieName)+1+len(sealed)
 	s.renew, s.modified = false, false
 	return sealed, s.deadline, nil
 }
@@ -239,10 +262,11 @@ func (c *CookieStore) Ping(context.Context) error { return nil }
 
 // Describe tells what the browser holds and what would end it.
 func (c *CookieStore) Describe(_ context.Context, s *Session, replica string) Description {
+	st := c.stateOf(s)
 	d := Description{
-		TTL:          time.Until(s.deadline),
-		SizeBytes:    s.bytes,
-		Size:         fmt.Sprintf("%d bytes in your browser's cookie, sealed (encrypted and authenticated), sent with every request; a browser keeps at most %d", s.bytes, c.limit),
+		TTL:          time.Until(s.Deadline()),
+		SizeBytes:    st.bytes,
+		Size:         fmt.Sprintf("%d bytes in your browser's cookie, sealed (encrypted and authenticated), sent with every request; a browser keeps at most %d", st.bytes, c.limit),
 		Lock:         "none: -session-lock has no effect with cookies. Nothing on a server holds the session, so there is nothing to lock: two tabs that change the cart at once each get their own sealed copy back, and the last cookie the browser stores wins (lost updates).",
 		ReplicaDeath: ReplicaDeathStory(Cookie, replica),
 		RedisOutage:  "Nothing happens to it: no replica reads Redis to serve it. A replica that is configured with a Redis uses it only for shared services (login limits, who is up), and those say so when it is gone.",
@@ -252,9 +276,9 @@ func (c *CookieStore) Describe(_ context.Context, s *Session, replica string) De
 	if !s.known {
 		d.Size = "no sealed session yet: the first change creates the cookie"
 	}
-	if s.sealedBy >= 0 && s.sealedBy < len(c.codecs) && s.known {
-		d.Key = fmt.Sprintf("key %d of %d (fingerprint %s)", s.sealedBy+1, len(c.codecs), c.fingerprints[s.sealedBy])
-		if s.sealedBy == 0 {
+	if st.sealedBy >= 0 && st.sealedBy < len(c.codecs) && s.known {
+		d.Key = fmt.Sprintf("key %d of %d (fingerprint %s)", st.sealedBy+1, len(c.codecs), c.fingerprints[st.sealedBy])
+		if st.sealedBy == 0 {
 			d.Key += ", the newest, which seals every write"
 		} else {
 			d.Key += ", an older key this replica still opens with; the next write reseals it with key 1"

@@ -56,7 +56,7 @@ func TestCookieSealsOnce(t *testing.T) {
 	if err := s.Fits(); err != nil {
 		t.Fatal(err)
 	}
-	measured := s.sealedAs
+	measured := s.state.(*cookieState).sealedAs
 	saved, _, err := st.Save(t.Context(), s)
 	if err != nil || saved != measured {
 		t.Errorf("Save after Fits sealed again: %v, same value %v", err, saved == measured)

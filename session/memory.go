@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/alexedwards/scs/v2/memstore"
 )
 
 // memoryCleanup is how often the memory store drops expired sessions.
@@ -25,26 +27,14 @@ const evictSample = 8
 // that their browsers learn why their cart is gone.
 const maxEvictedRemembered = 4096
 
-// MemoryStore keeps sessions in this process: the stateful choice. A
-// session lives and dies with the replica that created it, and so only
-// this process can write it: its lock is an in-process mutex.
+// MemoryStore keeps sessions in this process: the stateful choice. scs
+// manages them over its memstore, bounded (memstore keeps all it is
+// given); a session lives and dies with the replica that created it, and
+// so only this process can write it: its lock is an in-process mutex.
 type MemoryStore struct {
-	obs   Observer
+	scs   *scsSessions
+	mem   *boundedMemStore
 	locks *memoryLocks // nil with the lock off
-
-	max     int // sessions at most; past it the least recently used goes
-	mu      sync.RWMutex
-	items   map[string]memoryItem
-	evicted evictedTokens // guarded by mu
-
-	stop chan struct{}
-	once sync.Once
-}
-
-type memoryItem struct {
-	b       []byte // the encoded session, as a shared store would hold it
-	expires time.Time
-	used    *atomic.Int64 // Unix nanoseconds of the last load or save
 }
 
 // NewMemory returns an empty memory store holding at most
@@ -54,11 +44,11 @@ func NewMemory(o Options) *MemoryStore {
 	if max <= 0 {
 		max = DefaultMaxMemorySessions
 	}
-	m := &MemoryStore{obs: o.observer(), max: max, items: make(map[string]memoryItem), stop: make(chan struct{})}
+	mem := newBoundedMemStore(max, o.observer())
+	m := &MemoryStore{scs: newSCS(mem, o.observer()), mem: mem}
 	if o.Lock {
 		m.locks = &memoryLocks{locks: make(map[string]*keyLock)}
 	}
-	go m.cleanup()
 	return m
 }
 
@@ -69,33 +59,27 @@ func (m *MemoryStore) Kind() string { return Memory }
 func (m *MemoryStore) Load(ctx context.Context, cookie string, write bool) (*Session, error) {
 	token := validToken(cookie)
 	if token == "" {
-		return newSession(false, ""), nil
+		return m.scs.load(ctx, "")
 	}
-	var lock *heldLock
+	var lock *Lock
 	if write && m.locks != nil {
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(ctx, LockWait)
-		release, err := m.locks.lock(ctx, token)
+		lctx, cancel := context.WithTimeout(ctx, LockWait)
+		release, err := m.locks.lock(lctx, token)
 		cancel()
-		m.obs.ObserveLockWait(time.Since(start), err != nil)
+		m.scs.obs.ObserveLockWait(time.Since(start), err != nil)
 		if err != nil {
 			return nil, err
 		}
-		lock = &heldLock{release: release}
+		lock = &Lock{free: release}
 	}
-	start := time.Now()
-	m.mu.RLock()
-	it, found := m.items[token]
-	evicted := !found && m.evicted.has(token)
-	m.mu.RUnlock()
-	found = found && time.Now().Before(it.expires)
-	if found {
-		it.used.Store(time.Now().UnixNano())
+	s, err := m.scs.load(ctx, token)
+	if err != nil {
+		lock.release()
+		return nil, err
 	}
-	m.obs.ObserveStore("find", time.Since(start), nil)
-	s := open(token, it.b, found)
-	if evicted {
-		s.dropped = fmt.Sprintf("this replica keeps at most %d sessions in memory (-memory-sessions) and evicted yours, one of the least recently used, to make room for a new one", m.max)
+	if !s.known && m.mem.wasEvicted(token) {
+		s.dropped = fmt.Sprintf("this replica keeps at most %d sessions in memory (-memory-sessions) and evicted yours, one of the least recently used, to make room for a new one", m.mem.max)
 	}
 	s.lock = lock
 	return s, nil
@@ -104,50 +88,111 @@ func (m *MemoryStore) Load(ctx context.Context, cookie string, write bool) (*Ses
 // Save stores s under its token (a new one for a new or renewed session)
 // and releases its lock.
 func (m *MemoryStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
-	defer s.Release()
-	b, err := s.encode()
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
-	}
-	if s.renew && s.token != "" {
-		start := time.Now()
-		m.mu.Lock()
-		delete(m.items, s.token)
-		m.mu.Unlock()
-		m.obs.ObserveStore("delete", time.Since(start), nil)
-		s.token = ""
-	}
-	if s.token == "" {
-		s.token = newToken()
-	}
-	s.renew = false
-	start := time.Now()
-	used := new(atomic.Int64)
-	used.Store(start.UnixNano())
-	m.mu.Lock()
-	evicted := false
-	if _, ok := m.items[s.token]; !ok && len(m.items) >= m.max {
-		m.evictLocked()
-		evicted = true
-	}
-	m.items[s.token] = memoryItem{b: b, expires: s.deadline, used: used}
-	m.mu.Unlock()
-	if evicted {
-		m.obs.ObserveStore("evict", 0, nil)
-	}
-	m.obs.ObserveStore("commit", time.Since(start), nil)
-	s.modified = false
-	return s.token, s.deadline, nil
+	return m.scs.commit(ctx, s)
 }
 
-// evictLocked drops the least recently used of a few sessions, as Redis's
-// allkeys-lru does: a new session is never refused, and a flood of new
-// sessions pushes out idle ones before active ones. m.mu is held.
-func (m *MemoryStore) evictLocked() {
+// boundedMemStore is scs's memstore with a bound: memstore keeps every
+// session it is given until it expires, and a flood of new sessions would
+// take the replica's memory. It indexes the tokens memstore holds, with
+// when each was last used, and past the bound drops one of the least
+// recently used before it commits a new one.
+type boundedMemStore struct {
+	ms  *memstore.MemStore
+	obs Observer
+	max int // sessions at most; past it the least recently used goes
+
+	mu      sync.RWMutex
+	index   map[string]*memoryItem
+	evicted evictedTokens // guarded by mu
+
+	stop chan struct{}
+	once sync.Once
+}
+
+type memoryItem struct {
+	expires time.Time
+	used    atomic.Int64 // Unix nanoseconds of the last load or save
+}
+
+func newBoundedMemStore(max int, obs Observer) *boundedMemStore {
+	b := &boundedMemStore{
+		// Its own cleanup would not tell the index: ours drops from both.
+		ms:  memstore.NewWithCleanupInterval(0),
+		obs: obs, max: max, index: make(map[string]*memoryItem), stop: make(chan struct{}),
+	}
+	go b.cleanup()
+	return b
+}
+
+// Find is memstore's, noting the use.
+func (b *boundedMemStore) Find(token string) ([]byte, bool, error) {
+	data, found, err := b.ms.Find(token)
+	if found {
+		b.mu.RLock()
+		it := b.index[token]
+		b.mu.RUnlock()
+		if it != nil {
+			it.used.Store(time.Now().UnixNano())
+		}
+	}
+	return data, found, err
+}
+
+// Commit makes room for a new token past the bound, then is memstore's.
+func (b *boundedMemStore) Commit(token string, data []byte, expiry time.Time) error {
+	it := &memoryItem{expires: expiry}
+	it.used.Store(time.Now().UnixNano())
+	b.mu.Lock()
+	_, had := b.index[token]
+	evicted := ""
+	if !had && len(b.index) >= b.max {
+		evicted = b.evictLocked()
+	}
+	b.index[token] = it
+	// Under mu: the index and memstore hold the same tokens.
+	if evicted != "" {
+		b.ms.Delete(evicted)
+	}
+	err := b.ms.Commit(token, data, expiry)
+	b.mu.Unlock()
+	if evicted != "" {
+		b.obs.ObserveStore("evict", 0, nil)
+	}
+	return err
+}
+
+// Delete is memstore's.
+func (b *boundedMemStore) Delete(token string) error {
+	start := time.Now()
+	b.mu.Lock()
+	delete(b.index, token)
+	err := b.ms.Delete(token)
+	b.mu.Unlock()
+	b.obs.ObserveStore("delete", time.Since(start), err)
+	return err
+}
+
+func (b *boundedMemStore) len() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.index)
+}
+
+func (b *boundedMemStore) wasEvicted(token string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.evicted.has(token)
+}
+
+// evictLocked drops the least recently used of a few sessions from the
+// index, as Redis's allkeys-lru does, and returns its token for memstore to
+// drop: a new session is never refused, and a flood of new sessions pushes
+// out idle ones before active ones. b.mu is held.
+func (b *boundedMemStore) evictLocked() string {
 	var oldest string
 	var oldestUsed int64
 	n := 0
-	for token, it := range m.items { // Go starts a range at a random entry
+	for token, it := range b.index { // Go starts a range at a random entry
 		if u := it.used.Load(); oldest == "" || u < oldestUsed {
 			oldest, oldestUsed = token, u
 		}
@@ -155,8 +200,9 @@ func (m *MemoryStore) evictLocked() {
 			break
 		}
 	}
-	delete(m.items, oldest)
-	m.evicted.add(oldest)
+	delete(b.index, oldest)
+	b.evicted.add(oldest)
+	return oldest
 }
 
 // evictedTokens remembers the last tokens evicted, in a ring.
@@ -183,11 +229,7 @@ func (e *evictedTokens) has(token string) bool {
 }
 
 // Len is how many sessions this process holds now.
-func (m *MemoryStore) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.items)
-}
+func (m *MemoryStore) Len() int { return m.mem.len() }
 
 // Ping always answers: the store is this process.
 func (m *MemoryStore) Ping(context.Context) error { return nil }
@@ -195,7 +237,7 @@ func (m *MemoryStore) Ping(context.Context) error { return nil }
 // Describe tells what this process holds of s.
 func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) Description {
 	d := Description{
-		TTL:          time.Until(s.deadline),
+		TTL:          time.Until(s.Deadline()),
 		ReplicaDeath: ReplicaDeathStory(Memory, replica),
 		RedisOutage:  "Nothing happens to it: memory sessions never touch Redis.",
 		KeyChange:    keylessText,
@@ -205,15 +247,13 @@ func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) De
 		d.SizeBytes = len(b)
 		d.Size = fmt.Sprintf("%d bytes of JSON in %s's memory; the cookie holds only a %d-character token", len(b), replica, tokenLen)
 	}
-	m.mu.RLock()
-	n := len(m.items)
-	m.mu.RUnlock()
+	n := m.mem.len()
 	d.Capacity = fmt.Sprintf("Memory sessions are bounded by %s's RAM: it keeps at most %d sessions (-memory-sessions) and holds %d now. "+
-		"Past the bound, each new session evicts one of the least recently used, whose browser then finds an empty cart.", replica, m.max, n)
+		"Past the bound, each new session evicts one of the least recently used, whose browser then finds an empty cart.", replica, m.mem.max, n)
 	switch {
 	case m.locks == nil:
 		d.Lock = lockOffText
-	case m.locks.held(s.token):
+	case m.locks.held(s.Token()):
 		d.Lock = "held right now by a write in this process (an in-process mutex: memory sessions only ever change here)"
 	default:
 		d.Lock = "free: an in-process mutex, taken only while a write to this session runs (memory sessions only ever change here)"
@@ -231,26 +271,27 @@ const (
 // Close stops the cleanup. The sessions stay readable until the process
 // ends.
 func (m *MemoryStore) Close() error {
-	m.once.Do(func() { close(m.stop) })
+	m.mem.once.Do(func() { close(m.mem.stop) })
 	return nil
 }
 
 // cleanup drops expired sessions every memoryCleanup until Close.
-func (m *MemoryStore) cleanup() {
+func (b *boundedMemStore) cleanup() {
 	tick := time.NewTicker(memoryCleanup)
 	defer tick.Stop()
 	for {
 		select {
-		case <-m.stop:
+		case <-b.stop:
 			return
 		case now := <-tick.C:
-			m.mu.Lock()
-			for token, it := range m.items {
+			b.mu.Lock()
+			for token, it := range b.index {
 				if !now.Before(it.expires) {
-					delete(m.items, token)
+					delete(b.index, token)
+					b.ms.Delete(token)
 				}
 			}
-			m.mu.Unlock()
+			b.mu.Unlock()
 		}
 	}
 }

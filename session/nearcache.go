@@ -31,7 +31,7 @@ const entryOverhead = 256
 // costs no JSON.
 type cached struct {
 	deadline time.Time
-	v        values
+	vals     map[string]any // as scs holds them; never changed once cached
 	ver      int64
 	size     int // the encoded bytes, as Redis holds them
 }

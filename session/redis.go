@@ -12,8 +12,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
+	"github.com/alexedwards/scs/redisstore"
 	"github.com/gomodule/redigo/redis"
 	"github.com/statelab/shop/internal/redisclient"
 )
@@ -25,19 +27,37 @@ const KeyPrefix = "scs:session:"
 // LockPrefix + token is a session's lock key.
 const LockPrefix = "lock:session:"
 
-// RedisStore keeps sessions in Redis: the stateless choice.
+// RedisStore keeps sessions in Redis: the stateless choice. scs manages
+// them. With the lock off and no WAIT, its store is scs's redisstore as
+// it comes (sessionManager.Store = redisstore.New(pool)); otherwise it is
+// redisBackend below, an scs.CtxStore over the same pool and the same keys
+// that adds the lock, WAIT and the near-cache's reads.
 type RedisStore struct {
-	rc    *redisclient.Client
-	obs   Observer
-	lock  bool
-	wait  int        // replicas a commit waits for (WAIT); 0 acknowledges at once
-	stale staleLocks // lock values a stall may have left behind (stale.go)
+	scs  *scsSessions
+	rc   *redisclient.Client
+	obs  Observer
+	lock bool
+	own  *redisBackend // nil when redisstore is the store
 }
 
 // NewRedis returns a store over rc. Redis need not be up yet: requests
 // fail fast (ErrUnavailable) until it is.
 func NewRedis(rc *redisclient.Client, o Options) *RedisStore {
-	return &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock, wait: o.WaitReplicas}
+	return newRedis(rc, o, !o.Lock && o.WaitReplicas == 0)
+}
+
+// newRedis returns the store, on redisstore when plain.
+func newRedis(rc *redisclient.Client, o Options, plain bool) *RedisStore {
+	r := &RedisStore{rc: rc, obs: o.observer(), lock: o.Lock}
+	if plain {
+		r.scs = newSCS(redisstore.New(rc.Pool()), r.obs)
+	} else {
+		r.own = &redisBackend{rc: rc, wait: o.WaitReplicas}
+		r.scs = newSCS(r.own, r.obs)
+		r.own.codec = r.scs.codec
+	}
+	r.scs.classify = redisclient.Classify
+	return r
 }
 
 // Kind is Redis.
@@ -47,131 +67,107 @@ func (r *RedisStore) Kind() string { return Redis }
 // never frees a lock that expired and was taken by someone else.
 var unlockScript = redis.NewScript(1, `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
+// redisRequest is what the redis store knows of one session in one
+// request, beside scs's data. It is the context scs loads the session
+// with, so that it travels to redisBackend without a context of its own.
+type redisRequest struct {
+	context.Context
+
+	token string // the token the session was loaded under; "" for a new one
+	prior []byte // the bytes read: what a write WAIT refuses puts back
+	size  int    // bytes Redis holds for the session, when read or written
+
+	attempt *Lock    // a lock to try in the same round trip as the GET
+	lock    *Lock    // the lock the session holds, for the commit to carry
+	olds    []string // tokens a renewal dropped: deleted with the commit
+
+	// The near-cache's part (cached.go).
+	hit    *cached // a current copy: no round trip
+	fill   bool    // decode what Redis answers, for the cache
+	filled *cached // what it answered, decoded
+	src    string  // where the session was found
+	ticket handoffTicket
+}
+
+type redisRequestKey struct{}
+
+// Value makes the request findable in the context scs passes on.
+func (q *redisRequest) Value(key any) any {
+	if key == (redisRequestKey{}) {
+		return q
+	}
+	return q.Context.Value(key)
+}
+
+func (q *redisRequest) cookieBytes() int    { return 0 }
+func (q *redisRequest) fits(*Session) error { return nil }
+func (q *redisRequest) source() string      { return q.src }
+func requestOf(ctx context.Context) *redisRequest {
+	q, _ := ctx.Value(redisRequestKey{}).(*redisRequest)
+	return q
+}
+
 // Load reads the session; for a write with the lock on, the read rides in
 // the lock's pipeline.
 func (r *RedisStore) Load(ctx context.Context, cookie string, write bool) (*Session, error) {
 	token, _ := splitCookie(cookie)
 	token = validToken(token)
-	if token == "" {
-		return newSession(false, ""), nil
-	}
-	if write && r.lock {
+	if token != "" && write && r.lock {
 		return r.loadLocked(ctx, token)
 	}
-	return r.find(ctx, token)
+	return r.find(ctx, token, &redisRequest{})
 }
 
-// find reads the session with one GET.
-func (r *RedisStore) find(ctx context.Context, token string) (*Session, error) {
-	start := time.Now()
-	var b []byte
-	err := r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
-		b, err = redis.Bytes(redis.DoContext(conn, ctx, "GET", KeyPrefix+token))
-		return err
-	})
-	found := err == nil
-	if errors.Is(err, redis.ErrNil) {
-		err = nil
-	}
-	r.obs.ObserveStore("find", time.Since(start), err)
+// find has scs load the session, q travelling with it.
+func (r *RedisStore) find(ctx context.Context, token string, q *redisRequest) (*Session, error) {
+	q.Context = ctx
+	s, err := r.scs.load(q, token)
 	if err != nil {
-		return nil, fmt.Errorf("%w: find: %w", ErrUnavailable, err)
+		return nil, err
 	}
-	return opened(token, b, found), nil
+	s.state = q
+	return s, nil
 }
 
-// opened is open for the Redis store, which keeps the bytes it read: what
-// a write that WAIT refuses puts back.
-func opened(token string, b []byte, found bool) *Session {
-	s := open(token, b, found)
-	if s.known {
-		s.prior = b
-	}
-	return s
-}
+// errLockBusy: the lock's SET NX found another holder.
+var errLockBusy = errors.New("session lock busy")
 
 // loadLocked takes the session's lock, retrying with backoff for at most
 // LockWait, and returns the session read in the same round trip.
 func (r *RedisStore) loadLocked(ctx context.Context, token string) (*Session, error) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, LockWait)
+	wctx, cancel := context.WithTimeout(ctx, LockWait)
 	defer cancel()
 	key := LockPrefix + token
 	value := randomHex(16)
 	backoff := 2 * time.Millisecond
 	for {
-		try := time.Now()
-		b, found, ok, err := r.tryLock(ctx, token, key, value)
-		if err != nil {
-			// The SET may land even though we saw an error (a client-side
-			// timeout while Redis was stalled, which applies it when it
-			// wakes): the next lock attempt on this key releases it, or that
-			// write would wait until the lock expires.
-			r.stale.remember(key, value)
+		q := &redisRequest{attempt: &Lock{key: key, value: value, free: func() { r.unlock(key, value) }}}
+		s, err := r.find(wctx, token, q)
+		switch {
+		case err == nil:
+			r.obs.ObserveLockWait(time.Since(start), false)
+			s.lock, q.lock = q.attempt, q.attempt
+			return s, nil
+		case !errors.Is(err, errLockBusy):
 			// The wait's own deadline cut this attempt short: a busy lock,
 			// not an outage. The deadline, not ctx.Err(): the connection's
 			// read deadline can fire a moment before the context's timer.
-			if deadline, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(deadline) {
+			if deadline, _ := wctx.Deadline(); wctx.Err() != nil || !time.Now().Before(deadline) {
 				r.obs.ObserveLockWait(time.Since(start), true)
 				return nil, ErrLockTimeout
 			}
 			r.obs.ObserveLockWait(time.Since(start), false)
-			return nil, fmt.Errorf("%w: lock: %w", ErrUnavailable, err)
-		}
-		if ok {
-			r.obs.ObserveLockWait(time.Since(start), false)
-			r.obs.ObserveStore("find", time.Since(try), nil)
-			s := opened(token, b, found)
-			s.lock = &heldLock{key: key, value: value, release: func() { r.unlock(key, value) }}
-			return s, nil
+			return nil, err
 		}
 		select {
-		case <-ctx.Done():
+		case <-wctx.Done():
 			r.obs.ObserveLockWait(time.Since(start), true)
 			return nil, ErrLockTimeout
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 50*time.Millisecond)
 	}
-}
-
-// tryLock sends SET NX and the session's GET in one pipeline, after the
-// release of any lock on key that an earlier failed exchange may have left
-// behind. One attempt may take the client's timeout, however long the lock
-// wait is: a stalled Redis is an outage to answer in a second, not a busy
-// lock.
-func (r *RedisStore) tryLock(ctx context.Context, token, key, value string) (b []byte, found, ok bool, err error) {
-	stale := r.stale.values(key)
-	err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		if len(stale) > 0 {
-			releaseStaleScript.Send(conn, redis.Args{key}.AddFlat(stale)...)
-		}
-		conn.Send("SET", key, value, "NX", "PX", lockTTL.Milliseconds())
-		conn.Send("GET", KeyPrefix+token)
-		if err := conn.Flush(); err != nil {
-			return err
-		}
-		if len(stale) > 0 {
-			deleted, err := redis.String(redis.ReceiveContext(conn, ctx))
-			if err != nil && !errors.Is(err, redis.ErrNil) {
-				return err
-			}
-			r.stale.released(key, stale, deleted)
-		}
-		set, setErr := redis.ReceiveContext(conn, ctx)
-		var getErr error
-		b, getErr = redis.Bytes(redis.ReceiveContext(conn, ctx))
-		found = getErr == nil
-		if errors.Is(getErr, redis.ErrNil) {
-			getErr = nil
-		}
-		if err := errors.Join(setErr, getErr); err != nil {
-			return err
-		}
-		ok = set != nil // nil: NX found someone else's lock
-		return nil
-	})
-	return b, found, ok, err
 }
 
 // unlock releases a lock this replica took. When Redis does not answer,
@@ -183,8 +179,8 @@ func (r *RedisStore) unlock(key, value string) {
 		_, err := unlockScript.DoContext(ctx, conn, key, value)
 		return err
 	})
-	if err != nil {
-		r.stale.remember(key, value)
+	if err != nil && r.own != nil {
+		r.own.stale.remember(key, value)
 	}
 }
 
@@ -193,115 +189,238 @@ func (r *RedisStore) unlock(key, value string) {
 // the session holds. With WaitReplicas the commit is commitDurable's
 // instead.
 func (r *RedisStore) Save(ctx context.Context, s *Session) (string, time.Time, error) {
-	defer s.Release() // when the commit did not release it
-	s.ver++
-	b, err := s.encode()
+	ver := s.Version()
+	s.put(keyVer, ver+1)
+	token, expires, err := r.scs.commit(ctx, s)
 	if err != nil {
-		s.ver--
-		return "", time.Time{}, fmt.Errorf("session: encode: %w", err)
+		s.put(keyVer, ver)
+		return "", time.Time{}, err
 	}
-	s.size = len(b)
-	priorKey := "" // the key the session had in Redis, if it had one
-	if s.token != "" {
-		priorKey = KeyPrefix + s.token
+	return token, expires, nil
+}
+
+// redisBackend is our scs.CtxStore over the shop's Redis client: the keys
+// and bytes of redisstore, plus what redisstore cannot do. A lock attempt
+// rides with the GET (two round trips for a locked write, where
+// redisstore and a separate lock would take four), a renewal's DEL and the
+// unlock ride with the commit, a commit can wait for replicas (WAIT), and
+// the near-cache's reads are answered from this replica.
+type redisBackend struct {
+	rc    *redisclient.Client
+	codec *codec
+	wait  int        // replicas a commit waits for (WAIT); 0 acknowledges at once
+	stale staleLocks // lock values a stall may have left behind (stale.go)
+}
+
+// FindCtx reads a session: from the near-cache's copy, with a lock
+// attempt, or with one GET.
+func (b *redisBackend) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	q := requestOf(ctx)
+	if q == nil {
+		q = &redisRequest{}
 	}
-	old := ""
-	if s.renew {
-		old = s.token
-		s.token = ""
+	q.token = token
+	if q.hit != nil {
+		q.size = q.hit.size
+		return b.codec.handoff(&q.ticket, q.hit.deadline, maps.Clone(q.hit.vals)), true, nil
 	}
-	if s.token == "" {
-		s.token = newToken()
-	}
-	start := time.Now()
-	if r.wait > 0 {
-		err = r.commitDurable(ctx, s, old, priorKey, b)
+	var data []byte
+	var found bool
+	if l := q.attempt; l != nil {
+		var ok bool
+		var err error
+		data, found, ok, err = b.tryLock(ctx, token, l.key, l.value)
+		if err != nil {
+			// The SET may land even though we saw an error (a client-side
+			// timeout while Redis was stalled, which applies it when it
+			// wakes): the next lock attempt on this key releases it, or that
+			// write would wait until the lock expires.
+			b.stale.remember(l.key, l.value)
+			return nil, false, err
+		}
+		if !ok {
+			return nil, false, errLockBusy
+		}
 	} else {
-		err = r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-			if old != "" {
+		err := b.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
+			data, err = redis.Bytes(redis.DoContext(conn, ctx, "GET", KeyPrefix+token))
+			return err
+		})
+		found = err == nil
+		if err != nil && !errors.Is(err, redis.ErrNil) {
+			return nil, false, err
+		}
+	}
+	if !found {
+		return nil, false, nil
+	}
+	q.prior, q.size = data, len(data)
+	if q.fill {
+		deadline, m, err := decode(data)
+		if err != nil {
+			return data, true, nil // scs's decode says so
+		}
+		ver, _ := m[keyVer].(int64)
+		q.filled = &cached{deadline: deadline, vals: m, ver: ver, size: len(data)}
+		return b.codec.handoff(&q.ticket, deadline, maps.Clone(m)), true, nil
+	}
+	return data, true, nil
+}
+
+// tryLock sends SET NX and the session's GET in one pipeline, after the
+// release of any lock on key that an earlier failed exchange may have left
+// behind. One attempt may take the client's timeout, however long the lock
+// wait is: a stalled Redis is an outage to answer in a second, not a busy
+// lock.
+func (b *redisBackend) tryLock(ctx context.Context, token, key, value string) (data []byte, found, ok bool, err error) {
+	stale := b.stale.values(key)
+	err = b.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		if len(stale) > 0 {
+			releaseStaleScript.Send(conn, redis.Args{key}.AddFlat(stale)...)
+		}
+		conn.Send("SET", key, value, "NX", "PX", lockTTL.Milliseconds())
+		conn.Send("GET", KeyPrefix+token)
+		if err := conn.Flush(); err != nil {
+			return err
+		}
+		// Receive returns an error reply as the error: each is checked.
+		if len(stale) > 0 {
+			deleted, err := redis.String(redis.ReceiveContext(conn, ctx))
+			if err != nil && !errors.Is(err, redis.ErrNil) {
+				return err
+			}
+			b.stale.released(key, stale, deleted)
+		}
+		set, setErr := redis.ReceiveContext(conn, ctx)
+		var getErr error
+		data, getErr = redis.Bytes(redis.ReceiveContext(conn, ctx))
+		found = getErr == nil
+		if errors.Is(getErr, redis.ErrNil) {
+			getErr = nil
+		}
+		if err := errors.Join(setErr, getErr); err != nil {
+			return err
+		}
+		ok = set != nil // nil: NX found someone else's lock
+		return nil
+	})
+	return data, found, ok, err
+}
+
+// CommitCtx writes the session and its expiry in one command (SET PXAT:
+// one where redisstore's MULTI/SET/PEXPIREAT/EXEC is four), with a
+// renewal's DEL and the unlock in the same round trip. Every reply is
+// checked: a refused SET (OOM, READONLY, NOAUTH) is an error, never an
+// acknowledged write. With WaitReplicas the commit is commitDurable's.
+func (b *redisBackend) CommitCtx(ctx context.Context, token string, data []byte, expiry time.Time) error {
+	q := requestOf(ctx)
+	if q == nil {
+		q = &redisRequest{}
+	}
+	if b.wait > 0 {
+		if err := b.commitDurable(ctx, q, token, data, expiry); err != nil {
+			return err
+		}
+	} else {
+		err := b.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+			for _, old := range q.olds {
 				conn.Send("DEL", KeyPrefix+old)
 			}
-			// The value and its expiry in one command, atomic by itself (PXAT,
-			// Redis 6.2): one command where MULTI/SET/PEXPIREAT/EXEC were four.
-			conn.Send("SET", KeyPrefix+s.token, b, "PXAT", s.deadline.UnixMilli())
-			if s.lock == nil || s.lock.key == "" {
-				_, err := redis.DoContext(conn, ctx, "")
+			conn.Send("SET", KeyPrefix+token, data, "PXAT", expiry.UnixMilli())
+			if !q.lock.held() || q.lock.key == "" {
+				_, err := redisclient.Flush(ctx, conn)
 				return err
 			}
-			// Do returns the first error among the pipeline's replies: a failed
-			// SET leaves the lock held, for Release to free.
-			if _, err := unlockScript.DoContext(ctx, conn, s.lock.key, s.lock.value); err != nil {
+			// Do returns the first error among the pipeline's replies: a
+			// failed SET leaves the lock for Release to free.
+			if _, err := unlockScript.DoContext(ctx, conn, q.lock.key, q.lock.value); err != nil {
 				return err
 			}
-			s.lock = nil
+			q.lock.carried()
 			return nil
 		})
-	}
-	r.obs.ObserveStore("commit", time.Since(start), err)
-	if err != nil {
-		if old != "" {
-			s.token = old // nothing changed: the old token still names the session
+		if err != nil {
+			return err
 		}
-		s.ver--
-		return "", time.Time{}, fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
 	}
-	s.renew, s.modified = false, false
-	s.prior = b // what Redis holds now, should this request write again
-	return s.token, s.deadline, nil
+	q.token, q.prior, q.size, q.olds = token, data, len(data), nil
+	return nil
 }
+
+// DeleteCtx drops a session. A renewal's delete waits for the commit that
+// follows it and rides in its round trip: should the commit fail, the old
+// token still names the session.
+func (b *redisBackend) DeleteCtx(ctx context.Context, token string) error {
+	if q := requestOf(ctx); q != nil {
+		q.olds = append(q.olds, token)
+		return nil
+	}
+	return b.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		_, err := redis.DoContext(conn, ctx, "DEL", KeyPrefix+token)
+		return err
+	})
+}
+
+// Find, Commit and Delete are scs.Store's, for callers without a context.
+func (b *redisBackend) Find(token string) ([]byte, bool, error) {
+	return b.FindCtx(context.Background(), token)
+}
+
+func (b *redisBackend) Commit(token string, data []byte, expiry time.Time) error {
+	return b.CommitCtx(context.Background(), token, data, expiry)
+}
+
+func (b *redisBackend) Delete(token string) error { return b.DeleteCtx(context.Background(), token) }
 
 // errNotDurable: fewer replicas than asked confirmed a write in time. The
 // write was taken back from the primary (undoScript), so the refusal is
 // true: the session is as it was.
 var errNotDurable = errors.New("not confirmed by enough Redis replicas")
 
-// commitDurable writes the session, whose new token (if any) is set, whose
-// renewed token was old and whose key before the write was priorKey ("" for
-// a new session), and acknowledges it only once WAIT confirms
-// the replicas asked for. Two round trips where the plain commit has one:
-// DEL old, SET and WAIT in the first; the unlock in the second, after the
-// answer, because a refused write is undone while the lock still keeps
-// every other writer of the session out: a 503 must mean that nothing
-// happened, or the shopper's retry applies the write twice.
-func (r *RedisStore) commitDurable(ctx context.Context, s *Session, old, priorKey string, b []byte) error {
-	key := KeyPrefix + s.token
+// commitDurable writes the session under its token, whose renewed
+// tokens were q.olds and whose key before the write was q.token's ("" for
+// a new session), and acknowledges it only once WAIT confirms the replicas
+// asked for. Two round trips where the plain commit has one: DEL old, SET
+// and WAIT in the first; the unlock in the second, after the answer,
+// because a refused write is undone while the lock still keeps every other
+// writer of the session out: a 503 must mean that nothing happened, or the
+// shopper's retry applies the write twice.
+func (b *redisBackend) commitDurable(ctx context.Context, q *redisRequest, token string, data []byte, expiry time.Time) error {
+	key := KeyPrefix + token
+	priorKey := ""
+	if q.token != "" {
+		priorKey = KeyPrefix + q.token
+	}
 	var acked int
 	var wait time.Duration
-	err := r.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		if old != "" {
+	err := b.rc.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
+		for _, old := range q.olds {
 			conn.Send("DEL", KeyPrefix+old)
 		}
-		conn.Send("SET", key, b, "PXAT", s.deadline.UnixMilli())
+		conn.Send("SET", key, data, "PXAT", expiry.UnixMilli())
 		wait = waitTime(ctx)
-		conn.Send("WAIT", r.wait, wait.Milliseconds())
-		replies, err := redis.Values(redis.DoContext(conn, ctx, ""))
+		conn.Send("WAIT", b.wait, wait.Milliseconds())
+		replies, err := redisclient.Flush(ctx, conn)
 		if err != nil {
-			return err
+			return err // a READONLY or OOM, say: nothing was written
 		}
-		n := len(replies)
-		for _, reply := range replies[:n-1] {
-			if e, ok := reply.(redis.Error); ok {
-				return e // a READONLY or OOM, say: nothing was written
-			}
-		}
-		acked, err = redis.Int(replies[n-1], nil)
+		acked, err = redis.Int(replies[len(replies)-1], nil)
 		if err != nil {
 			return fmt.Errorf("WAIT: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		// No answer, or a refusal: Save's Release frees the lock. Without
-		// an answer the SET may have landed; undoing it would cost another
-		// timeout against a Redis that is not answering.
+		// No answer, or a refusal: the lock goes with the session's
+		// Release. Without an answer the SET may have landed; undoing it
+		// would cost another timeout against a Redis that is not answering.
 		return err
 	}
-	if acked >= r.wait {
-		s.Release()
-		return nil
+	if acked >= b.wait {
+		return nil // the lock goes with the session's Release
 	}
-	refused := fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, r.wait, wait.Milliseconds())
-	if err := r.undo(ctx, s, key, priorKey, b); err != nil {
+	refused := fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, b.wait, wait.Milliseconds())
+	if err := b.undo(ctx, q, key, priorKey, data, expiry); err != nil {
 		return fmt.Errorf("%w, and taking the write back failed, so it may have been applied all the same: %w", refused, err)
 	}
 	return refused
@@ -333,39 +452,40 @@ return undone`)
 // undo came, so the undo left it alone.
 var errUndoSuperseded = errors.New("the session was written again before the undo")
 
-// undo takes back s's refused write of b under key, restoring the bytes s
-// was loaded with under priorKey (the same key, or a renewed session's old
-// one, which the write deleted; "" for a new session, whose key just goes),
-// and releases s's lock. Like unlock, it does not stop when the request
-// does: a request that gave up must not leave its write behind.
-func (r *RedisStore) undo(ctx context.Context, s *Session, key, priorKey string, b []byte) error {
-	prior := s.prior
+// undo takes back the refused write of data under key, restoring the
+// bytes the session was loaded with under priorKey (the same key, or a
+// renewed session's old one, which the write deleted; "" for a new
+// session, whose key just goes), and releases the session's lock. Like
+// unlock, it does not stop when the request does: a request that gave up
+// must not leave its write behind.
+func (b *redisBackend) undo(ctx context.Context, q *redisRequest, key, priorKey string, data []byte, expiry time.Time) error {
+	prior := q.prior
 	if priorKey == "" {
 		priorKey, prior = key, nil
 	} else if prior == nil {
-		// Every write loads through find or loadLocked, which keep the
-		// bytes: this would be a session from somewhere else.
+		// Every write loads through FindCtx, which keeps the bytes: this
+		// would be a session from somewhere else.
 		return errors.New("the session's previous bytes are unknown")
 	}
 	args := redis.Args{2, key, priorKey}
-	locked := s.lock != nil && s.lock.key != ""
+	locked := q.lock.held() && q.lock.key != ""
 	if locked {
-		args = redis.Args{3, key, priorKey, s.lock.key}
+		args = redis.Args{3, key, priorKey, q.lock.key}
 	}
-	args = args.Add(b, prior, s.deadline.UnixMilli())
+	args = args.Add(data, prior, expiry.UnixMilli())
 	if locked {
-		args = args.Add(s.lock.value)
+		args = args.Add(q.lock.value)
 	}
 	var undone int
-	err := r.rc.Do(context.WithoutCancel(ctx), func(ctx context.Context, conn redis.Conn) (err error) {
+	err := b.rc.Do(context.WithoutCancel(ctx), func(ctx context.Context, conn redis.Conn) (err error) {
 		undone, err = redis.Int(undoScript.DoContext(ctx, conn, args...))
 		return err
 	})
 	if err != nil {
-		return err // the lock, if still held, goes with Save's Release
+		return err // the lock, if still held, goes with the session's Release
 	}
 	if locked {
-		s.lock = nil
+		q.lock.carried()
 	}
 	if undone == 0 {
 		return errUndoSuperseded
@@ -402,7 +522,7 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 // Describe asks Redis what it will do with the session and its lock.
 func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) Description {
 	d := Description{
-		TTL:          time.Until(s.deadline),
+		TTL:          time.Until(s.Deadline()),
 		ReplicaDeath: ReplicaDeathStory(Redis, replica),
 		RedisOutage: "While Redis is down no replica can read or change the session: the cart is unavailable (503) until Redis answers again. " +
 			"A Redis restarted from its append-only file brings the session back; a Redis that lost its data lost every session at once.",
@@ -415,19 +535,19 @@ func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) D
 		d.SizeBytes = len(b)
 		d.Size = fmt.Sprintf("%d bytes of JSON in Redis under scs:session:<token>; the cookie holds only a %d-character token", len(b), tokenLen)
 	}
-	if s.token != "" {
+	if token := s.Token(); token != "" {
 		// What Redis itself will do, which is what matters to every replica.
-		if ms, err := r.pttl(ctx, KeyPrefix+s.token); err == nil && ms > 0 {
+		if ms, err := r.pttl(ctx, KeyPrefix+token); err == nil && ms > 0 {
 			d.TTL = time.Duration(ms) * time.Millisecond
 		}
 	}
 	switch {
 	case !r.lock:
 		d.Lock = lockOffText
-	case s.token == "":
+	case s.Token() == "":
 		d.Lock = "none: no session yet"
 	default:
-		ms, err := r.pttl(ctx, LockPrefix+s.token)
+		ms, err := r.pttl(ctx, LockPrefix+s.Token())
 		switch {
 		case err != nil:
 			d.Lock = "unknown: Redis did not answer"

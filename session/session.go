@@ -14,10 +14,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/alexedwards/scs/v2"
 )
 
 // The kinds of store, as -session-store, the lab, the bench and the
@@ -148,59 +151,89 @@ type Description struct {
 
 // Session is one browser's session as loaded for one request. It is not
 // safe for concurrent use: one request owns it.
+//
+// A server-side store's session is scs's: its values, token, deadline and
+// whether it changed live in the scs.SessionManager's data in ctx, and the
+// methods here are typed keys over them. A store that keeps the session
+// itself (the cookie) holds the values in vals. What else a store knows of
+// one session (the bytes it read, the key that sealed it) is its own type,
+// in state.
 type Session struct {
-	token    string // the store's key; "" until the session is first saved
-	sent     bool   // the browser sent a cookie the store could read
-	known    bool   // the store had the session
-	dropped  string // why the browser's session was not used, if it was not
+	sent    bool   // the browser sent a cookie the store could read
+	known   bool   // the store had the session
+	dropped string // why the browser's session was not used, if it was not
+	renew   bool   // Save issues a new token and drops the old one
+	lock    *Lock  // the session's write lock, while a write holds it
+
+	mgr *scs.SessionManager // nil for a session its store keeps itself
+	ctx context.Context     // scs's data for this request, with mgr
+
+	// The values of a session kept by its store itself.
+	vals     map[string]any
 	deadline time.Time
-	v        values
 	modified bool
-	renew    bool // Save issues a new token and drops the old one
-	lock     *heldLock
-	ver      int64  // the session's write count, as stored; see Version
-	size     int    // bytes the store holds for it, when it read them
-	prior    []byte // those bytes, as the redis store read them: what a write WAIT refuses puts back
-	source   string // where a cached store found it; see NearCache
 
-	// Where the session lives in its cookie (the cookie store).
-	bytes    int                  // size of the cookie as loaded or saved
-	sealedBy int                  // which key opened it, -1 for none
-	fits     func(*Session) error // whether the session fits where it lives; nil: always
-	// The last seal of this session: its plain bytes and the cookie value.
-	sealedFrom []byte
-	sealedAs   string
+	state sessionState // the store's own account of this session; nil for none
 }
 
-// values are a session's fields as stored: readable JSON under the keys
-// sid, born, born_at, writer, cart, account_id, account_email and renewed.
-type values struct {
-	SID          string          `json:"sid,omitempty"`           // stable identity, survives token renewal; owns anonymous orders
-	Born         string          `json:"born,omitempty"`          // replica that created the session
-	BornAt       string          `json:"born_at,omitempty"`       // RFC 3339
-	Writer       string          `json:"writer,omitempty"`        // replica that last wrote it
-	Cart         json.RawMessage `json:"cart,omitempty"`          // the cart as the web layer encodes it
-	AccountID    string          `json:"account_id,omitempty"`    // decimal, once logged in
-	AccountEmail string          `json:"account_email,omitempty"` // the account's address, for pages
-	Renewed      string          `json:"renewed,omitempty"`       // why the token was last renewed
-	Epoch        int64           `json:"epoch,omitempty"`         // the account's session epoch at login (revocation)
+// sessionState is what a store knows of one session beyond its values,
+// kept in the store's own type.
+type sessionState interface {
+	// cookieBytes is the size of the session's cookie, 0 when the token
+	// rule applies.
+	cookieBytes() int
+	// fits reports whether the session fits where it lives.
+	fits(s *Session) error
+	// source is where a cached store found the session; "" without a cache.
+	source() string
 }
 
-// heldLock is a session's write lock as its holder keeps it. key and value
-// name a Redis lock, so that Save can release it in its own round trip;
-// release frees it when Save did not.
-type heldLock struct {
-	key, value string
-	release    func()
-}
-
-// newSession is a fresh session that lives Lifetime from now.
+// newSession is a fresh session its store keeps itself, living Lifetime
+// from now.
 func newSession(sent bool, dropped string) *Session {
-	return &Session{sent: sent, dropped: dropped, deadline: time.Now().Add(Lifetime), sealedBy: -1}
+	return &Session{sent: sent, dropped: dropped, deadline: time.Now().Add(Lifetime), vals: map[string]any{}}
 }
 
-// Token is the store's key for the session, "" for a session not saved yet.
-func (s *Session) Token() string { return s.token }
+func (s *Session) get(key string) any {
+	if s.mgr != nil {
+		return s.mgr.Get(s.ctx, key)
+	}
+	return s.vals[key]
+}
+
+func (s *Session) getString(key string) string {
+	v, _ := s.get(key).(string)
+	return v
+}
+
+// put sets key; a zero value removes it, as the stored form omits it.
+func (s *Session) put(key string, v any) {
+	zero := v == "" || v == int64(0)
+	if c, ok := v.(json.RawMessage); ok && c == nil {
+		zero = true
+	}
+	switch {
+	case s.mgr != nil && zero:
+		s.mgr.Remove(s.ctx, key)
+	case s.mgr != nil:
+		s.mgr.Put(s.ctx, key, v)
+	case zero:
+		delete(s.vals, key)
+		s.modified = true
+	default:
+		s.vals[key] = v
+		s.modified = true
+	}
+}
+
+// Token is the store's key for the session, "" for a session not saved yet
+// or one that is not kept under a token (a cookie).
+func (s *Session) Token() string {
+	if s.mgr != nil {
+		return s.mgr.Token(s.ctx)
+	}
+	return ""
+}
 
 // Sent reports whether the browser sent a cookie the store could read.
 func (s *Session) Sent() bool { return s.sent }
@@ -214,82 +247,103 @@ func (s *Session) Known() bool { return s.known }
 func (s *Session) Dropped() string { return s.dropped }
 
 // Deadline is when the session expires.
-func (s *Session) Deadline() time.Time { return s.deadline }
+func (s *Session) Deadline() time.Time {
+	if s.mgr != nil {
+		return s.mgr.Deadline(s.ctx)
+	}
+	return s.deadline
+}
 
 // Modified reports whether the session changed and must be saved.
-func (s *Session) Modified() bool { return s.modified }
+func (s *Session) Modified() bool {
+	if s.mgr != nil {
+		return s.mgr.Status(s.ctx) != scs.Unmodified
+	}
+	return s.modified
+}
 
 // SID is the session's stable identity, "" before its first write.
-func (s *Session) SID() string { return s.v.SID }
+func (s *Session) SID() string { return s.getString(keySID) }
 
 // Born is the replica that created the session, and when (RFC 3339).
-func (s *Session) Born() (replica, at string) { return s.v.Born, s.v.BornAt }
+func (s *Session) Born() (replica, at string) { return s.getString(keyBorn), s.getString(keyBornAt) }
 
 // Writer is the replica that last wrote the session.
-func (s *Session) Writer() string { return s.v.Writer }
+func (s *Session) Writer() string { return s.getString(keyWriter) }
 
 // Cart is the cart as the web layer encoded it, nil when there is none.
-func (s *Session) Cart() json.RawMessage { return s.v.Cart }
+func (s *Session) Cart() json.RawMessage {
+	c, _ := s.get(keyCart).(json.RawMessage)
+	return c
+}
 
 // Account is the logged-in account, id 0 when anonymous.
 func (s *Session) Account() (id int64, email string) {
-	id, err := strconv.ParseInt(s.v.AccountID, 10, 64)
+	id, err := strconv.ParseInt(s.getString(keyAccountID), 10, 64)
 	if err != nil {
 		return 0, ""
 	}
-	return id, s.v.AccountEmail
+	return id, s.getString(keyAccountEmail)
+}
+
+// epoch is the account's session epoch at login.
+func (s *Session) epoch() int64 {
+	e, _ := s.get(keyEpoch).(int64)
+	return e
 }
 
 // Version counts the session's saves in a shared store: the near-cache
 // serves a cached copy only when it is at least the version the browser's
 // cookie names (read-your-writes across replicas).
-func (s *Session) Version() int64 { return s.ver }
+func (s *Session) Version() int64 {
+	v, _ := s.get(keyVer).(int64)
+	return v
+}
 
 // NearCache says where a store with a near-cache found this session: "hit"
 // (this replica's cache), "miss" (Redis; cached now), "stale" (the cache
 // held an older version than the browser's cookie names: Redis), "bypass"
 // (invalidation from Redis is down: Redis, nothing cached), "write" (a
 // write always reads Redis under the lock); "" without a near-cache.
-func (s *Session) NearCache() string { return s.source }
+func (s *Session) NearCache() string {
+	if s.state == nil {
+		return ""
+	}
+	return s.state.source()
+}
 
 // Renewed says why the token was last renewed: register, login, logout.
-func (s *Session) Renewed() string { return s.v.Renewed }
+func (s *Session) Renewed() string { return s.getString(keyRenewed) }
 
 // Touch marks a write by replica: it stamps the session as last written
 // there and, on its first write, gives it an identity and a birthplace. It
 // returns the session's identity.
 func (s *Session) Touch(replica string) string {
-	if s.v.SID == "" {
-		s.v.SID = randomHex(16)
-		s.v.Born = replica
-		s.v.BornAt = time.Now().UTC().Format(time.RFC3339)
+	sid := s.SID()
+	if sid == "" {
+		sid = randomHex(16)
+		s.put(keySID, sid)
+		s.put(keyBorn, replica)
+		s.put(keyBornAt, time.Now().UTC().Format(time.RFC3339))
 	}
-	s.v.Writer = replica
-	s.modified = true
-	return s.v.SID
+	s.put(keyWriter, replica)
+	return sid
 }
 
 // NewIdentity gives the session a new stable identity: what belonged to
 // the old one (anonymous orders) stays with it.
-func (s *Session) NewIdentity() {
-	s.v.SID = randomHex(16)
-	s.modified = true
-}
+func (s *Session) NewIdentity() { s.put(keySID, randomHex(16)) }
 
 // SetCart replaces the cart.
-func (s *Session) SetCart(cart json.RawMessage) {
-	s.v.Cart = cart
-	s.modified = true
-}
+func (s *Session) SetCart(cart json.RawMessage) { s.put(keyCart, cart) }
 
 // SetAccount records a login, with the account's session epoch at the
 // time: a store that cannot delete a session (a cookie) revokes it by
 // comparing epochs.
 func (s *Session) SetAccount(id int64, email string, epoch int64) {
-	s.v.AccountID = strconv.FormatInt(id, 10)
-	s.v.AccountEmail = email
-	s.v.Epoch = epoch
-	s.modified = true
+	s.put(keyAccountID, strconv.FormatInt(id, 10))
+	s.put(keyAccountEmail, email)
+	s.put(keyEpoch, epoch)
 }
 
 // Fits reports whether the session, as it is now, fits where it lives: a
@@ -297,21 +351,40 @@ func (s *Session) SetAccount(id int64, email string, epoch int64) {
 // Call it before a change has effects elsewhere (a database write), so a
 // refused write changes nothing.
 func (s *Session) Fits() error {
-	if s.fits == nil {
+	if s.state == nil {
 		return nil
 	}
-	return s.fits(s)
+	return s.state.fits(s)
 }
 
 // Bytes is the size of the session's cookie, as the browser sent it or as
 // it will be set: a token for a server-side store, the whole sealed session
 // for a cookie.
-func (s *Session) Bytes() int { return s.bytes }
+func (s *Session) Bytes() int {
+	if s.state != nil {
+		if n := s.state.cookieBytes(); n > 0 {
+			return n
+		}
+	}
+	if !s.known {
+		return 0
+	}
+	return len(cookieName) + 1 + len(s.Token())
+}
 
-// Clear forgets everything the session holds: identity, cart, account.
+// Clear forgets everything the session holds: identity, cart, account. Its
+// write count stays: a shared store's versions only go up.
 func (s *Session) Clear() {
-	s.v = values{}
-	s.modified = true
+	ver := s.Version()
+	if s.mgr != nil {
+		s.mgr.Clear(s.ctx)
+	} else {
+		clear(s.vals)
+		s.modified = true
+	}
+	if ver != 0 {
+		s.put(keyVer, ver)
+	}
 }
 
 // Renew gives the session a new token when it is saved and drops the old
@@ -319,20 +392,18 @@ func (s *Session) Clear() {
 // fixation); why is kept for the inspector.
 func (s *Session) Renew(why string) {
 	s.renew = true
-	s.v.Renewed = why
-	s.modified = true
+	s.put(keyRenewed, why)
 }
 
 // Release frees the session's write lock if it still holds it: after a
 // write that changed nothing, or whose Save failed. It may be called more
-// than once, and on a nil Session.
+// than once, and on a nil Session. It is the only way a lock is freed
+// (lock.go).
 func (s *Session) Release() {
-	if s == nil || s.lock == nil {
+	if s == nil {
 		return
 	}
-	l := s.lock
-	s.lock = nil
-	l.release()
+	s.lock.release()
 }
 
 // Field is one stored key of a session with its JSON value.
@@ -343,63 +414,40 @@ type Field struct {
 
 // Fields lists the session's stored keys in name order, for the inspector.
 func (s *Session) Fields() []Field {
-	b, err := json.Marshal(s.v)
-	if err != nil {
-		return nil
+	var keys []string
+	if s.mgr != nil {
+		keys = s.mgr.Keys(s.ctx)
+	} else {
+		keys = slices.Sorted(maps.Keys(s.vals))
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
-		return nil
+	fields := make([]Field, 0, len(keys))
+	for _, k := range keys {
+		if k == keyVer {
+			continue
+		}
+		b, err := json.Marshal(s.get(k))
+		if err != nil {
+			continue
+		}
+		fields = append(fields, Field{Name: k, JSON: b})
 	}
-	fields := make([]Field, 0, len(m))
-	for k, v := range m {
-		fields = append(fields, Field{Name: k, JSON: v})
-	}
-	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
 	return fields
 }
 
-// The stored form: versioned, readable JSON (`redis-cli GET
-// scs:session:<token>` shows a student the whole session), the same bytes
-// the shop stored when it used scs with its JSON codec.
-const encodingVersion = 1
-
-type stored struct {
-	V        int       `json:"v"`
-	Deadline time.Time `json:"deadline"`
-	Ver      int64     `json:"ver,omitempty"` // write count (shared stores)
-	Values   values    `json:"values"`
+// values are the session's values, for the stores to encode and copy.
+func (s *Session) values() map[string]any {
+	if s.mgr == nil {
+		return s.vals
+	}
+	m := make(map[string]any, 10)
+	for _, k := range s.mgr.Keys(s.ctx) {
+		m[k] = s.mgr.Get(s.ctx, k)
+	}
+	return m
 }
 
-// errUndecodable marks stored bytes that are not a session of ours.
-var errUndecodable = errors.New("undecodable session data")
-
-func (s *Session) encode() ([]byte, error) {
-	return json.Marshal(stored{V: encodingVersion, Deadline: s.deadline, Ver: s.ver, Values: s.v})
-}
-
-func decode(b []byte) (st stored, err error) {
-	if err := json.Unmarshal(b, &st); err != nil || st.V != encodingVersion {
-		return stored{}, errUndecodable
-	}
-	return st, nil
-}
-
-// open builds the session a server-side store found for token: b is the
-// stored bytes when found. An expired or undecodable one is a fresh session.
-func open(token string, b []byte, found bool) *Session {
-	if !found {
-		return newSession(true, "")
-	}
-	st, err := decode(b)
-	if err != nil {
-		return newSession(true, "the stored session could not be decoded; starting a fresh one")
-	}
-	if !time.Now().Before(st.Deadline) {
-		return newSession(true, "")
-	}
-	return &Session{token: token, sent: true, known: true, deadline: st.Deadline, v: st.Values, ver: st.Ver, size: len(b), sealedBy: -1, bytes: len(cookieName) + 1 + len(token)}
-}
+// encode is the session's stored form.
+func (s *Session) encode() ([]byte, error) { return encode(s.Deadline(), s.values()) }
 
 // tokenLen is the length of a token: 32 random bytes in unpadded base64url,
 // as scs made them, so that cookies issued before still parse.

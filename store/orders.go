@@ -27,6 +27,11 @@ type NewOrder struct {
 	Email          string
 	Address        string
 	Lines          []NewOrderLine
+	// Enqueue, when set, runs inside the order's transaction once the order
+	// and its lines are in it, so that work the order starts (its receipt
+	// job, in a queue kept in this database) commits with the order or not
+	// at all. Its error refuses the order. A replay does not run it.
+	Enqueue func(ctx context.Context, tx *sql.Tx, o Order) error
 }
 
 // NewOrderLine asks for Quantity units of one product.
@@ -254,6 +259,11 @@ func (d *DB) insertOrder(ctx context.Context, o NewOrder) (Order, bool, error) {
 			 VALUES (?, ?, ?, ?, ?, ?, ?)`),
 			order.ID, i+1, l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents); err != nil {
 			return Order{}, false, fmt.Errorf("store: place order: line %d: %w", i+1, err)
+		}
+	}
+	if o.Enqueue != nil {
+		if err := o.Enqueue(ctx, tx, order); err != nil {
+			return Order{}, false, fmt.Errorf("store: place order: enqueue: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -62,11 +62,16 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 // that names with '?' or '#' still mean a file; SQLite ignores the driver's
 // underscore parameters.
 func sqliteDSN(path string, readOnly bool) string {
+	return sqliteDSNWith(path, readOnly, busyTimeout)
+}
+
+// sqliteDSNWith is sqliteDSN with another busy_timeout.
+func sqliteDSNWith(path string, readOnly bool, busy time.Duration) string {
 	// Clean folds a leading "//", which a file: URI would read as a host.
 	p := filepath.ToSlash(filepath.Clean(path))
 	p = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")

@@ -60,7 +60,9 @@ type DB struct {
 	// postgres selects the PostgreSQL forms of the few queries that
 	// differ, and the $n placeholders.
 	postgres bool
-	rebound  sync.Map // query with ? → query with $n
+	// dsn is the PostgreSQL URL, for OpenPool.
+	dsn     string
+	rebound sync.Map // query with ? → query with $n
 
 	// file is the SQLite file as opened, so that readiness notices when
 	// the path no longer leads to it (deleted or replaced).

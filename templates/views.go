@@ -79,6 +79,13 @@ type Page struct {
 	StoreTrouble string
 	// Account is the logged-in account's email, or "".
 	Account string
+	// Refresh, when set, reloads the page after that many seconds (a
+	// receipt being prepared).
+	Refresh string
+	// Live is how live updates reach this page (static/live.js over GET
+	// /events): "local" (this replica's only) or "redis" (every
+	// replica's); "" shows no live line.
+	Live string
 }
 
 // Category is one entry of the catalog's category menu.
@@ -170,6 +177,7 @@ type OrderView struct {
 	Total    string
 	Replica  string
 	PlacedAt string
+	Receipt  ReceiptInfo
 }
 
 // ErrorView is a status page: 404, 413, 422, 503 and friends.
@@ -311,4 +319,53 @@ type RedisTier struct {
 type RedisNode struct {
 	Addr string
 	Up   bool
+}
+
+// ReceiptInfo is the state of an order's receipt as the order page shows it.
+type ReceiptInfo struct {
+	State  string // pending, ready, failed or lost
+	Note   string // where the job or its result is, in a sentence
+	Reason string // failed or lost: why
+	URL    string // the receipt's address
+	// Confirmation is the customer's confirmation message, shown to that
+	// customer only.
+	Confirmation *Confirmation
+}
+
+// Confirmation is a message the shop sent a customer.
+type Confirmation struct {
+	To, Subject, Body, SentBy, At string
+}
+
+// ReceiptStatusView is the receipt route's page while no receipt is there.
+type ReceiptStatusView struct {
+	Page
+	OrderID string
+	Receipt ReceiptInfo
+}
+
+// ReceiptDocView is the stored receipt page of an order.
+type ReceiptDocView struct {
+	ID       string
+	Name     string
+	Address  string
+	Lines    []CartLine
+	Total    string
+	Replica  string // took the order
+	MadeBy   string // made the receipt
+	PlacedAt string
+}
+
+// OutboxView is the outbox page: staff messages only.
+type OutboxView struct {
+	Page
+	Schedule     string // local or shared
+	ScheduleNote string
+	Every        string
+	Messages     []OutboxMessage
+}
+
+// OutboxMessage is one staff message as the outbox shows it.
+type OutboxMessage struct {
+	Kind, Period, SentBy, At, Subject, Body string
 }

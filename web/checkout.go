@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -141,6 +142,9 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 	// Only an order to place writes the session (its identity owns an
 	// anonymous order): an empty cart's checkout creates nothing.
 	order.SessionID = s.touchSession(r.Context())
+	// The receipt job is queued in the order's own transaction (with
+	// -jobs queue), so no order is left without one.
+	order.Enqueue = s.receipts.EnqueueTx
 	placed, created, err := s.db.PlaceOrder(r.Context(), order)
 	var oos *store.OutOfStockError
 	switch {
@@ -151,6 +155,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if created {
+		s.receipts.Placed(placed)
 		s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
 		info.Cart.Clear()
 		if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
@@ -173,19 +178,13 @@ func ownsOrder(info sessionInfo, o store.Order) bool {
 }
 
 // handleOrder shows an order to its owner; to anyone else it does not exist.
+// It shows the receipt's state too, and reloads while the receipt is pending.
 func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
-	info, err := s.session(r.Context())
+	o, err := s.ownOrder(r)
 	if err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	if len(id) > 64 {
-		return notFound("There is no such order.")
-	}
-	o, err := s.db.Order(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !ownsOrder(info, o)) {
-		return notFound("There is no such order.")
-	}
+	st, err := s.receipts.Receipt(r.Context(), o)
 	if err != nil {
 		return err
 	}
@@ -197,11 +196,15 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 		Total:    formatPrice(o.TotalCents),
 		Replica:  o.Replica,
 		PlacedAt: o.CreatedAt.UTC().Format(time.DateTime + " UTC"),
+		Receipt:  receiptInfo(o, st),
 	}
 	for _, l := range o.Lines {
 		v.Lines = append(v.Lines, cartLine(l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents))
 	}
 	v.Page = s.page(r, "Order "+o.ID)
+	if st.State == jobs.Pending {
+		v.Page.Refresh = "2"
+	}
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.OrderPage(v))
 	return nil

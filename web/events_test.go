@@ -315,3 +315,36 @@ func mustDB(t *testing.T) *store.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// TestPagesCarryLiveStock: the product page's stock is marked for live.js
+// and works without it; with -live local every page says live updates are
+// this replica's only; the script is served from self (the CSP allows
+// only that).
+func TestPagesCarryLiveStock(t *testing.T) {
+	shop := liveShop(t, live.NewLocal(live.Options{}), web.Config{})
+	c := shop.client()
+	p, _ := shop.db.Product(t.Context(), 1)
+	r := c.get("/products/" + p.Slug)
+	if got := r.doc.Find(`[data-testid="stock"] [data-live-stock="1"]`).Text(); got != fmt.Sprint(p.Stock) || !strings.HasSuffix(r.testid("stock"), "left") {
+		t.Errorf("product page stock %q (%q), want %d marked data-live-stock=1, then 'left'", got, r.testid("stock"), p.Stock)
+	}
+	for _, path := range []string{"/", "/products/" + p.Slug, "/cart"} {
+		page := c.get(path)
+		if l := page.doc.Find(`[data-testid="live-line"]`); l.AttrOr("data-live", "") != "local" || !strings.Contains(l.Text(), "this replica's only") {
+			t.Errorf("%s: live line %q (%s), want the local one saying this replica's only", path, l.Text(), l.AttrOr("data-live", ""))
+		}
+		if page.doc.Find(`script[src="/static/live.js"]`).Length() != 1 {
+			t.Errorf("%s: no /static/live.js", path)
+		}
+	}
+	if n := c.get("/").doc.Find(`[data-live-card] [data-live-stock]`).Length(); n < 24 {
+		t.Errorf("catalog: %d cards with a live stock slot, want every product's", n)
+	}
+	js := c.get("/static/live.js")
+	if js.status != http.StatusOK || !strings.Contains(js.header.Get("Content-Type"), "javascript") || !strings.Contains(js.body, "EventSource") {
+		t.Errorf("/static/live.js: %d %s", js.status, js.header.Get("Content-Type"))
+	}
+	if csp := js.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		t.Errorf("CSP %q does not allow scripts from self", csp)
+	}
+}

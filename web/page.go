@@ -23,7 +23,7 @@ func replicaColorClass(name string) string {
 
 // page builds what every page's layout shows: ribbon, flash and cart count.
 func (s *Server) page(r *http.Request, title string) templates.Page {
-	p := templates.Page{Title: title, Flash: takeFlash(r)}
+	p := templates.Page{Title: title, Flash: takeFlash(r), Live: s.live.Kind()}
 	rb := templates.Ribbon{
 		Replica:    s.cfg.Replica,
 		ColorClass: replicaColorClass(s.cfg.Replica),

@@ -219,8 +219,11 @@ func TestSessionInspector(t *testing.T) {
 				t.Error("the inspector shows the session cookie")
 			}
 			if kind == session.Cookie {
-				if got := r.testid("inspector-token"); !strings.HasPrefix(got, "none: the cookie is the session itself") {
+				if got := r.testid("inspector-token"); !strings.HasPrefix(got, "the session itself, encrypted and authenticated") {
 					t.Errorf("inspector token %q", got)
+				}
+				if strings.Contains(r.body, "<dt>Token</dt>") {
+					t.Error("a cookie session's inspector speaks of a token")
 				}
 				if got := r.testid("inspector-sealed-with"); !strings.HasPrefix(got, "key 1 of 1") {
 					t.Errorf("sealed with %q, want key 1 of 1", got)

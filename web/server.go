@@ -18,6 +18,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
@@ -39,6 +40,7 @@ type Store interface {
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
 	BumpSessionEpoch(ctx context.Context, accountID int64) (int64, error)
+	Messages(ctx context.Context, kinds []string, limit int) ([]store.Message, error)
 }
 
 // Config is the replica's identity and behaviour.
@@ -74,6 +76,13 @@ type Config struct {
 	// Sentinel shows the Redis tier behind Sentinel on /cluster and the
 	// ribbon; nil without Sentinel.
 	Sentinel SentinelView
+	// Receipts makes each order's receipt in the background (-jobs). Nil
+	// means jobs in this process's memory with no delay.
+	Receipts Receipts
+	// Schedule (-schedule) and ReportEvery (-report-every), for the
+	// outbox page's words.
+	Schedule    string
+	ReportEvery time.Duration
 	// LiveHeartbeat is how often an idle event stream gets a heartbeat
 	// comment; 0 means DefaultLiveHeartbeat.
 	LiveHeartbeat time.Duration
@@ -97,6 +106,7 @@ type Server struct {
 	presence Presence
 	board    LiveBoard
 	hashers  *hashGate
+	receipts Receipts
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
@@ -138,6 +148,10 @@ func NewServer(cfg Config, db Store, sessions session.Store, events Live) *Serve
 		limiter: cfg.Limiter, presence: cfg.Presence, board: cfg.Board, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
 	s.catalog.db = db
+	s.receipts = cfg.Receipts
+	if s.receipts == nil {
+		s.receipts = jobs.NewMemory(jobs.Options{Replica: cfg.Replica, Render: RenderReceipt, Logger: cfg.Logger})
+	}
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
@@ -64,6 +65,13 @@ type config struct {
 	trusted      []netip.Prefix
 	// cache is the near-cache for redis sessions (-session-cache).
 	cache cacheConfig
+	// jobs is where receipt jobs run (-jobs memory|queue); jobDelay the
+	// least time each takes (-job-delay).
+	jobs     string
+	jobDelay time.Duration
+	// schedule is -schedule local|shared; reportEvery its period.
+	schedule    string
+	reportEvery time.Duration
 	// live is -live: live.Local or live.Redis (the default follows
 	// whether the replicas share a Redis), and liveMax -live-max-streams.
 	live    string
@@ -93,6 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs := flag.NewFlagSet("shop", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
+	var jobDelay, reportEvery string
 	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns, clientLimit string
 	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
@@ -112,6 +121,10 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
 	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
 	fs.StringVar(&cacheInv, "session-cache-invalidation", env("SHOP_SESSION_CACHE_INVALIDATION", "on"), "on or off; off is for teaching only: the near-cache then serves stale sessions (SHOP_SESSION_CACHE_INVALIDATION)")
+	fs.StringVar(&c.jobs, "jobs", env("SHOP_JOBS", jobs.Memory), "memory (receipt jobs in this process) or queue (durable in the database, River) (SHOP_JOBS)")
+	fs.StringVar(&jobDelay, "job-delay", env("SHOP_JOB_DELAY", "0s"), "every background job takes at least this long, so a kill can land mid-job (teaching) (SHOP_JOB_DELAY)")
+	fs.StringVar(&c.schedule, "schedule", env("SHOP_SCHEDULE", jobs.Local), "local (every replica sends the periodic report) or shared (one per period across replicas) (SHOP_SCHEDULE)")
+	fs.StringVar(&reportEvery, "report-every", env("SHOP_REPORT_EVERY", "1h"), "the low-stock report's period, e.g. 1h or 5s (SHOP_REPORT_EVERY)")
 	fs.StringVar(&c.live, "live", env("SHOP_LIVE", ""), "local (events reach this replica's browsers only) or redis (every replica's, resumable anywhere); default redis when the replicas share a Redis, else local (SHOP_LIVE)")
 	fs.StringVar(&liveMax, "live-max-streams", env("SHOP_LIVE_MAX_STREAMS", strconv.Itoa(live.DefaultMaxStreams)), "open event streams (GET /events) this replica holds at most; past it 503 (SHOP_LIVE_MAX_STREAMS)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
@@ -203,6 +216,18 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 		return c, err
 	}
 	c.cache = cc
+	if err := jobs.CheckKind(c.jobs); err != nil {
+		return c, fmt.Errorf("shop: -jobs %q: %v", c.jobs, err)
+	}
+	if c.jobDelay, err = time.ParseDuration(jobDelay); err != nil || c.jobDelay < 0 || c.jobDelay > 10*time.Second {
+		return c, fmt.Errorf("shop: -job-delay %q: want a duration from 0s to 10s, e.g. 3s", jobDelay)
+	}
+	if err := jobs.CheckSchedule(c.schedule); err != nil {
+		return c, fmt.Errorf("shop: -schedule %q: %v", c.schedule, err)
+	}
+	if c.reportEvery, err = time.ParseDuration(reportEvery); err != nil || c.reportEvery < time.Second || c.reportEvery > 7*24*time.Hour {
+		return c, fmt.Errorf("shop: -report-every %q: want a duration from 1s to 168h, e.g. 1h", reportEvery)
+	}
 	if err := live.CheckKind(c.live); err != nil {
 		return c, fmt.Errorf("shop: -live %q: %v", c.live, err)
 	}
@@ -360,10 +385,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer events.Close()
 
+	// Receipt jobs: goroutines with results in this process (memory), or
+	// River's queue in the database beside the shop's tables (queue).
+	// A receipt made or failed is the order's live event to its owner,
+	// from whichever replica ran the job.
+	jobOpts := jobs.Options{Replica: cfg.replica, Delay: cfg.jobDelay, Render: web.RenderReceipt, Logger: log,
+		Notify: func(o store.Order, st string) {
+			events.PublishOrder(context.Background(), live.Order{ID: o.ID, AccountID: o.AccountID, SessionID: o.SessionID, Status: "receipt " + st})
+		}}
+	var receipts interface {
+		web.Receipts
+		web.StateHolder
+		Close() error
+	}
+	if cfg.jobs == jobs.Queue {
+		q, err := jobs.OpenQueue(ctx, db, jobOpts)
+		if err != nil {
+			return fmt.Errorf("shop: -jobs queue: %w", err)
+		}
+		receipts = q
+	} else {
+		receipts = jobs.NewMemory(jobOpts)
+	}
+	defer receipts.Close()
+
+	// The low-stock report: every replica runs the timer; -schedule
+	// decides whether each sends its own report or one is sent per period.
+	schedule := jobs.NewSchedule(cfg.schedule, cfg.reportEvery, cfg.replica, db, log)
+	scheduleCtx, stopSchedule := context.WithCancel(ctx)
+	scheduled := make(chan struct{})
+	go func() { defer close(scheduled); schedule.Run(scheduleCtx) }()
+	defer func() { stopSchedule(); <-scheduled }()
+
 	// The services the replicas may share, each handed over on its own: in
 	// Redis when there is one to share, else in this replica alone.
 	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
-		State: []web.StateHolder{sessionsState(cfg, sessions), events, configurationState(cfg)}}
+		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, configurationState(cfg)}}
 	limits := redisclient.Limits{PerClient: cfg.clientLimit}
 	if rc != nil {
 		wcfg.Limiter = redisclient.NewSharedLimiter(rc, limits, log)
@@ -395,8 +453,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock)
-	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db))
+	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v, jobs: %s, schedule: %s)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock, cfg.jobs, cfg.schedule)
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

@@ -27,6 +27,19 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("defaults = %+v", c)
 	}
 
+	if c.jobs != "memory" || c.jobDelay != 0 || c.schedule != "local" || c.reportEvery != time.Hour {
+		t.Errorf("job defaults: jobs %q, delay %s, schedule %q, every %s; want memory, 0s, local, 1h", c.jobs, c.jobDelay, c.schedule, c.reportEvery)
+	}
+	c, err = parseFlags([]string{"shop", "-jobs", "queue", "-report-every", "5s"}, env(map[string]string{
+		"SHOP_JOBS": "memory", "SHOP_JOB_DELAY": "3s", "SHOP_SCHEDULE": "shared", "SHOP_REPORT_EVERY": "1m",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.jobs != "queue" || c.jobDelay != 3*time.Second || c.schedule != "shared" || c.reportEvery != 5*time.Second {
+		t.Errorf("job settings: jobs %q, delay %s, schedule %q, every %s; want queue, 3s, shared, 5s (flags win)", c.jobs, c.jobDelay, c.schedule, c.reportEvery)
+	}
+
 	c, err = parseFlags([]string{"shop", "-session-store", "memory"}, env(map[string]string{
 		"SHOP_SESSION_STORE": "redis", "SHOP_REPLICA": "shop7", "SHOP_ADDR": "127.0.0.1:9000", "SHOP_SESSION_LOCK": "off", "SHOP_DRAIN": "300ms",
 	}), io.Discard)
@@ -85,6 +98,13 @@ func TestParseFlags(t *testing.T) {
 		{nil, map[string]string{"SHOP_DB_MAX_CONNS": "many"}, []string{"-db-max-conns"}},
 		{[]string{"-db-max-conns", "5000"}, nil, []string{"-db-max-conns"}},
 		{[]string{"-drain", "soon"}, nil, []string{"-drain"}},
+		{[]string{"-jobs", "cron"}, nil, []string{"-jobs", "memory", "queue"}},
+		{nil, map[string]string{"SHOP_JOBS": "redis"}, []string{"-jobs", "memory", "queue"}},
+		{[]string{"-job-delay", "-1s"}, nil, []string{"-job-delay"}},
+		{[]string{"-job-delay", "1h"}, nil, []string{"-job-delay"}},
+		{[]string{"-schedule", "cron"}, nil, []string{"-schedule", "local", "shared"}},
+		{[]string{"-report-every", "0s"}, nil, []string{"-report-every"}},
+		{nil, map[string]string{"SHOP_REPORT_EVERY": "often"}, []string{"-report-every"}},
 		{[]string{"-live", "kafka"}, nil, []string{"-live", "local", "redis"}},
 		{nil, map[string]string{"SHOP_LIVE": "Redis"}, []string{"-live", "local", "redis"}},
 		{[]string{"-live-max-streams", "0"}, nil, []string{"-live-max-streams"}},

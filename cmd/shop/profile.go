@@ -24,10 +24,14 @@ var profiles = []struct {
 }{
 	{"stateful", []profileFlag{
 		{"session-store", "memory"},
+		{"jobs", "memory"},
+		{"schedule", "local"},
 		{"live", "local"},
 	}},
 	{"stateless", []profileFlag{
 		{"session-store", "redis"},
+		{"jobs", "queue"},
+		{"schedule", "shared"},
 		{"live", "redis"},
 	}},
 }

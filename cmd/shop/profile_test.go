@@ -29,11 +29,12 @@ func TestProfile(t *testing.T) {
 		{"stateless", []string{"-profile", "stateless"}, nil, "redis", "stateless"},
 		{"from the environment", nil, map[string]string{"SHOP_PROFILE": "stateless"}, "redis", "stateless"},
 		{"a flag wins", []string{"-profile", "stateless", "-session-store", "cookie", "-session-keys", strings.Repeat("k", 32)}, nil, "cookie", "custom"},
-		// The variable wins for its flag; the profile still sets the rest
-		// (-live redis), so the whole matches neither profile.
+		// A variable wins for its flag; the profile still sets the rest,
+		// so the whole matches neither profile.
 		{"the flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory"}, "memory", "custom"},
-		{"every flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory", "SHOP_LIVE": "local"}, "memory", "stateful"},
-		{"flags one by one match a profile", []string{"-session-store", "redis"}, nil, "redis", "stateless"},
+		{"every flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory", "SHOP_LIVE": "local", "SHOP_JOBS": "memory", "SHOP_SCHEDULE": "local"}, "memory", "stateful"},
+		{"flags one by one match a profile", []string{"-session-store", "redis", "-jobs", "queue", "-schedule", "shared"}, nil, "redis", "stateless"},
+		{"one state flag short is custom", []string{"-session-store", "redis", "-jobs", "queue"}, nil, "redis", "custom"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,18 @@ func TestInspectorAndCluster(t *testing.T) {
 	if got := testid(t, ctx, "inspector-store"); got != "redis" {
 		t.Errorf("inspector store %q", got)
 	}
+	// On a projector the answer (where the session lives, what a death
+	// would do) is on the first screen; the details are folded below.
+	do(t, ctx, "projector", chromedp.EmulateViewport(1920, 1080), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`[data-testid="inspector-death"]`)))
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
+		`document.querySelector('[data-testid="inspector-death"]').getBoundingClientRect().bottom <= window.innerHeight && document.documentElement.scrollHeight <= 2 * window.innerHeight`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fits {
+		t.Error("/session at 1920×1080: the answer is below the first screen, or the folded page is over two screens tall")
+	}
+	do(t, ctx, "unfold the details", chromedp.Click(chromedp.CSS(`[data-testid="inspector-details"] summary`)))
 	if got := testid(t, ctx, "inspector-keys"); !strings.Contains(got, `"product_id":1`) {
 		t.Errorf("inspector raw keys %q: want the cart's JSON", got)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/statelab/shop/scenarios/cluster"
@@ -106,6 +107,11 @@ type LocalDriver struct {
 	c      *cluster.Cluster
 	drains map[string]time.Duration
 	tell   func(string)
+	// watchers are goroutines that wait for the cluster to do something by
+	// itself (a Sentinel promotion); Close ends them first.
+	watchers  sync.WaitGroup
+	stopWatch context.CancelFunc
+	watchCtx  context.Context
 	// keySalt makes this run's session key secrets: a key name the script
 	// uses ("old", "new") is the same secret throughout one run only.
 	keySalt string
@@ -132,6 +138,9 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	env := slices.Clone(d.Env)
 	if s.Config.Wait != "" {
 		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
+	}
+	if s.Config.Live == "local" || s.Config.Live == "redis" {
+		env = append([]string{"SHOP_LIVE=" + s.Config.Live}, env...)
 	}
 	switch s.Config.Cache {
 	case "on":
@@ -166,6 +175,14 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	}
 	d.c = c
 	return c.URL(), nil
+}
+
+// watch runs f until it returns or the driver closes.
+func (d *LocalDriver) watch(f func(ctx context.Context)) {
+	if d.watchCtx == nil {
+		d.watchCtx, d.stopWatch = context.WithCancel(context.Background())
+	}
+	d.watchers.Go(func() { f(d.watchCtx) })
 }
 
 // TellEvents makes the cluster's own events (readiness, with lb=noretry)
@@ -266,6 +283,10 @@ func (d *LocalDriver) LiveReplicas() int {
 
 // Close stops the cluster.
 func (d *LocalDriver) Close() error {
+	if d.stopWatch != nil {
+		d.stopWatch()
+		d.watchers.Wait()
+	}
 	if d.c == nil {
 		return nil
 	}

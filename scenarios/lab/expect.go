@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,21 @@ type expectForm struct {
 	// Check judges the observation: whether the expectation holds, and
 	// what was seen, in words, either way.
 	Check func(o *observation, e *Expectation) (ok bool, observed string)
+}
+
+// watchersMissed reports whether any watcher missed events, and what
+// every watcher saw.
+func watchersMissed(o *observation) (bool, string) {
+	if len(o.watchers) == 0 {
+		return false, "nobody watches stock"
+	}
+	missed := false
+	var seen []string
+	for _, w := range o.watchers {
+		missed = missed || w.missing()
+		seen = append(seen, w.String())
+	}
+	return missed, strings.Join(seen, "; ")
 }
 
 // expectations is the expectation table, in the order docs/scenarios.md
@@ -265,6 +281,42 @@ var expectations = []*expectForm{
 		Pattern: regexp.MustCompile(`^gave-up shoppers$`),
 		Check: func(o *observation, e *Expectation) (bool, string) {
 			return o.gaveUp > 0, gaveUpSeen(o.gaveUp)
+		},
+	},
+	{
+		Usage:   "NAME saw N events",
+		Help:    "The watching shopper NAME (\"as NAME watch stock\") got exactly N distinct stock events. The judge first gives the events in flight up to 3 s to arrive.",
+		Example: "expect bob saw 3 events",
+		Pattern: regexp.MustCompile(`^` + reName + ` saw (\S+) (?:stock )?events?$`),
+		Parse: func(m []string, e *Expectation) (err error) {
+			e.Shopper = m[1]
+			e.Count, err = count(m[2], "events", 0, 100000)
+			return err
+		},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			for _, w := range o.watchers {
+				if w.Shopper == e.Shopper {
+					return w.Saw == e.Count, w.String()
+				}
+			}
+			return false, fmt.Sprintf("%s does not watch stock", e.Shopper)
+		},
+	},
+	{
+		Usage:   "missed events",
+		Help:    "Some watching shopper missed stock events: it saw fewer than the lab's checkouts made while it watched, or the shop told it so (a missed notice: it resumed on a replica that did not have its history).",
+		Example: "expect missed events when live=local",
+		Pattern: regexp.MustCompile(`^missed events$`),
+		Check:   func(o *observation, e *Expectation) (bool, string) { return watchersMissed(o) },
+	},
+	{
+		Usage:   "no missed events",
+		Help:    "Every watching shopper got every stock change made while it watched, and no missed notice: what a shared history (-live redis) gives a browser whose replica died.",
+		Example: "expect no missed events when live=redis",
+		Pattern: regexp.MustCompile(`^no missed events$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			missed, seen := watchersMissed(o)
+			return !missed && len(o.watchers) > 0, seen
 		},
 	},
 	{

@@ -166,6 +166,7 @@ type observation struct {
 	gaveUp   int // shopper actions given up
 	peeks    int // reads by another device
 	stale    []StaleRead
+	watchers []WatchVerdict // what each watching shopper saw
 	// phaseFrom is the first request of this phase: the requests since
 	// the previous look; phaseAt is when it began.
 	phaseFrom int

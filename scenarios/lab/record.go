@@ -19,15 +19,26 @@ type Request struct {
 	Status  int    // 0: no response (transport error)
 	Replica string // X-Served-By; "" when no replica answered
 	Retry   bool   // a retry of an earlier attempt
+	// Stale: a read by another device that showed less than the
+	// shopper's acknowledged adds.
+	Stale bool
 }
 
 // Failed reports whether the request got no answer or a 5xx.
 func (r Request) Failed() bool { return r.Status == 0 || r.Status >= 500 }
 
 // Event is something the script did to the cluster, on the same clock.
+// Some are a stretch of time rather than a moment: a drain, a pause, a
+// partition, a delay begins with one event and ends with another of the
+// same Span.
 type Event struct {
 	At   time.Duration
 	Text string // "shop2 killed (kill -9)"
+	// Span names the stretch this event begins (Begins) or ends (Ends):
+	// "stop shop2", "partition". "" for a moment.
+	Span   string
+	Begins bool
+	Ends   bool
 }
 
 // recorder collects requests and events from every shopper goroutine and
@@ -43,6 +54,9 @@ type recorder struct {
 	gaveUp   int // shopper actions given up after their retries
 	peeks    int // reads by another device (peek steps)
 	stale    []StaleRead
+	// stockChanges counts the product stocks the lab's checkouts changed:
+	// what a watcher is owed.
+	stockChanges int
 }
 
 // StaleRead is a read that showed less than the shopper's acknowledged
@@ -62,6 +76,18 @@ func (s StaleRead) String() string {
 		from = " (near-cache: " + s.Source + ")"
 	}
 	return fmt.Sprintf("%.2fs %s's other device read %d items on %s%s after %d were acknowledged", s.At.Seconds(), s.Shopper, s.Count, s.Replica, from, s.Acked)
+}
+
+// markStale marks the shopper's latest request as a stale read.
+func (r *recorder) markStale(shopper string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.requests) - 1; i >= 0; i-- {
+		if r.requests[i].Shopper == shopper {
+			r.requests[i].Stale = true
+			return
+		}
+	}
 }
 
 // peeked records one read by another device, stale or not.
@@ -109,6 +135,42 @@ func (r *recorder) event(format string, args ...any) {
 	r.events = append(r.events, e)
 	r.mu.Unlock()
 	r.say(e.At, e.Text)
+}
+
+// begin records an event that begins a stretch of time named span.
+func (r *recorder) begin(span, text string) {
+	r.mark(Event{At: r.since(), Text: text, Span: span, Begins: true})
+}
+
+// end records the event that ends the stretch named span; with an empty
+// text it only ends it (a delay replaced by another) and says nothing.
+// Nothing is open under that name: a moment, if it says something.
+func (r *recorder) end(span, text string) {
+	r.mu.Lock()
+	open := false
+	for i := len(r.events) - 1; i >= 0; i-- {
+		e := r.events[i]
+		if e.Span == span {
+			open = e.Begins
+			break
+		}
+	}
+	r.mu.Unlock()
+	switch {
+	case open:
+		r.mark(Event{At: r.since(), Text: text, Span: span, Ends: true})
+	case text != "":
+		r.event("%s", text)
+	}
+}
+
+func (r *recorder) mark(e Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	if e.Text != "" {
+		r.say(e.At, e.Text)
+	}
 }
 
 // say prints a narrative line that is not an event on the timeline.

@@ -79,7 +79,7 @@ func TestReportShortScenario(t *testing.T) {
 	if got := doc.Find("[data-testid=story]").Text(); !strings.Contains(got, "alice adds 2 of product 1 → shop2") {
 		t.Errorf("story = %q, want the terminal's lines", got)
 	}
-	if got := doc.Find("[data-testid=lost-carts]").Text(); got != "carts lost: 1, wrong: 0 of 2" {
+	if got := doc.Find("[data-testid=lost-carts]").Text(); got != "carts lost: 1, wrong: 0 of 2 at the end" {
 		t.Errorf("lost carts = %q", got)
 	}
 	if got := doc.Find("[data-testid=verdict]").Text(); !strings.Contains(got, "expected carts intact, observed 1 of 2") {
@@ -131,5 +131,123 @@ func TestReportColoursAreTheRibbons(t *testing.T) {
 	style, _ := doc.Find("[data-testid=sequence-request] .chip:contains('shop2')").Attr("style")
 	if !strings.Contains(style, shop2) {
 		t.Errorf("shop2's chip style %q, want the ribbon's %s", style, shop2)
+	}
+}
+
+// TestReportLeadsWithTheLesson: before any row, the report says per phase
+// what happened by kind, in words, red where something was lost, stale or
+// failed, and names each phase by its steps: key-rotation's lost carts
+// belong to the wrong key, not to the rotation before it.
+func TestReportLeadsWithTheLesson(t *testing.T) {
+	r := shortResult()
+	r.Peeks = 4
+	r.Looks = []Look{
+		{Line: 12, Steps: []string{"start 3 replicas", "as alice add 2 of product 1", "rekey shop1 with new,old"}, Tally: Tally{Intact: 2}, Carts: 2, Requests: 10},
+		{Line: 20, Steps: []string{"rekey shop2 with wrong"}, Tally: Tally{Intact: 1, Lost: 1}, Carts: 2, Requests: 4, Failed: 1, Peeks: 4, Stale: 3},
+	}
+	r.Checks = []Check{
+		{Line: 12, Expected: "carts intact", Applies: true, OK: true},
+		{Line: 20, Expected: "lost carts", Applies: true, OK: true},
+		{Line: 21, Expected: "carts intact", Applies: true, OK: false},
+	}
+	doc := render(t, r)
+	rows := doc.Find("[data-testid=outcome-row]")
+	if rows.Length() != 2 {
+		t.Fatalf("%d outcome rows, want one per phase", rows.Length())
+	}
+	first, second := rows.Eq(0).Text(), rows.Eq(1).Text()
+	for _, want := range []string{"phase 1: rekey shop1 with new,old:", "0 of 2 carts lost", "0 carts with lost updates", "0 failed requests of 10", "as the script expects"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("first phase %q lacks %q", first, want)
+		}
+	}
+	for _, want := range []string{"phase 2: rekey shop2 with wrong", "1 of 2 carts lost", "3 stale reads in 4 reads by another device", "1 failed request of 4", "not what the script expects"} {
+		if !strings.Contains(second, want) {
+			t.Errorf("second phase %q lacks %q", second, want)
+		}
+	}
+	if bad := rows.Eq(1).Find(".bad").Length(); bad != 3 {
+		t.Errorf("second phase marks %d kinds red, want 3 (lost, stale, failed)", bad)
+	}
+	if rows.Eq(0).Find(".bad").Length() != 0 {
+		t.Error("the first phase marks something red")
+	}
+	// The lead comes before any table.
+	html, _ := doc.Html()
+	if strings.Index(html, `data-testid="outcome"`) > strings.Index(html, "<table") {
+		t.Error("the outcome comes after a table")
+	}
+}
+
+// TestReportMarksStretchesAndLatency: a drain, a partition and a delay are
+// bands on the timeline, their labels in lanes that never overlap, at
+// projector width; a scenario about latency gets the latency chart.
+func TestReportMarksStretchesAndLatency(t *testing.T) {
+	r := shortResult()
+	r.Source = "lesson l\nrun with store=redis\nstart 3 replicas\ndelay redis 5ms\n"
+	r.Duration = 6 * time.Second
+	for i := range 600 {
+		lat := time.Millisecond
+		if i > 200 && i < 400 {
+			lat = 12 * time.Millisecond
+		}
+		r.Requests = append(r.Requests, Request{Shopper: "s", At: time.Duration(i) * 10 * time.Millisecond, Latency: lat, Status: 303, Replica: fmt.Sprintf("shop%d", 1+i%3)})
+	}
+	r.Events = []Event{
+		{At: 0, Text: "cluster serves"},
+		{At: 0, Text: "load: 6 shoppers for 5s"},
+		{At: 2 * time.Second, Text: "Redis is 5ms away (every exchange)", Span: "delay", Begins: true},
+		{At: 2100 * time.Millisecond, Text: "shop3 restarting (SIGTERM, with drain 2s, then start)", Span: "restart shop3", Begins: true},
+		{At: 4 * time.Second, Text: "Redis is next door again (no delay)", Span: "delay", Ends: true},
+		{At: 4200 * time.Millisecond, Text: "shop3 serves again", Span: "restart shop3", Ends: true},
+		{At: 5 * time.Second, Text: "Sentinel promoted redis2 to primary (redis1 was killed)"},
+	}
+	doc := render(t, r)
+	countSel(t, doc, "svg[data-testid=timeline] [data-testid=band]", 2)
+	countSel(t, doc, "svg[data-testid=timeline] [data-testid=event]", 3)
+	countSel(t, doc, "svg[data-testid=latency]", 1)
+	if w, _ := doc.Find("svg[data-testid=timeline]").Attr("width"); len(w) < 4 || w < "1000" {
+		t.Errorf("timeline width %s: want the projector's, over 1000 px", w)
+	}
+	// No two labels of one lane overlap, and none is cut.
+	tl := timeline(r, replicaColors(r.Requests))
+	type box struct{ x0, x1, y int }
+	var boxes []box
+	for _, b := range tl.Bands {
+		boxes = append(boxes, box{b.X, b.X + labelWidth(b.Label), b.LabelY})
+		if strings.HasSuffix(b.Label, "…") {
+			t.Errorf("label cut: %q", b.Label)
+		}
+	}
+	for _, e := range tl.Events {
+		boxes = append(boxes, box{e.X, e.X + labelWidth(e.Label), e.LabelY})
+	}
+	for i, a := range boxes {
+		for _, b := range boxes[i+1:] {
+			if a.y == b.y && a.x0 < b.x1 && b.x0 < a.x1 {
+				t.Errorf("labels overlap at y=%d: %v and %v", a.y, a, b)
+			}
+		}
+		if a.y >= tl.Top {
+			t.Errorf("a label at y=%d sits inside the plot (top %d)", a.y, tl.Top)
+		}
+	}
+	if p99, _ := doc.Find("[data-testid=p99]").Attr("points"); strings.Count(p99, ",") < 20 {
+		t.Errorf("p99 line has too few points: %q", p99)
+	}
+	// Without a delay or a latency expectation, no latency chart.
+	doc = render(t, shortResult())
+	countSel(t, doc, "svg[data-testid=latency]", 0)
+}
+
+// TestMatrixShowsEachPhase: a script that judges three times shows three
+// counts in the matrix, not only the last.
+func TestMatrixShowsEachPhase(t *testing.T) {
+	r := shortResult()
+	r.Looks = []Look{{Tally: Tally{Intact: 2}, Carts: 2}, {Tally: Tally{Intact: 2}, Carts: 2}, {Tally: Tally{Lost: 2}, Carts: 2}}
+	var out bytes.Buffer
+	WriteMatrix(&out, []*Result{r}, time.Second)
+	if !strings.Contains(out.String(), "| 2 / 0 / 0 → 2 / 0 / 0 → 0 / 2 / 0 |") {
+		t.Errorf("matrix:\n%s", out.String())
 	}
 }

@@ -42,10 +42,26 @@ type Result struct {
 	// acknowledged writes.
 	StaleReads []StaleRead
 	Checks     []Check // every expectation, applying or not
+	// Looks are the judge's looks at every cart, one per phase: a script
+	// with expectations between its steps has several.
+	Looks []Look
 	// Differences name each expectation that did not hold, as
 	// "file:line: expected X, observed Y".
 	Differences []string
 	Pass        bool // at least one expectation applied and all that applied held
+}
+
+// Look is one judgement of every cart, at the end of a phase: what the
+// steps since the previous look did.
+type Look struct {
+	At    time.Duration
+	Line  int      // the expectation's line that looked; 0 for the look at the end
+	Steps []string // the steps of this phase that ran, as written
+	Tally Tally
+	Carts int
+	// In this phase only: requests, failed ones, stale reads among the
+	// reads by another device, and actions given up.
+	Requests, Failed, Stale, Peeks, GaveUp int
 }
 
 // Stats summarize every request.
@@ -89,6 +105,14 @@ func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 		return nil, err
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
+	if cfg.LB == "noretry" {
+		// lb=noretry follows readiness by reloading nginx, and a reload
+		// closes the browsers' idle keep-alive connections: a POST sent
+		// on one at that moment gets no answer. kube-proxy, which the
+		// mode stands for, changes its endpoints without touching a
+		// client's connection, so here each request opens its own.
+		tr.DisableKeepAlives = true
+	}
 	r := &runner{
 		s:        s,
 		cfg:      cfg,
@@ -97,6 +121,7 @@ func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 		rec:      newRecorder(o.Out),
 		tr:       tr,
 		shoppers: map[string]*shopper{},
+		watchers: map[string]*watcher{},
 		runID:    fmt.Sprintf("%x", rand.Uint32()),
 	}
 	defer tr.CloseIdleConnections()
@@ -142,7 +167,8 @@ type runner struct {
 	end    time.Duration
 
 	shoppers map[string]*shopper
-	order    []string // shoppers in order of appearance
+	order    []string            // shoppers in order of appearance
+	watchers map[string]*watcher // shoppers that watch stock (GET /events)
 
 	loadWG     sync.WaitGroup
 	loadCancel context.CancelFunc
@@ -154,6 +180,12 @@ type runner struct {
 	// after the previous look), phaseAt when it began.
 	phaseFrom int
 	phaseAt   time.Duration
+	// phaseSteps are the steps run since the previous look; prev counts
+	// what the recorder held then.
+	phaseSteps                   []string
+	prevStale, prevPeeks, prevGU int
+	looks                        []Look
+	lookLine                     int
 	// runID makes the shoppers' account emails unique to this run: a
 	// cluster the lab did not start (-target) keeps its accounts.
 	runID string
@@ -161,6 +193,7 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) error {
 	fmt.Fprintf(r.rec.out, "%s — %s\n", r.s.Name, r.s.Lesson)
+	defer r.stopWatchers()
 	for i := range r.s.Steps {
 		st := &r.s.Steps[i]
 		if err := ctx.Err(); err != nil {
@@ -171,12 +204,16 @@ func (r *runner) run(ctx context.Context) error {
 				continue
 			}
 			r.obs = nil
+			r.phaseSteps = append(r.phaseSteps, st.Text)
+		} else {
+			r.lookLine = st.Line
 		}
 		if err := st.form.Run(ctx, r, st); err != nil {
 			return fmt.Errorf("%s:%d: %s: %w", r.s.File, st.Line, st.Text, err)
 		}
 	}
 	if r.obs == nil {
+		r.lookLine = 0
 		r.judge(ctx)
 	}
 	r.end = r.rec.since()
@@ -230,6 +267,9 @@ func (r *runner) start(ctx context.Context, n int) error {
 func (r *runner) target(st *Step) (string, error) {
 	if st.Shopper == "" {
 		return st.Target, nil
+	}
+	if w := r.watchers[st.Shopper]; w != nil && w.replica() != "" {
+		return w.replica(), nil // the replica holding its stream
 	}
 	s := r.shoppers[st.Shopper]
 	if s == nil || s.lastReplica() == "" {
@@ -301,6 +341,7 @@ func (r *runner) peek(ctx context.Context, st *Step) error {
 		if count < acked {
 			sr = &StaleRead{At: r.rec.since(), Shopper: s.name, Replica: replica, Source: source, Count: count, Acked: acked}
 			stale++
+			r.rec.markStale(s.name)
 		}
 		r.rec.peeked(sr)
 	}
@@ -369,7 +410,14 @@ func (r *runner) logOut(ctx context.Context, st *Step) error {
 
 func (r *runner) checkOut(ctx context.Context, st *Step) error {
 	s := r.shopper(st.Shopper)
+	products := s.products()
 	status, replica := s.checkOut(ctx, r.runID, fmt.Sprintf("lab-%s-%s-%d", r.runID, s.name, st.Line))
+	if status == http.StatusSeeOther {
+		// Each product in the order changed its stock: one event each.
+		r.rec.mu.Lock()
+		r.rec.stockChanges += products
+		r.rec.mu.Unlock()
+	}
 	r.rec.say(r.rec.since(), fmt.Sprintf("%s checks out → %s", s.name, answered(status, replica)))
 	return nil
 }
@@ -462,7 +510,17 @@ func (r *runner) judge(ctx context.Context) {
 	o.stale = append([]StaleRead(nil), r.rec.stale...)
 	r.rec.mu.Unlock()
 	o.phaseFrom, o.phaseAt = r.phaseFrom, r.phaseAt
+	look := Look{At: r.rec.since(), Line: r.lookLine, Steps: r.phaseSteps, Tally: tally(o.carts), Carts: len(o.carts),
+		Requests: len(o.requests) - o.phaseFrom, Stale: len(o.stale) - r.prevStale, Peeks: o.peeks - r.prevPeeks, GaveUp: o.gaveUp - r.prevGU}
+	for _, q := range o.requests[o.phaseFrom:] {
+		if q.Failed() {
+			look.Failed++
+		}
+	}
+	r.looks = append(r.looks, look)
+	r.phaseSteps, r.prevStale, r.prevPeeks, r.prevGU = nil, len(o.stale), o.peeks, o.gaveUp
 	r.phaseFrom, r.phaseAt = len(o.requests), r.rec.since()
+	o.watchers = r.judgeWatchers()
 	r.obs = o
 	t := tally(o.carts)
 	r.rec.say(r.rec.since(), fmt.Sprintf("judged %d carts (%d reads each): %s", len(o.carts), reads, t))
@@ -496,6 +554,7 @@ func (r *runner) result() *Result {
 		Config:   r.cfg,
 		Duration: r.end,
 		Checks:   r.checks,
+		Looks:    r.looks,
 	}
 	r.rec.mu.Lock()
 	res.Requests = append([]Request(nil), r.rec.requests...)

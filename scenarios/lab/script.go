@@ -43,6 +43,9 @@ type Config struct {
 	// Cache is the near-cache of redis sessions: off, on, or uninvalidated
 	// (on, with invalidation switched off: the teaching mode).
 	Cache string
+	// Live is -live: local or redis; "" leaves the shop's default (redis
+	// where the replicas share a Redis).
+	Live string
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
@@ -57,6 +60,9 @@ func (c Config) String() string {
 	}
 	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
 		s += " cache=" + c.Cache
+	}
+	if c.Live != "" && c.Live != DefaultConfig.Live {
+		s += " live=" + c.Live
 	}
 	return s
 }
@@ -81,6 +87,7 @@ var configKeys = []configKey{
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
 	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
+	{"live", []string{"local", "redis"}, func(c *Config) *string { return &c.Live }},
 }
 
 // ConfigValues returns the values a configuration key allows, nil for an

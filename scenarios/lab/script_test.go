@@ -49,7 +49,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
 			`x.txt:2: lb=round-robin: want roundrobin, sticky or noretry`},
 		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
-			`x.txt:4: unknown key "colour": want store, lb, lock, redis, wait or cache`},
+			`x.txt:4: unknown key "colour": want store, lb, lock, redis, wait, cache or live`},
 		{"empty when", header + "start 3 replicas\nexpect carts intact when\n",
 			`x.txt:4: "when" without a condition; did you mean "expect carts intact when store=redis"?`},
 		{"when on load", header + "start 3 replicas\nload 2 shoppers for 1s when store=redis\nwait for load\nexpect carts intact\n",

@@ -77,6 +77,20 @@ func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper
 	}
 }
 
+// products is how many products the cart holds (some of each may be
+// uncertain): what a checkout of it changes the stock of.
+func (s *shopper) products() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.want {
+		if q.lo > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // hasSession reports whether the shop has given this shopper a session.
 func (s *shopper) hasSession() bool {
 	s.mu.Lock()

@@ -185,6 +185,22 @@ var steps = []*stepForm{
 		Run:     func(ctx context.Context, r *runner, st *Step) error { return r.checkOut(ctx, st) },
 	},
 	{
+		Usage: "as NAME watch stock",
+		Help: "The shopper NAME opens a tab that keeps GET /events open through the load balancer, as EventSource does: when the stream ends (the replica drained or died) it reconnects after the retry hint, with the id of the last event it got as Last-Event-ID, to whichever replica nginx picks. " +
+			"From then on, every product whose stock a lab checkout changes is owed to it as one stock event. \"replica of NAME\" is then the replica holding its stream.",
+		Example: "as bob watch stock",
+		Pattern: regexp.MustCompile(`^as (\S+) watch(?:es)? stock$`),
+		Also:    []string{"as NAME watch", "as NAME open events", "as NAME listen"},
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			if err := parseShopper(nil)(m, st, ps); err != nil {
+				return err
+			}
+			ps.shopped[st.Shopper] = true // "replica of NAME": its stream's
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.watch(ctx, st) },
+	},
+	{
 		Usage: "as NAME guess N passwords",
 		Help: "A login burst: N wrong passwords for NAME's account (NAME@lab.example, whether or not it exists) through the load balancer, one after the other, from one client address. " +
 			"The shop checks at most 5 per account and address in 5 minutes and answers 429 after that, but where it counts is the lesson: a limiter in each replica's memory counts alone, so round robin over three replicas checks 15.",
@@ -267,9 +283,22 @@ var steps = []*stepForm{
 		Example: "kill -9 replica of alice",
 		Pattern: regexp.MustCompile(`^kill -9 ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("kill", "%[1]s killed (kill -9)", ""),
+		Run:     runFault("kill", "%[1]s killed (kill -9)", "", spanNone, ""),
 		Verb:    "kill",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			if ha := d.c.RedisHA(); ha != nil && f.Target == "redis primary" {
+				old, err := ha.KillPrimary(ctx)
+				if err == nil {
+					// The promotion is the sentinels' doing, seconds later:
+					// the timeline marks it when it happens.
+					d.watch(func(ctx context.Context) {
+						if p, err := ha.WaitFailover(ctx, old); err == nil && d.tell != nil {
+							d.tell(fmt.Sprintf("Sentinel promoted %s to primary (%s was killed)", p.Name(), old.Name()))
+						}
+					})
+				}
+				return err
+			}
 			return d.onTarget(f, (*cluster.Redis).Kill, (*cluster.Replica).Kill)
 		},
 	},
@@ -280,7 +309,7 @@ var steps = []*stepForm{
 		Example: "stop shop2 with drain 2s",
 		Pattern: regexp.MustCompile(`^stop (.+?)(?: (with drain \S+|without drain))?$`),
 		Parse:   parseStop,
-		Run:     runFault("stop", "%[1]s stopping (SIGTERM%[2]s)", "%[1]s exited"),
+		Run:     runFault("stop", "%[1]s stopping (SIGTERM%[2]s)", "%[1]s exited", spanWhole, "stop"),
 		Verb:    "stop",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Stop, func(r *cluster.Replica) error { return stopReplica(ctx, r) })
@@ -292,7 +321,7 @@ var steps = []*stepForm{
 		Example: "start redis",
 		Pattern: regexp.MustCompile(`^start ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("start", "", "%[1]s started again"),
+		Run:     runFault("start", "", "%[1]s started again", spanNone, ""),
 		Verb:    "start",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			if ha := d.c.RedisHA(); ha != nil && f.Target == "redis" {
@@ -333,11 +362,11 @@ var steps = []*stepForm{
 		},
 		Run: func(ctx context.Context, r *runner, st *Step) error {
 			keys := strings.Join(st.Keys, ",")
-			r.rec.event("%s redeploying with session keys %s (SIGTERM, then start)", st.Target, keys)
+			r.rec.begin("rekey "+st.Target, fmt.Sprintf("%s redeploying with session keys %s (SIGTERM, then start)", st.Target, keys))
 			if err := r.fault(ctx, Fault{Do: "rekey", Target: st.Target, Keys: st.Keys}); err != nil {
 				return err
 			}
-			r.rec.event("%s serves again, sealing with %s", st.Target, st.Keys[0])
+			r.rec.end("rekey "+st.Target, fmt.Sprintf("%s serves again, sealing with %s", st.Target, st.Keys[0]))
 			return nil
 		},
 		Verb: "rekey",
@@ -359,7 +388,7 @@ var steps = []*stepForm{
 		Example: "pause redis",
 		Pattern: regexp.MustCompile(`^pause ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("pause", "%[1]s paused (SIGSTOP)", ""),
+		Run:     runFault("pause", "%[1]s paused (SIGSTOP)", "", spanBegins, "paused"),
 		Verb:    "pause",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Pause, (*cluster.Replica).Pause)
@@ -371,7 +400,7 @@ var steps = []*stepForm{
 		Example: "resume redis",
 		Pattern: regexp.MustCompile(`^resume ` + reTarget + `$`),
 		Parse:   parseTarget(1),
-		Run:     runFault("resume", "", "%[1]s resumed (SIGCONT), serves again"),
+		Run:     runFault("resume", "", "%[1]s resumed (SIGCONT), serves again", spanEnds, "paused"),
 		Verb:    "resume",
 		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
 			return d.onTarget(f, (*cluster.Redis).Resume, (*cluster.Replica).Resume)
@@ -435,9 +464,10 @@ var steps = []*stepForm{
 				return err
 			}
 			if st.Duration == 0 {
-				r.rec.event("Redis is next door again (no delay)")
+				r.rec.end("delay", "Redis is next door again (no delay)")
 			} else {
-				r.rec.event("Redis is %s away (every exchange)", st.Duration)
+				r.rec.end("delay", "")
+				r.rec.begin("delay", fmt.Sprintf("Redis is %s away (every exchange)", st.Duration))
 			}
 			return nil
 		},
@@ -495,12 +525,11 @@ var steps = []*stepForm{
 			return nil
 		},
 		Run: func(ctx context.Context, r *runner, st *Step) error {
-			r.rec.event("%s removed", st.Target)
-			r.rec.say(r.rec.since(), "nginx reloads without "+st.Target+", then SIGTERM")
+			r.rec.begin("remove "+st.Target, st.Target+" removed: nginx reloads without it, then SIGTERM")
 			if err := r.fault(ctx, Fault{Do: "remove", Target: st.Target}); err != nil {
 				return err
 			}
-			r.rec.say(r.rec.since(), st.Target+" drained and exited")
+			r.rec.end("remove "+st.Target, st.Target+" drained and exited")
 			return nil
 		},
 		Verb: "remove",
@@ -534,16 +563,17 @@ func orderRedisNet(ps *parseState, st *Step) error {
 }
 
 // runNet runs a network fault on Redis, telling it before or after.
+// A partition is a stretch on the timeline, from the cut to the heal.
 func runNet(f Fault, before, after string) func(ctx context.Context, r *runner, st *Step) error {
 	return func(ctx context.Context, r *runner, st *Step) error {
 		if before != "" {
-			r.rec.event("%s", before)
+			r.rec.begin("partition", before)
 		}
 		if err := r.fault(ctx, f); err != nil {
 			return err
 		}
 		if after != "" {
-			r.rec.event("%s", after)
+			r.rec.end("partition", after)
 		}
 		return nil
 	}
@@ -683,7 +713,12 @@ func parseStop(m []string, st *Step, ps *parseState) error {
 // runFault runs a one-fault step, telling it before (an event on the
 // timeline) and after. In both texts %[1]s is the target and %[2]s the
 // drain the step asked for (", with drain 2s" or "").
-func runFault(verb, before, after string) func(ctx context.Context, r *runner, st *Step) error {
+//
+// span marks the step on the timeline as a stretch of time, not a moment:
+// spanWhole from before to after (a stop's drain), spanBegins from before
+// until a later step ends it (a pause until its resume), spanEnds the
+// stretch an earlier step began. Spans are keyed by span key and target.
+func runFault(verb, before, after string, span spanKind, key string) func(ctx context.Context, r *runner, st *Step) error {
 	return func(ctx context.Context, r *runner, st *Step) error {
 		target, err := r.target(st)
 		if err != nil {
@@ -693,22 +728,41 @@ func runFault(verb, before, after string) func(ctx context.Context, r *runner, s
 		if st.Drain.Set {
 			drain = ", " + st.Drain.String()
 		}
+		k := key + " " + target
 		if before != "" {
-			r.rec.event("%s", fmt.Sprintf(before, target, drain))
+			text := fmt.Sprintf(before, target, drain)
+			if span == spanWhole || span == spanBegins {
+				r.rec.begin(k, text)
+			} else {
+				r.rec.event("%s", text)
+			}
 		}
 		if err := r.fault(ctx, Fault{Do: verb, Target: target, Drain: st.Drain}); err != nil {
 			return err
 		}
+		text := fmt.Sprintf(after, target, drain)
 		switch {
+		case span == spanWhole || span == spanEnds:
+			r.rec.end(k, text)
 		case after == "":
 		case before == "":
-			r.rec.event("%s", fmt.Sprintf(after, target, drain))
+			r.rec.event("%s", text)
 		default:
-			r.rec.say(r.rec.since(), fmt.Sprintf(after, target, drain))
+			r.rec.say(r.rec.since(), text)
 		}
 		return nil
 	}
 }
+
+// spanKind says how a step shows on the timeline.
+type spanKind int
+
+const (
+	spanNone   spanKind = iota // a moment: a dashed line
+	spanWhole                  // from before to after
+	spanBegins                 // from before to a later step's end
+	spanEnds                   // ends what an earlier step began
+)
 
 func runRestart(ctx context.Context, r *runner, st *Step) error {
 	target, err := r.target(st)
@@ -719,14 +773,14 @@ func runRestart(ctx context.Context, r *runner, st *Step) error {
 	if st.Drain.Set {
 		drain = ", " + st.Drain.String()
 	}
-	r.rec.event("%s restarting (SIGTERM%s, then start)", target, drain)
+	r.rec.begin("restart "+target, fmt.Sprintf("%s restarting (SIGTERM%s, then start)", target, drain))
 	if err := r.fault(ctx, Fault{Do: "stop", Target: target, Drain: st.Drain}); err != nil {
 		return err
 	}
 	if err := r.fault(ctx, Fault{Do: "start", Target: target}); err != nil {
 		return err
 	}
-	r.rec.event("%s serves again", target)
+	r.rec.end("restart "+target, target+" serves again")
 	return nil
 }
 

@@ -103,7 +103,7 @@ func ms(d time.Duration) string {
 // WriteMatrix prints results as one Markdown table: every scenario under
 // every configuration it applies to.
 func WriteMatrix(w io.Writer, results []*Result, elapsed time.Duration) {
-	fmt.Fprintln(w, "| scenario | store | lb | lock | expected | carts intact / lost / wrong | requests | failed requests (no answer or 5xx) | gave-up shoppers | p99 | outcome |")
+	fmt.Fprintln(w, "| scenario | store | lb | lock | expected | carts intact / lost / wrong (each phase) | requests | failed requests (no answer or 5xx) | gave-up shoppers | p99 | outcome |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		st := r.Stats()
@@ -112,8 +112,17 @@ func WriteMatrix(w io.Writer, results []*Result, elapsed time.Duration) {
 		if !r.Pass {
 			outcome = "**NOT as expected**: " + strings.Join(r.Differences, "; ")
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d / %d / %d | %d | %d | %d | %s | %s |\n",
-			r.Scenario, storeColumn(r.Config), r.Config.LB, r.Config.Lock, r.Expected(), t.Intact, t.Lost, t.Wrong,
+		carts := fmt.Sprintf("%d / %d / %d", t.Intact, t.Lost, t.Wrong)
+		if len(r.Looks) > 1 {
+			// Each phase: a script that judges three times has three counts.
+			var phases []string
+			for _, l := range r.Looks {
+				phases = append(phases, fmt.Sprintf("%d / %d / %d", l.Tally.Intact, l.Tally.Lost, l.Tally.Wrong))
+			}
+			carts = strings.Join(phases, " → ")
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d | %d | %s | %s |\n",
+			r.Scenario, storeColumn(r.Config), r.Config.LB, r.Config.Lock, r.Expected(), carts,
 			st.Requests, st.Failed, r.GaveUp, ms(st.P99), outcome)
 	}
 	fmt.Fprintln(w)

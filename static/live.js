@@ -1,0 +1,63 @@
+// live.js: live stock and order updates over Server-Sent Events (GET
+// /events). Pages work without it; with it, numbers change in place.
+(() => {
+  "use strict";
+  if (!window.EventSource) return;
+  const line = document.querySelector("[data-live]");
+  const via = line && line.querySelector("[data-live-via]");
+  const notice = line && line.querySelector("[data-live-notice]");
+  let last = "";
+
+  const show = (el, text) => { if (el) el.textContent = text; };
+
+  const onStock = (d) => {
+    document.querySelectorAll('[data-live-stock="' + d.product_id + '"]').forEach((el) => {
+      el.textContent = String(d.stock);
+      const card = el.closest("[data-live-card]");
+      if (card) card.hidden = false;
+    });
+  };
+
+  const onOrder = (d) => {
+    const order = document.querySelector('[data-order-id="' + d.order_id + '"]');
+    if (!order) return;
+    let status = order.querySelector("[data-live-order-status]");
+    if (!status) {
+      const p = document.createElement("p");
+      p.className = "order-status";
+      p.append("Status: ");
+      status = document.createElement("strong");
+      status.setAttribute("data-live-order-status", "");
+      p.append(status);
+      order.querySelector("h1").after(p);
+    }
+    status.textContent = d.status;
+  };
+
+  const connect = () => {
+    // A new EventSource does not send Last-Event-ID by itself: the query
+    // carries it (the browser's own reconnects send the header).
+    const es = new EventSource(last ? "/events?last_event_id=" + encodeURIComponent(last) : "/events");
+    const track = (name, fn) => es.addEventListener(name, (e) => {
+      if (e.lastEventId) last = e.lastEventId;
+      fn(JSON.parse(e.data));
+    });
+    track("ready", (d) => {
+      if (line) line.hidden = false;
+      show(via, "(stream on " + d.replica + ")");
+      show(notice, "");
+    });
+    track("stock", onStock);
+    track("order", onOrder);
+    track("notice", (d) => show(notice, d.message));
+    es.onerror = () => {
+      // A 503 (the replica holds as many streams as it may) ends an
+      // EventSource for good: try again later, from where it was.
+      if (es.readyState === EventSource.CLOSED) {
+        show(notice, "Live updates are reconnecting…");
+        setTimeout(connect, 5000);
+      }
+    };
+  };
+  connect();
+})();
