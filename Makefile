@@ -7,10 +7,12 @@ GO ?= go
 STORE ?= redis
 LB ?= roundrobin
 LOCK ?= on
+UPLOADS ?= disk
 PORT ?= 8080
 LOG ?= warn
 PACKAGES := redis-server nginx chromium postgresql
 BINARIES := redis-server nginx chromium
+VERSITYGW_INSTALL := $(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
 .PHONY: test deps check fuzz generate run cluster clean bench benchcmp bench-baseline
 
@@ -35,6 +37,11 @@ deps:
 		else echo "run as root: apt-get update && apt-get install -y $(PACKAGES)"; exit 1; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(PACKAGES) >/dev/null; \
 	fi
+	@# versitygw, the S3 object store of the tests, the harness and the lab, is a
+	@# Go program (no Debian package): go install puts it in $$(go env GOPATH)/bin
+	@# (or GOBIN), where internal/testenv finds it even when PATH does not.
+	@command -v versitygw >/dev/null 2>&1 || [ -x "$$($(GO) env GOBIN)/versitygw" ] || [ -x "$$($(GO) env GOPATH | cut -d: -f1)/bin/versitygw" ] || \
+		{ echo "installing versitygw (about a minute): $(VERSITYGW_INSTALL)"; $(VERSITYGW_INSTALL); }
 
 # check: gofmt, vet, and generated templates that match their sources.
 check:
@@ -55,10 +62,11 @@ run:
 # and Redis ($(PORT)-1701), the Procfile under goreman (its RPC on
 # 127.0.0.1:$(PORT)+475). cmd/cluster checks the knobs and the ports before
 # anything starts, and stops the whole cluster if a process dies at start.
-#   make cluster STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info
+# and the object store (versitygw, $(PORT)-1010).
+#   make cluster STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off UPLOADS=disk|s3 PORT=8080 LOG=warn|info
 # STORE=cookie generates a session key per start and prints it (or takes
 # SHOP_SESSION_KEYS from the environment).
-CLUSTER_ENV = STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) PORT=$(PORT) LOG=$(LOG)
+CLUSTER_ENV = STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) UPLOADS=$(UPLOADS) PORT=$(PORT) LOG=$(LOG)
 cluster:
 	@mkdir -p .run/bin
 	@$(GO) build -o .run/bin/cluster ./cmd/cluster

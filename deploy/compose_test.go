@@ -64,6 +64,7 @@ func TestCompose(t *testing.T) {
 		{"from the environment", map[string]string{
 			"SHOP_SESSION_STORE": "memory", "SHOP_SESSION_LOCK": "off", "SHOP_LB": PolicySticky,
 		}, "memory", "off", PolicySticky, false},
+		{"photos in the object store", map[string]string{"SHOP_UPLOADS": "s3://shop-photos"}, "redis", "on", PolicyRoundRobin, false},
 		{"cookie sessions", map[string]string{
 			"SHOP_SESSION_STORE": "cookie", "SHOP_SESSION_KEYS": strings.Repeat("k", 64),
 		}, "cookie", "on", PolicyRoundRobin, false},
@@ -79,9 +80,9 @@ func TestCompose(t *testing.T) {
 				names = append(names, name)
 			}
 			slices.Sort(names)
-			want := []string{"nginx", "redis", "shop1", "shop2", "shop3"}
+			want := []string{"nginx", "objects", "redis", "shop1", "shop2", "shop3"}
 			if tt.ha {
-				want = []string{"nginx", "redis", "redis-replica", "sentinel1", "sentinel2", "sentinel3", "shop1", "shop2", "shop3"}
+				want = []string{"nginx", "objects", "redis", "redis-replica", "sentinel1", "sentinel2", "sentinel3", "shop1", "shop2", "shop3"}
 			}
 			if !slices.Equal(names, want) {
 				t.Fatalf("services = %v, want %v", names, want)
@@ -93,6 +94,7 @@ func TestCompose(t *testing.T) {
 				}
 			}
 			checkComposeRedis(t, p)
+			checkComposeUploads(t, p, tt.env["SHOP_UPLOADS"])
 			checkComposeNginx(t, p, root, tt.policy)
 			if tt.ha {
 				checkComposeHA(t, p, root)
@@ -156,7 +158,7 @@ func checkComposeShops(t *testing.T, p composeProject, root, store, lock string)
 		if !slices.Contains(s.Mounts, composeMount{Type: "volume", Source: "shopdata", Target: "/data"}) {
 			t.Errorf("%s mounts %+v, want volume shopdata at /data", name, s.Mounts)
 		}
-		if want := map[string]string{"redis": "service_healthy"}; !maps.Equal(s.DependsOn, want) {
+		if want := map[string]string{"redis": "service_healthy", "objects": "service_started"}; !maps.Equal(s.DependsOn, want) {
 			t.Errorf("%s depends on %v, want %v", name, s.DependsOn, want)
 		}
 	}
@@ -340,4 +342,36 @@ func flagValue(argv []string, flag string) string {
 		return argv[i+1]
 	}
 	return ""
+}
+
+// checkComposeUploads: each shop keeps photos in its own container
+// (/uploads, not the shared volume) unless SHOP_UPLOADS names the bucket,
+// and every shop can reach the objects service's versitygw either way.
+func checkComposeUploads(t *testing.T, p composeProject, uploads string) {
+	t.Helper()
+	if uploads == "" {
+		uploads = "/uploads"
+	}
+	for _, name := range []string{"shop1", "shop2", "shop3"} {
+		env := p.Services[name].Environment
+		if env["SHOP_UPLOADS"] != uploads || env["SHOP_S3_ENDPOINT"] != "http://objects:7070" {
+			t.Errorf("%s: SHOP_UPLOADS=%q SHOP_S3_ENDPOINT=%q, want %q and the objects service", name, env["SHOP_UPLOADS"], env["SHOP_S3_ENDPOINT"], uploads)
+		}
+		if env["SHOP_S3_ACCESS_KEY"] != p.Services["objects"].Environment["ROOT_ACCESS_KEY"] ||
+			env["SHOP_S3_SECRET_KEY"] != p.Services["objects"].Environment["ROOT_SECRET_KEY"] {
+			t.Errorf("%s's S3 keys are not the object store's", name)
+		}
+		for _, m := range p.Services[name].Mounts {
+			if strings.HasPrefix(uploads, "/") && strings.HasPrefix(uploads, m.Target) {
+				t.Errorf("%s keeps photos in %s, on the mount %+v: shared, not its own disk", name, uploads, m)
+			}
+		}
+	}
+	o := p.Services["objects"]
+	if want := []string{"--port", ":7070", "posix", "/data"}; !slices.Equal(o.Command, want) {
+		t.Errorf("objects command %q, want %q", o.Command, want)
+	}
+	if !slices.Contains(o.Mounts, composeMount{Type: "volume", Source: "objectdata", Target: "/data"}) {
+		t.Errorf("objects mounts %+v, want volume objectdata at /data", o.Mounts)
+	}
 }

@@ -8,12 +8,13 @@ import (
 // LocalPorts is where the local cluster (the Procfile, run by `make
 // cluster`) puts each process, all derived from nginx's port so that two
 // clusters can run side by side. With nginx on 8080 they are the
-// Procfile's defaults: shop1..shop3 on 8081..8083, Redis on 6379, goreman's
-// RPC on 8555.
+// Procfile's defaults: shop1..shop3 on 8081..8083, Redis on 6379, the
+// object store (versitygw) on 7070, goreman's RPC on 8555.
 type LocalPorts struct {
 	Nginx    int
 	Replicas []Replica // shop1..shop3 on Nginx+1..Nginx+3
 	Redis    int       // Nginx-1701: 6379 beside 8080
+	Objects  int       // the object store, Nginx-1010: 7070 beside 8080
 	RPC      int       // goreman's RPC server, Nginx+475: 8555 beside 8080
 }
 
@@ -29,7 +30,7 @@ func PortsFor(nginx int) (LocalPorts, error) {
 	if nginx < localPortMin || nginx > localPortMax {
 		return LocalPorts{}, fmt.Errorf("want a port from %d to %d (Redis takes PORT-1701, goreman PORT+475)", localPortMin, localPortMax)
 	}
-	p := LocalPorts{Nginx: nginx, Redis: nginx - 1701, RPC: nginx + 475}
+	p := LocalPorts{Nginx: nginx, Redis: nginx - 1701, Objects: nginx - 1010, RPC: nginx + 475}
 	for i := 1; i <= 3; i++ {
 		p.Replicas = append(p.Replicas, Replica{Name: "shop" + strconv.Itoa(i), Addr: "127.0.0.1:" + strconv.Itoa(nginx+i)})
 	}
@@ -42,7 +43,7 @@ func (p LocalPorts) Named() []NamedPort {
 	for i, r := range p.Replicas {
 		out = append(out, NamedPort{r.Name, p.Nginx + 1 + i})
 	}
-	return append(out, NamedPort{"redis", p.Redis}, NamedPort{"goreman", p.RPC})
+	return append(out, NamedPort{"redis", p.Redis}, NamedPort{"objects", p.Objects}, NamedPort{"goreman", p.RPC})
 }
 
 // NamedPort is a port and the process that listens on it.

@@ -21,7 +21,7 @@ func TestProcfile(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if want := []string{"nginx", "redis", "shop1", "shop2", "shop3"}; !slices.Equal(names, want) {
+	if want := []string{"nginx", "objects", "redis", "shop1", "shop2", "shop3"}; !slices.Equal(names, want) {
 		t.Fatalf("Procfile processes = %v, want %v", names, want)
 	}
 	root, err := filepath.Abs("..")
@@ -61,12 +61,22 @@ func TestProcfile(t *testing.T) {
 		}
 	}
 
+	objects := procArgs(t, procs["objects"], root, nil)
+	for _, want := range [][]string{{"versitygw"}, {"--port", "127.0.0.1:7070"}, {"posix", ".run/objects"}} {
+		if !containsRun(objects, want) {
+			t.Errorf("objects argv %q lacks %q", objects, want)
+		}
+	}
+	disk := func(name string) string { return ".run/" + name + "-uploads" }
+	bucket := func(string) string { return "s3://shop-photos" }
 	for _, tt := range []struct {
 		env         []string
 		store, lock string
+		uploads     func(name string) string
 	}{
-		{nil, "redis", "on"},
-		{[]string{"SHOP_SESSION_STORE=memory", "SHOP_SESSION_LOCK=off"}, "memory", "off"},
+		{nil, "redis", "on", disk},
+		{[]string{"SHOP_SESSION_STORE=memory", "SHOP_SESSION_LOCK=off"}, "memory", "off", disk},
+		{[]string{"UPLOADS_BUCKET=s3://shop-photos"}, "redis", "on", bucket},
 	} {
 		for i, name := range []string{"shop1", "shop2", "shop3"} {
 			argv := procArgs(t, procs[name], root, tt.env)
@@ -86,6 +96,9 @@ func TestProcfile(t *testing.T) {
 				"SHOP_REDIS_ADDR":    "127.0.0.1:6379",
 				"SHOP_SESSION_STORE": tt.store,
 				"SHOP_SESSION_LOCK":  tt.lock,
+				// Each replica's photos on its own disk, or the bucket.
+				"SHOP_UPLOADS":     tt.uploads(name),
+				"SHOP_S3_ENDPOINT": "http://127.0.0.1:7070",
 			}
 			for k, v := range want {
 				if env[k] != v {

@@ -243,6 +243,10 @@ type Stream struct {
 	hub    *streams
 	viewer Viewer
 	wake   chan struct{} // one token: there is something for Next
+	// notify, when set, is called (under mu, so it must not block) each
+	// time the stream has something for Next: for owners that serve many
+	// streams from a few goroutines instead of waiting on Wake.
+	notify func()
 
 	mu    sync.Mutex
 	queue []Event
@@ -256,6 +260,15 @@ type Stream struct {
 
 // Wake is signalled whenever Next has something to return.
 func (s *Stream) Wake() <-chan struct{} { return s.wake }
+
+// SetNotify makes f be called whenever Next has something to return, and
+// once now. f must not block.
+func (s *Stream) SetNotify(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = f
+	f()
+}
 
 // Next returns the events waiting for the stream, or why it ended.
 func (s *Stream) Next() ([]Event, error) {
@@ -273,6 +286,18 @@ func (s *Stream) Next() ([]Event, error) {
 func (s *Stream) Close() {
 	s.end(ErrClosed)
 	s.hub.remove(s)
+}
+
+// Drop ends the stream as one whose client does not read (ErrSlow, counted
+// in Stats.Dropped): its owner found a write to it blocked.
+func (s *Stream) Drop() {
+	s.end(ErrSlow)
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	if _, ok := s.hub.all[s]; ok {
+		s.hub.dropped.Add(1)
+		s.hub.removeLocked(s)
+	}
 }
 
 // push queues e; it reports false when the stream must be dropped for not
@@ -354,6 +379,9 @@ func (s *Stream) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+	if s.notify != nil {
+		s.notify()
 	}
 }
 

@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -184,6 +186,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 type runFlags struct {
 	store, lb, lock string
 	cache           string
+	uploads         string
 	live            string
 	report          string
 	target          string
@@ -201,6 +204,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin, sticky or noretry")
 	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
 	fs.StringVar(&f.cache, "cache", "", "near-cache of redis sessions: off, on or uninvalidated (on without invalidation, to teach)")
+	fs.StringVar(&f.uploads, "uploads", "", "review photos: disk (each replica's own) or s3 (an object store)")
 	fs.StringVar(&f.live, "live", "", "live events: local or redis (unset: the shop's default)")
 	fs.StringVar(&f.report, "report", "", "write an HTML report to this file")
 	fs.StringVar(&f.target, "target", "", "run against this running cluster's URL")
@@ -225,7 +229,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}, {"live", f.live}} {
+	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}, {"uploads", f.uploads}, {"live", f.live}} {
 		if f.set[c.flag] {
 			if err := lab.CheckConfigValue(c.flag, c.val); err != nil {
 				return "", f, fmt.Errorf("-%v", err)
@@ -254,7 +258,7 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 func pickConfig(s *lab.Script, f runFlags) lab.Config {
 	agrees := func(c lab.Config) bool {
 		return (!f.set["store"] || c.Store == f.store) && (!f.set["lb"] || c.LB == f.lb) && (!f.set["lock"] || c.Lock == f.lock) &&
-			(!f.set["cache"] || c.Cache == f.cache) && (!f.set["live"] || c.Live == f.live)
+			(!f.set["cache"] || c.Cache == f.cache) && (!f.set["uploads"] || c.Uploads == f.uploads) && (!f.set["live"] || c.Live == f.live)
 	}
 	for _, c := range s.Configs {
 		if agrees(c) {
@@ -273,6 +277,9 @@ func pickConfig(s *lab.Script, f runFlags) lab.Config {
 	}
 	if f.set["cache"] {
 		c.Cache = f.cache
+	}
+	if f.set["uploads"] {
+		c.Uploads = f.uploads
 	}
 	if f.set["live"] {
 		c.Live = f.live
@@ -336,13 +343,17 @@ func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 
 // buildDir is where the lab builds the shop: one folder in the user's
 // cache that every invocation reuses, instead of a new temp folder per run
-// that nothing removes.
+// that nothing removes. It is one folder per checkout (by the working
+// directory's path): two checkouts of different versions sharing one binary
+// would restart each other's replicas with the wrong one.
 func buildDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		dir = os.TempDir()
 	}
-	return filepath.Join(dir, "statelab", "shop-build")
+	wd, _ := os.Getwd()
+	sum := sha256.Sum256([]byte(wd))
+	return filepath.Join(dir, "statelab", "shop-build-"+hex.EncodeToString(sum[:6]))
 }
 
 // buildShop builds cmd/shop once for this invocation into buildDir.

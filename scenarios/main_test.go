@@ -104,10 +104,10 @@ func TestPickConfig(t *testing.T) {
 		args []string
 		want lab.Config
 	}{
-		{nil, lab.Config{Store: "memory", LB: "sticky", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}},
-		{[]string{"-store", "redis"}, lab.Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}},
+		{nil, lab.Config{Store: "memory", LB: "sticky", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}},
+		{[]string{"-store", "redis"}, lab.Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}},
 		// Not declared: the flags win, the judge will say no expectation applies if none does.
-		{[]string{"-store", "memory", "-lb", "roundrobin"}, lab.Config{Store: "memory", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}},
+		{[]string{"-store", "memory", "-lb", "roundrobin"}, lab.Config{Store: "memory", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}},
 	}
 	for _, tt := range tests {
 		_, f, err := parseRunFlags(append([]string{"failover"}, tt.args...), &bytes.Buffer{})

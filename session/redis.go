@@ -421,7 +421,7 @@ func (b *redisBackend) commitDurable(ctx context.Context, q *redisRequest, token
 	}
 	refused := fmt.Errorf("%w: %d of %d within %d ms", errNotDurable, acked, b.wait, wait.Milliseconds())
 	if err := b.undo(ctx, q, key, priorKey, data, expiry); err != nil {
-		return fmt.Errorf("%w, and taking the write back failed, so it may have been applied all the same: %w", refused, err)
+		return fmt.Errorf("%w, and taking the write back failed, so %w all the same: %w", refused, ErrMaybeApplied, err)
 	}
 	return refused
 }

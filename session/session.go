@@ -60,6 +60,10 @@ var (
 	// ErrLockTimeout: another request held the session's lock for all of
 	// LockWait.
 	ErrLockTimeout = errors.New("session lock wait timed out")
+	// ErrMaybeApplied marks a refused write that could not be taken back
+	// (WAIT refused it, then Redis did not answer the undo): the 503 must
+	// not say that nothing changed.
+	ErrMaybeApplied = errors.New("the write may have been applied")
 )
 
 // Store keeps sessions. Every implementation is safe for concurrent use.

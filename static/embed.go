@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed shop.css img live.js
+//go:embed shop.css img live.js metrics-live.js
 var files embed.FS
 
 // FS is the embedded static files.

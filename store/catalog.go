@@ -49,23 +49,25 @@ func (d *DB) Categories(ctx context.Context) (_ []Category, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	rows, err := d.read.QueryContext(ctx, "SELECT id, slug, name FROM categories ORDER BY id")
-	if err != nil {
-		return nil, fmt.Errorf("store: categories: %w", err)
-	}
-	defer rows.Close()
-	var cs []Category
-	for rows.Next() {
-		var c Category
-		if err := rows.Scan(&c.ID, &c.Slug, &c.Name); err != nil {
+	return retried(ctx, d, func(ctx context.Context) (_ []Category, err error) {
+		rows, err := d.read.QueryContext(ctx, "SELECT id, slug, name FROM categories ORDER BY id")
+		if err != nil {
 			return nil, fmt.Errorf("store: categories: %w", err)
 		}
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: categories: %w", err)
-	}
-	return cs, nil
+		defer rows.Close()
+		var cs []Category
+		for rows.Next() {
+			var c Category
+			if err := rows.Scan(&c.ID, &c.Slug, &c.Name); err != nil {
+				return nil, fmt.Errorf("store: categories: %w", err)
+			}
+			cs = append(cs, c)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: categories: %w", err)
+		}
+		return cs, nil
+	})
 }
 
 // Products returns every product in id order.
@@ -73,23 +75,25 @@ func (d *DB) Products(ctx context.Context) (_ []Product, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	rows, err := d.read.QueryContext(ctx, "SELECT "+productColumns+" ORDER BY p.id")
-	if err != nil {
-		return nil, fmt.Errorf("store: products: %w", err)
-	}
-	defer rows.Close()
-	var ps []Product
-	for rows.Next() {
-		p, err := scanProduct(rows)
+	return retried(ctx, d, func(ctx context.Context) (_ []Product, err error) {
+		rows, err := d.read.QueryContext(ctx, "SELECT "+productColumns+" ORDER BY p.id")
 		if err != nil {
 			return nil, fmt.Errorf("store: products: %w", err)
 		}
-		ps = append(ps, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: products: %w", err)
-	}
-	return ps, nil
+		defer rows.Close()
+		var ps []Product
+		for rows.Next() {
+			p, err := scanProduct(rows)
+			if err != nil {
+				return nil, fmt.Errorf("store: products: %w", err)
+			}
+			ps = append(ps, p)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: products: %w", err)
+		}
+		return ps, nil
+	})
 }
 
 // Product returns the product with id, or an error wrapping ErrNotFound.
@@ -97,14 +101,16 @@ func (d *DB) Product(ctx context.Context, id int64) (_ Product, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.id = ?"), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Product{}, fmt.Errorf("store: product %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Product{}, fmt.Errorf("store: product %d: %w", id, err)
-	}
-	return p, nil
+	return retried(ctx, d, func(ctx context.Context) (_ Product, err error) {
+		p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.id = ?"), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return Product{}, fmt.Errorf("store: product %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return Product{}, fmt.Errorf("store: product %d: %w", id, err)
+		}
+		return p, nil
+	})
 }
 
 // ProductBySlug returns the product with slug, or an error wrapping
@@ -113,12 +119,14 @@ func (d *DB) ProductBySlug(ctx context.Context, slug string) (_ Product, err err
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.slug = ?"), slug))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Product{}, fmt.Errorf("store: product %q: %w", slug, ErrNotFound)
-	}
-	if err != nil {
-		return Product{}, fmt.Errorf("store: product %q: %w", slug, err)
-	}
-	return p, nil
+	return retried(ctx, d, func(ctx context.Context) (_ Product, err error) {
+		p, err := scanProduct(d.read.QueryRowContext(ctx, d.q("SELECT "+productColumns+" WHERE p.slug = ?"), slug))
+		if errors.Is(err, sql.ErrNoRows) {
+			return Product{}, fmt.Errorf("store: product %q: %w", slug, ErrNotFound)
+		}
+		if err != nil {
+			return Product{}, fmt.Errorf("store: product %q: %w", slug, err)
+		}
+		return p, nil
+	})
 }

@@ -105,17 +105,28 @@ func (d *DB) PlaceOrder(ctx context.Context, o NewOrder) (order Order, created b
 	if err := validateNewOrder(o); err != nil {
 		return Order{}, false, fmt.Errorf("store: place order: %w", err)
 	}
-	// A replay is the common repeat (a reload, a double click, a retry
-	// through another replica): answer it from a snapshot without taking
-	// the write lock.
-	existing, err := d.orderByKey(ctx, o.IdempotencyKey)
-	switch {
-	case err == nil:
-		return resolveReplay(existing, o)
-	case !errors.Is(err, ErrNotFound):
-		return Order{}, false, fmt.Errorf("store: place order: %w", err)
+	type placed struct {
+		order   Order
+		created bool
 	}
-	return d.insertOrder(ctx, o)
+	// Safe to run twice: a first attempt that committed before its
+	// connection broke is found by its key, as a replay.
+	p, err := retried(ctx, d, func(ctx context.Context) (placed, error) {
+		// A replay is the common repeat (a reload, a double click, a retry
+		// through another replica): answer it from a snapshot without
+		// taking the write lock.
+		existing, err := d.orderByKey(ctx, o.IdempotencyKey)
+		switch {
+		case err == nil:
+			order, created, err := resolveReplay(existing, o)
+			return placed{order, created}, err
+		case !errors.Is(err, ErrNotFound):
+			return placed{}, fmt.Errorf("store: place order: %w", err)
+		}
+		order, created, err := d.insertOrder(ctx, o)
+		return placed{order, created}, err
+	})
+	return p.order, p.created, err
 }
 
 // maxLineQuantity keeps sums of quantities and prices far from overflow; the
@@ -316,11 +327,13 @@ func (d *DB) Order(ctx context.Context, id string) (_ Order, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	o, err := d.orderWhere(ctx, "id", id)
-	if err != nil {
-		return Order{}, fmt.Errorf("store: order %q: %w", id, err)
-	}
-	return o, nil
+	return retried(ctx, d, func(ctx context.Context) (_ Order, err error) {
+		o, err := d.orderWhere(ctx, "id", id)
+		if err != nil {
+			return Order{}, fmt.Errorf("store: order %q: %w", id, err)
+		}
+		return o, nil
+	})
 }
 
 // OrderByKey returns the order placed with an idempotency key, or an error
@@ -329,11 +342,13 @@ func (d *DB) OrderByKey(ctx context.Context, key string) (_ Order, err error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	o, err := d.orderWhere(ctx, "idempotency_key", key)
-	if err != nil {
-		return Order{}, fmt.Errorf("store: order with key %q: %w", key, err)
-	}
-	return o, nil
+	return retried(ctx, d, func(ctx context.Context) (_ Order, err error) {
+		o, err := d.orderWhere(ctx, "idempotency_key", key)
+		if err != nil {
+			return Order{}, fmt.Errorf("store: order with key %q: %w", key, err)
+		}
+		return o, nil
+	})
 }
 
 // orderWhere reads the one order whose unique column equals value.
@@ -361,42 +376,44 @@ func (d *DB) OrdersByAccount(ctx context.Context, accountID int64) (_ []Order, e
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	defer classify(ctx, &err)
-	tx, err := d.readTx(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
-	}
-	defer rollback(tx)
-	// Insertion order breaks ties: SQLite's rowid, PostgreSQL's seq.
-	tiebreak := "rowid"
-	if d.postgres {
-		tiebreak = "seq"
-	}
-	rows, err := tx.QueryContext(ctx,
-		d.q("SELECT "+orderColumns+" WHERE account_id = ? ORDER BY created_at DESC, "+tiebreak+" DESC"), accountID)
-	if err != nil {
-		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
-	}
-	defer rows.Close()
-	var orders []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
+	return retried(ctx, d, func(ctx context.Context) (_ []Order, err error) {
+		tx, err := d.readTx(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
 		}
-		orders = append(orders, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
-	}
-	rows.Close()
-	ptrs := make([]*Order, len(orders))
-	for i := range orders {
-		ptrs[i] = &orders[i]
-	}
-	if err := d.loadLines(ctx, tx, ptrs); err != nil {
-		return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
-	}
-	return orders, nil
+		defer rollback(tx)
+		// Insertion order breaks ties: SQLite's rowid, PostgreSQL's seq.
+		tiebreak := "rowid"
+		if d.postgres {
+			tiebreak = "seq"
+		}
+		rows, err := tx.QueryContext(ctx,
+			d.q("SELECT "+orderColumns+" WHERE account_id = ? ORDER BY created_at DESC, "+tiebreak+" DESC"), accountID)
+		if err != nil {
+			return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
+		}
+		defer rows.Close()
+		var orders []Order
+		for rows.Next() {
+			o, err := scanOrder(rows)
+			if err != nil {
+				return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
+			}
+			orders = append(orders, o)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
+		}
+		rows.Close()
+		ptrs := make([]*Order, len(orders))
+		for i := range orders {
+			ptrs[i] = &orders[i]
+		}
+		if err := d.loadLines(ctx, tx, ptrs); err != nil {
+			return nil, fmt.Errorf("store: orders of account %d: %w", accountID, err)
+		}
+		return orders, nil
+	})
 }
 
 // readTx begins a read-only (deferred) transaction, so that an order and its

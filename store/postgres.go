@@ -40,7 +40,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	// replaces them when a call finds one bad, and this ages out the rest.
 	db.SetConnMaxIdleTime(time.Minute)
 
-	d := &DB{write: db, read: db, postgres: true, dsn: dsn}
+	d := &DB{write: db, read: db, postgres: true, dsn: dsn, maxIdle: n}
 	if d.seeded, err = d.migrateWaitingForServer(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", Redact(dsn), err)

@@ -63,6 +63,8 @@ type DB struct {
 	// dsn is the PostgreSQL URL, for OpenPool.
 	dsn     string
 	rebound sync.Map // query with ? → query with $n
+	// maxIdle is the pool's idle bound, restored after dropIdle.
+	maxIdle int
 
 	// file is the SQLite file as opened, so that readiness notices when
 	// the path no longer leads to it (deleted or replaced).
@@ -129,20 +131,22 @@ func (d *DB) Ping(ctx context.Context) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	defer classify(ctx, &err)
-	if d.file != nil {
-		if err := d.file.check(); err != nil {
+	return d.retriedErr(ctx, func(ctx context.Context) (err error) {
+		if d.file != nil {
+			if err := d.file.check(); err != nil {
+				return fmt.Errorf("store: ping: %w", err)
+			}
+		}
+		query := "SELECT 1"
+		if !d.postgres {
+			query = "PRAGMA user_version" // reads the file's header
+		}
+		var v int
+		if err := d.read.QueryRowContext(ctx, query).Scan(&v); err != nil {
 			return fmt.Errorf("store: ping: %w", err)
 		}
-	}
-	query := "SELECT 1"
-	if !d.postgres {
-		query = "PRAGMA user_version" // reads the file's header
-	}
-	var v int
-	if err := d.read.QueryRowContext(ctx, query).Scan(&v); err != nil {
-		return fmt.Errorf("store: ping: %w", err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // checkWritable refuses a write to a SQLite file that was deleted or

@@ -120,6 +120,9 @@ type CatalogContent struct {
 	Products   []Product
 	// WithCart shows the add-to-cart forms (off while the store is away).
 	WithCart bool
+	// AddKey starts each add form's idempotency key; the shop renders the
+	// body once with a placeholder here and puts each page's own key in.
+	AddKey string
 }
 
 // ProductView is a product page.
@@ -128,6 +131,42 @@ type ProductView struct {
 	Product  Product
 	Quantity string
 	Error    string // a field error for quantity, shown beside the form
+	// AddKey is the add form's idempotency key: the same form sent twice
+	// adds once.
+	AddKey string
+	// Reviews are the newest reviews, newest first.
+	Reviews []Review
+	// ReviewForm is the review form as posted (a 422), or empty.
+	ReviewForm ReviewForm
+	// PhotosWhere says where review photos live, for the form's note.
+	PhotosWhere string
+}
+
+// Review is one review as the product page shows it.
+type Review struct {
+	Author string // the account's email, or "a shopper"
+	Rating int
+	Stars  string // "★★★★☆"
+	Body   string
+	When   string
+	Photo  *ReviewPhoto // nil without a photo
+}
+
+// ReviewPhoto is a review's photo. When Missing is set the page shows a
+// placeholder saying it instead of the image: the photo is on another
+// replica's disk, lost, or the object store is not answering.
+type ReviewPhoto struct {
+	URL           string
+	Width, Height int
+	Missing       string
+}
+
+// ReviewForm is the review form's values and field errors (rating, body,
+// photo).
+type ReviewForm struct {
+	Rating string
+	Body   string
+	Errors map[string]string
 }
 
 // CartLine is one line of the cart page or an order.
@@ -186,6 +225,13 @@ type ErrorView struct {
 	Status  int
 	Heading string
 	Message string
+	// Links are where to look next (the order that may exist).
+	Links []ErrorLink
+}
+
+// ErrorLink is a link on a status page.
+type ErrorLink struct {
+	Text, URL string
 }
 
 // AuthView is the login or the register page.
@@ -272,6 +318,9 @@ type InspectorView struct {
 	// Outage explains why the session could not be read (the page is then
 	// a 503); "" when it was.
 	Outage string
+	// Photos says where review photos live and what this replica holds of
+	// them (the uploads state's description).
+	Photos string
 }
 
 // ClusterMember is one replica as /cluster shows it.
@@ -303,6 +352,11 @@ type ClusterView struct {
 	// Redis is the Redis tier as the sentinels describe it; nil without
 	// Sentinel.
 	Redis *RedisTier
+	// Photos says where review photos live, as on /session.
+	Photos string
+	// AddressesHidden: the client is outside the shop's own networks, and
+	// every address on the page was replaced.
+	AddressesHidden bool
 }
 
 // RedisTier is Redis under Sentinel, as /cluster shows it.
@@ -312,7 +366,9 @@ type RedisTier struct {
 	Replicas     []RedisNode
 	Sentinels    []string
 	LastFailover string // "127.0.0.1:1 → 127.0.0.1:2 at 10:31:02", or ""
-	Error        string // the sentinels did not answer: what is shown is what this replica last heard
+	// LastFailoverAt is LastFailover without the addresses: "at 10:31:02".
+	LastFailoverAt string
+	Error          string // the sentinels did not answer: what is shown is what this replica last heard
 }
 
 // RedisNode is one Redis replica.

@@ -8,10 +8,10 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 	"golang.org/x/crypto/bcrypt"
@@ -22,20 +22,7 @@ import (
 const (
 	minPasswordLen = 10
 	maxPasswordLen = 72
-	bcryptCost     = bcrypt.DefaultCost
 )
-
-// dummyHash is compared against when an email has no account, so a failed
-// login takes as long whether or not the account exists. It is made on first
-// use, not at start: bcrypt costs tens of milliseconds, and a replica must be
-// ready fast.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), bcryptCost)
-	if err != nil {
-		panic(err) // only for a cost out of range: a programming error
-	}
-	return h
-})
 
 // accountForm is the register and login form as posted.
 type accountForm struct {
@@ -53,7 +40,11 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 	if err != nil {
 		f.Errors["email"] = err.(*Error).Message
 	}
-	f.Email = normalizeEmail(email)
+	var problem string
+	f.Email, problem = canonicalEmail(email)
+	if _, bad := f.Errors["email"]; !bad && problem != "" {
+		f.Errors["email"] = problem
+	}
 	if _, bad := f.Errors["email"]; !bad {
 		if a, err := mail.ParseAddress(f.Email); err != nil || a.Address != f.Email || !strings.Contains(f.Email, ".") {
 			f.Errors["email"] = "must be an address like ada@example.com"
@@ -77,10 +68,6 @@ func readAccountForm(r *http.Request, register bool) (accountForm, error) {
 	}
 	return f, nil
 }
-
-// normalizeEmail trims and lower-cases an address: one person, one account,
-// however they type it.
-func normalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, register bool, f accountForm) error {
 	v := templates.AuthView{Register: register, Email: f.Email, Errors: f.Errors}
@@ -157,13 +144,24 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	var hash []byte
 	var hashErr error
-	if err := s.hashers.do(r.Context(), client, func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), bcryptCost) }); err != nil {
+	if err := s.hashers.do(r.Context(), client, func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), s.cfg.PasswordCost) }); err != nil {
 		return err
 	}
 	if hashErr != nil {
 		return hashErr
 	}
-	acct, err := s.db.CreateAccount(r.Context(), f.Email, hash)
+	sess := sessionOf(r.Context()).sess
+	if sess == nil {
+		return ErrSessionStore
+	}
+	// The new account starts with this browser's cart (none when another
+	// account was logged in: its cart stays with it), saved in the same
+	// transaction as the account row.
+	cart := info.Cart
+	if info.AccountID != 0 {
+		cart = Cart{}
+	}
+	acct, err := s.db.CreateAccountWithCart(r.Context(), f.Email, hash, EncodeCart(cart))
 	if errors.Is(err, store.ErrEmailTaken) {
 		// Counted as it is answered, atomically: parallel attempts get
 		// distinct counts, and no more than the allowance learn the answer.
@@ -181,8 +179,17 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.logIn(r.Context(), info, acct, "register"); err != nil {
-		return err
+	// From here the registration is the account row and the session
+	// together: if the session cannot be saved, the row goes too, so a 503
+	// leaves nothing behind and the same form succeeds when retried.
+	takeBack := func(ctx context.Context, err error) error { return s.takeBackAccount(ctx, acct, err) }
+	onFailedSave(r.Context(), takeBack)
+	if info.AccountID != 0 {
+		sess.Clear() // the other account is logged out first
+	}
+	startSession(sess, acct, "register")
+	if err := s.setSessionCart(r.Context(), cart); err != nil {
+		return takeBack(r.Context(), err)
 	}
 	s.setFlash(w, r, "registered")
 	http.Redirect(w, r, "/account", http.StatusSeeOther)
@@ -216,7 +223,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	acct, err := s.db.AccountByEmail(r.Context(), f.Email)
-	hash := dummyHash()
+	hash := s.dummyHash()
 	if err == nil {
 		hash = acct.PasswordHash
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -279,16 +286,38 @@ func (s *Server) logIn(ctx context.Context, info sessionInfo, acct store.Account
 			cart = mergeCarts(cart, old)
 		}
 	}
+	startSession(sess, acct, why)
+	return s.saveCart(ctx, acct.ID, cart)
+}
+
+// startSession makes sess the account's: a new token (a token planted
+// before is worth nothing after), a new identity, the account.
+func startSession(sess *session.Session, acct store.Account, why string) {
 	sess.Renew(why)
 	sess.NewIdentity()
 	sess.SetAccount(acct.ID, acct.Email, acct.SessionEpoch)
-	return s.saveCart(ctx, acct.ID, cart)
+}
+
+// takeBackAccount deletes an account whose registration failed after its
+// row was written, and returns err, the failure, to answer with. A session
+// write that may have been applied keeps the account: the session may be
+// logged in to it.
+func (s *Server) takeBackAccount(ctx context.Context, acct store.Account, err error) error {
+	if errors.Is(err, session.ErrMaybeApplied) {
+		return err
+	}
+	if delErr := s.db.DeleteNewAccount(context.WithoutCancel(ctx), acct.ID); delErr != nil {
+		s.log.ErrorContext(ctx, "registration failed after the account was created, and the account could not be taken back",
+			"account_id", acct.ID, "err", err, "delete_err", delErr)
+		return errors.Join(err, delErr)
+	}
+	return err
 }
 
 // mergeCarts adds b's lines to a's, each line capped at the limits: what a
 // person put in either cart stays, as far as the rules allow.
 func mergeCarts(a, b Cart) Cart {
-	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...)}
+	out := Cart{Rev: max(a.Rev, b.Rev), Items: append([]CartItem(nil), a.Items...), Applied: a.Applied}
 	for _, it := range b.Items {
 		q := min(out.Quantity(it.ProductID)+it.Quantity, MaxLineQuantity)
 		out.Set(it.ProductID, q) // only ErrCartFull can fail: that line is dropped

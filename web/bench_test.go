@@ -25,6 +25,7 @@ import (
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/uploads"
 )
 
 // redisCached names the redis store with its near-cache in the benchmarks.
@@ -71,13 +72,17 @@ func benchServer(b *testing.B, kind string) *Server {
 	}
 	b.Cleanup(func() { sessions.Close() })
 	log := slog.New(NewLogHandler(slog.NewJSONHandler(io.Discard, nil))).With("replica", "shop1")
+	photos, err := uploads.NewDisk(filepath.Join(b.TempDir(), "uploads"), "shop1")
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg := Config{Replica: "shop1", Logger: log, Metrics: metrics}
 	if rc != nil { // as main hands the shared services over
 		cfg.Limiter = redisclient.NewSharedLimiter(rc, redisclient.Limits{}, log)
 		cfg.Presence = redisclient.NewPresence(rc)
 		cfg.Board = redisclient.NewBoard(rc)
 	}
-	return NewServer(cfg, db, sessions, nil)
+	return NewServer(cfg, db, sessions, nil, photos)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/statelab/shop/store"
@@ -32,7 +33,10 @@ func (s *Server) renderCart(w http.ResponseWriter, r *http.Request, status int, 
 	return nil
 }
 
-// handleCartAdd adds product_id × quantity (1..99) to the cart.
+// handleCartAdd adds product_id × quantity (1..99) to the cart. With an
+// idempotency_key (the shop's forms carry one) the same form sent again, a
+// retry after a 503 most of all, adds once: the cart remembers the keys of
+// its last writes. A request without a key adds as it always did.
 func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 	info, err := s.session(r.Context())
 	if err != nil {
@@ -41,6 +45,16 @@ func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 	form, err := parseForm(r)
 	if err != nil {
 		return err
+	}
+	key, err := optionalKey(form)
+	if err != nil {
+		return err
+	}
+	if info.Cart.HasApplied(key) {
+		// This very add is in the cart already: answer as it was answered.
+		s.setFlash(w, r, "added")
+		http.Redirect(w, r, "/cart", http.StatusSeeOther)
+		return nil
 	}
 	id, err := formInt(form, "product_id", 1, math.MaxInt32)
 	if err != nil {
@@ -57,6 +71,8 @@ func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		if addErr := info.Cart.Add(id, int(qty)); addErr != nil {
 			err = fieldError("quantity", "%s; your cart already holds %d of %s", addErr.Error(), info.Cart.Quantity(id), p.Name)
+		} else {
+			info.Cart.MarkApplied(key)
 		}
 	}
 	if err != nil {
@@ -72,6 +88,22 @@ func (s *Server) handleCartAdd(w http.ResponseWriter, r *http.Request) error {
 	s.setFlash(w, r, "added")
 	http.Redirect(w, r, "/cart", http.StatusSeeOther)
 	return nil
+}
+
+// optionalKey reads the form's idempotency_key: "" without one, a 422
+// naming the field when it is there but not a key.
+func optionalKey(form url.Values) (string, error) {
+	if _, ok := form["idempotency_key"]; !ok {
+		return "", nil
+	}
+	key, err := formValue(form, "idempotency_key", 64)
+	if err != nil || key == "" {
+		return "", err
+	}
+	if !validKey(key) {
+		return "", fieldError("idempotency_key", "must be 16 to 64 letters, digits, '-' or '_'; reload the page")
+	}
+	return key, nil
 }
 
 // handleCartSet sets a line's quantity (0..99); 0 removes it.
@@ -156,8 +188,11 @@ func (s *Server) renderProductError(w http.ResponseWriter, r *http.Request, id i
 	if err != nil {
 		return err
 	}
-	v := templates.ProductView{Product: productView(&p), Quantity: truncate(quantity, 20), Error: fe.Error()}
-	v.Page = s.page(r, p.Name)
+	v, err := s.productPage(r, &p)
+	if err != nil {
+		return err
+	}
+	v.Quantity, v.Error = truncate(quantity, 20), fe.Error()
 	s.render(w, r, fe.Status, templates.ProductPage(v))
 	return nil
 }

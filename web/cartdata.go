@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,9 @@ const (
 	MaxLineQuantity = 99
 	// MaxCartLines bounds how many different products one cart may hold.
 	MaxCartLines = 50
+	// MaxAppliedKeys bounds how many idempotency keys a cart remembers:
+	// enough for every retry a shopper makes, small enough for a cookie.
+	MaxAppliedKeys = 32
 	// cartVersion is the encoding version of Cart. A change of shape bumps it and
 	// DecodeCart learns to read the old one, so no stored session breaks.
 	cartVersion = 1
@@ -33,6 +38,12 @@ type Cart struct {
 	// update shows up as a revision that went back.
 	Rev   int        `json:"rev"`
 	Items []CartItem `json:"items"`
+	// Applied are fingerprints of the idempotency keys of the last writes
+	// this cart already holds (adds, and the checkout that emptied it),
+	// oldest first, at most MaxAppliedKeys. They live in the cart, so they
+	// travel with the session in every store and a retry meets the write it
+	// repeats, whichever replica it reaches.
+	Applied []string `json:"applied,omitempty"`
 }
 
 // Errors that cart operations return; the web layer turns them into 422 pages.
@@ -117,11 +128,54 @@ func (c *Cart) Clear() {
 	c.Rev++
 }
 
-// encodedCart is the stored form. V is the encoding version.
+// keyPrint is what a cart keeps of an idempotency key: 72 bits of its
+// SHA-256 in 12 characters, a third of the key, which matters in a 4 KB
+// cookie; a collision among 32 keys of one cart is out of reach.
+func keyPrint(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+// HasApplied reports whether the write with this idempotency key is
+// already in the cart.
+func (c *Cart) HasApplied(key string) bool {
+	return key != "" && slices.Contains(c.Applied, keyPrint(key))
+}
+
+// MarkApplied records that the write with this idempotency key is in the
+// cart, forgetting the oldest key past MaxAppliedKeys. An empty key (a
+// client that sends none) records nothing.
+func (c *Cart) MarkApplied(key string) {
+	if key == "" || c.HasApplied(key) {
+		return
+	}
+	c.Applied = append(c.Applied, keyPrint(key))
+	if n := len(c.Applied) - MaxAppliedKeys; n > 0 {
+		c.Applied = slices.Delete(c.Applied, 0, n)
+	}
+}
+
+// Subtract takes lines out of the cart, each line at most down to nothing:
+// what a checkout that the cart does not know about yet already ordered.
+// It reports whether anything changed.
+func (c *Cart) Subtract(lines []CartItem) bool {
+	changed := false
+	for _, l := range lines {
+		if have := c.Quantity(l.ProductID); have > 0 && l.Quantity > 0 {
+			c.Set(l.ProductID, max(0, have-l.Quantity)) // in range: cannot fail
+			changed = true
+		}
+	}
+	return changed
+}
+
+// encodedCart is the stored form. V is the encoding version; Applied came
+// later without a new version (an older replica ignores it).
 type encodedCart struct {
-	V     int        `json:"v"`
-	Rev   int        `json:"rev"`
-	Items []CartItem `json:"items"`
+	V       int        `json:"v"`
+	Rev     int        `json:"rev"`
+	Items   []CartItem `json:"items"`
+	Applied []string   `json:"applied,omitempty"`
 }
 
 // EncodeCart returns the stored form of a cart.
@@ -130,7 +184,7 @@ func EncodeCart(c Cart) []byte {
 	if items == nil {
 		items = []CartItem{}
 	}
-	b, err := json.Marshal(encodedCart{V: cartVersion, Rev: c.Rev, Items: items})
+	b, err := json.Marshal(encodedCart{V: cartVersion, Rev: c.Rev, Items: items, Applied: c.Applied})
 	if err != nil {
 		// Marshalling ints and a slice of them cannot fail.
 		panic(err)
@@ -164,8 +218,19 @@ func DecodeCart(b []byte) (Cart, error) {
 	if e.Rev < 0 {
 		return Cart{}, fmt.Errorf("cart: bad revision %d", e.Rev)
 	}
+	if len(e.Applied) > MaxAppliedKeys {
+		return Cart{}, fmt.Errorf("cart: %d applied keys, at most %d", len(e.Applied), MaxAppliedKeys)
+	}
+	for _, k := range e.Applied {
+		if len(k) != 12 {
+			return Cart{}, fmt.Errorf("cart: bad applied key %q", k)
+		}
+	}
 	if len(e.Items) == 0 {
 		e.Items = nil
 	}
-	return Cart{Rev: e.Rev, Items: e.Items}, nil
+	if len(e.Applied) == 0 {
+		e.Applied = nil
+	}
+	return Cart{Rev: e.Rev, Items: e.Items, Applied: e.Applied}, nil
 }

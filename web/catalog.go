@@ -25,7 +25,7 @@ func (s *Server) handleCatalog(w http.ResponseWriter, r *http.Request) error {
 	var v templates.CatalogView
 	v.Page = s.page(r, "")
 	body := cat.bodies[catalogKey{category: slug, withCart: !v.CartUnavailable}]
-	v.Title, v.Body = body.heading, body.html
+	v.Title, v.Body = body.heading, body.withKey(randomToken(16))
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.CatalogPage(v))
 	return nil
@@ -46,8 +46,10 @@ func (s *Server) handleProduct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := templates.ProductView{Product: productView(&p), Quantity: "1"}
-	v.Page = s.page(r, p.Name)
+	v, err := s.productPage(r, &p)
+	if err != nil {
+		return err
+	}
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.ProductPage(v))
 	return nil

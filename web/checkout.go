@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/mail"
@@ -154,17 +155,67 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	if created {
-		s.receipts.Placed(placed)
-		s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
-		info.Cart.Clear()
+	// The order exists from here on, whatever becomes of this request: a
+	// failure to save the emptied cart must not hide it.
+	placedErr := func(_ context.Context, err error) error {
+		return &orderPlacedError{orderID: placed.ID, account: info.AccountID != 0, err: err}
+	}
+	onFailedSave(r.Context(), placedErr)
+	// A replay (created false) by the owner finds the order's lines still in
+	// the cart when this cart never saw the order: the save after it failed
+	// (a 503 the shopper retries), the browser resent an older cookie, or a
+	// parallel submit without the session lock. They come out now, or the
+	// next checkout orders them again. A cart that already holds this
+	// checkout's key was emptied by it and is left alone.
+	if created || !info.Cart.HasApplied(f.IdempotencyKey) {
+		if created {
+			s.receipts.Placed(placed)
+			s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
+			info.Cart.Clear()
+		} else {
+			info.Cart.Subtract(orderItems(placed))
+		}
+		info.Cart.MarkApplied(f.IdempotencyKey)
 		if err := s.saveCart(r.Context(), info.AccountID, info.Cart); err != nil {
-			return err
+			return placedErr(r.Context(), err)
 		}
 		s.setFlash(w, r, "ordered")
 	}
 	http.Redirect(w, r, "/orders/"+placed.ID, http.StatusSeeOther)
 	return nil
+}
+
+// orderItems are an order's lines as cart lines.
+func orderItems(o store.Order) []CartItem {
+	items := make([]CartItem, 0, len(o.Lines))
+	for _, l := range o.Lines {
+		items = append(items, CartItem{ProductID: l.ProductID, Quantity: l.Quantity})
+	}
+	return items
+}
+
+// orderPlacedError is a failure after an order was committed: the request
+// answers 503, and the page says the order may exist and where to see it,
+// so the shopper checks before ordering again.
+type orderPlacedError struct {
+	orderID string
+	account bool // the order belongs to an account: /account lists it
+	err     error
+}
+
+func (e *orderPlacedError) Error() string {
+	return "order " + e.orderID + " was placed, then: " + e.err.Error()
+}
+
+func (e *orderPlacedError) Unwrap() error { return e.err }
+
+// links are where the shopper sees the order.
+func (e *orderPlacedError) links() []templates.ErrorLink {
+	links := []templates.ErrorLink{{Text: "See order " + e.orderID, URL: "/orders/" + e.orderID}}
+	if e.account {
+		links = append(links, templates.ErrorLink{Text: "Your orders", URL: "/account"})
+	}
+	return links
 }
 
 // ownsOrder reports whether this session may see the order: the account that

@@ -70,7 +70,7 @@ func (s *Server) readyErr(ctx context.Context) error {
 // handleClusterView lists the replicas this replica can tell are up.
 func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.presence.Shared()}
+	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.presence.Shared(), Photos: s.photosText(r.Context())}
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
 		Ready: sessionOf(ctx).available() && s.readyErr(ctx) == nil, Self: true,
@@ -109,12 +109,39 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	if s.cfg.Sentinel != nil {
 		v.Redis = s.redisTier(ctx, !errors.Is(sessionOf(ctx).err, redisclient.ErrUnavailable))
 	}
+	if !s.trustedClient(r) {
+		hideAddresses(&v)
+	}
 	slices.SortFunc(v.Members, func(a, b templates.ClusterMember) int { return cmp.Compare(a.Name, b.Name) })
 	v.Page = s.page(r, "The cluster")
 	s.clearFlash(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, templates.ClusterPage(v))
 	return nil
+}
+
+// hideAddresses takes every address out of v, for a client outside the
+// shop's own networks: which replicas and Redis nodes exist, and whether
+// they are up, stays on the page.
+func hideAddresses(v *templates.ClusterView) {
+	v.AddressesHidden = true
+	for i := range v.Members {
+		if v.Members[i].Addr != "" {
+			v.Members[i].Addr = addressHidden
+		}
+	}
+	if t := v.Redis; t != nil {
+		if t.Primary != "" {
+			t.Primary = addressHidden
+		}
+		for i := range t.Replicas {
+			t.Replicas[i].Addr = addressHidden
+		}
+		if len(t.Sentinels) > 0 {
+			t.Sentinels = []string{addressHidden}
+		}
+		t.LastFailover = t.LastFailoverAt
+	}
 }
 
 // redisTier asks the sentinels for the Redis tier. When this request
@@ -142,6 +169,7 @@ func (s *Server) redisTier(ctx context.Context, ask bool) *templates.RedisTier {
 	}
 	if f := t.Failover; !f.At.IsZero() {
 		v.LastFailover = f.From + " → " + f.To + " at " + f.At.Format("15:04:05 MST")
+		v.LastFailoverAt = "at " + f.At.Format("15:04:05 MST")
 	}
 	if !ask || err != nil {
 		v.Error = "The sentinels were not asked or did not answer: this is what " + s.cfg.Replica + " last heard."

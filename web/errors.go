@@ -14,6 +14,7 @@ import (
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
+	"github.com/statelab/shop/uploads"
 )
 
 // Error is an error with the status and message a person should see. Field,
@@ -51,7 +52,16 @@ func errorStatus(err error) (status int, heading, message string) {
 	var e *Error
 	var maxBytes *http.MaxBytesError
 	var tooLarge *session.TooLargeError
+	var placed *orderPlacedError
 	switch {
+	case errors.As(err, &placed) && statusOf(placed.err) >= 500:
+		// Not "nothing was changed": the order is in the database.
+		return http.StatusServiceUnavailable, "Your order may already exist", "Your order may already have been placed: it was saved, " +
+			"but the rest of this request failed (" + placed.cause() + "). Check your orders before ordering again; " +
+			"submitting the same checkout form again will not order twice."
+	case errors.Is(err, session.ErrMaybeApplied):
+		return http.StatusServiceUnavailable, "Cart unavailable", "Your change may have been applied: the session store did not " +
+			"confirm it and could not take it back. Look at your cart before trying again; sending the same form again will not apply it twice."
 	case errors.As(err, &e):
 		return e.Status, http.StatusText(e.Status), e.Error()
 	case errors.As(err, &tooLarge):
@@ -60,6 +70,12 @@ func errorStatus(err error) (status int, heading, message string) {
 			tooLarge.Size, tooLarge.Limit)
 	case errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The request body is over the limit of %d bytes.", maxBytes.Limit)
+	case errors.Is(err, uploads.ErrTooBig):
+		return http.StatusRequestEntityTooLarge, "Photo too large", fmt.Sprintf("photo: is larger than %d bytes (5 MiB). Nothing was kept; the rest of the upload was not read.", uploads.MaxBytes)
+	case errors.Is(err, uploads.ErrUnavailable):
+		return http.StatusServiceUnavailable, "Photos unavailable", "The photo store is not answering, so a review with a photo cannot be posted right now. Nothing was saved. A review without a photo still works; try the photo again in a moment."
+	case errors.Is(err, uploads.ErrBusy):
+		return http.StatusServiceUnavailable, "Busy", "Too many photos are being uploaded to this replica right now. Nothing was saved; try again in a moment."
 	case errors.Is(err, session.ErrLockTimeout):
 		return http.StatusServiceUnavailable, "Session busy", lockBusyText
 	case sessionTrouble(err) && (errors.Is(err, redisclient.ErrOutOfMemory) || errors.Is(err, redisclient.ErrAuth)):
@@ -107,6 +123,18 @@ func redisTrouble(err error) string {
 		", so this could not be done right now. The catalog still works; try again in a moment."
 }
 
+// statusOf is the status err alone would answer with.
+func statusOf(err error) int {
+	status, _, _ := errorStatus(err)
+	return status
+}
+
+// cause says in a few words what failed after an order was placed.
+func (e *orderPlacedError) cause() string {
+	_, heading, _ := errorStatus(e.err)
+	return strings.ToLower(heading)
+}
+
 // serveError answers with the status page for err: JSON under /api/, HTML
 // elsewhere.
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
@@ -137,7 +165,11 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		page.CartUnavailable = true
 		_, page.StoreTrouble = storeTrouble(err)
 	}
-	s.render(w, r, status, templates.ErrorPage(templates.ErrorView{Page: page, Status: status, Heading: heading, Message: message}))
+	v := templates.ErrorView{Page: page, Status: status, Heading: heading, Message: message}
+	if placed := (*orderPlacedError)(nil); errors.As(err, &placed) && status == http.StatusServiceUnavailable {
+		v.Links = placed.links()
+	}
+	s.render(w, r, status, templates.ErrorPage(v))
 }
 
 // handler is an http.Handler that returns its error for serveError to answer.

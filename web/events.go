@@ -78,61 +78,89 @@ func (s *Server) handleEvents() http.Handler {
 			s.serveError(w, r, err)
 			return
 		}
-		defer st.Close()
 
 		rc := http.NewResponseController(w)
-		// The server's ReadTimeout would end the request's context once it
-		// passes, and its WriteTimeout the response: a stream lives longer.
-		// Writes get a deadline each instead (write below).
-		rc.SetReadDeadline(time.Time{})
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Accel-Buffering", "no") // nginx: pass it on as it comes
-		w.WriteHeader(http.StatusOK)
-
-		sw := sseWriter{w: w, rc: rc, pos: st.Start}
+		var buf bytes.Buffer
+		pos := st.Start
 		ready, _ := json.Marshal(map[string]string{"replica": s.cfg.Replica, "live": s.live.Kind()})
-		sw.event(live.Event{ID: st.Start, Type: live.TypeReady, Data: ready})
+		appendEvent(&buf, &pos, live.Event{ID: st.Start, Type: live.TypeReady, Data: ready})
 		for _, e := range st.Backlog {
-			sw.event(e)
+			appendEvent(&buf, &pos, e)
+		}
+
+		// Take the connection over, so that the open stream costs no
+		// goroutine and no net/http buffers (streampump.go). The body
+		// then ends when the connection closes.
+		if conn, _, err := rc.Hijack(); err == nil {
+			h.Set("Connection", "close")
+			var head bytes.Buffer
+			head.WriteString("HTTP/1.1 200 OK\r\n")
+			h.Write(&head)
+			head.WriteString("\r\n")
+			head.Write(buf.Bytes())
+			conn.SetReadDeadline(time.Time{})
+			conn.SetWriteDeadline(time.Now().Add(pumpWriteStall))
+			if _, err := conn.Write(head.Bytes()); err != nil {
+				conn.Close()
+				st.Close()
+				return
+			}
+			s.pump.add(conn, st, pos)
+			return
+		}
+		defer st.Close()
+		s.serveStream(w, r, rc, st, &buf, pos)
+	})
+}
+
+// serveStream serves a stream on the request's own goroutine, where the
+// connection cannot be taken over (an HTTP/2 connection, a test's
+// recorder).
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, st *live.Stream, first *bytes.Buffer, pos string) {
+	// The server's ReadTimeout would end the request's context once it
+	// passes, and its WriteTimeout the response: a stream lives longer.
+	// Writes get a deadline each instead (flush below).
+	rc.SetReadDeadline(time.Time{})
+	w.WriteHeader(http.StatusOK)
+	sw := sseWriter{w: w, rc: rc, pos: pos}
+	sw.buf.Write(first.Bytes())
+	if sw.flush() != nil {
+		return
+	}
+	heartbeat := time.NewTicker(s.cfg.LiveHeartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-heartbeat.C:
+			sw.buf.WriteString(": heartbeat\n\n")
+		case <-st.Wake():
+			evs, err := st.Next()
+			switch {
+			case errors.Is(err, live.ErrDraining):
+				sw.buf.WriteString("retry: " + strconv.Itoa(250+rand.IntN(1000)) + "\n\n")
+				sw.flush()
+				return
+			case errors.Is(err, live.ErrResume):
+				sw.buf.WriteString("retry: 250\n\n")
+				sw.flush()
+				return
+			case err != nil:
+				return // dropped as slow, or closed
+			}
+			for _, e := range evs {
+				appendEvent(&sw.buf, &sw.pos, e)
+			}
 		}
 		if sw.flush() != nil {
 			return
 		}
-		heartbeat := time.NewTicker(s.cfg.LiveHeartbeat)
-		defer heartbeat.Stop()
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-heartbeat.C:
-				sw.buf.WriteString(": heartbeat\n\n")
-			case <-st.Wake():
-				evs, err := st.Next()
-				switch {
-				case errors.Is(err, live.ErrDraining):
-					// Spread the reconnections over a second, so that a
-					// drained replica's browsers do not all arrive at once.
-					sw.buf.WriteString("retry: " + strconv.Itoa(250+rand.IntN(1000)) + "\n\n")
-					sw.flush()
-					return
-				case errors.Is(err, live.ErrResume):
-					sw.buf.WriteString("retry: 250\n\n")
-					sw.flush()
-					return
-				case err != nil:
-					return // dropped as slow, or closed
-				}
-				for _, e := range evs {
-					sw.event(e)
-				}
-			}
-			if sw.flush() != nil {
-				return
-			}
-		}
-	})
+	}
 }
 
 // drained answers a stream asked of a draining replica: not a 503, which
@@ -171,20 +199,6 @@ type sseWriter struct {
 	// pos is the id of the last event written: notices carry it, so that
 	// every event has an id and the browser's position stays true.
 	pos string
-}
-
-func (sw *sseWriter) event(e live.Event) {
-	if e.ID != "" {
-		sw.pos = e.ID
-	}
-	sw.buf.WriteString("id: ")
-	sw.buf.WriteString(sw.pos)
-	sw.buf.WriteString("\nevent: ")
-	sw.buf.WriteString(e.Type)
-	// Data is one line of JSON: json.Marshal escapes every newline.
-	sw.buf.WriteString("\ndata: ")
-	sw.buf.Write(e.Data)
-	sw.buf.WriteString("\n\n")
 }
 
 func (sw *sseWriter) flush() error {

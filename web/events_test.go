@@ -219,7 +219,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 // with a retry: hint and refuses new ones.
 func TestEventsBoundHeartbeatAndDrain(t *testing.T) {
 	hub := live.NewLocal(live.Options{MaxStreams: 1})
-	srv := web.NewServer(web.Config{Replica: "shop1", LiveHeartbeat: 50 * time.Millisecond}, mustDB(t), session.NewMemory(session.Options{}), hub)
+	srv := web.NewServer(web.Config{Replica: "shop1", LiveHeartbeat: 50 * time.Millisecond}, mustDB(t), session.NewMemory(session.Options{}), hub, diskPhotos(t, "shop1"))
 	hs := newHTTPTest(srv)
 	defer hs.Close()
 	c := (&testShop{t: t, srv: hs}).client()
@@ -346,5 +346,55 @@ func TestPagesCarryLiveStock(t *testing.T) {
 	}
 	if csp := js.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
 		t.Errorf("CSP %q does not allow scripts from self", csp)
+	}
+}
+
+// TestEventsFreeTheirPlaceWhenTheClientLeaves: a browser that closes its
+// stream frees its place in -live-max-streams at once, not at the next
+// heartbeat (15 s here).
+func TestEventsFreeTheirPlaceWhenTheClientLeaves(t *testing.T) {
+	hub := live.NewLocal(live.Options{MaxStreams: 1})
+	shop := liveShop(t, hub, web.Config{})
+	c := shop.client()
+	s := c.openEvents("")
+	s.next()
+	s.close()
+	for deadline := time.Now().Add(5 * time.Second); hub.Stats().Open != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a closed stream still holds its place after 5s")
+		}
+	}
+	if again := c.openEvents(""); again.resp.StatusCode != http.StatusOK {
+		t.Errorf("a new stream after the first left: %d, want 200", again.resp.StatusCode)
+	}
+}
+
+// TestMetricsLiveStreams: /metrics/live no longer reloads itself when
+// scripts run (its meta refresh is inside noscript), has the favicon, and
+// its stream sends the page's content as an event with an id.
+func TestMetricsLiveStreams(t *testing.T) {
+	shop := liveShop(t, live.NewLocal(live.Options{}), web.Config{})
+	c := shop.client()
+	page := c.get("/metrics/live")
+	if page.doc.Find(`head > meta[http-equiv="refresh"]`).Length() != 0 {
+		t.Error("/metrics/live has a meta refresh outside noscript")
+	}
+	if !strings.Contains(page.body, `<noscript><meta http-equiv="refresh"`) {
+		t.Error("/metrics/live without JavaScript does not reload any more")
+	}
+	if page.doc.Find(`link[rel="icon"]`).Length() != 1 || page.doc.Find(`script[src="/static/metrics-live.js"]`).Length() != 1 {
+		t.Error("/metrics/live lacks the favicon link or its script")
+	}
+	req, _ := http.NewRequest(http.MethodGet, shop.srv.URL+"/metrics/live/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sseStream{t: t, resp: resp, events: make(chan sseEvent, 16), cancel: func() {}}
+	defer resp.Body.Close()
+	go s.parse(resp.Body)
+	e, _ := s.next()
+	if e.typ != "live" || e.id == "" || !strings.Contains(e.data, `live-table`) {
+		t.Errorf("/metrics/live/stream: %+v, want a live event with an id carrying the table", e)
 	}
 }

@@ -24,18 +24,24 @@ func parseForm(r *http.Request) (url.Values, error) {
 		}
 	}
 	if err := r.ParseForm(); err != nil {
-		var maxBytes *http.MaxBytesError
-		switch {
-		case errors.As(err, &maxBytes):
-			return nil, err
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time (it is shorter than its Content-Length?)"}
-		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-			return nil, &Error{Status: http.StatusBadRequest, Message: "the request body ended early (shorter than its Content-Length)"}
-		}
-		return nil, &Error{Status: http.StatusBadRequest, Message: "the form could not be read: " + err.Error()}
+		return nil, bodyError(err)
 	}
 	return r.PostForm, nil
+}
+
+// bodyError is what a failure to read a request body means to the client:
+// 413 past the limit, 408 when it did not arrive in time, 400 otherwise.
+func bodyError(err error) error {
+	var maxBytes *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxBytes):
+		return maxBytes
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &Error{Status: http.StatusRequestTimeout, Message: "the request body did not arrive in time (it is shorter than its Content-Length?)"}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &Error{Status: http.StatusBadRequest, Message: "the request body ended early (shorter than its Content-Length)"}
+	}
+	return &Error{Status: http.StatusBadRequest, Message: "the form could not be read: " + err.Error()}
 }
 
 // formValue returns a field given at most once, trimmed; a missing field is "".

@@ -23,6 +23,7 @@ import (
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/web"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // newShopConfig is newShop with a replica configuration of the test's own.
@@ -108,7 +109,10 @@ func TestLoginBurst(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			// Enough hashers that none is refused as busy: this test is
 			// about the limit, TestPasswordHashingIsBounded about the gate.
-			shop := newShopConfig(t, kind, web.Config{PasswordHashers: 200})
+			// Hashing at the real cost keeps the five checked guesses busy
+			// while the other 145 arrive: the window a limiter that counts
+			// only after the check would let them through.
+			shop := newShopConfig(t, kind, web.Config{PasswordHashers: 200, PasswordCost: bcrypt.DefaultCost})
 			if r := shop.client().register("victim@example.com", "the real password!"); r.status != http.StatusSeeOther {
 				t.Fatalf("register: %d", r.status)
 			}
@@ -133,7 +137,8 @@ func TestLoginBurst(t *testing.T) {
 // the others succeed, and the catalog keeps answering meanwhile. Issue 10,
 // item 4.
 func TestPasswordHashingIsBounded(t *testing.T) {
-	shop := newShopConfig(t, session.Memory, web.Config{PasswordHashers: 1})
+	// The real cost: the crowd must arrive while the one hasher is busy.
+	shop := newShopConfig(t, session.Memory, web.Config{PasswordHashers: 1, PasswordCost: bcrypt.DefaultCost})
 	hc := noRedirects()
 	const n = 40
 	var catalog sync.WaitGroup

@@ -31,6 +31,7 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		Replica: s.cfg.Replica,
 		Store:   s.sessions.Kind(),
 		State:   templates.SessionNone,
+		Photos:  s.photosText(r.Context()),
 	}
 	sent := sessionCookie(r)
 	switch {
@@ -86,7 +87,7 @@ func (s *Server) inspectorOutage(w http.ResponseWriter, r *http.Request, err err
 		return err // the client left: serveError logs a 499
 	}
 	_, trouble := storeTrouble(err)
-	v := templates.InspectorView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), State: templates.SessionUnavailable}
+	v := templates.InspectorView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), State: templates.SessionUnavailable, Photos: s.photosText(r.Context())}
 	v.Outage = fmt.Sprintf("%s could not read your session. %s Your session does not live in %s but in the %s store, "+
 		"so no replica can read or change any session until the store answers again; nothing the store keeps is lost, and this page comes back by itself.",
 		s.cfg.Replica, trouble, s.cfg.Replica, s.sessions.Kind())

@@ -12,6 +12,8 @@ package web
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -345,50 +347,100 @@ func (s *Server) liveRates(ctx context.Context, now time.Time) ([]redisclient.Ra
 	return rates, nil
 }
 
-// liveRefresh is how often /metrics/live reloads itself.
+// liveRefresh is how often /metrics/live changes: the seconds between two
+// updates its stream sends (or, without JavaScript, between reloads).
 const liveRefresh = 2
 
 // handleLive is /metrics/live: requests and errors per second per replica,
-// server-rendered, reloading itself, for a workshop's projector.
+// server-rendered, for a workshop's projector; static/metrics-live.js keeps
+// it current from /metrics/live/stream.
 func (s *Server) handleLive() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		now := time.Now()
-		v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
-			Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
-		rates := []redisclient.Rate{s.liveRate(now)}
-		if !s.board.Shared() {
-			v.Note = "These replicas share no Redis, so each shows its own; reload to land on another."
-		} else if all, err := s.liveRates(r.Context(), now); err != nil {
-			v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."
-		} else {
-			rates, v.AllReplicas = all, true
-		}
-		slices.SortFunc(rates, func(a, b redisclient.Rate) int { return strings.Compare(a.Replica, b.Replica) })
-		var total, totalErr float64
-		for _, lr := range rates {
-			row := templates.LiveRow{Replica: lr.Replica, ColorClass: replicaColorClass(lr.Replica), This: lr.Replica == s.cfg.Replica,
-				RPS: lr.RequestsPerS, RPSText: strconv.FormatFloat(lr.RequestsPerS, 'f', 1, 64), EPSText: strconv.FormatFloat(lr.ErrorsPerS, 'f', 1, 64),
-				Requests: lr.Requests, Errors: lr.Errors}
-			if !row.This {
-				age := time.Duration(now.Unix()-lr.UnixTimestamp) * time.Second
-				row.Age = age.String()
-				if age > redisclient.LiveTTL {
-					// Its last numbers are history: show the row, count nothing.
-					row.Gone = true
-					row.RPS, row.RPSText, row.EPSText = 0, "gone", "–"
-					v.Rows = append(v.Rows, row)
-					continue
-				}
-			}
-			total += lr.RequestsPerS
-			totalErr += lr.ErrorsPerS
-			v.MaxRPS = max(v.MaxRPS, lr.RequestsPerS)
-			v.Rows = append(v.Rows, row)
-		}
-		v.MaxRPS = max(v.MaxRPS, 1)
-		v.TotalRPS = strconv.FormatFloat(total, 'f', 1, 64)
-		v.TotalEPS = strconv.FormatFloat(totalErr, 'f', 1, 64)
+		v := s.liveView(r.Context(), time.Now())
 		w.Header().Set("Cache-Control", "no-store")
 		s.render(w, r, http.StatusOK, templates.LivePage(v))
 	})
+}
+
+// handleLiveStream is /metrics/live/stream: the live page's content,
+// rendered every liveRefresh seconds, as server-sent events ("live", the
+// HTML as a JSON string, each with an id). A projector or two watch it, so
+// it is served on the request's own goroutine; it ends at the start of a
+// drain with a retry: hint, like GET /events.
+func (s *Server) handleLiveStream() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			drained(w)
+			return
+		}
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Time{})
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		t := time.NewTicker(liveRefresh * time.Second)
+		defer t.Stop()
+		var html strings.Builder
+		for now := time.Now(); ; now = <-t.C {
+			if s.draining.Load() {
+				rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout))
+				w.Write([]byte("retry: 1000\n\n"))
+				rc.Flush()
+				return
+			}
+			html.Reset()
+			if err := templates.LiveMain(s.liveView(r.Context(), now)).Render(r.Context(), &html); err != nil {
+				return
+			}
+			data, _ := json.Marshal(html.String())
+			rc.SetWriteDeadline(time.Now().Add(liveWriteTimeout))
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: live\ndata: %s\n\n", now.Unix(), data); err != nil || rc.Flush() != nil {
+				return
+			}
+			if r.Context().Err() != nil {
+				return
+			}
+		}
+	})
+}
+
+// liveView is the live page as of now.
+func (s *Server) liveView(ctx context.Context, now time.Time) templates.LiveView {
+	v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
+		Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
+	rates := []redisclient.Rate{s.liveRate(now)}
+	if !s.board.Shared() {
+		v.Note = "These replicas share no Redis, so each shows its own; reload to land on another."
+	} else if all, err := s.liveRates(ctx, now); err != nil {
+		v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."
+	} else {
+		rates, v.AllReplicas = all, true
+	}
+	slices.SortFunc(rates, func(a, b redisclient.Rate) int { return strings.Compare(a.Replica, b.Replica) })
+	var total, totalErr float64
+	for _, lr := range rates {
+		row := templates.LiveRow{Replica: lr.Replica, ColorClass: replicaColorClass(lr.Replica), This: lr.Replica == s.cfg.Replica,
+			RPS: lr.RequestsPerS, RPSText: strconv.FormatFloat(lr.RequestsPerS, 'f', 1, 64), EPSText: strconv.FormatFloat(lr.ErrorsPerS, 'f', 1, 64),
+			Requests: lr.Requests, Errors: lr.Errors}
+		if !row.This {
+			age := time.Duration(now.Unix()-lr.UnixTimestamp) * time.Second
+			row.Age = age.String()
+			if age > redisclient.LiveTTL {
+				// Its last numbers are history: show the row, count nothing.
+				row.Gone = true
+				row.RPS, row.RPSText, row.EPSText = 0, "gone", "–"
+				v.Rows = append(v.Rows, row)
+				continue
+			}
+		}
+		total += lr.RequestsPerS
+		totalErr += lr.ErrorsPerS
+		v.MaxRPS = max(v.MaxRPS, lr.RequestsPerS)
+		v.Rows = append(v.Rows, row)
+	}
+	v.MaxRPS = max(v.MaxRPS, 1)
+	v.TotalRPS = strconv.FormatFloat(total, 'f', 1, 64)
+	v.TotalEPS = strconv.FormatFloat(totalErr, 'f', 1, 64)
+	return v
 }

@@ -164,10 +164,16 @@ const DefaultBodyTimeout = 5 * time.Second
 // ReadTimeout. Once the whole body is read the deadline is lifted again:
 // left in place it would end the request's context for a handler that is
 // merely slow after reading (net/http watches the connection with it).
+//
+// A review's body may carry a photo: MaxReviewBytes and UploadTimeout.
 func (s *Server) boundBody(w http.ResponseWriter, r *http.Request) io.ReadCloser {
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	limit, timeout := int64(MaxBodyBytes), s.cfg.BodyTimeout
+	if isReviewPost(r) {
+		limit, timeout = MaxReviewBytes, s.cfg.UploadTimeout
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
 	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)); err != nil {
+	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return body // a writer without deadlines (a test recorder): nothing to lift
 	}
 	return &deadlineBody{ReadCloser: body, rc: rc, header: w.Header()}

@@ -46,7 +46,7 @@ func cachedCluster(t *testing.T, n int, co session.CacheOptions) []string {
 		metrics := web.NewMetrics(name, session.Redis)
 		st := session.NewCachedRedis(rc, session.Options{Lock: true, Observer: metrics}, co)
 		srv := httptest.NewServer(web.NewServer(web.Config{Replica: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics,
-			Limiter: redisclient.NewSharedLimiter(rc, redisclient.Limits{}, nil), Presence: redisclient.NewPresence(rc), Board: redisclient.NewBoard(rc)}, db, st, nil))
+			Limiter: redisclient.NewSharedLimiter(rc, redisclient.Limits{}, nil), Presence: redisclient.NewPresence(rc), Board: redisclient.NewBoard(rc)}, db, st, nil, diskPhotos(t, name)))
 		t.Cleanup(func() {
 			srv.Close()
 			st.Close()

@@ -35,6 +35,9 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	}
 	if s.cfg.Sentinel != nil && s.sessions.Kind() == session.Redis {
 		rb.Sentinel, rb.RedisPrimary = true, s.cfg.Sentinel.Addr()
+		if !s.trustedClient(r) {
+			rb.RedisPrimary = addressHidden
+		}
 	}
 	info, err := s.session(r.Context())
 	switch {
@@ -83,6 +86,7 @@ var flashes = map[string]string{
 	"registered": "Welcome! Your account is ready, and your session has a new token.",
 	"logged-in":  "You are logged in. Your session has a new token, so a token planted before the login is worthless.",
 	"logged-out": "You are logged out. Your session has a new token and no account.",
+	"reviewed":   "Thank you for your review.",
 }
 
 // setFlash sets the flash cookie, Secure exactly when the session cookie is.

@@ -15,6 +15,12 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 
 	mux.Handle("GET /{$}", page(s.handleCatalog))
 	mux.Handle("GET /products/{slug}", page(s.handleProduct))
+	// A review reads the session (who writes it) but never changes it: it
+	// does not take the session's write lock, which an upload would hold
+	// for as long as the photo takes to arrive.
+	mux.Handle("POST /products/{slug}/reviews", withNoStore(s.withTrail(s.withSessionRead(s.handle(s.handleReviewAdd)))))
+	// Photos need no session: only the page of a missing one loads it.
+	mux.Handle("GET /uploads/{key}", s.handlePhoto(page(s.handlePhotoMissing)))
 	mux.Handle("GET /cart", page(s.handleCart))
 	mux.Handle("POST /cart/items", page(s.handleCartAdd))
 	mux.Handle("POST /cart/items/{product_id}", page(s.handleCartSet))
@@ -38,8 +44,9 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 
 	mux.Handle("GET /healthz", s.handleHealthz())
 	mux.Handle("GET /readyz", s.handleReadyz())
-	mux.Handle("GET /metrics", s.handleMetrics())
+	mux.Handle("GET /metrics", s.onlyTrusted(s.handleMetrics()))
 	mux.Handle("GET /metrics/live", s.handleLive())
+	mux.Handle("GET /metrics/live/stream", s.handleLiveStream())
 	mux.Handle("GET /events", s.handleEvents())
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 

@@ -23,6 +23,7 @@ import (
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Store is what the web layer needs from the database.
@@ -35,11 +36,15 @@ type Store interface {
 	Order(ctx context.Context, id string) (store.Order, error)
 	OrderByKey(ctx context.Context, key string) (store.Order, error)
 	OrdersByAccount(ctx context.Context, accountID int64) ([]store.Order, error)
-	CreateAccount(ctx context.Context, email string, hash []byte) (store.Account, error)
+	CreateAccountWithCart(ctx context.Context, email string, hash, cart []byte) (store.Account, error)
+	DeleteNewAccount(ctx context.Context, id int64) error
 	AccountByEmail(ctx context.Context, email string) (store.Account, error)
 	SavedCart(ctx context.Context, accountID int64) ([]byte, error)
 	SaveCart(ctx context.Context, accountID int64, data []byte) error
 	BumpSessionEpoch(ctx context.Context, accountID int64) (int64, error)
+	AddReview(ctx context.Context, r store.Review) (store.Review, error)
+	Reviews(ctx context.Context, productID int64, limit int) ([]store.Review, error)
+	ReviewByPhoto(ctx context.Context, key string) (store.Review, error)
 	Messages(ctx context.Context, kinds []string, limit int) ([]store.Message, error)
 }
 
@@ -61,6 +66,12 @@ type Config struct {
 	// more may queue; past that a login or register is a 503 at once). 0
 	// means GOMAXPROCS.
 	PasswordHashers int
+	// PasswordCost is the bcrypt cost of the hashes this replica makes,
+	// and of the stand-in it compares an unknown email against; 0 means
+	// bcrypt.DefaultCost. Hashes already stored keep the cost they were
+	// made with. Only tests lower it: under the race detector one hash at
+	// the default cost takes a second or more.
+	PasswordCost int
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
@@ -76,6 +87,9 @@ type Config struct {
 	// Sentinel shows the Redis tier behind Sentinel on /cluster and the
 	// ribbon; nil without Sentinel.
 	Sentinel SentinelView
+	// UploadTimeout is how long a review with a photo may take to arrive
+	// and be kept; 0 means DefaultUploadTimeout.
+	UploadTimeout time.Duration
 	// Receipts makes each order's receipt in the background (-jobs). Nil
 	// means jobs in this process's memory with no delay.
 	Receipts Receipts
@@ -99,6 +113,8 @@ type Server struct {
 	cfg      Config
 	db       Store
 	sessions session.Store
+	// photos keeps review photos: this replica's disk or a bucket.
+	photos   Photos
 	log      *slog.Logger
 	catalog  catalogCache
 	metrics  *Metrics
@@ -107,19 +123,25 @@ type Server struct {
 	board    LiveBoard
 	hashers  *hashGate
 	receipts Receipts
+	// dummyHash is compared against when an email has no account, so a
+	// failed login takes as long whether or not the account exists. It is
+	// made on first use, not at start: a hash costs tens of milliseconds,
+	// and a replica must be ready fast.
+	dummyHash func() []byte
 	// live holds the event streams (GET /events) and carries what changed
 	// to them: this replica's only, or every replica's through Redis.
 	live     Live
+	pump     *pump // the event streams taken over from net/http
 	draining atomic.Bool
 	handler  http.Handler
 }
 
 // NewServer wires the routes over the database, the session store, what
 // cfg hands over of the services the replicas may share (login limits,
-// presence, the live board) and events, the live event streams
-// (live.LocalHub or live.RedisHub); nil events gives the Server a LocalHub
-// of its own, which Drain ends.
-func NewServer(cfg Config, db Store, sessions session.Store, events Live) *Server {
+// presence, the live board), events, the live event streams (live.LocalHub
+// or live.RedisHub; nil gives the Server a LocalHub of its own, which Drain
+// ends), and the review photo store.
+func NewServer(cfg Config, db Store, sessions session.Store, events Live, photos Photos) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -129,11 +151,17 @@ func NewServer(cfg Config, db Store, sessions session.Store, events Live) *Serve
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = DefaultUploadTimeout
+	}
 	if cfg.LiveHeartbeat <= 0 {
 		cfg.LiveHeartbeat = DefaultLiveHeartbeat
 	}
 	if events == nil {
 		events = live.NewLocal(live.Options{})
+	}
+	if cfg.PasswordCost == 0 {
+		cfg.PasswordCost = bcrypt.DefaultCost
 	}
 	if cfg.Limiter == nil {
 		cfg.Limiter = redisclient.NewLocalLimiter(redisclient.Limits{})
@@ -144,9 +172,17 @@ func NewServer(cfg Config, db Store, sessions session.Store, events Live) *Serve
 	if cfg.Board == nil {
 		cfg.Board = redisclient.NewLocalBoard()
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, live: events, log: cfg.Logger, metrics: cfg.Metrics,
+	s := &Server{cfg: cfg, db: db, sessions: sessions, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics,
 		limiter: cfg.Limiter, presence: cfg.Presence, board: cfg.Board, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
+	s.pump = newPump(cfg.LiveHeartbeat)
+	s.dummyHash = sync.OnceValue(func() []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte("statelab-no-such-account"), s.cfg.PasswordCost)
+		if err != nil {
+			panic(err) // only for a cost out of range: a programming error
+		}
+		return h
+	})
 	s.catalog.db = db
 	s.receipts = cfg.Receipts
 	if s.receipts == nil {
@@ -233,10 +269,33 @@ type catalogKey struct {
 }
 
 // catalogBody is one rendered templates.CatalogBody and its heading (the
-// page's title).
+// page's title). The HTML is kept in pieces split where each add form's
+// idempotency key begins, so that a page puts its own key there.
 type catalogBody struct {
 	heading string
-	html    templ.Component
+	pieces  []string
+}
+
+// addKeyPlaceholder stands for the page's add key in a rendered catalog
+// body: a valid key that randomToken never makes.
+const addKeyPlaceholder = "ADDKEYxPLACEHOLDERxADDKEY"
+
+// withKey is the body with addKey starting each add form's key: the cached
+// bytes and the key, written in turn, with no copy of the page.
+func (b catalogBody) withKey(addKey string) templ.Component {
+	return templ.ComponentFunc(func(_ context.Context, w io.Writer) error {
+		for i, p := range b.pieces {
+			if i > 0 {
+				if _, err := io.WriteString(w, addKey); err != nil {
+					return err
+				}
+			}
+			if _, err := io.WriteString(w, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // renderBodies renders every catalog body the catalog page can show.
@@ -247,7 +306,7 @@ func (cat *catalog) renderBodies(ctx context.Context) error {
 		slugs = append(slugs, c.Slug)
 	}
 	for _, slug := range slugs {
-		content := templates.CatalogContent{Heading: "All products"}
+		content := templates.CatalogContent{Heading: "All products", AddKey: addKeyPlaceholder}
 		for _, c := range cat.categories {
 			current := c.Slug == slug
 			if current {
@@ -266,7 +325,7 @@ func (cat *catalog) renderBodies(ctx context.Context) error {
 			if err := templates.CatalogBody(content).Render(ctx, &b); err != nil {
 				return fmt.Errorf("web: render the catalog: %w", err)
 			}
-			cat.bodies[catalogKey{slug, withCart}] = catalogBody{heading: content.Heading, html: templ.Raw(b.String())}
+			cat.bodies[catalogKey{slug, withCart}] = catalogBody{heading: content.Heading, pieces: strings.Split(b.String(), addKeyPlaceholder)}
 		}
 	}
 	return nil

@@ -33,6 +33,19 @@ type requestSession struct {
 	hadCookie bool
 	// err is why sess is nil: the store's error, or the lock wait's timeout.
 	err error
+	// failedSave holds what the handler asked to run should the session's
+	// save fail; see onFailedSave.
+	failedSave *[]func(context.Context, error) error
+}
+
+// onFailedSave registers f to run if this request's session save fails
+// after the handler: a handler that already changed something elsewhere (an
+// order committed, an account created) takes it back, or says what may
+// exist, since the request answers 503. f returns the error to answer with.
+func onFailedSave(ctx context.Context, f func(context.Context, error) error) {
+	if rs := sessionOf(ctx); rs.failedSave != nil {
+		*rs.failedSave = append(*rs.failedSave, f)
+	}
 }
 
 func sessionOf(ctx context.Context) requestSession {
@@ -68,8 +81,18 @@ func isWrite(r *http.Request) bool {
 // saves, so two replicas never interleave read-modify-write cycles on one
 // cart.
 func (s *Server) withSession(next http.Handler) http.Handler {
+	return s.loadSession(next, isWrite)
+}
+
+// withSessionRead is withSession for a write that never changes the
+// session (a review): it loads the session without its write lock.
+func (s *Server) withSessionRead(next http.Handler) http.Handler {
+	return s.loadSession(next, func(*http.Request) bool { return false })
+}
+
+func (s *Server) loadSession(next http.Handler, forWrite func(*http.Request) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, err := s.sessions.Load(r.Context(), sessionCookie(r), isWrite(r))
+		sess, err := s.sessions.Load(r.Context(), sessionCookie(r), forWrite(r))
 		switch {
 		case errors.Is(err, session.ErrLockTimeout):
 			// The store answers; another request holds the session. The
@@ -86,7 +109,8 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 			s.log.WarnContext(r.Context(), "session dropped", "why", sess.Dropped())
 		}
 		defer sess.Release() // a write that changed nothing
-		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent(), err: err}
+		var failedSave []func(context.Context, error) error
+		rs := requestSession{sess: sess, hadCookie: sess != nil && sess.Sent(), err: err, failedSave: &failedSave}
 		if sess == nil {
 			// Whether the cookie was readable is unknown; any cookie counts.
 			rs.hadCookie = sessionCookie(r) != ""
@@ -100,7 +124,11 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 		if sess != nil && sess.Modified() {
 			cookie, expires, err := s.sessions.Save(r.Context(), sess)
 			if err != nil {
-				s.serveError(w, r, errors.Join(ErrSessionStore, err))
+				err = errors.Join(ErrSessionStore, err)
+				for _, f := range failedSave {
+					err = f(r.Context(), err)
+				}
+				s.serveError(w, r, err)
 				return
 			}
 			s.setSessionCookie(rec, r, cookie, expires)
@@ -177,18 +205,23 @@ func (s *Server) session(ctx context.Context) (sessionInfo, error) {
 // last writer (and as its birthplace, if it is new). A logged-in cart is also
 // saved with the account, so it outlives the session.
 func (s *Server) saveCart(ctx context.Context, accountID int64, cart Cart) error {
-	b := EncodeCart(cart)
-	if sess := sessionOf(ctx).sess; sess != nil {
-		sess.Touch(s.cfg.Replica)
-		sess.SetCart(b)
-		// A session that would not fit where it lives (a cookie past 4 KB)
-		// is refused before anything else changes.
-		if err := sess.Fits(); err != nil {
-			return err
-		}
+	if err := s.setSessionCart(ctx, cart); err != nil {
+		return err
 	}
 	if accountID != 0 {
-		return s.db.SaveCart(ctx, accountID, b)
+		return s.db.SaveCart(ctx, accountID, EncodeCart(cart))
+	}
+	return nil
+}
+
+// setSessionCart is saveCart's session half: the cart and the stamp in the
+// session, refused when the session would not fit where it lives (a cookie
+// past 4 KB) before anything else changes.
+func (s *Server) setSessionCart(ctx context.Context, cart Cart) error {
+	if sess := sessionOf(ctx).sess; sess != nil {
+		sess.Touch(s.cfg.Replica)
+		sess.SetCart(EncodeCart(cart))
+		return sess.Fits()
 	}
 	return nil
 }

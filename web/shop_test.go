@@ -19,7 +19,9 @@ import (
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/uploads"
 	"github.com/statelab/shop/web"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // testShop is one replica over a real SQLite file and a real session store.
@@ -67,6 +69,9 @@ type replicaParts struct {
 	sessions session.Store
 	redis    *redisclient.Client
 	metrics  *web.Metrics
+	// photos is the replica's review photo store: a directory of its own
+	// unless a test puts another there.
+	photos web.Photos
 	// live is the replica's event hub; nil lets the Server make a local
 	// one of its own.
 	live web.Live
@@ -75,7 +80,7 @@ type replicaParts struct {
 // parts builds a replica's parts over ts's Redis, closed when the test ends.
 func (ts *testShop) parts(kind, replica string, lock bool) replicaParts {
 	ts.t.Helper()
-	p := replicaParts{metrics: web.NewMetrics(replica, kind)}
+	p := replicaParts{metrics: web.NewMetrics(replica, kind), photos: diskPhotos(ts.t, replica)}
 	o := session.Options{Lock: lock, Observer: p.metrics}
 	switch kind {
 	case session.Redis:
@@ -113,6 +118,13 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 			cfg.Logger = slog.New(slog.NewTextHandler(&testWriter{ts.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		}
 	}
+	// One bcrypt hash at the default cost takes a second or more under the
+	// race detector, most of the package's time: replicas hash at the
+	// lowest cost unless a test is about hashing taking time
+	// (TestPasswordHashingIsBounded, TestLoginBurst set the default).
+	if cfg.PasswordCost == 0 {
+		cfg.PasswordCost = bcrypt.MinCost
+	}
 	cfg.Metrics = p.metrics
 	if p.redis != nil { // as main hands the shared services over
 		if cfg.Limiter == nil {
@@ -121,7 +133,20 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		cfg.Presence = redisclient.NewPresence(p.redis)
 		cfg.Board = redisclient.NewBoard(p.redis)
 	}
-	return web.NewServer(cfg, db, p.sessions, p.live)
+	if p.photos == nil { // parts built by hand
+		p.photos = diskPhotos(ts.t, cfg.Replica)
+	}
+	return web.NewServer(cfg, db, p.sessions, p.live, p.photos)
+}
+
+// diskPhotos is a replica's own photo directory (its disk).
+func diskPhotos(t testing.TB, replica string) *uploads.Disk {
+	t.Helper()
+	d, err := uploads.NewDisk(filepath.Join(t.TempDir(), replica+"-uploads"), replica)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func (ts *testShop) serve(p replicaParts, db *store.DB, replica string) *testShop {

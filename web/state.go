@@ -118,10 +118,11 @@ func lossSentence(kinds []state.Description) string {
 	return strings.Join(parts, ", ")
 }
 
-// stateHolders are main's holders and the server's own: its rendered
-// catalog, a cache that any replica rebuilds, and the login limits.
+// stateHolders are main's holders and the server's own: the review photos
+// it was given, its rendered catalog, a cache that any replica rebuilds,
+// and the login limits.
 func (s *Server) stateHolders() []StateHolder {
-	return append(slices.Clip(s.cfg.State), StateFunc(s.catalog.describe), s.limiter)
+	return append(slices.Clip(s.cfg.State), s.photos, StateFunc(s.catalog.describe), s.limiter)
 }
 
 // describe is the catalog cache's account of itself for /state.

@@ -9,7 +9,11 @@
 // set, else a key generated for this start and printed, so that every
 // replica of this cluster (and no other) opens its cookies.
 //
-//	STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off PORT=8080 LOG=warn|info|debug|error \
+// UPLOADS=disk keeps each replica's review photos in a folder of its own
+// (its disk); UPLOADS=s3 keeps them in a bucket of the cluster's object
+// store (versitygw), which runs either way.
+//
+//	STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off UPLOADS=disk|s3 PORT=8080 LOG=warn|info|debug|error \
 //	  go run ./cmd/cluster -goreman .run/bin/goreman -shop .run/bin/shop
 package main
 
@@ -63,12 +67,14 @@ var knobs = []knob{
 	{"STORE", session.Redis, session.Kinds()},
 	{"LB", deploy.PolicyRoundRobin, []string{deploy.PolicyRoundRobin, deploy.PolicySticky}},
 	{"LOCK", "on", []string{"on", "off"}},
+	{"UPLOADS", "disk", []string{"disk", "s3"}},
 	{"LOG", "warn", []string{"debug", "info", "warn", "error"}},
 }
 
 // config is the checked knobs.
 type config struct {
 	store, lb, lock, log string
+	uploads              string
 	ports                deploy.LocalPorts
 }
 
@@ -86,7 +92,7 @@ func readConfig(getenv func(string) string) (config, error) {
 		}
 		vals[k.name] = v
 	}
-	c := config{store: vals["STORE"], lb: vals["LB"], lock: vals["LOCK"], log: vals["LOG"]}
+	c := config{store: vals["STORE"], lb: vals["LB"], lock: vals["LOCK"], log: vals["LOG"], uploads: vals["UPLOADS"]}
 	port := 8080
 	if s := getenv("PORT"); s != "" {
 		p, err := strconv.Atoi(s)
@@ -157,6 +163,36 @@ func lookBinary(name, path string) (string, error) {
 	return "", fmt.Errorf("%s not found in PATH or %s: install it (Debian: make deps; macOS: brew install nginx redis)", name, strings.Join(sbinDirs, ", "))
 }
 
+// lookVersitygw finds the object store: on PATH or in the sbin folders,
+// then where go install put it (make deps: $GOBIN, $GOPATH/bin, ~/go/bin).
+func lookVersitygw(getenv func(string) string) (string, error) {
+	if d, err := lookBinary("versitygw", getenv("PATH")); err == nil {
+		return filepath.Join(d, "versitygw"), nil
+	}
+	var dirs []string
+	if d := getenv("GOBIN"); d != "" {
+		dirs = append(dirs, d)
+	}
+	for _, d := range filepath.SplitList(getenv("GOPATH")) {
+		dirs = append(dirs, filepath.Join(d, "bin"))
+	}
+	if home := getenv("HOME"); home != "" {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, d := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "versitygw")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("versitygw (the object store) not found in PATH, $GOBIN or $GOPATH/bin: make deps installs it (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)")
+}
+
 // startTimeout bounds the start: Redis, three replicas and nginx take a
 // second or two; a replica that cannot reach Redis reports not-ready.
 const startTimeout = 30 * time.Second
@@ -190,6 +226,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		pathDirs = append(pathDirs, d)
 	}
+	versitygw, err := lookVersitygw(getenv)
+	if err != nil {
+		return err
+	}
 	for _, b := range []*string{goreman, shop} {
 		if !filepath.IsAbs(*b) {
 			*b = filepath.Join(root, *b)
@@ -212,8 +252,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.ports.Nginx != 8080 {
 		runDir = filepath.Join(root, ".run", "cluster-"+strconv.Itoa(cfg.ports.Nginx))
 	}
-	if err := os.MkdirAll(filepath.Join(runDir, "redis"), 0o755); err != nil {
-		return err
+	for _, d := range []string{"redis", "objects"} {
+		if err := os.MkdirAll(filepath.Join(runDir, d), 0o755); err != nil {
+			return err
+		}
 	}
 	conf, err := deploy.WriteNginx(filepath.Join(runDir, "nginx"), deploy.NginxConfig{
 		Listen:   "127.0.0.1:" + strconv.Itoa(cfg.ports.Nginx),
@@ -237,7 +279,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"SHOP_LOG_LEVEL="+cfg.log,
 		"REDIS_LOGLEVEL="+redisLog,
 		"GOREMAN_RPC_ADDR=127.0.0.1",
+		"OBJECTS_PORT="+strconv.Itoa(cfg.ports.Objects),
+		"VERSITYGW="+versitygw,
 	)
+	if cfg.uploads == "s3" {
+		env = append(env, "UPLOADS_BUCKET=s3://shop-photos")
+	}
 	if keys != "" {
 		env = append(env, "SHOP_SESSION_KEYS="+keys)
 	}
@@ -299,14 +346,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%v; the cluster is stopped", err)
 	}
 	fmt.Fprintf(stdout, `
-make cluster: serving at %s (store=%s lb=%s lock=%s)
-  shop1..shop3 on %d..%d, Redis on %d, files in %s
+make cluster: serving at %s (store=%s lb=%s lock=%s uploads=%s)
+  shop1..shop3 on %d..%d, Redis on %d, the object store on %d, files in %s
   logs: LOG=%s (make cluster LOG=info shows every request), also in goreman.log there
   the lab against it, faults included:
     go run ./scenarios run failover -target %s -driver goreman
   Ctrl-C stops everything.
 
-`, url, cfg.store, cfg.lb, cfg.lock, cfg.ports.Nginx+1, cfg.ports.Nginx+3, cfg.ports.Redis, runDir, cfg.log, url)
+`, url, cfg.store, cfg.lb, cfg.lock, cfg.uploads, cfg.ports.Nginx+1, cfg.ports.Nginx+3, cfg.ports.Redis, cfg.ports.Objects, runDir, cfg.log, url)
 	if generated {
 		fmt.Fprintf(stdout, "  session key for this start (cookies sealed with it die with the cluster):\n    SHOP_SESSION_KEYS=%s\n  set it before make cluster STORE=cookie to keep sessions across restarts.\n\n", keys)
 	}

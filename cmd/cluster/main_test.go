@@ -41,6 +41,7 @@ func TestRejectsBadKnobs(t *testing.T) {
 		{[]string{"LB", "round-robin"}, "LB=round-robin: want roundrobin or sticky"},
 		{[]string{"LOCK", "yes"}, "LOCK=yes: want on or off"},
 		{[]string{"LOG", "loud"}, "LOG=loud: want debug, info, warn or error"},
+		{[]string{"UPLOADS", "nfs"}, "UPLOADS=nfs: want disk or s3"},
 		{[]string{"PORT", "http"}, "PORT=http: want a port number such as 8080"},
 		{[]string{"PORT", "80"}, "PORT=80: want a port from 2725 to 65060 (Redis takes PORT-1701, goreman PORT+475)"},
 	}

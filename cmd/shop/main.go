@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
+	"github.com/statelab/shop/uploads"
 	"github.com/statelab/shop/web"
 )
 
@@ -65,6 +67,10 @@ type config struct {
 	trusted      []netip.Prefix
 	// cache is the near-cache for redis sessions (-session-cache).
 	cache cacheConfig
+	// uploads is where review photos go (-uploads), s3 how to reach an
+	// object store for s3://BUCKET.
+	uploads uploads.Target
+	s3      uploads.S3Config
 	// jobs is where receipt jobs run (-jobs memory|queue); jobDelay the
 	// least time each takes (-job-delay).
 	jobs     string
@@ -103,6 +109,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	var c config
 	var jobDelay, reportEvery string
 	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns, clientLimit string
+	var uploadsTo, s3Endpoint string
 	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
 	fs.StringVar(&c.replica, "replica", env("SHOP_REPLICA", host), "this replica's name, shown everywhere (SHOP_REPLICA)")
@@ -117,6 +124,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&dbMaxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", "0"), "connections to the database at most: PostgreSQL's whole pool, SQLite's readers; 0 is the default, which grows with the cores (2 x GOMAXPROCS for PostgreSQL), so set it where replicas x this must stay under the server's max_connections (SHOP_DB_MAX_CONNS)")
 	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
 	fs.StringVar(&clientLimit, "login-client-limit", env("SHOP_LOGIN_CLIENT_LIMIT", strconv.Itoa(redisclient.DefaultPerClient)), "failed logins (and registrations of a taken email) one client address may make across all accounts in 5 minutes; then 429 (SHOP_LOGIN_CLIENT_LIMIT)")
+	fs.StringVar(&uploadsTo, "uploads", env("SHOP_UPLOADS", ""), "review photos: a directory of this replica's disk (stateful; default uploads, beside the -db file) or s3://BUCKET in an object store (SHOP_UPLOADS)")
+	fs.StringVar(&s3Endpoint, "s3-endpoint", env("SHOP_S3_ENDPOINT", ""), "with -uploads s3://BUCKET: the object store's URL, e.g. http://127.0.0.1:7070 (SHOP_S3_ENDPOINT)")
+	fs.StringVar(&c.s3.AccessKey, "s3-access-key", env("SHOP_S3_ACCESS_KEY", ""), "with -uploads s3://BUCKET: the object store's access key (SHOP_S3_ACCESS_KEY)")
+	fs.StringVar(&c.s3.SecretKey, "s3-secret-key", env("SHOP_S3_SECRET_KEY", ""), "with -uploads s3://BUCKET: the object store's secret key (SHOP_S3_SECRET_KEY)")
+	fs.StringVar(&c.s3.Region, "s3-region", env("SHOP_S3_REGION", "us-east-1"), "with -uploads s3://BUCKET: the bucket's region (SHOP_S3_REGION)")
 	fs.StringVar(&lock, "session-lock", env("SHOP_SESSION_LOCK", "on"), "on or off: serialize writes to one session across replicas (SHOP_SESSION_LOCK)")
 	fs.StringVar(&cache, "session-cache", env("SHOP_SESSION_CACHE", "off"), "on or off: a near-cache of redis sessions in this replica, invalidated by Redis (SHOP_SESSION_CACHE)")
 	fs.StringVar(&cacheBytes, "session-cache-bytes", env("SHOP_SESSION_CACHE_BYTES", "8MiB"), "the near-cache's bound, e.g. 8MiB, 512KiB or bytes (SHOP_SESSION_CACHE_BYTES)")
@@ -129,7 +141,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&liveMax, "live-max-streams", env("SHOP_LIVE_MAX_STREAMS", strconv.Itoa(live.DefaultMaxStreams)), "open event streams (GET /events) this replica holds at most; past it 503 (SHOP_LIVE_MAX_STREAMS)")
 	fs.StringVar(&drain, "drain", env("SHOP_DRAIN", "2s"), "how long to keep serving after SIGTERM while not ready (SHOP_DRAIN)")
 	fs.StringVar(&level, "log-level", env("SHOP_LOG_LEVEL", "info"), "debug, info, warn or error (SHOP_LOG_LEVEL)")
-	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed (SHOP_TRUSTED_PROXIES)")
+	fs.StringVar(&trusted, "trusted-proxies", env("SHOP_TRUSTED_PROXIES", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"), "comma-separated CIDRs whose X-Forwarded-For/-Proto are believed, and the only clients shown /metrics and addresses (SHOP_TRUSTED_PROXIES)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "probe this replica's /readyz at -addr and exit 0 when ready (for container health checks)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -259,7 +271,49 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if c.db == "" {
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
+	if err := c.parseUploads(uploadsTo, s3Endpoint); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// s3Region is what a region name may be.
+var s3Region = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// parseUploads reads -uploads and, for s3://BUCKET, the -s3-* settings.
+// Without -uploads photos go to the folder "uploads" beside the SQLite
+// file (in the working directory with PostgreSQL).
+func (c *config) parseUploads(to, endpoint string) error {
+	if to == "" {
+		dir := "."
+		if !store.IsPostgresURL(c.db) {
+			dir = filepath.Dir(c.db)
+		}
+		c.uploads = uploads.Target{Dir: filepath.Join(dir, "uploads")}
+		return nil
+	}
+	t, err := uploads.ParseTarget(to)
+	if err != nil {
+		return fmt.Errorf("shop: -uploads %q: %v; want a directory (e.g. uploads) or s3://BUCKET", to, err)
+	}
+	c.uploads = t
+	if t.Kind() != uploads.KindS3 {
+		return nil
+	}
+	if endpoint == "" {
+		return errors.New("shop: -s3-endpoint (SHOP_S3_ENDPOINT): required with -uploads s3://BUCKET; e.g. http://127.0.0.1:7070")
+	}
+	if c.s3.Endpoint, err = uploads.ParseEndpoint(endpoint); err != nil {
+		return fmt.Errorf("shop: -s3-endpoint %q: %v; e.g. http://127.0.0.1:7070", endpoint, err)
+	}
+	if c.s3.AccessKey == "" || c.s3.SecretKey == "" {
+		return errors.New("shop: -s3-access-key and -s3-secret-key (SHOP_S3_ACCESS_KEY, SHOP_S3_SECRET_KEY): both required with -uploads s3://BUCKET")
+	}
+	if !s3Region.MatchString(c.s3.Region) {
+		return fmt.Errorf("shop: -s3-region %q: want a region name like us-east-1", c.s3.Region)
+	}
+	c.s3.Bucket = t.Bucket
+	return nil
 }
 
 // sharesRedis reports whether this replica uses a Redis for what is not a
@@ -365,6 +419,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer sessions.Close()
 
+	photos, err := openPhotos(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
 	// Live events through Redis need a Redis even where nothing else is
 	// shared (memory sessions with -live redis): a client of their own
 	// then, which web's other services do not get.
@@ -421,7 +480,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Redis when there is one to share, else in this replica alone.
 	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
 		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
-		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, configurationState(cfg)}}
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}
 	limits := redisclient.Limits{PerClient: cfg.clientLimit}
 	if rc != nil {
 		wcfg.Limiter = redisclient.NewSharedLimiter(rc, limits, log)
@@ -436,7 +495,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		wcfg.Presence = redisclient.NewLocalPresence()
 		wcfg.Board = redisclient.NewLocalBoard()
 	}
-	srv := web.NewServer(wcfg, db, sessions, events)
+	srv := web.NewServer(wcfg, db, sessions, events, photos)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)
@@ -453,8 +512,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v, jobs: %s, schedule: %s)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock, cfg.jobs, cfg.schedule)
-	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule)
+	fmt.Fprintf(stdout, "%s listening on http://%s (sessions: %s, lock: %v, jobs: %s, schedule: %s, photos: %s)\n", cfg.replica, ln.Addr(), cfg.sessionStore, cfg.sessionLock, cfg.jobs, cfg.schedule, photos.Where())
+	log.Info("listening", "addr", ln.Addr().String(), "session_store", cfg.sessionStore, "session_lock", cfg.sessionLock, "live", cfg.live, "db", store.Redact(cfg.db), "jobs", cfg.jobs, "schedule", cfg.schedule, "uploads", cfg.uploads.Kind())
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
@@ -498,6 +557,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openPhotos opens the review photo store -uploads names. An object store
+// that does not answer at start is not fatal, and does not make the replica
+// not-ready either: only reviews with a photo need it (they answer 503
+// until it answers, and the first one then creates a missing bucket), while
+// taking every replica out of the load balancer would take the whole shop
+// down with it.
+func openPhotos(ctx context.Context, cfg config, log *slog.Logger) (web.Photos, error) {
+	if cfg.uploads.Kind() == uploads.KindDisk {
+		d, err := uploads.NewDisk(cfg.uploads.Dir, cfg.replica)
+		if err != nil {
+			return nil, fmt.Errorf("shop: -uploads %s: %w", cfg.uploads.Dir, err)
+		}
+		return d, nil
+	}
+	s3, err := uploads.NewS3(cfg.s3)
+	if err != nil {
+		return nil, fmt.Errorf("shop: -s3-endpoint: %w", err)
+	}
+	if err := s3.EnsureBucket(ctx); err != nil {
+		log.Warn("object store not answering at start; reviews with a photo answer 503 until it does", "err", err)
+	}
+	return s3, nil
 }
 
 // newLogger logs JSON unless stderr is a terminal, every line with the replica.

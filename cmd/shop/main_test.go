@@ -112,6 +112,22 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-log-level", "loud"}, nil, []string{"-log-level"}},
 		{[]string{"-no-such-flag"}, nil, []string{"no-such-flag"}},
 		{[]string{"extra"}, nil, []string{"extra"}},
+		{[]string{"-uploads", "s3://Bad_Bucket"}, nil, []string{"-uploads", "s3://BUCKET"}},
+		{[]string{"-uploads", "gs://photos"}, nil, []string{"-uploads"}},
+		{[]string{"-uploads", "s3://photos"}, nil, []string{"-s3-endpoint", "required"}},
+		{[]string{"-uploads", "s3://photos", "-s3-endpoint", "127.0.0.1:7070", "-s3-access-key", "a", "-s3-secret-key", "b"}, nil, []string{"-s3-endpoint", "http://"}},
+		{nil, map[string]string{"SHOP_UPLOADS": "s3://photos", "SHOP_S3_ENDPOINT": "http://127.0.0.1:7070"}, []string{"-s3-access-key", "-s3-secret-key"}},
+		{[]string{"-uploads", "s3://photos", "-s3-endpoint", "http://s3:7070", "-s3-access-key", "a", "-s3-secret-key", "b", "-s3-region", "US East"}, nil, []string{"-s3-region"}},
+	}
+	c, err = parseFlags([]string{"shop", "-db", "/var/lib/shop/shop.db"}, env(nil), io.Discard)
+	if err != nil || c.uploads.Dir != "/var/lib/shop/uploads" || c.uploads.Kind() != "disk" {
+		t.Errorf("default -uploads = %+v (%v), want the folder uploads beside the database", c.uploads, err)
+	}
+	c, err = parseFlags([]string{"shop", "-uploads", "s3://photos"}, env(map[string]string{
+		"SHOP_S3_ENDPOINT": "http://127.0.0.1:7070", "SHOP_S3_ACCESS_KEY": "ak", "SHOP_S3_SECRET_KEY": "sk",
+	}), io.Discard)
+	if err != nil || c.s3.Bucket != "photos" || c.s3.Endpoint.Host != "127.0.0.1:7070" || c.s3.Region != "us-east-1" || c.s3.AccessKey != "ak" || c.s3.SecretKey != "sk" {
+		t.Errorf("-uploads s3://photos = %+v (%v)", c.s3, err)
 	}
 	c, err = parseFlags([]string{"shop", "-session-store", "cookie"}, env(map[string]string{
 		"SHOP_SESSION_KEYS": strings.Repeat("a", 32) + "," + strings.Repeat("b", 40),

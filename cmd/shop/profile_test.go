@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/statelab/shop/internal/testenv"
 )
 
 // TestProfile: -profile presets the state flags, an explicit flag or
@@ -122,5 +124,78 @@ func TestStateAudit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "kill -9 now would lose: 2 carts.") {
 		t.Errorf("/state: %s, headline missing from the page", resp.Status)
+	}
+}
+
+// TestStateAuditKinds: each profile's /api/state answers every kind that
+// has landed from the running configuration: the stateful profile's login
+// counts live in the replica and are lost with it, the stateless
+// profile's in Redis; caches are never lost.
+func TestStateAuditKinds(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	tests := []struct {
+		profile string
+		env     map[string]string
+		lives   map[string]string // kind → lives
+		lost    map[string]bool   // kind → lost_if_killed after one wrong password
+		loses   string
+	}{
+		{"stateful", nil,
+			map[string]string{"sessions": "replica", "jobs": "replica", "schedule": "replica", "live": "replica", "caches": "replica", "rate-limits": "replica", "configuration": "replica"},
+			map[string]bool{"sessions": true, "caches": false, "rate-limits": true},
+			"1 login-limit count"},
+		{"stateless", map[string]string{"SHOP_REDIS_ADDR": redis.Addr(), "SHOP_SESSION_CACHE": "on"},
+			map[string]string{"sessions": "shared", "rate-limits": "shared", "caches": "replica"},
+			map[string]bool{"sessions": false, "caches": false, "rate-limits": false},
+			"nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile, func(t *testing.T) {
+			env := map[string]string{"SHOP_PROFILE": tt.profile, "SHOP_DB": filepath.Join(t.TempDir(), "shop.db"), "SHOP_DRAIN": "0s", "SHOP_LOG_LEVEL": "warn"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			base := startRun(t, env)
+			waitStatus(t, base+"/readyz", http.StatusOK)
+			resp, err := http.PostForm(base+"/login", url.Values{"email": {"ada@example.com"}, "password": {"not the password"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			resp, err = http.Get(base + "/api/state")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a struct {
+				Profile, Loses string
+				Kinds          []struct {
+					Kind, Lives  string
+					LostIfKilled bool `json:"lost_if_killed"`
+				}
+			}
+			err = json.NewDecoder(resp.Body).Decode(&a)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Profile != tt.profile || a.Loses != tt.loses {
+				t.Errorf("profile %q, headline %q; want %q, %q", a.Profile, a.Loses, tt.profile, tt.loses)
+			}
+			seen := map[string]bool{}
+			for _, k := range a.Kinds {
+				seen[k.Kind] = true
+				if want, ok := tt.lives[k.Kind]; ok && k.Lives != want {
+					t.Errorf("%s lives %q; want %q", k.Kind, k.Lives, want)
+				}
+				if want, ok := tt.lost[k.Kind]; ok && k.LostIfKilled != want {
+					t.Errorf("%s lost_if_killed %v; want %v", k.Kind, k.LostIfKilled, want)
+				}
+			}
+			for _, kind := range []string{"sessions", "jobs", "schedule", "live", "caches", "rate-limits", "configuration"} {
+				if !seen[kind] {
+					t.Errorf("no %s row in %+v", kind, a.Kinds)
+				}
+			}
+		})
 	}
 }

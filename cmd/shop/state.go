@@ -53,3 +53,23 @@ func configurationState(cfg config) web.StateFunc {
 			Note: note + ": configuration is state too, kept in each replica's environment."}
 	}
 }
+
+// nearCacheState describes the near-cache of redis sessions, when there is
+// one: copies of sessions Redis holds, so a kill -9 loses nothing but the
+// next read's speed.
+func nearCacheState(store session.Store) web.StateFunc {
+	return func(context.Context) state.Description {
+		c, ok := store.(interface {
+			CacheStats() (entries int, bytes int64, live bool)
+		})
+		if !ok {
+			return state.Description{Kind: "caches", Lives: state.Replica, Note: "No near-cache of sessions (-session-cache off)."}
+		}
+		n, size, live := c.CacheStats()
+		note := fmt.Sprintf("The near-cache holds %d session copies (%d bytes) that Redis also holds: rebuilt on the next reads.", n, size)
+		if !live {
+			note += " Its invalidation is not subscribed right now, so it serves nothing."
+		}
+		return state.Description{Kind: "caches", Lives: state.Replica, HeldHere: n, Note: note}
+	}
+}

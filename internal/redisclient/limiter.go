@@ -167,7 +167,12 @@ func (l Limits) verdict(n int) Verdict {
 // Describe says where the counts live: in this replica, lost with it.
 func (l *LocalLimiter) Describe(context.Context) state.Description {
 	l.mu.Lock()
-	n := len(l.counts)
+	now, n := l.now(), 0
+	for _, w := range l.counts {
+		if now.Before(w.until) {
+			n++ // an open window: a count a kill -9 would forget
+		}
+	}
 	l.mu.Unlock()
 	return state.Description{Kind: limiterKind, Lives: state.Replica, HeldHere: n, LostIfKilled: true,
 		Note: fmt.Sprintf("Each replica counts login attempts alone (%d per account and %d per client in %s each): "+

@@ -166,8 +166,11 @@ type Result struct {
 	Sessions    []SessionPoint
 	// Databases is catalog and checkout on SQLite and on PostgreSQL.
 	Databases []DatabaseMeasurement
-	Goals     []Goal
-	Notes     []string
+	// Jobs is checkout and receipt with -jobs memory and queue, on each
+	// database.
+	Jobs  []JobsMeasurement
+	Goals []Goal
+	Notes []string
 }
 
 // ClusterMemory is resident memory after the load.
@@ -332,6 +335,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		return res, err
 	}
 	res.Databases = dbs
+	jb, err := jobsBench(ctx, o, bin, dir, logf)
+	if err != nil {
+		return res, err
+	}
+	res.Jobs = jb
 
 	res.Took = time.Since(res.Started)
 	res.Goals = goals(res)
@@ -352,6 +360,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	for _, m := range res.Databases {
 		if m.Success < 0.99 {
 			errs = append(errs, fmt.Errorf("bench: %s on %s: only %.1f%% of requests succeeded: %s", m.Page, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
+		}
+	}
+	for _, m := range res.Jobs {
+		if m.Success < 0.99 {
+			errs = append(errs, fmt.Errorf("bench: checkout with %s jobs on %s: only %.1f%% of requests succeeded: %s", m.Jobs, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
 	return res, errors.Join(errs...)

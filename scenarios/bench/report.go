@@ -220,6 +220,9 @@ func goals(r Result) []Goal {
 		g.Measured = "not measured (needs the scaling run and /metrics)"
 	}
 	gs = append(gs, g)
+	if g, ok := jobsGoal(r.Jobs); ok {
+		gs = append(gs, g)
+	}
 	return gs
 }
 
@@ -309,6 +312,11 @@ func (r Result) printTable(w io.Writer) {
 		fmt.Fprintln(w)
 		r.printDatabaseTable(w)
 	}
+	if len(r.Jobs) > 0 {
+		fmt.Fprintln(w)
+		h, rows := jobsRows(r.Jobs)
+		printColumns(w, h, rows)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
@@ -390,6 +398,12 @@ func (r Result) Markdown() string {
 		b.WriteString("## Database: SQLite and PostgreSQL\n\n")
 		fmt.Fprintf(&b, "Two more clusters, one after the session clusters are closed: nginx (sticky) + 3 replicas with redis sessions, one over a SQLite file, one over a PostgreSQL 15 server (`fsync` on, `synchronous_commit=off`, which is what SQLite's `synchronous=NORMAL` in WAL mode promises too), started by the harness on the same machine. They take turns round by round. The catalog is cached in each replica, so the database should not show; a checkout adds one unit to a cart, then times `POST /checkout` (an order, its line and a stock decrement in one transaction), %d shoppers back to back, at most %d orders per database, shared equally by the rounds, so that the seeded stock lasts (a round that reaches its share ends early; its rate is over its own time).\n\n", r.Options.Workers, orderBudget)
 		h, rows := r.databaseRows()
+		mdTable(&b, h, rows)
+	}
+	if len(r.Jobs) > 0 {
+		b.WriteString("## Background jobs: receipts\n\n")
+		fmt.Fprintf(&b, "Four more clusters, two per database, one database after the other: nginx (sticky, so a shopper's receipt polls meet the replica that took its order) + 3 replicas with cookie sessions, `-jobs memory` (the receipt job a goroutine started after the order commits) beside `-jobs queue` (River's job inserted in the order's own transaction, worked by any replica), no job delay. They take turns round by round: %d shoppers add one unit and time `POST /checkout`, back to back, at most %d orders per cluster. Then, one shopper at a time, taking turns, a checkout and its receipt polled every 5 ms: the time from sending the checkout to the receipt's first 200. Throughput includes the receipt work itself, which runs on the same replicas and database as the checkouts.\n\n", r.Options.Workers, jobsOrderBudget)
+		h, rows := jobsRows(r.Jobs)
 		mdTable(&b, h, rows)
 	}
 

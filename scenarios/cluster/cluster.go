@@ -55,7 +55,12 @@ type Options struct {
 	// replica, or "postgres", one PostgreSQL server the cluster starts
 	// (Debian's postgresql package; its log is Dir/postgres.log).
 	Database string
-	Stdout   io.Writer // optional copy of every process's output, each line prefixed with its name
+	// Uploads is where the replicas keep review photos: "disk" (default),
+	// a directory of each replica's own (Dir/NAME-uploads: its disk), or
+	// "s3", one bucket of a versitygw the cluster starts (its objects in
+	// Dir/objects, its log Dir/versitygw.log).
+	Uploads string
+	Stdout  io.Writer // optional copy of every process's output, each line prefixed with its name
 
 	// ReplicaEnv, when set, gives extra KEY=value for one replica by name,
 	// after Env (the lab gives each replica the drain its script asks for).
@@ -121,6 +126,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Database != DatabaseSQLite && o.Database != DatabasePostgres {
 		return o, fmt.Errorf("cluster: Database %q: want %s or %s", o.Database, DatabaseSQLite, DatabasePostgres)
 	}
+	if o.Uploads == "" {
+		o.Uploads = UploadsDisk
+	}
+	if o.Uploads != UploadsDisk && o.Uploads != UploadsS3 {
+		return o, fmt.Errorf("cluster: Uploads %q: want %s or %s", o.Uploads, UploadsDisk, UploadsS3)
+	}
 	if o.Lock == "" {
 		o.Lock = "on"
 	}
@@ -147,8 +158,9 @@ type Cluster struct {
 	ha     *RedisHA  // with Sentinel
 	net    *redisNet // the proxies between replicas and Redis, with RedisProxy
 	nginx  *nginx
-	pg     *testenv.Postgres // with Options.Database postgres
-	db     string            // SHOP_DB of every replica
+	pg     *testenv.Postgres    // with Options.Database postgres
+	db     string               // SHOP_DB of every replica
+	s3     *testenv.ObjectStore // with Options.Uploads s3
 
 	redisProxyPort int // the single Redis's proxy, with RedisProxy
 
@@ -207,6 +219,9 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	if err := c.startDatabase(ctx); err != nil {
+		return err
+	}
+	if err := c.startObjectStore(ctx); err != nil {
 		return err
 	}
 	switch {
@@ -370,6 +385,7 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	if c.o.Store == session.Cookie {
 		env = append(env, "SHOP_SESSION_KEYS="+c.o.SessionKeys)
 	}
+	env = append(env, c.uploadsEnv(name)...)
 	// exec uses the last value of a duplicated key: these override.
 	env = append(env, c.o.Env...)
 	if c.o.ReplicaEnv != nil {
@@ -608,6 +624,9 @@ func (c *Cluster) Close() error {
 	}
 	if c.pg != nil {
 		errs = append(errs, c.pg.Close())
+	}
+	if c.s3 != nil {
+		errs = append(errs, c.s3.Close())
 	}
 	for _, r := range replicas {
 		testenv.ReleasePort(r.port)

@@ -97,6 +97,11 @@ func StartT(tb testing.TB, o Options) *Cluster {
 	if o.Database == DatabasePostgres {
 		testenv.RequirePostgres(tb)
 	}
+	if o.Uploads == UploadsS3 {
+		if _, err := testenv.LookVersitygw(); err != nil {
+			testenv.Missing(tb, err.Error())
+		}
+	}
 	if o.Dir == "" {
 		o.Dir = tb.TempDir()
 	}

@@ -45,7 +45,7 @@ type Setup struct {
 // Fault is one thing done to one part of the cluster: the verb of a step
 // form (steps.go) and its target.
 type Fault struct {
-	Do     string        // "kill", "stop", "start", "pause", "resume", "add", "remove", "partition", "heal", "delay"
+	Do     string        // "kill", "stop", "start", "pause", "resume", "replace", "add", "remove", "partition", "heal", "delay"
 	Target string        // a replica name ("shop2"), "redis" or "redis primary"
 	Drain  Drain         // for stop: the drain the step asked for
 	Delay  time.Duration // for delay: added to every exchange with Redis; 0 takes it away
@@ -148,6 +148,16 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	case "uninvalidated":
 		env = append([]string{"SHOP_SESSION_CACHE=on", "SHOP_SESSION_CACHE_INVALIDATION=off"}, env...)
 	}
+	// Background work in a lab cluster: jobs and schedule as configured,
+	// a job delay long enough for a kill to land mid-job, and a report
+	// period short enough that a run sees several.
+	env = append([]string{"SHOP_JOB_DELAY=" + LabJobDelay.String(), "SHOP_REPORT_EVERY=" + LabReportEvery.String()}, env...)
+	if s.Config.Jobs != "" {
+		env = append([]string{"SHOP_JOBS=" + s.Config.Jobs}, env...)
+	}
+	if s.Config.Schedule != "" {
+		env = append([]string{"SHOP_SCHEDULE=" + s.Config.Schedule}, env...)
+	}
 	lb, noRetry := s.Config.LB, false
 	if lb == "noretry" {
 		lb, noRetry = "roundrobin", true
@@ -168,6 +178,7 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 		Env:         env,
 		ReplicaEnv:  d.drainEnv,
 		Database:    d.Database,
+		Uploads:     s.Config.Uploads,
 		Stdout:      d.Stdout,
 	})
 	if err != nil {

@@ -228,6 +228,60 @@ var expectations = []*expectForm{
 		},
 	},
 	{
+		Usage:   "photo of NAME on every replica",
+		Help:    "Every live replica serves NAME's review photo (200, the same bytes), asked through the load balancer until each has answered: the photo lives where all of them read it.",
+		Example: "expect photo of alice on every replica when uploads=s3",
+		Pattern: regexp.MustCompile(`^photo of (\S+) on every replica$`),
+		Parse:   parsePhotoOf,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			p, ok := o.photo(e.Shopper)
+			if !ok {
+				return false, fmt.Sprintf("%s posted no photo", e.Shopper)
+			}
+			all := len(p.Answers) > 0
+			for _, a := range p.Answers {
+				all = all && a == photoServed
+			}
+			return all, p.String()
+		},
+	},
+	{
+		Usage:   "photo of NAME only on its writer",
+		Help:    "Only the replica that took NAME's photo serves it; every other replica answers 404 with a page naming the writer's disk: the photo lives on one replica's disk.",
+		Example: "expect photo of alice only on its writer when uploads=disk",
+		Pattern: regexp.MustCompile(`^photo of (\S+) only on its writer$`),
+		Parse:   parsePhotoOf,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			p, ok := o.photo(e.Shopper)
+			if !ok {
+				return false, fmt.Sprintf("%s posted no photo", e.Shopper)
+			}
+			good := p.Answers[p.Writer] == photoServed && len(p.Answers) > 1
+			for name, a := range p.Answers {
+				good = good && (name == p.Writer || a == photoMissing(p.Writer))
+			}
+			return good, p.String()
+		},
+	},
+	{
+		Usage:   "photo of NAME lost",
+		Help:    "No replica serves NAME's photo, and every one answers 404 with a page naming the disk it was on: its writer was replaced with an empty disk.",
+		Example: "expect photo of alice lost when uploads=disk",
+		Pattern: regexp.MustCompile(`^photo of (\S+) lost$`),
+		Parse:   parsePhotoOf,
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			p, ok := o.photo(e.Shopper)
+			if !ok {
+				return false, fmt.Sprintf("%s posted no photo", e.Shopper)
+			}
+			lost := len(p.Answers) > 0
+			for _, a := range p.Answers {
+				lost = lost && a == photoMissing(p.Writer)
+			}
+			return lost, p.String()
+		},
+	},
+	{
 		Usage:   "no stale reads",
 		Help:    "No read by another device (\"as NAME peek\") showed less than the shopper's acknowledged adds: every replica answered with the current cart, cached or not.",
 		Example: "expect no stale reads",
@@ -341,6 +395,55 @@ var expectations = []*expectForm{
 			return n == 0, fmt.Sprintf("%s with status %d", plural(n, "response"), e.Status)
 		},
 	},
+	{
+		Usage:   "receipts ready",
+		Help:    "Every order the shoppers placed (\"as NAME check out\") has its receipt: GET /orders/{id}/receipt, through its owner's browser, answers 200 within 40 s, past the 30 s in which a queued job whose replica died is finished by another.",
+		Example: "expect receipts ready when jobs=queue",
+		Pattern: regexp.MustCompile(`^receipts ready$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.receipts()
+			return l.orders > 0 && l.ready == l.orders, l.String()
+		},
+	},
+	{
+		Usage:   "lost receipts",
+		Help:    "At least one order's receipt never came: a replica restarted after a kill -9 says it was lost with its memory (410), or it was still pending after 40 s (the other replicas can only say which replica's memory held it).",
+		Example: "expect lost receipts when jobs=memory",
+		Pattern: regexp.MustCompile(`^lost receipts$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.receipts()
+			return l.orders > 0 && l.ready < l.orders, l.String()
+		},
+	},
+	{
+		Usage:   "one report per period",
+		Help:    "The outbox (GET /api/outbox?kind=low-stock) holds exactly one low-stock report for every period it has any for, whichever replica sent it.",
+		Example: "expect one report per period when schedule=shared",
+		Pattern: regexp.MustCompile(`^one report per period$`),
+		Also:    []string{"one report each period", "exactly one report per period"},
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.reports()
+			return l.err == nil && len(l.periods) > 0 && l.duplicated() == 0, l.String()
+		},
+	},
+	{
+		Usage:   "duplicate reports",
+		Help:    "At least one period has more than one low-stock report: every replica ran its own timer and sent its own.",
+		Example: "expect duplicate reports when schedule=local",
+		Pattern: regexp.MustCompile(`^duplicate reports$`),
+		Check: func(o *observation, e *Expectation) (bool, string) {
+			l := o.reports()
+			return l.err == nil && l.duplicated() > 0, l.String()
+		},
+	},
+}
+
+func parsePhotoOf(m []string, e *Expectation) error {
+	if !regexp.MustCompile(`^` + reName + `$`).MatchString(m[1]) {
+		return fmt.Errorf("shopper name %q: want lower-case letters and digits, starting with a letter", m[1])
+	}
+	e.Shopper = m[1]
+	return nil
 }
 
 func parseReplica(m []string, e *Expectation) error {

@@ -161,11 +161,16 @@ type Check struct {
 
 // observation is everything an expectation can be checked against.
 type observation struct {
-	carts    []CartVerdict
+	carts []CartVerdict
+	// receipts and reports are read when an expectation first asks, once
+	// per look: they cost requests (and, for receipts, waiting).
+	receipts func() receiptsLook
+	reports  func() reportsLook
 	requests []Request
 	gaveUp   int // shopper actions given up
 	peeks    int // reads by another device
 	stale    []StaleRead
+	photos   []PhotoLook    // every review photo, as every replica answered for it
 	watchers []WatchVerdict // what each watching shopper saw
 	// phaseFrom is the first request of this phase: the requests since
 	// the previous look; phaseAt is when it began.
@@ -208,6 +213,15 @@ func (o *observation) guesses() (checked, all int) {
 		}
 	}
 	return checked, all
+}
+
+// photo is the look at NAME's photo.
+func (o *observation) photo(name string) (PhotoLook, bool) {
+	i := slices.IndexFunc(o.photos, func(p PhotoLook) bool { return p.Shopper == name })
+	if i < 0 {
+		return PhotoLook{}, false
+	}
+	return o.photos[i], true
 }
 
 // staleSeen is the stale reads in words, with the first.

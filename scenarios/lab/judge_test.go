@@ -102,3 +102,37 @@ func TestObservationChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestPhotoChecks: each photo expectation holds for the answers it
+// describes and fails for the others, including a photo nobody posted.
+func TestPhotoChecks(t *testing.T) {
+	missing := photoMissing("shop1")
+	looks := map[string]map[string]string{
+		"everywhere":  {"shop1": photoServed, "shop2": photoServed, "shop3": photoServed},
+		"writer only": {"shop1": photoServed, "shop2": missing, "shop3": missing},
+		"lost":        {"shop1": missing, "shop2": missing, "shop3": missing},
+		"a 503":       {"shop1": photoServed, "shop2": "503", "shop3": photoServed},
+		"a bare 404":  {"shop1": "404", "shop2": "404", "shop3": "404"},
+	}
+	holds := map[string]string{
+		"photo of alice on every replica":   "everywhere",
+		"photo of alice only on its writer": "writer only",
+		"photo of alice lost":               "lost",
+	}
+	for text, want := range holds {
+		e, err := parseExpectation(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, answers := range looks {
+			o := &observation{photos: []PhotoLook{{Shopper: "alice", Key: "k.png", Writer: "shop1", Answers: answers}}}
+			ok, seen := e.form.Check(o, e)
+			if ok != (name == want) {
+				t.Errorf("expect %s with %s: %v (%s)", text, name, ok, seen)
+			}
+		}
+		if ok, seen := e.form.Check(&observation{}, e); ok || !strings.Contains(seen, "no photo") {
+			t.Errorf("expect %s without a photo: %v (%s)", text, ok, seen)
+		}
+	}
+}

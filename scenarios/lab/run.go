@@ -499,9 +499,19 @@ func (r *runner) judge(ctx context.Context) {
 	if reads < 1 {
 		reads = 1
 	}
-	o := &observation{}
+	o := &observation{
+		receipts: sync.OnceValue(func() receiptsLook { return r.lookReceipts(ctx) }),
+		reports:  sync.OnceValue(func() reportsLook { return r.lookReports(ctx) }),
+	}
 	for _, name := range r.order {
 		o.carts = append(o.carts, judgeShopper(ctx, r.shoppers[name], reads))
+	}
+	for _, name := range r.order {
+		if s := r.shoppers[name]; s.hasPhoto() {
+			p := r.lookAtPhoto(ctx, s)
+			o.photos = append(o.photos, p)
+			r.rec.say(r.rec.since(), "looked at the "+p.String())
+		}
 	}
 	r.rec.mu.Lock()
 	o.requests = append([]Request(nil), r.rec.requests...)

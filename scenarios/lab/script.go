@@ -43,6 +43,14 @@ type Config struct {
 	// Cache is the near-cache of redis sessions: off, on, or uninvalidated
 	// (on, with invalidation switched off: the teaching mode).
 	Cache string
+	// Uploads is where review photos live: disk (each replica's own) or
+	// s3 (an object store every replica reads).
+	Uploads string
+	// Jobs is where receipt jobs run: memory or queue (SHOP_JOBS).
+	Jobs string
+	// Schedule is the low-stock report's schedule: local or shared
+	// (SHOP_SCHEDULE).
+	Schedule string
 	// Live is -live: local or redis; "" leaves the shop's default (redis
 	// where the replicas share a Redis).
 	Live string
@@ -61,6 +69,15 @@ func (c Config) String() string {
 	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
 		s += " cache=" + c.Cache
 	}
+	if c.Uploads != "" && c.Uploads != DefaultConfig.Uploads {
+		s += " uploads=" + c.Uploads
+	}
+	if c.Jobs != "" && c.Jobs != DefaultConfig.Jobs {
+		s += " jobs=" + c.Jobs
+	}
+	if c.Schedule != "" && c.Schedule != DefaultConfig.Schedule {
+		s += " schedule=" + c.Schedule
+	}
 	if c.Live != "" && c.Live != DefaultConfig.Live {
 		s += " live=" + c.Live
 	}
@@ -68,7 +85,7 @@ func (c Config) String() string {
 }
 
 // DefaultConfig is what a "run with" line or a flag leaves unsaid.
-var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}
+var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}
 
 // configKey is one key of "run with" and "when": its allowed values and
 // where it lives in a Config. A new store kind is one more value here.
@@ -87,6 +104,9 @@ var configKeys = []configKey{
 	{"redis", []string{"single", "sentinel"}, func(c *Config) *string { return &c.Redis }},
 	{"wait", []string{"0", "1"}, func(c *Config) *string { return &c.Wait }},
 	{"cache", []string{"off", "on", "uninvalidated"}, func(c *Config) *string { return &c.Cache }},
+	{"uploads", []string{"disk", "s3"}, func(c *Config) *string { return &c.Uploads }},
+	{"jobs", []string{"memory", "queue"}, func(c *Config) *string { return &c.Jobs }},
+	{"schedule", []string{"local", "shared"}, func(c *Config) *string { return &c.Schedule }},
 	{"live", []string{"local", "redis"}, func(c *Config) *string { return &c.Live }},
 }
 

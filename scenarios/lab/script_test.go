@@ -49,7 +49,7 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
 			`x.txt:2: lb=round-robin: want roundrobin, sticky or noretry`},
 		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
-			`x.txt:4: unknown key "colour": want store, lb, lock, redis, wait, cache or live`},
+			`x.txt:4: unknown key "colour": want store, lb, lock, redis, wait, cache, uploads, jobs, schedule or live`},
 		{"empty when", header + "start 3 replicas\nexpect carts intact when\n",
 			`x.txt:4: "when" without a condition; did you mean "expect carts intact when store=redis"?`},
 		{"when on load", header + "start 3 replicas\nload 2 shoppers for 1s when store=redis\nwait for load\nexpect carts intact\n",
@@ -200,7 +200,7 @@ expect no status 500
 	if s.Name != "demo" || s.Lesson != "something worth knowing" {
 		t.Errorf("name %q lesson %q", s.Name, s.Lesson)
 	}
-	wantCfg := []Config{{Store: "memory", LB: "sticky", Lock: "on", Redis: "single", Wait: "0", Cache: "off"}, {Store: "redis", LB: "roundrobin", Lock: "off", Redis: "single", Wait: "0", Cache: "off"}}
+	wantCfg := []Config{{Store: "memory", LB: "sticky", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}, {Store: "redis", LB: "roundrobin", Lock: "off", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}}
 	if len(s.Configs) != 2 || s.Configs[0] != wantCfg[0] || s.Configs[1] != wantCfg[1] {
 		t.Errorf("configs = %v, want %v", s.Configs, wantCfg)
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,18 @@ type shopper struct {
 	loggedIn    bool
 	registered  bool
 	accountWant map[int]qtyRange
+	// orders are the ids of the orders the shopper placed, for the
+	// judge to read their receipts.
+	orders   []string
+	photo    []byte // the photo of the shopper's review, nil before one
+	photoKey string // its key under /uploads/
+}
+
+// hasPhoto reports whether the shopper has posted a review with a photo.
+func (s *shopper) hasPhoto() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.photoKey != ""
 }
 
 func newShopper(name, base string, tr http.RoundTripper, rec *recorder) *shopper {
@@ -309,6 +322,12 @@ func (s *shopper) checkOut(ctx context.Context, runID, key string) (int, string)
 	if resp.StatusCode == http.StatusSeeOther {
 		s.mu.Lock()
 		s.want = map[int]qtyRange{}
+		// The replica that took the order runs its receipt job (with
+		// -jobs memory): "replica of NAME" names it.
+		s.replica = replica
+		if id, ok := strings.CutPrefix(resp.Header.Get("Location"), "/orders/"); ok && id != "" && !slices.Contains(s.orders, id) {
+			s.orders = append(s.orders, id)
+		}
 		s.mu.Unlock()
 	}
 	return resp.StatusCode, replica

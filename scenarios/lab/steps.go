@@ -158,6 +158,26 @@ var steps = []*stepForm{
 		Run: func(ctx context.Context, r *runner, st *Step) error { return r.peek(ctx, st) },
 	},
 	{
+		Usage:   "as NAME review product P with a photo",
+		Help:    "The shopper NAME posts a review of product P with a small PNG photo through the load balancer (one try: its answer must be a 303) and finds the photo's key on the product page. The replica that answered takes the photo: \"replica of NAME\" names it from then on.",
+		Example: "as alice review product 3 with a photo",
+		Pattern: regexp.MustCompile(`^as (\S+) review product (\S+) with a photo$`),
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			err := parseShopper(func(m []string, st *Step) (err error) {
+				st.Product, err = count(m[2], "product", 1, 1000)
+				return err
+			})(m, st, ps)
+			// The replica that took the photo is "replica of NAME" now.
+			if err == nil {
+				ps.shopped[st.Shopper] = true
+			}
+			return err
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			return r.shopper(st.Shopper).review(ctx, st.Product)
+		},
+	},
+	{
 		Usage:   "as NAME log in",
 		Help:    "The shopper NAME logs in to its account (NAME@lab.example): the first time it registers it (POST /register), later it logs in (POST /login). Either renews the session token, and the account's saved cart is merged into the browser's.",
 		Example: "as alice log in",
@@ -380,6 +400,26 @@ var steps = []*stepForm{
 			}
 			rep.SetEnv("SHOP_SESSION_KEYS=" + d.sessionKeys(f.Keys...))
 			return rep.Start(ctx)
+		},
+	},
+	{
+		Usage:   "replace TARGET",
+		Help:    "A replica's container replaced, as an orchestrator does after a crash: kill -9, then a new replica with the same name and address and an empty disk (its uploads directory is gone). What it kept on its own disk (photos with uploads=disk) is lost; what it kept elsewhere is not.",
+		Example: "replace replica of alice",
+		Pattern: regexp.MustCompile(`^replace ` + reTarget + `$`),
+		Parse: func(m []string, st *Step, ps *parseState) error {
+			if err := parseTarget(1)(m, st, ps); err != nil {
+				return err
+			}
+			if strings.HasPrefix(st.Target, "redis") {
+				return errors.New("replace: only a replica has a disk to lose; want shopN or \"replica of NAME\"")
+			}
+			return nil
+		},
+		Run:  runFault("replace", "%[1]s killed (kill -9) and replaced with an empty disk", "%[1]s serves again, its disk empty", spanWhole, "replace"),
+		Verb: "replace",
+		Local: func(ctx context.Context, d *LocalDriver, f Fault) error {
+			return d.c.ReplaceReplica(ctx, f.Target)
 		},
 	},
 	{

@@ -71,6 +71,12 @@ func storeColumn(c Config) string {
 	if c.Cache != "" && c.Cache != DefaultConfig.Cache {
 		extra = append(extra, "near-cache "+c.Cache)
 	}
+	if c.Jobs != "" && c.Jobs != DefaultConfig.Jobs {
+		extra = append(extra, "jobs "+c.Jobs)
+	}
+	if c.Schedule != "" && c.Schedule != DefaultConfig.Schedule {
+		extra = append(extra, "schedule "+c.Schedule)
+	}
 	if len(extra) == 0 {
 		return c.Store
 	}
