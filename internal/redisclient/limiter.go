@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,10 +168,12 @@ func (l Limits) verdict(n int) Verdict {
 // Describe says where the counts live: in this replica, lost with it.
 func (l *LocalLimiter) Describe(context.Context) state.Description {
 	l.mu.Lock()
+	// One count per client and account with an open window: what a kill
+	// -9 would forget (a client's count across accounts comes with them).
 	now, n := l.now(), 0
-	for _, w := range l.counts {
-		if now.Before(w.until) {
-			n++ // an open window: a count a kill -9 would forget
+	for k, w := range l.counts {
+		if now.Before(w.until) && strings.HasPrefix(k, accountPrefix) {
+			n++
 		}
 	}
 	l.mu.Unlock()
@@ -215,8 +218,11 @@ func (l *LocalLimiter) sweep(now time.Time) {
 // email sits in Redis (or a heap dump) in clear.
 func clientKey(client string) string { return "ratelimit:client:" + hashed(client) }
 
+// accountPrefix starts every account key.
+const accountPrefix = "ratelimit:login:"
+
 func accountKey(client, account string) string {
-	return "ratelimit:login:" + hashed(account+"|"+client)
+	return accountPrefix + hashed(account+"|"+client)
 }
 
 func hashed(s string) string {
