@@ -54,10 +54,8 @@ func OpenQueue(ctx context.Context, db *store.DB, opts Options) (*QueueJobs, err
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	q := &QueueJobs{opts: opts, db: db, pool: pool}
-	pollOnly := false
 	if db.Postgres() {
-		// Without a pgx listener the driver cannot LISTEN: poll.
-		q.driver, pollOnly = riverdatabasesql.New(pool), true
+		q.driver = riverdatabasesql.New(pool)
 	} else {
 		q.driver = riversqlite.New(pool)
 	}
@@ -85,11 +83,15 @@ func OpenQueue(ctx context.Context, db *store.DB, opts Options) (*QueueJobs, err
 		ID:     fmt.Sprintf("%s-%d", opts.Replica, time.Now().UnixNano()),
 		Logger: opts.Logger,
 		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 20}},
-		// A receipt should be ready soon after checkout; SQLite's
-		// notifications and PostgreSQL's poll both come this often.
-		FetchPollInterval: 200 * time.Millisecond,
-		FetchCooldown:     50 * time.Millisecond,
-		PollOnly:          pollOnly,
+		// Poll, on both databases: riversqlite's notifications are an
+		// extra row inserted in every order's transaction and a query on
+		// River's one connection every 50 ms, and riverdatabasesql cannot
+		// LISTEN without a pgx pool of its own. Fetching is a write, which
+		// on SQLite takes the file's one write lock from the checkouts:
+		// every 250 ms at most, a receipt is ready about that soon.
+		FetchPollInterval: 250 * time.Millisecond,
+		FetchCooldown:     250 * time.Millisecond,
+		PollOnly:          true,
 		Workers:           workers,
 		MaxAttempts:       opts.MaxAttempts,
 		RetryPolicy:       retryPolicy{opts},

@@ -69,6 +69,24 @@ func ParseKeys(s string) ([]string, error) {
 	return keys, nil
 }
 
+// cookieKind is the cookie store as it registers itself.
+var cookieKind = Kind{
+	Name: Cookie,
+	Traits: Traits{
+		Place: InBrowser, NeedsKeys: true,
+		ReplicaDeath: func(replica string) string {
+			return fmt.Sprintf(
+				"Nothing would happen to it. The session lives in your browser's cookie, sealed with a key every replica shares; %[1]s keeps nothing. "+
+					"If %[1]s died, the next replica opens the same cookie with the same key and serves the same cart, with no store to ask and none to lose. "+
+					"The state moved to the client and into the keys: lose or change the keys and every session is gone at once.", replica)
+		},
+		RedisOutage: "Nothing happens to it: no replica reads Redis to serve it. A replica that is configured with a Redis uses it only for shared services (login limits, who is up), and those say so when it is gone.",
+		KeyChange: "Rolled out as new,old, every cookie sealed with the old key still opens, and each is resealed with the new one on its next write; once old is dropped, a cookie still sealed with it opens nothing and its session is lost. " +
+			"A replica started with a wrong key loses every session it meets: the keys are state too, and every replica must share them.",
+	},
+	Open: func(d Deps) (Store, error) { return NewCookie(d.Cookie, d.Options) },
+}
+
 // CookieStore seals the session into its cookie.
 type CookieStore struct {
 	codecs       []*securecookie.SecureCookie // codecs[0] seals
@@ -268,8 +286,8 @@ func (c *CookieStore) Describe(_ context.Context, s *Session, replica string) De
 		SizeBytes:    st.bytes,
 		Size:         fmt.Sprintf("%d bytes in your browser's cookie, sealed (encrypted and authenticated), sent with every request; a browser keeps at most %d", st.bytes, c.limit),
 		Lock:         "none: -session-lock has no effect with cookies. Nothing on a server holds the session, so there is nothing to lock: two tabs that change the cart at once each get their own sealed copy back, and the last cookie the browser stores wins (lost updates).",
-		ReplicaDeath: ReplicaDeathStory(Cookie, replica),
-		RedisOutage:  "Nothing happens to it: no replica reads Redis to serve it. A replica that is configured with a Redis uses it only for shared services (login limits, who is up), and those say so when it is gone.",
+		ReplicaDeath: cookieKind.Traits.ReplicaDeath(replica),
+		RedisOutage:  cookieKind.Traits.RedisOutage,
 		Logout: "Logging out bumps the account's session epoch in the database, so a copy of an older logged-in cookie opens as anonymous: revocation needs a database read on every logged-in request, which is state creeping back. " +
 			"An anonymous cart cannot be revoked: a replayed older cookie shows the older cart (checkout stays idempotent, so it cannot place the same order twice).",
 	}
@@ -284,8 +302,7 @@ func (c *CookieStore) Describe(_ context.Context, s *Session, replica string) De
 			d.Key += ", an older key this replica still opens with; the next write reseals it with key 1"
 		}
 	}
-	d.KeyChange = "Rolled out as new,old, every cookie sealed with the old key still opens, and each is resealed with the new one on its next write; once old is dropped, a cookie still sealed with it opens nothing and its session is lost. " +
-		"A replica started with a wrong key loses every session it meets: the keys are state too, and every replica must share them."
+	d.KeyChange = cookieKind.Traits.KeyChange
 	return d
 }
 

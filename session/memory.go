@@ -27,6 +27,23 @@ const evictSample = 8
 // that their browsers learn why their cart is gone.
 const maxEvictedRemembered = 4096
 
+// memoryKind is the memory store as it registers itself.
+var memoryKind = Kind{
+	Name: Memory,
+	Traits: Traits{
+		Place: InReplica, Locks: true, SharesNothing: true,
+		ReplicaDeath: func(replica string) string {
+			return fmt.Sprintf(
+				"The session lives in %[1]s's memory and nowhere else. If %[1]s died, the session would die with it, and so would every cart %[1]s holds. "+
+					"Your browser would keep its cookie, but the next replica nginx picks has never seen that token: it shows an empty cart, "+
+					"and a restarted %[1]s starts with empty memory too. This is what stateful means: the replica is the only copy of your data.", replica)
+		},
+		RedisOutage: "Nothing happens to it: memory sessions never touch Redis.",
+		KeyChange:   keylessText,
+	},
+	Open: func(d Deps) (Store, error) { return NewMemory(d.Options), nil },
+}
+
 // MemoryStore keeps sessions in this process: the stateful choice. scs
 // manages them over its memstore, bounded (memstore keeps all it is
 // given); a session lives and dies with the replica that created it, and
@@ -238,9 +255,9 @@ func (m *MemoryStore) Ping(context.Context) error { return nil }
 func (m *MemoryStore) Describe(_ context.Context, s *Session, replica string) Description {
 	d := Description{
 		TTL:          time.Until(s.Deadline()),
-		ReplicaDeath: ReplicaDeathStory(Memory, replica),
-		RedisOutage:  "Nothing happens to it: memory sessions never touch Redis.",
-		KeyChange:    keylessText,
+		ReplicaDeath: memoryKind.Traits.ReplicaDeath(replica),
+		RedisOutage:  memoryKind.Traits.RedisOutage,
+		KeyChange:    memoryKind.Traits.KeyChange,
 		Logout:       logoutDeletesText,
 	}
 	if b, err := s.encode(); err == nil {

@@ -27,6 +27,32 @@ const KeyPrefix = "scs:session:"
 // LockPrefix + token is a session's lock key.
 const LockPrefix = "lock:session:"
 
+// redisKind is the redis store as it registers itself.
+var redisKind = Kind{
+	Name: Redis,
+	Traits: Traits{
+		Place: InShared, Where: "Redis", Locks: true, NeedsRedis: true, Cacheable: true,
+		ReplicaDeath: func(replica string) string {
+			return fmt.Sprintf(
+				"The session lives in Redis, not in %[1]s. If %[1]s died, nginx would send your next request to another replica, which reads the same session "+
+					"from Redis: nothing is lost, and only the ribbon's name changes. The replicas are stateless and interchangeable. "+
+					"The risk moved rather than vanished: if Redis died, every replica would lose every session at once.", replica)
+		},
+		RedisOutage: "While Redis is down no replica can read or change the session: the cart is unavailable (503) until Redis answers again. " +
+			"A Redis restarted from its append-only file brings the session back; a Redis that lost its data lost every session at once.",
+		KeyChange: keylessText,
+	},
+	Open: func(d Deps) (Store, error) {
+		if d.Redis == nil {
+			return nil, errors.New("session: the redis store needs a Redis")
+		}
+		if d.Cache != nil {
+			return NewCachedRedis(d.Redis, d.Options, *d.Cache), nil
+		}
+		return NewRedis(d.Redis, d.Options), nil
+	},
+}
+
 // RedisStore keeps sessions in Redis: the stateless choice. scs manages
 // them. With the lock off and no WAIT, its store is scs's redisstore as
 // it comes (sessionManager.Store = redisstore.New(pool)); otherwise it is
@@ -523,11 +549,10 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 func (r *RedisStore) Describe(ctx context.Context, s *Session, replica string) Description {
 	d := Description{
 		TTL:          time.Until(s.Deadline()),
-		ReplicaDeath: ReplicaDeathStory(Redis, replica),
-		RedisOutage: "While Redis is down no replica can read or change the session: the cart is unavailable (503) until Redis answers again. " +
-			"A Redis restarted from its append-only file brings the session back; a Redis that lost its data lost every session at once.",
-		KeyChange: keylessText,
-		Logout:    logoutDeletesText,
+		ReplicaDeath: redisKind.Traits.ReplicaDeath(replica),
+		RedisOutage:  redisKind.Traits.RedisOutage,
+		KeyChange:    redisKind.Traits.KeyChange,
+		Logout:       logoutDeletesText,
 	}
 	d.Capacity = "Redis keeps sessions up to its maxmemory, shared by every replica. Past it, with the noeviction policy, Redis refuses writes: " +
 		"carts can be read but not changed (503, and /readyz says Redis is out of memory) until sessions expire or Redis gets room."

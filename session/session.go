@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -23,25 +22,14 @@ import (
 	"github.com/alexedwards/scs/v2"
 )
 
-// The kinds of store, as -session-store, the lab, the bench and the
-// harness name them.
+// The names of the stores this package registers, as -session-store, the
+// lab, the bench and the harness name them. Nothing decides by them: what a
+// store is, it declares in its Traits (registry.go).
 const (
 	Memory = "memory"
 	Redis  = "redis"
 	Cookie = "cookie"
 )
-
-// Kinds lists every store kind, in the order pages and tables show them.
-func Kinds() []string { return []string{Memory, Redis, Cookie} }
-
-// CheckKind returns an error naming the allowed kinds when kind is none.
-func CheckKind(kind string) error {
-	kinds := Kinds()
-	if slices.Contains(kinds, kind) {
-		return nil
-	}
-	return fmt.Errorf("allowed values are %s and %s", strings.Join(kinds[:len(kinds)-1], ", "), kinds[len(kinds)-1])
-}
 
 const (
 	// Lifetime is how long a session lives after it was created.
@@ -507,25 +495,12 @@ func randomHex(n int) string {
 }
 
 // ReplicaDeathStory says what a replica's death would do to a session kept
-// by a store of kind: each store tells its own in Describe, and the
-// inspector shows the other kinds' beside it.
+// by a store of kind, as the kind declares it: each store tells its own in
+// Describe, and the inspector shows the other kinds' beside it.
 func ReplicaDeathStory(kind, replica string) string {
-	switch kind {
-	case Memory:
-		return fmt.Sprintf(
-			"The session lives in %[1]s's memory and nowhere else. If %[1]s died, the session would die with it, and so would every cart %[1]s holds. "+
-				"Your browser would keep its cookie, but the next replica nginx picks has never seen that token: it shows an empty cart, "+
-				"and a restarted %[1]s starts with empty memory too. This is what stateful means: the replica is the only copy of your data.", replica)
-	case Redis:
-		return fmt.Sprintf(
-			"The session lives in Redis, not in %[1]s. If %[1]s died, nginx would send your next request to another replica, which reads the same session "+
-				"from Redis: nothing is lost, and only the ribbon's name changes. The replicas are stateless and interchangeable. "+
-				"The risk moved rather than vanished: if Redis died, every replica would lose every session at once.", replica)
-	case Cookie:
-		return fmt.Sprintf(
-			"Nothing would happen to it. The session lives in your browser's cookie, sealed with a key every replica shares; %[1]s keeps nothing. "+
-				"If %[1]s died, the next replica opens the same cookie with the same key and serves the same cart, with no store to ask and none to lose. "+
-				"The state moved to the client and into the keys: lose or change the keys and every session is gone at once.", replica)
+	k, ok := Lookup(kind)
+	if !ok || k.Traits.ReplicaDeath == nil {
+		return ""
 	}
-	return ""
+	return k.Traits.ReplicaDeath(replica)
 }

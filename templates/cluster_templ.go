@@ -72,7 +72,7 @@ func ClusterPage(v ClusterView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			if v.Store == "memory" {
+			if v.Lives == LivesInReplica {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "<p class=\"lead\" data-testid=\"cluster-memory\">With memory sessions the replicas share nothing, not even a place to meet, so ")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

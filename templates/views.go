@@ -22,12 +22,30 @@ const (
 	SessionBusy SessionState = "busy"
 )
 
+// Lives says where the session lives, as its store declares it: pages
+// choose their words by it, never by the store's name.
+type Lives string
+
+const (
+	// LivesInReplica: in the memory of the replica that created it.
+	LivesInReplica Lives = "replica"
+	// LivesShared: in a store every replica reads and writes (named by
+	// the view's Where).
+	LivesShared Lives = "shared"
+	// LivesInBrowser: in the cookie itself.
+	LivesInBrowser Lives = "browser"
+)
+
 // Ribbon is the strip on every page that tells which replica served it and
 // where the session lives.
 type Ribbon struct {
 	Replica    string
 	ColorClass string // "replica-c0".."replica-c11", stable per replica name
-	Store      string // "memory", "redis" or "cookie"
+	Store      string // the store's name (-session-store), shown, never compared
+	// Lives is where the session lives, and Where names a shared store
+	// ("Redis").
+	Lives Lives
+	Where string
 	// CookieBytes is the size of the session cookie (name and value) this
 	// request sent: with cookie sessions, the whole session.
 	CookieBytes int
@@ -281,6 +299,8 @@ type InspectorView struct {
 	Page
 	Replica   string
 	Store     string
+	Lives     Lives
+	Where     string // names a shared store ("Redis")
 	State     SessionState
 	Token     string // shortened, never whole
 	SentToken string // the browser's cookie, shortened, when it differs from Token
@@ -344,6 +364,7 @@ type ClusterView struct {
 	Page
 	Replica string
 	Store   string
+	Lives   Lives
 	// Shared is set when the replicas share a Redis to meet in.
 	Shared  bool
 	Members []ClusterMember

@@ -71,6 +71,7 @@ func (s *Server) readyErr(ctx context.Context) error {
 func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.presence.Shared(), Photos: s.photosText(r.Context())}
+	v.Lives, _ = s.lives()
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
 		Ready: sessionOf(ctx).available() && s.readyErr(ctx) == nil, Self: true,

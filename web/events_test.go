@@ -398,3 +398,38 @@ func TestMetricsLiveStreams(t *testing.T) {
 		t.Errorf("/metrics/live/stream: %+v, want a live event with an id carrying the table", e)
 	}
 }
+
+// noHijack hides the connection from the handler, as HTTP/2 would: the
+// stream is then served on the request's own goroutine.
+type noHijack struct{ w http.ResponseWriter }
+
+func (n noHijack) Header() http.Header         { return n.w.Header() }
+func (n noHijack) Write(b []byte) (int, error) { return n.w.Write(b) }
+func (n noHijack) WriteHeader(status int)      { n.w.WriteHeader(status) }
+func (n noHijack) Flush()                      { n.w.(http.Flusher).Flush() }
+
+// TestEventsWithoutTakingTheConnectionOver: where the connection cannot be
+// taken over, the stream still carries events and ends at the drain.
+func TestEventsWithoutTakingTheConnectionOver(t *testing.T) {
+	hub := live.NewLocal(live.Options{})
+	srv := web.NewServer(web.Config{Replica: "shop1"}, mustDB(t), session.NewMemory(session.Options{}), hub, diskPhotos(t, "shop1"))
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(noHijack{w}, r) }))
+	defer hs.Close()
+	c := (&testShop{t: t, srv: hs}).client()
+	s := c.openEvents("")
+	if e, _ := s.next(); e.typ != live.TypeReady {
+		t.Fatalf("first event %+v, want ready", e)
+	}
+	hub.PublishStock(t.Context(), 7, 70)
+	if evs := s.until(live.TypeStock); evs[len(evs)-1].data != `{"product_id":7,"stock":70}` {
+		t.Errorf("stock event %+v", evs[len(evs)-1])
+	}
+	srv.Drain()
+	var sawRetry bool
+	for e, ok := s.next(); ok; e, ok = s.next() {
+		sawRetry = sawRetry || e.retry != ""
+	}
+	if !sawRetry {
+		t.Error("the drain ended the stream without a retry: hint")
+	}
+}

@@ -33,6 +33,7 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		State:   templates.SessionNone,
 		Photos:  s.photosText(r.Context()),
 	}
+	v.Lives, v.Where = s.lives()
 	sent := sessionCookie(r)
 	switch {
 	case info.Known:
@@ -55,7 +56,7 @@ func (s *Server) handleSessionInspector(w http.ResponseWriter, r *http.Request) 
 		v.SizeBytes, v.Size, v.Key = d.SizeBytes, d.Size, d.Key
 	}
 	if home := s.homeOf(r); info.Known && home != "" && home != info.Born {
-		v.HomeDiffers = homeDiffersText(s.sessions.Kind(), info.Born, home)
+		v.HomeDiffers = homeDiffersText(session.TraitsOf(s.sessions), info.Born, home)
 	}
 	v.Capacity = d.Capacity
 	v.Route, v.RouteText = s.routeText(r)
@@ -88,6 +89,7 @@ func (s *Server) inspectorOutage(w http.ResponseWriter, r *http.Request, err err
 	}
 	_, trouble := storeTrouble(err)
 	v := templates.InspectorView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), State: templates.SessionUnavailable, Photos: s.photosText(r.Context())}
+	v.Lives, v.Where = s.lives()
 	v.Outage = fmt.Sprintf("%s could not read your session. %s Your session does not live in %s but in the %s store, "+
 		"so no replica can read or change any session until the store answers again; nothing the store keeps is lost, and this page comes back by itself.",
 		s.cfg.Replica, trouble, s.cfg.Replica, s.sessions.Kind())
@@ -109,10 +111,10 @@ func (s *Server) inspectorOutage(w http.ResponseWriter, r *http.Request, err err
 
 // homeDiffersText says why session_home names another replica than the
 // session's birthplace: both are true, of different things.
-func homeDiffersText(kind, born, home string) string {
+func homeDiffersText(t session.Traits, born, home string) string {
 	why := "session_home records which replica last handed your browser this token, born on records where the session was first created."
-	if kind == session.Redis {
-		why = "With redis sessions any replica can write any session, and each write re-sends the session cookie: so the last replica to write your cart is the one session_home names, wherever the session was born."
+	if t.Place == session.InShared {
+		why = fmt.Sprintf("With sessions in %s any replica can write any session, and each write re-sends the session cookie: so the last replica to write your cart is the one session_home names, wherever the session was born.", t.Where)
 	}
 	return fmt.Sprintf("Your session_home cookie names %s, but the session was born on %s. Both are true: %s", home, born, why)
 }

@@ -21,6 +21,18 @@ func replicaColorClass(name string) string {
 	return class
 }
 
+// lives is where this replica's sessions live, as their store declares it.
+func (s *Server) lives() (templates.Lives, string) {
+	t := session.TraitsOf(s.sessions)
+	switch t.Place {
+	case session.InReplica:
+		return templates.LivesInReplica, t.Where
+	case session.InBrowser:
+		return templates.LivesInBrowser, t.Where
+	}
+	return templates.LivesShared, t.Where
+}
+
 // page builds what every page's layout shows: ribbon, flash and cart count.
 func (s *Server) page(r *http.Request, title string) templates.Page {
 	p := templates.Page{Title: title, Flash: takeFlash(r), Live: s.live.Kind()}
@@ -30,10 +42,11 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 		Store:      s.sessions.Kind(),
 		Profile:    s.cfg.Profile,
 	}
+	rb.Lives, rb.Where = s.lives()
 	if sess := sessionOf(r.Context()).sess; sess != nil {
 		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()
 	}
-	if s.cfg.Sentinel != nil && s.sessions.Kind() == session.Redis {
+	if s.cfg.Sentinel != nil && session.TraitsOf(s.sessions).NeedsRedis {
 		rb.Sentinel, rb.RedisPrimary = true, s.cfg.Sentinel.Addr()
 		if !s.trustedClient(r) {
 			rb.RedisPrimary = addressHidden

@@ -26,7 +26,7 @@ func parseCache(on, size, invalidation, store string) (cacheConfig, error) {
 	default:
 		return c, fmt.Errorf("shop: -session-cache %q: allowed values are on and off", on)
 	}
-	if c.on && store != session.Redis {
+	if k, _ := session.Lookup(store); c.on && !k.Traits.Cacheable {
 		return c, fmt.Errorf("shop: -session-cache on: caches redis sessions only; use it with -session-store redis")
 	}
 	n, err := parseBytes(size)

@@ -173,10 +173,10 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if err := session.CheckKind(c.sessionStore); err != nil {
 		return c, fmt.Errorf("shop: -session-store %q: %v", c.sessionStore, err)
 	}
-	if c.sessionStore == session.Cookie {
+	if k, _ := session.Lookup(c.sessionStore); k.Traits.NeedsKeys {
 		var err error
 		if c.sessionKeys, err = session.ParseKeys(keys); err != nil {
-			return c, fmt.Errorf("shop: -session-keys (SHOP_SESSION_KEYS): %v; required with -session-store cookie", err)
+			return c, fmt.Errorf("shop: -session-keys (SHOP_SESSION_KEYS): %v; required with -session-store %s", err, c.sessionStore)
 		}
 	}
 	if err := checkAddr(c.addr); err != nil {
@@ -321,13 +321,8 @@ func (c *config) parseUploads(to, endpoint string) error {
 // sessions, with cookie sessions when a Redis was configured, never with
 // memory sessions, whose replicas share nothing by design.
 func (c config) sharesRedis() bool {
-	switch c.sessionStore {
-	case session.Redis:
-		return true
-	case session.Cookie:
-		return c.redisSet
-	}
-	return false
+	k, _ := session.Lookup(c.sessionStore)
+	return k.Traits.NeedsRedis || (c.redisSet && !k.Traits.SharesNothing)
 }
 
 // newRedis is a client for the configured Redis.
@@ -400,22 +395,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	metrics := web.NewMetrics(cfg.replica, cfg.sessionStore)
 	opts := session.Options{Lock: cfg.sessionLock, WaitReplicas: cfg.waitReplicas, Observer: metrics, MaxMemorySessions: cfg.memoryMax}
-	var sessions session.Store
-	switch cfg.sessionStore {
-	case session.Redis:
-		if cfg.cache.on {
-			sessions = session.NewCachedRedis(rc, opts, session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation})
-		} else {
-			sessions = session.NewRedis(rc, opts)
-		}
-	case session.Cookie:
-		// The database keeps each account's session epoch: revocation.
-		sessions, err = session.NewCookie(session.CookieOptions{Keys: cfg.sessionKeys, Epochs: db}, opts)
-		if err != nil {
-			return fmt.Errorf("shop: -session-keys: %w", err)
-		}
-	default:
-		sessions = session.NewMemory(opts)
+	// Each store takes what it uses of these; the database keeps each
+	// account's session epoch, which sealed sessions are revoked by.
+	deps := session.Deps{Options: opts, Redis: rc, Cookie: session.CookieOptions{Keys: cfg.sessionKeys, Epochs: db}}
+	if cfg.cache.on {
+		deps.Cache = &session.CacheOptions{MaxBytes: cfg.cache.maxBytes, NoInvalidation: !cfg.cache.invalidation}
+	}
+	kind, _ := session.Lookup(cfg.sessionStore) // parseFlags checked it
+	sessions, err := kind.Open(deps)
+	if err != nil {
+		return fmt.Errorf("shop: -session-store %s: %w", cfg.sessionStore, err)
 	}
 	defer sessions.Close()
 

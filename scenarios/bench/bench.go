@@ -168,9 +168,12 @@ type Result struct {
 	Databases []DatabaseMeasurement
 	// Jobs is checkout and receipt with -jobs memory and queue, on each
 	// database.
-	Jobs  []JobsMeasurement
-	Goals []Goal
-	Notes []string
+	Jobs []JobsMeasurement
+	// Uploads is a review photo's upload and serving, and the RSS of 20
+	// big uploads at once, with -uploads DIR and s3://BUCKET.
+	Uploads []UploadsMeasurement
+	Goals   []Goal
+	Notes   []string
 }
 
 // ClusterMemory is resident memory after the load.
@@ -340,6 +343,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		return res, err
 	}
 	res.Jobs = jb
+	ub, err := uploadsBench(ctx, o, bin, dir, logf)
+	if err != nil {
+		return res, err
+	}
+	res.Uploads = ub
 
 	res.Took = time.Since(res.Started)
 	res.Goals = goals(res)
@@ -360,6 +368,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	for _, m := range res.Databases {
 		if m.Success < 0.99 {
 			errs = append(errs, fmt.Errorf("bench: %s on %s: only %.1f%% of requests succeeded: %s", m.Page, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
+		}
+	}
+	for _, m := range res.Uploads {
+		if m.Success < 0.99 {
+			errs = append(errs, fmt.Errorf("bench: photos with -uploads %s: only %.1f%% of requests succeeded: %s", m.Uploads, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
 	for _, m := range res.Jobs {

@@ -223,6 +223,9 @@ func goals(r Result) []Goal {
 	if g, ok := jobsGoal(r.Jobs); ok {
 		gs = append(gs, g)
 	}
+	if g, ok := uploadsGoal(r.Uploads); ok {
+		gs = append(gs, g)
+	}
 	return gs
 }
 
@@ -317,6 +320,11 @@ func (r Result) printTable(w io.Writer) {
 		h, rows := jobsRows(r.Jobs)
 		printColumns(w, h, rows)
 	}
+	if len(r.Uploads) > 0 {
+		fmt.Fprintln(w)
+		h, rows := uploadsRows(r.Uploads)
+		printColumns(w, h, rows)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
@@ -404,6 +412,12 @@ func (r Result) Markdown() string {
 		b.WriteString("## Background jobs: receipts\n\n")
 		fmt.Fprintf(&b, "Four more clusters, two per database, one database after the other: nginx (sticky, so a shopper's receipt polls meet the replica that took its order) + 3 replicas with cookie sessions, `-jobs memory` (the receipt job a goroutine started after the order commits) beside `-jobs queue` (River's job inserted in the order's own transaction, worked by any replica), no job delay. They take turns round by round: %d shoppers add one unit and time `POST /checkout`, back to back, at most %d orders per cluster. Then, one shopper at a time, taking turns, a checkout and its receipt polled every 5 ms: the time from sending the checkout to the receipt's first 200. Throughput includes the receipt work itself, which runs on the same replicas and database as the checkouts.\n\n", r.Options.Workers, jobsOrderBudget)
 		h, rows := jobsRows(r.Jobs)
+		mdTable(&b, h, rows)
+	}
+	if len(r.Uploads) > 0 {
+		b.WriteString("## Review photos: disk and object store\n\n")
+		fmt.Fprintf(&b, "Two more clusters of one replica each (memory sessions, SQLite), reached directly (a photo on a replica's disk is served by that replica only): `-uploads DIR` (a file per photo, written to a temporary file, fsynced and renamed) beside `-uploads s3://BUCKET` (versitygw on the same machine over its own directory; the replica reads the photo into one pooled 5 MiB part buffer and PUTs it). They take turns round by round: %d clients post reviews with a 200 KB PNG back to back (at most %d photos per cluster), then %d clients GET one of those photos back to back. Then, on each replica, %d reviews with a photo of just under 5 MiB are sent at once while the replica's VmRSS is sampled every 5 ms.\n\n", r.Options.Workers, uploadBudget, r.Options.Workers, bigPhotos)
+		h, rows := uploadsRows(r.Uploads)
 		mdTable(&b, h, rows)
 	}
 
