@@ -4,10 +4,13 @@
 
 SHELL := /bin/bash
 GO ?= go
-STORE ?= redis
-LB ?= roundrobin
+# STORE, LB and UPLOADS unset follow PROFILE, or default to redis, roundrobin
+# and disk (cmd/cluster decides).
+PROFILE ?=
+STORE ?=
+LB ?=
 LOCK ?= on
-UPLOADS ?= disk
+UPLOADS ?=
 PORT ?= 8080
 LOG ?= warn
 PACKAGES := redis-server nginx chromium postgresql
@@ -63,10 +66,13 @@ run:
 # 127.0.0.1:$(PORT)+475). cmd/cluster checks the knobs and the ports before
 # anything starts, and stops the whole cluster if a process dies at start.
 # and the object store (versitygw, $(PORT)-1010).
-#   make cluster STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off UPLOADS=disk|s3 PORT=8080 LOG=warn|info
+#   make cluster PROFILE=stateful|stateless STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off UPLOADS=disk|s3 PORT=8080 LOG=warn|info
+# PROFILE presets every state flag of the replicas (-profile); STORE, LB and
+# UPLOADS follow it (stateful: memory, sticky, disk; stateless: redis,
+# roundrobin, s3) unless given.
 # STORE=cookie generates a session key per start and prints it (or takes
 # SHOP_SESSION_KEYS from the environment).
-CLUSTER_ENV = STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) UPLOADS=$(UPLOADS) PORT=$(PORT) LOG=$(LOG)
+CLUSTER_ENV = PROFILE=$(PROFILE) STORE=$(STORE) LB=$(LB) LOCK=$(LOCK) UPLOADS=$(UPLOADS) PORT=$(PORT) LOG=$(LOG)
 cluster:
 	@mkdir -p .run/bin
 	@$(GO) build -o .run/bin/cluster ./cmd/cluster

@@ -60,4 +60,19 @@
     };
   };
   connect();
+
+  // The catalog's cards carry no stock of their own: read it once, and
+  // fill only the cards no event has filled meanwhile (an event is newer).
+  if (document.querySelector("[data-live-card][hidden]")) {
+    fetch("/api/stock").then((r) => r.ok ? r.json() : null).then((d) => {
+      if (!d) return;
+      document.querySelectorAll("[data-live-card][hidden]").forEach((card) => {
+        const el = card.querySelector("[data-live-stock]");
+        const n = d.stock[el.getAttribute("data-live-stock")];
+        if (n === undefined) return;
+        el.textContent = String(n);
+        card.hidden = false;
+      });
+    }).catch(() => {});
+  }
 })();

@@ -214,6 +214,24 @@ func (sw *sseWriter) flush() error {
 	return err
 }
 
+// handleAPIStock is GET /api/stock: every product's stock now, as
+// {"stock":{"1":97,...}}. The catalog's grid is rendered once for everyone
+// and carries no stock; live.js reads this once when the page loads, then
+// follows the events.
+func (s *Server) handleAPIStock(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.db.Products(r.Context())
+	if err != nil {
+		return err
+	}
+	stock := make(map[string]int, len(ps))
+	for _, p := range ps {
+		stock[strconv.FormatInt(p.ID, 10)] = p.Stock
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	return json.NewEncoder(w).Encode(map[string]any{"stock": stock})
+}
+
 // publishOrderPlaced announces a new order's stock changes to every
 // stream, and the order to its owner's.
 func (s *Server) publishOrderPlaced(ctx context.Context, sid string, accountID int64, orderID string, stockLeft map[int64]int) {

@@ -3,6 +3,7 @@ package web_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -339,6 +340,10 @@ func TestPagesCarryLiveStock(t *testing.T) {
 	}
 	if n := c.get("/").doc.Find(`[data-live-card] [data-live-stock]`).Length(); n < 24 {
 		t.Errorf("catalog: %d cards with a live stock slot, want every product's", n)
+	}
+	var st struct{ Stock map[string]int }
+	if r := c.get("/api/stock"); r.status != http.StatusOK || json.Unmarshal([]byte(r.body), &st) != nil || st.Stock["1"] != p.Stock || len(st.Stock) < 24 {
+		t.Errorf("/api/stock: %d %s, want every product's stock, product 1 at %d", r.status, r.body, p.Stock)
 	}
 	js := c.get("/static/live.js")
 	if js.status != http.StatusOK || !strings.Contains(js.header.Get("Content-Type"), "javascript") || !strings.Contains(js.body, "EventSource") {

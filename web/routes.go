@@ -48,6 +48,7 @@ func (s *Server) addRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics/live", s.handleLive())
 	mux.Handle("GET /metrics/live/stream", s.handleLiveStream())
 	mux.Handle("GET /events", s.handleEvents())
+	mux.Handle("GET /api/stock", s.handle(s.handleAPIStock))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", static.Handler()))
 
 	// Every other GET is a 404 page that still shows the ribbon. It is GET

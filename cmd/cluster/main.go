@@ -1,5 +1,5 @@
-// Command cluster is `make cluster`: it checks the knobs (STORE, LB, LOCK,
-// PORT, LOG) and every port before anything starts, runs the Procfile
+// Command cluster is `make cluster`: it checks the knobs (PROFILE, STORE,
+// LB, LOCK, PORT, LOG) and every port before anything starts, runs the Procfile
 // under goreman, and stops the whole cluster with a message and a non-zero
 // exit if any process dies while it starts: never half a cluster, never
 // exit 0 after a bind error. Once the cluster serves it prints where, and
@@ -13,7 +13,10 @@
 // (its disk); UPLOADS=s3 keeps them in a bucket of the cluster's object
 // store (versitygw), which runs either way.
 //
-//	STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off UPLOADS=disk|s3 PORT=8080 LOG=warn|info|debug|error \
+// PROFILE=stateful|stateless starts every replica with that -profile (and
+// STORE, LB and UPLOADS to match unless given).
+//
+//	PROFILE=stateful|stateless STORE=redis|memory|cookie LB=roundrobin|sticky LOCK=on|off UPLOADS=disk|s3 PORT=8080 LOG=warn|info|debug|error \
 //	  go run ./cmd/cluster -goreman .run/bin/goreman -shop .run/bin/shop
 package main
 
@@ -71,20 +74,50 @@ var knobs = []knob{
 	{"LOG", "warn", []string{"debug", "info", "warn", "error"}},
 }
 
+// profiles are PROFILE's values: the shop's -profile presets every state
+// flag of the replicas, and here the cluster's defaults follow it. The
+// stateful profile keeps sessions in each replica, so it is served sticky;
+// an explicit STORE or LB still wins.
+var profiles = map[string]struct{ store, lb, uploads string }{
+	"stateful":  {session.Memory, deploy.PolicySticky, "disk"},
+	"stateless": {session.Redis, deploy.PolicyRoundRobin, "s3"},
+}
+
+// profileWords is "profile stateless, " for the serving line, or nothing.
+func profileWords(p string) string {
+	if p == "" {
+		return ""
+	}
+	return "profile " + p + ", "
+}
+
 // config is the checked knobs.
 type config struct {
-	store, lb, lock, log string
-	uploads              string
-	ports                deploy.LocalPorts
+	profile, store, lb, lock, log string
+	uploads                       string
+	ports                         deploy.LocalPorts
 }
 
 // readConfig checks every knob and returns the first problem as one line
 // naming the variable and what it allows.
 func readConfig(getenv func(string) string) (config, error) {
 	vals := map[string]string{}
+	profile := getenv("PROFILE")
+	p, ok := profiles[profile]
+	if profile != "" && !ok {
+		return config{}, fmt.Errorf("PROFILE=%s: want stateful or stateless", profile)
+	}
 	for _, k := range knobs {
 		v := getenv(k.name)
-		if v == "" {
+		switch {
+		case v != "":
+		case profile != "" && k.name == "STORE":
+			v = p.store
+		case profile != "" && k.name == "LB":
+			v = p.lb
+		case profile != "" && k.name == "UPLOADS":
+			v = p.uploads
+		default:
 			v = k.def
 		}
 		if !slices.Contains(k.values, v) {
@@ -92,7 +125,7 @@ func readConfig(getenv func(string) string) (config, error) {
 		}
 		vals[k.name] = v
 	}
-	c := config{store: vals["STORE"], lb: vals["LB"], lock: vals["LOCK"], log: vals["LOG"], uploads: vals["UPLOADS"]}
+	c := config{profile: profile, store: vals["STORE"], lb: vals["LB"], lock: vals["LOCK"], log: vals["LOG"], uploads: vals["UPLOADS"]}
 	port := 8080
 	if s := getenv("PORT"); s != "" {
 		p, err := strconv.Atoi(s)
@@ -273,6 +306,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"RUN="+runDir,
 		"NGINX_CONF="+conf,
 		"SHOP_BIN="+*shop,
+		"SHOP_PROFILE="+cfg.profile,
 		"SHOP_SESSION_STORE="+cfg.store,
 		"SHOP_LB="+cfg.lb,
 		"SHOP_SESSION_LOCK="+cfg.lock,
@@ -346,14 +380,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%v; the cluster is stopped", err)
 	}
 	fmt.Fprintf(stdout, `
-make cluster: serving at %s (store=%s lb=%s lock=%s uploads=%s)
+make cluster: serving at %s (%sstore=%s lb=%s lock=%s uploads=%s)
   shop1..shop3 on %d..%d, Redis on %d, the object store on %d, files in %s
   logs: LOG=%s (make cluster LOG=info shows every request), also in goreman.log there
   the lab against it, faults included:
     go run ./scenarios run failover -target %s -driver goreman
   Ctrl-C stops everything.
 
-`, url, cfg.store, cfg.lb, cfg.lock, cfg.uploads, cfg.ports.Nginx+1, cfg.ports.Nginx+3, cfg.ports.Redis, cfg.ports.Objects, runDir, cfg.log, url)
+`, url, profileWords(cfg.profile), cfg.store, cfg.lb, cfg.lock, cfg.uploads, cfg.ports.Nginx+1, cfg.ports.Nginx+3, cfg.ports.Redis, cfg.ports.Objects, runDir, cfg.log, url)
 	if generated {
 		fmt.Fprintf(stdout, "  session key for this start (cookies sealed with it die with the cluster):\n    SHOP_SESSION_KEYS=%s\n  set it before make cluster STORE=cookie to keep sessions across restarts.\n\n", keys)
 	}

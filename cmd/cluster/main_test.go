@@ -38,6 +38,7 @@ func TestRejectsBadKnobs(t *testing.T) {
 		want string
 	}{
 		{[]string{"STORE", "disk"}, "STORE=disk: want memory, redis or cookie"},
+		{[]string{"PROFILE", "stateles"}, "PROFILE=stateles: want stateful or stateless"},
 		{[]string{"LB", "round-robin"}, "LB=round-robin: want roundrobin or sticky"},
 		{[]string{"LOCK", "yes"}, "LOCK=yes: want on or off"},
 		{[]string{"LOG", "loud"}, "LOG=loud: want debug, info, warn or error"},
@@ -53,6 +54,29 @@ func TestRejectsBadKnobs(t *testing.T) {
 		}
 		if out.Len() > 0 {
 			t.Errorf("%v: printed %q before refusing", tt.env, out.String())
+		}
+	}
+}
+
+// TestProfileKnob: PROFILE sets the store, the policy and the uploads
+// that suit it, and an explicit STORE, LB or UPLOADS wins.
+func TestProfileKnob(t *testing.T) {
+	tests := []struct {
+		env                         []string
+		profile, store, lb, uploads string
+	}{
+		{nil, "", "redis", "roundrobin", "disk"},
+		{[]string{"PROFILE", "stateful"}, "stateful", "memory", "sticky", "disk"},
+		{[]string{"PROFILE", "stateless"}, "stateless", "redis", "roundrobin", "s3"},
+		{[]string{"PROFILE", "stateful", "STORE", "cookie", "LB", "roundrobin", "UPLOADS", "s3"}, "stateful", "cookie", "roundrobin", "s3"},
+	}
+	for _, tt := range tests {
+		c, err := readConfig(envOf(tt.env...))
+		if err != nil {
+			t.Fatalf("%v: %v", tt.env, err)
+		}
+		if c.profile != tt.profile || c.store != tt.store || c.lb != tt.lb || c.uploads != tt.uploads {
+			t.Errorf("%v: profile %q, store %q, lb %q, uploads %q; want %q, %q, %q, %q", tt.env, c.profile, c.store, c.lb, c.uploads, tt.profile, tt.store, tt.lb, tt.uploads)
 		}
 	}
 }

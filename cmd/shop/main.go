@@ -271,6 +271,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	if c.db == "" {
 		return c, errors.New("shop: -db: want a SQLite file path (e.g. shop.db) or a postgres:// URL")
 	}
+	if profile == "stateless" && inObjectStore(uploadsTo) && (s3Endpoint == "" || c.s3.AccessKey == "" || c.s3.SecretKey == "") {
+		// The profile put the photos in an object store; the object
+		// store's address and keys are the one thing it cannot preset.
+		return c, errors.New("shop: -profile stateless keeps review photos in an object store: set -s3-endpoint, -s3-access-key and -s3-secret-key (SHOP_S3_ENDPOINT, SHOP_S3_ACCESS_KEY, SHOP_S3_SECRET_KEY)")
+	}
 	if err := c.parseUploads(uploadsTo, s3Endpoint); err != nil {
 		return c, err
 	}

@@ -12,8 +12,20 @@ import (
 	"strings"
 )
 
-// profileFlag is one state flag's value in a profile.
-type profileFlag struct{ flag, value string }
+// profileFlag is one state flag's value in a profile. match, when set,
+// says which values fit the profile when the value is not the only one
+// (any s3://BUCKET keeps photos in an object store).
+type profileFlag struct {
+	flag, value string
+	match       func(string) bool
+}
+
+// inObjectStore: -uploads names a bucket, not a directory.
+func inObjectStore(v string) bool { return strings.HasPrefix(v, "s3://") }
+
+// defaultBucket is the bucket -profile stateless keeps photos in unless
+// -uploads names another.
+const defaultBucket = "s3://shop-photos"
 
 // profiles are the presets, in the order -h lists them. Each names every
 // state flag, so that a replica matches a profile only if all of its state
@@ -23,16 +35,18 @@ var profiles = []struct {
 	flags []profileFlag
 }{
 	{"stateful", []profileFlag{
-		{"session-store", "memory"},
-		{"jobs", "memory"},
-		{"schedule", "local"},
-		{"live", "local"},
+		{flag: "session-store", value: "memory"},
+		{flag: "jobs", value: "memory"},
+		{flag: "schedule", value: "local"},
+		{flag: "live", value: "local"},
+		{flag: "uploads", value: "", match: func(v string) bool { return !inObjectStore(v) }},
 	}},
 	{"stateless", []profileFlag{
-		{"session-store", "redis"},
-		{"jobs", "queue"},
-		{"schedule", "shared"},
-		{"live", "redis"},
+		{flag: "session-store", value: "redis"},
+		{flag: "jobs", value: "queue"},
+		{flag: "schedule", value: "shared"},
+		{flag: "live", value: "redis"},
+		{flag: "uploads", value: defaultBucket, match: inObjectStore},
 	}},
 }
 
@@ -81,7 +95,12 @@ func matchProfile(fs *flag.FlagSet) string {
 	for _, p := range profiles {
 		all := true
 		for _, pf := range p.flags {
-			if f := fs.Lookup(pf.flag); f == nil || f.Value.String() != pf.value {
+			f := fs.Lookup(pf.flag)
+			fits := f != nil && f.Value.String() == pf.value
+			if f != nil && pf.match != nil {
+				fits = pf.match(f.Value.String())
+			}
+			if !fits {
 				all = false
 				break
 			}

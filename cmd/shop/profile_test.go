@@ -20,6 +20,16 @@ func TestProfile(t *testing.T) {
 	env := func(kv map[string]string) func(string) string {
 		return func(k string) string { return kv[k] }
 	}
+	// The object store's address and keys: the one thing -profile
+	// stateless cannot preset.
+	s3 := map[string]string{"SHOP_S3_ENDPOINT": "http://127.0.0.1:7070", "SHOP_S3_ACCESS_KEY": "key", "SHOP_S3_SECRET_KEY": "secret"}
+	with := func(m map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for mk, mv := range m {
+			out[mk] = mv
+		}
+		return out
+	}
 	tests := []struct {
 		name        string
 		args        []string
@@ -28,15 +38,16 @@ func TestProfile(t *testing.T) {
 	}{
 		{"defaults are the stateful profile", nil, nil, "memory", "stateful"},
 		{"stateful", []string{"-profile", "stateful"}, nil, "memory", "stateful"},
-		{"stateless", []string{"-profile", "stateless"}, nil, "redis", "stateless"},
-		{"from the environment", nil, map[string]string{"SHOP_PROFILE": "stateless"}, "redis", "stateless"},
-		{"a flag wins", []string{"-profile", "stateless", "-session-store", "cookie", "-session-keys", strings.Repeat("k", 32)}, nil, "cookie", "custom"},
+		{"stateless", []string{"-profile", "stateless"}, s3, "redis", "stateless"},
+		{"from the environment", nil, with(s3, "SHOP_PROFILE", "stateless"), "redis", "stateless"},
+		{"a flag wins", []string{"-profile", "stateless", "-session-store", "cookie", "-session-keys", strings.Repeat("k", 32)}, s3, "cookie", "custom"},
 		// A variable wins for its flag; the profile still sets the rest,
 		// so the whole matches neither profile.
-		{"the flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory"}, "memory", "custom"},
-		{"every flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory", "SHOP_LIVE": "local", "SHOP_JOBS": "memory", "SHOP_SCHEDULE": "local"}, "memory", "stateful"},
-		{"flags one by one match a profile", []string{"-session-store", "redis", "-jobs", "queue", "-schedule", "shared"}, nil, "redis", "stateless"},
-		{"one state flag short is custom", []string{"-session-store", "redis", "-jobs", "queue"}, nil, "redis", "custom"},
+		{"the flag's variable wins", []string{"-profile", "stateless"}, with(s3, "SHOP_SESSION_STORE", "memory"), "memory", "custom"},
+		{"every flag's variable wins", []string{"-profile", "stateless"}, map[string]string{"SHOP_SESSION_STORE": "memory", "SHOP_LIVE": "local", "SHOP_JOBS": "memory", "SHOP_SCHEDULE": "local", "SHOP_UPLOADS": "photos"}, "memory", "stateful"},
+		{"flags one by one match a profile", []string{"-session-store", "redis", "-jobs", "queue", "-schedule", "shared", "-uploads", "s3://mine"}, s3, "redis", "stateless"},
+		{"one state flag short is custom", []string{"-session-store", "redis", "-jobs", "queue", "-schedule", "shared"}, nil, "redis", "custom"},
+		{"a directory for photos is stateful's", []string{"-uploads", "photos"}, nil, "memory", "stateful"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +59,12 @@ func TestProfile(t *testing.T) {
 				t.Errorf("session store %q, profile %q; want %q, %q", c.sessionStore, c.profile, tt.store, tt.want)
 			}
 		})
+	}
+	for _, e := range []map[string]string{nil, {"SHOP_S3_ENDPOINT": "http://127.0.0.1:7070"}} {
+		_, err := parseFlags([]string{"shop", "-profile", "stateless"}, env(e), io.Discard)
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "-s3-endpoint, -s3-access-key and -s3-secret-key") {
+			t.Errorf("stateless with S3 settings %v: %v; want one line naming the S3 settings", e, err)
+		}
 	}
 	_, err := parseFlags([]string{"shop", "-profile", "stateles"}, env(nil), io.Discard)
 	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "-profile") || !strings.Contains(err.Error(), "stateful and stateless") {
@@ -133,6 +150,12 @@ func TestStateAudit(t *testing.T) {
 // profile's in Redis; caches are never lost.
 func TestStateAuditKinds(t *testing.T) {
 	redis := testenv.StartRedis(t)
+	objects := testenv.StartObjectStore(t)
+	stateless := map[string]string{"SHOP_REDIS_ADDR": redis.Addr(), "SHOP_SESSION_CACHE": "on"}
+	for _, kv := range objects.Env("shop-photos") {
+		k, v, _ := strings.Cut(kv, "=")
+		stateless[k] = v
+	}
 	tests := []struct {
 		profile string
 		env     map[string]string
@@ -141,12 +164,12 @@ func TestStateAuditKinds(t *testing.T) {
 		loses   string
 	}{
 		{"stateful", nil,
-			map[string]string{"sessions": "replica", "jobs": "replica", "schedule": "replica", "live": "replica", "caches": "replica", "rate-limits": "replica", "configuration": "replica"},
+			map[string]string{"sessions": "replica", "uploads": "replica", "jobs": "replica", "schedule": "replica", "live": "replica", "caches": "replica", "rate-limits": "replica", "configuration": "replica"},
 			map[string]bool{"sessions": true, "caches": false, "rate-limits": true},
 			"1 login-limit count"},
-		{"stateless", map[string]string{"SHOP_REDIS_ADDR": redis.Addr(), "SHOP_SESSION_CACHE": "on"},
-			map[string]string{"sessions": "shared", "rate-limits": "shared", "caches": "replica"},
-			map[string]bool{"sessions": false, "caches": false, "rate-limits": false},
+		{"stateless", stateless,
+			map[string]string{"sessions": "shared", "uploads": "object-store", "rate-limits": "shared", "caches": "replica"},
+			map[string]bool{"sessions": false, "uploads": false, "caches": false, "rate-limits": false},
 			"nothing"},
 	}
 	for _, tt := range tests {
@@ -154,6 +177,11 @@ func TestStateAuditKinds(t *testing.T) {
 			env := map[string]string{"SHOP_PROFILE": tt.profile, "SHOP_DB": filepath.Join(t.TempDir(), "shop.db"), "SHOP_DRAIN": "0s", "SHOP_LOG_LEVEL": "warn"}
 			for k, v := range tt.env {
 				env[k] = v
+			}
+			if tt.profile == "stateless" {
+				// Only the object store's settings are given, and the
+				// profile puts the photos there.
+				delete(env, "SHOP_UPLOADS")
 			}
 			base := startRun(t, env)
 			waitStatus(t, base+"/readyz", http.StatusOK)
@@ -191,7 +219,7 @@ func TestStateAuditKinds(t *testing.T) {
 					t.Errorf("%s lost_if_killed %v; want %v", k.Kind, k.LostIfKilled, want)
 				}
 			}
-			for _, kind := range []string{"sessions", "jobs", "schedule", "live", "caches", "rate-limits", "configuration"} {
+			for _, kind := range []string{"sessions", "uploads", "jobs", "schedule", "live", "caches", "rate-limits", "configuration"} {
 				if !seen[kind] {
 					t.Errorf("no %s row in %+v", kind, a.Kinds)
 				}

@@ -51,7 +51,7 @@ func TestAccessibility(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid="add-form"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="cart-line"]`)),
 	)
-	pages := []string{"/", "/?category=outdoors", "/products/espresso-cup", "/cart", "/checkout", "/session", "/cluster", "/login", "/register", "/no-such-page"}
+	pages := []string{"/", "/?category=outdoors", "/products/espresso-cup", "/cart", "/checkout", "/session", "/cluster", "/login", "/register", "/outbox", "/no-such-page"}
 	for _, p := range pages {
 		do(t, ctx, "open "+p, chromedp.Navigate(cl.URL()+p), chromedp.WaitVisible(chromedp.CSS("footer")))
 		// Resizing relays the page out without a reload.

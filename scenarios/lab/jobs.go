@@ -44,10 +44,10 @@ func (l receiptsLook) String() string {
 	}
 	s := fmt.Sprintf("%d of %d receipts ready", l.ready, l.orders)
 	if len(l.never) > 0 {
-		s += "; never coming: " + strings.Join(l.never, ", ")
+		s += "; never coming: " + firstFew(l.never)
 	}
 	if len(l.pending) > 0 {
-		s += "; still pending: " + strings.Join(l.pending, ", ")
+		s += "; still pending: " + firstFew(l.pending)
 	}
 	return s + fmt.Sprintf(" (judged over %.1f s)", l.waited.Seconds())
 }
@@ -85,6 +85,12 @@ func (r *runner) lookReceipts(ctx context.Context) receiptsLook {
 				o.state = "ready"
 			case strings.HasPrefix(o.last, "410"):
 				o.state = o.last
+			case o.last == "404":
+				// The shop shows an order to the session that placed it
+				// (or its account): a 404 to its owner's browser means
+				// that session is gone, and with it the way to the
+				// receipt. Waiting cannot bring it back.
+				o.state, o.last = "lost", "404: its session was lost"
 			default:
 				open++
 			}
@@ -134,6 +140,15 @@ func (s *shopper) readReceipt(ctx context.Context, id string) string {
 	return st
 }
 
+// firstFew lists at most five items and counts the rest: a chaos run
+// places hundreds of orders.
+func firstFew(items []string) string {
+	if len(items) <= 5 {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:5], ", "), len(items)-5)
+}
+
 // reportsLook is the low-stock reports in the outbox, by period.
 type reportsLook struct {
 	periods map[string][]string // period → senders
@@ -151,7 +166,10 @@ func (l reportsLook) String() string {
 	for _, p := range slices.Sorted(maps.Keys(l.periods)) {
 		parts = append(parts, fmt.Sprintf("%s: %d (%s)", p, len(l.periods[p]), strings.Join(l.periods[p], ", ")))
 	}
-	return fmt.Sprintf("%d periods; reports per period %s", len(l.periods), strings.Join(parts, "; "))
+	if len(parts) > 5 {
+		parts = append(parts[:5], fmt.Sprintf("and %d more periods", len(parts)-5))
+	}
+	return fmt.Sprintf("%d periods, %d with more than one report; reports per period %s", len(l.periods), l.duplicated(), strings.Join(parts, "; "))
 }
 
 // duplicated counts the periods with more than one report.

@@ -45,6 +45,9 @@ type Result struct {
 	// Looks are the judge's looks at every cart, one per phase: a script
 	// with expectations between its steps has several.
 	Looks []Look
+	// Losses are a chaos run's report: one row per kind of state ("chaos
+	// every D" in the script); nil for other scripts.
+	Losses []KindLoss
 	// Differences name each expectation that did not hold, as
 	// "file:line: expected X, observed Y".
 	Differences []string
@@ -126,6 +129,9 @@ func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
 	}
 	defer tr.CloseIdleConnections()
 	err := r.run(ctx)
+	if cerr := r.stopChaos(); cerr != nil && err == nil {
+		err = cerr
+	}
 	r.stopLoad()
 	if cerr := d.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("lab: close cluster: %w", cerr)
@@ -173,6 +179,9 @@ type runner struct {
 	loadWG     sync.WaitGroup
 	loadCancel context.CancelFunc
 	loadStart  int // len(rec.requests) when load began
+	chaos      *chaos
+	chaosRan   bool       // the script ran "chaos every D"
+	losses     []KindLoss // its report, taken after the last look
 
 	obs    *observation // the current judgement; nil after any action
 	checks []Check
@@ -215,6 +224,9 @@ func (r *runner) run(ctx context.Context) error {
 	if r.obs == nil {
 		r.lookLine = 0
 		r.judge(ctx)
+	}
+	if r.chaosRan {
+		r.losses = r.chaosLosses()
 	}
 	r.end = r.rec.since()
 	return nil
@@ -577,6 +589,7 @@ func (r *runner) result() *Result {
 	if r.obs != nil {
 		res.Carts = r.obs.carts
 	}
+	res.Losses = r.losses
 	applied := 0
 	for _, c := range r.checks {
 		if !c.Applies {

@@ -232,6 +232,7 @@ type parseState struct {
 	line     int // the line being parsed
 	started  bool
 	loading  bool
+	chaos    bool             // "chaos every D" runs
 	replicas int              // shop1..shopN exist (started and added)
 	drains   map[string]Drain // a replica's drain, fixed when it starts
 	drainAt  map[string]int   // the line that set it
@@ -331,6 +332,8 @@ func Parse(file, text string) (*Script, error) {
 		return fail(1, `no "start N replicas" step`)
 	case ps.loading:
 		return fail(last, `load is still running at the end; did you mean to end with "wait for load"?`)
+	case ps.chaos:
+		return fail(last, `chaos is still running at the end; did you mean "stop chaos" before the expectations?`)
 	case !slices.ContainsFunc(s.Steps, func(st Step) bool { return st.Expect != nil }):
 		return fail(last, `no "expect ..." line: a scenario without one cannot fail`)
 	}

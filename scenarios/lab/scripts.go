@@ -65,9 +65,16 @@ func parseBuiltin(fsys fs.FS, name string) (*Script, error) {
 // Scripts not named here follow, by name.
 var order = []string{"across-replicas", "sticky", "failover", "rolling-restart", "drain", "scale-out", "redis-outage", "redis-restart", "redis-partition", "redis-latency", "redis-failover", "concurrent-cart", "near-cache", "login-limit"}
 
+// finale is the workshop's last scenario, after every other: the seeds'
+// last test, which every lesson before it prepares.
+const finale = "chaos"
+
 func orderOf(name string) int {
 	if i := slices.Index(order, name); i >= 0 {
 		return i
+	}
+	if name == finale {
+		return len(order) + 1
 	}
 	return len(order)
 }

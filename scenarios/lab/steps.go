@@ -280,6 +280,80 @@ var steps = []*stepForm{
 		},
 	},
 	{
+		Usage:   "load N buyers for D",
+		Help:    "N buyers (buyer01, buyer02, ...) do everything in the background for D: open the catalog, add one to three products, check out (one idempotency key for every retry of a checkout), and again. Their orders' receipts are judged by the receipt expectations, their checkouts' stock changes by the event ones; \"wait for load\" waits for them.",
+		Example: "load 4 buyers for 6s",
+		Pattern: regexp.MustCompile(`^load (\S+) buyers? for (\S+)$`),
+		NoWhen:  true,
+		Parse: func(m []string, st *Step, _ *parseState) (err error) {
+			if st.N, err = count(m[1], "buyers", 1, 99); err != nil {
+				return err
+			}
+			st.Duration, err = parseDuration(m[2])
+			return err
+		},
+		Order: func(ps *parseState, st *Step) error {
+			if !ps.started {
+				return errors.New(`load before "start N replicas": the cluster must be started first`)
+			}
+			if ps.loading {
+				return errors.New(`load is already running; did you mean "wait for load" first?`)
+			}
+			ps.loading = true
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			r.startBuyers(ctx, st.N, st.Duration)
+			return nil
+		},
+	},
+	{
+		Usage: "chaos every D",
+		Help: "The seeds' last test, in the background: every D a random replica (of those started so far; each once in every round of as many kills) dies by kill -9 and is started again at once with an empty memory and an empty upload folder, like a new container. " +
+			"The next steps run while it goes on; \"stop chaos\" ends it once the replica it is killing serves again. D is at least 500ms.",
+		Example: "chaos every 2s",
+		Pattern: regexp.MustCompile(`^chaos every (\S+)$`),
+		NoWhen:  true,
+		Also:    []string{"kill a random replica every D", "chaos monkey", "kill random replicas"},
+		Parse: func(m []string, st *Step, _ *parseState) (err error) {
+			st.Duration, err = parseDuration(m[1])
+			if err == nil && st.Duration < 500*time.Millisecond {
+				err = fmt.Errorf("chaos every %s: want at least 500ms, or a replica never gets to serve", m[1])
+			}
+			return err
+		},
+		Order: func(ps *parseState, st *Step) error {
+			if !ps.started {
+				return errors.New(`chaos before "start N replicas": the cluster must be started first`)
+			}
+			if ps.chaos {
+				return errors.New(`chaos is already running; did you mean "stop chaos" first?`)
+			}
+			ps.chaos, st.N = true, ps.replicas
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error {
+			r.startChaos(ctx, st.N, st.Duration)
+			return nil
+		},
+		Uses: []string{"replace"},
+	},
+	{
+		Usage:   "stop chaos",
+		Help:    "Ends \"chaos every D\" after the replica it is killing, if any, serves again. Expectations judge a cluster at rest: stop chaos before them.",
+		Example: "stop chaos",
+		Pattern: regexp.MustCompile(`^stop chaos$`),
+		NoWhen:  true,
+		Order: func(ps *parseState, st *Step) error {
+			if !ps.chaos {
+				return errors.New(`"stop chaos" without a "chaos every D" before it`)
+			}
+			ps.chaos = false
+			return nil
+		},
+		Run: func(ctx context.Context, r *runner, st *Step) error { return r.stopChaos() },
+	},
+	{
 		Usage:   "sleep D",
 		Help:    "Does nothing for D while the load goes on: gives a fault time to show.",
 		Example: "sleep 800ms",
@@ -629,6 +703,9 @@ var expectStep = &stepForm{
 		}
 		if ps.loading {
 			return errors.New(`an expectation while load is running; did you mean "wait for load" first? Carts are judged while nobody shops`)
+		}
+		if ps.chaos {
+			return errors.New(`an expectation while chaos is running; did you mean "stop chaos" first? The judge looks at a cluster at rest`)
 		}
 		return nil
 	},

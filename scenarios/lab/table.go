@@ -47,6 +47,7 @@ func WriteTable(w io.Writer, r *Result) {
 	for _, s := range r.StaleReads {
 		fmt.Fprintf(w, "  stale read: %s\n", s)
 	}
+	writeLosses(w, r.Losses)
 	fmt.Fprintln(w)
 	if r.Pass {
 		fmt.Fprintf(w, "PASS: observed what %s expects under %s\n", r.Scenario, r.Config)
