@@ -22,7 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -201,14 +200,14 @@ func (m *Metrics) ObserveLockWait(d time.Duration, timedOut bool) {
 // orderPlaced counts one new order.
 func (m *Metrics) orderPlaced() { m.orders.Inc() }
 
-// watchRedis exports how many Redis connections the shared client keeps
-// open: a number that should stay small and steady when connections are
-// reused.
-func (m *Metrics) watchRedis(rc *redisclient.Client) {
+// WatchRedisPool exports how many Redis connections the shared client keeps
+// open (active reports it): a number that should stay small and steady when
+// connections are reused. main calls it when there is a Redis.
+func (m *Metrics) WatchRedisPool(active func() int) {
 	m.labelled.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shop_redis_pool_active_connections",
 		Help: "Connections to Redis open in the pool, in use or idle (kept alive for the next request).",
-	}, func() float64 { return float64(rc.ActiveConns()) }))
+	}, func() float64 { return float64(active()) }))
 }
 
 // watchLive exports the event streams' numbers, read from the hub when
@@ -267,7 +266,7 @@ type liveCounter struct {
 	}
 	total, totalErrs atomic.Int64
 	// published is the second this replica last published its counters
-	// to Redis.
+	// to the live board.
 	published atomic.Int64
 }
 
@@ -289,17 +288,6 @@ func (l *liveCounter) add(now time.Time, isErr bool) {
 	}
 }
 
-// liveRate is what one replica reports to /metrics/live.
-type liveRate struct {
-	Replica       string  `json:"replica"`
-	Store         string  `json:"store"`
-	RequestsPerS  float64 `json:"rps"`
-	ErrorsPerS    float64 `json:"eps"`
-	Requests      int64   `json:"requests"`
-	Errors        int64   `json:"errors"`
-	UnixTimestamp int64   `json:"at"`
-}
-
 // liveWindow is the span /metrics/live averages over, in whole seconds.
 const liveWindow = 5
 
@@ -316,27 +304,15 @@ func (l *liveCounter) rate(now time.Time) (rps, eps float64, total, errs int64) 
 	return rps / liveWindow, eps / liveWindow, l.total.Load(), l.totalErrs.Load()
 }
 
-// Every replica publishes its live counters as one field of one hash, so
-// that /metrics/live on any replica reads them all with one HGETALL: its
-// cost grows with the replicas, not with the sessions beside them in Redis
-// (a SCAN for per-replica keys walks every key). A field older than liveTTL
-// is a replica that went quiet or away: the page keeps it as "gone" for
-// liveGone, so a class sees it vanish, then drops it from the hash.
-const (
-	liveHash = "live:replicas"
-	liveTTL  = 5 * time.Second
-	liveGone = 30 * time.Second
-)
-
-// observe records one finished request and, with a shared Redis, publishes this
-// replica's live counters at most once a second. Publishing rides on
-// traffic, so the numbers are fresh while requests come; an idle replica
-// publishes from its announcer (publishLiveIdle), or /metrics/live would
-// call a living replica gone.
+// observe records one finished request and, with a shared live board,
+// publishes this replica's live counters at most once a second. Publishing
+// rides on traffic, so the numbers are fresh while requests come; an idle
+// replica publishes from its announcer (publishLiveIdle), or /metrics/live
+// would call a living replica gone.
 func (s *Server) observe(route string, status int, d time.Duration) {
 	now := time.Now()
 	s.metrics.observeRequest(route, status, d)
-	if s.redis == nil {
+	if !s.board.Shared() {
 		return
 	}
 	sec := now.Unix()
@@ -347,7 +323,7 @@ func (s *Server) observe(route string, status int, d time.Duration) {
 
 // publishLiveIdle publishes unless traffic already did this second.
 func (s *Server) publishLiveIdle(now time.Time) {
-	if s.redis == nil {
+	if !s.board.Shared() {
 		return
 	}
 	sec := now.Unix()
@@ -356,60 +332,30 @@ func (s *Server) publishLiveIdle(now time.Time) {
 	}
 }
 
-// publishLive writes this replica's rates to Redis with a short TTL.
+// publishLive writes this replica's rates to the live board.
 func (s *Server) publishLive(now time.Time) {
-	b, err := json.Marshal(s.liveRate(now))
-	if err != nil {
-		return
-	}
 	// An error leaves the live page showing this replica as gone: true enough.
-	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("HSET", liveHash, s.cfg.Replica, b)
-		// The hash outlives its last publisher by its gone rows, no longer.
-		_, err := redis.DoContext(conn, ctx, "PEXPIRE", liveHash, (liveGone + liveTTL).Milliseconds())
-		return err
-	})
+	s.board.Publish(context.Background(), s.liveRate(now))
 }
 
-func (s *Server) liveRate(now time.Time) liveRate {
+func (s *Server) liveRate(now time.Time) redisclient.Rate {
 	rps, eps, total, errs := s.metrics.live.rate(now)
-	return liveRate{Replica: s.cfg.Replica, Store: s.sessions.Kind(), RequestsPerS: rps, ErrorsPerS: eps,
+	return redisclient.Rate{Replica: s.cfg.Replica, Store: s.sessions.Kind(), RequestsPerS: rps, ErrorsPerS: eps,
 		Requests: total, Errors: errs, UnixTimestamp: now.Unix()}
 }
 
-// liveRates reads every replica's published counters from the shared
-// Redis, in one HGETALL, and drops the fields of replicas gone for longer
-// than liveGone. This replica's own row is always fresh, whatever Redis
-// holds for it.
-func (s *Server) liveRates(ctx context.Context, now time.Time) ([]liveRate, error) {
-	var fields map[string]string
-	err := s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
-		fields, err = redis.StringMap(redis.DoContext(conn, ctx, "HGETALL", liveHash))
-		if err != nil {
-			return err
-		}
-		var expired []string
-		for name, v := range fields {
-			var lr liveRate
-			if json.Unmarshal([]byte(v), &lr) != nil || now.Sub(time.Unix(lr.UnixTimestamp, 0)) > liveGone {
-				expired = append(expired, name)
-			}
-		}
-		if len(expired) > 0 {
-			_, err = redis.DoContext(conn, ctx, "HDEL", redis.Args{liveHash}.AddFlat(expired)...)
-		}
-		return err
-	})
+// liveRates reads every replica's published counters. This replica's own
+// row is always fresh, whatever the board holds for it.
+func (s *Server) liveRates(ctx context.Context, now time.Time) ([]redisclient.Rate, error) {
+	published, err := s.board.Rates(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	rates := []liveRate{s.liveRate(now)}
-	for _, v := range fields {
-		var lr liveRate
-		if json.Unmarshal([]byte(v), &lr) != nil || lr.Replica == s.cfg.Replica || now.Sub(time.Unix(lr.UnixTimestamp, 0)) > liveGone {
-			continue
+	rates := []redisclient.Rate{s.liveRate(now)}
+	for _, r := range published {
+		if r.Replica != s.cfg.Replica {
+			rates = append(rates, r)
 		}
-		rates = append(rates, lr)
 	}
 	return rates, nil
 }
@@ -430,7 +376,7 @@ const peerTimeout = 500 * time.Millisecond
 
 // peerRates asks every other peer for its counters, all at once. A peer
 // that does not answer is a row with no numbers: it is gone, or hung.
-func (s *Server) peerRates(ctx context.Context, now time.Time) []liveRate {
+func (s *Server) peerRates(ctx context.Context, now time.Time) []redisclient.Rate {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	var others []Peer
@@ -439,12 +385,12 @@ func (s *Server) peerRates(ctx context.Context, now time.Time) []liveRate {
 			others = append(others, p)
 		}
 	}
-	rates := make([]liveRate, len(others))
+	rates := make([]redisclient.Rate, len(others))
 	var wg sync.WaitGroup
 	for i, p := range others {
 		wg.Go(func() {
 			// No answer: stamped long ago, so the row reads as gone.
-			rates[i] = liveRate{Replica: p.Name, UnixTimestamp: now.Add(-liveGone).Unix()}
+			rates[i] = redisclient.Rate{Replica: p.Name, UnixTimestamp: now.Add(-redisclient.LiveGone).Unix()}
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+"/metrics/live.json", nil)
 			if err != nil {
 				return
@@ -454,7 +400,7 @@ func (s *Server) peerRates(ctx context.Context, now time.Time) []liveRate {
 				return
 			}
 			defer resp.Body.Close()
-			var lr liveRate
+			var lr redisclient.Rate
 			if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&lr) == nil {
 				lr.Replica = p.Name
 				rates[i] = lr
@@ -462,7 +408,7 @@ func (s *Server) peerRates(ctx context.Context, now time.Time) []liveRate {
 		})
 	}
 	wg.Wait()
-	return append([]liveRate{s.liveRate(now)}, rates...)
+	return append([]redisclient.Rate{s.liveRate(now)}, rates...)
 }
 
 // liveRefresh is how often /metrics/live changes: the seconds between two
@@ -527,17 +473,17 @@ func (s *Server) handleLiveStream() http.Handler {
 func (s *Server) liveView(ctx context.Context, now time.Time) templates.LiveView {
 	v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
 		Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
-	rates := []liveRate{s.liveRate(now)}
-	if s.redis == nil && len(s.cfg.Peers) > 0 {
+	rates := []redisclient.Rate{s.liveRate(now)}
+	if !s.board.Shared() && len(s.cfg.Peers) > 0 {
 		rates, v.AllReplicas, v.FromPeers = s.peerRates(ctx, now), true, true
-	} else if s.redis == nil {
+	} else if !s.board.Shared() {
 		v.Note = "These replicas share no Redis and were given no list of each other (-peers), so each shows its own; reload to land on another."
 	} else if all, err := s.liveRates(ctx, now); err != nil {
 		v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."
 	} else {
 		rates, v.AllReplicas = all, true
 	}
-	slices.SortFunc(rates, func(a, b liveRate) int { return strings.Compare(a.Replica, b.Replica) })
+	slices.SortFunc(rates, func(a, b redisclient.Rate) int { return strings.Compare(a.Replica, b.Replica) })
 	var total, totalErr float64
 	for _, lr := range rates {
 		row := templates.LiveRow{Replica: lr.Replica, ColorClass: replicaColorClass(lr.Replica), This: lr.Replica == s.cfg.Replica,
@@ -546,7 +492,7 @@ func (s *Server) liveView(ctx context.Context, now time.Time) templates.LiveView
 		if !row.This {
 			age := time.Duration(now.Unix()-lr.UnixTimestamp) * time.Second
 			row.Age = age.String()
-			if age > liveTTL {
+			if age > redisclient.LiveTTL {
 				// Its last numbers are history: show the row, count nothing.
 				row.Gone = true
 				if v.FromPeers {

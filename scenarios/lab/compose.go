@@ -34,7 +34,7 @@ func (d *ComposeDriver) command(verb, service string) []string {
 	if d.Project != "" {
 		argv = append(argv, "-p", d.Project)
 	}
-	return append(argv, verb, service)
+	return append(append(argv, strings.Fields(verb)...), service)
 }
 
 func (d *ComposeDriver) run(ctx context.Context, verb, service string) error {
@@ -63,6 +63,9 @@ var composeVerbs = map[string]string{
 	"start":  "start",   // start a stopped service
 	"pause":  "pause",   // the cgroup freezer: a hung process
 	"resume": "unpause", // and back
+	// A new container in the old one's place, with its own empty
+	// filesystem (a shop's /uploads), after a kill: the replacement.
+	"replace": "up -d --wait --force-recreate --no-deps",
 }
 
 // CheckFault says whether docker compose can do f.
@@ -82,6 +85,11 @@ func (d *ComposeDriver) CheckFault(f Fault) error {
 func (d *ComposeDriver) Fault(ctx context.Context, f Fault) error {
 	if err := d.CheckFault(f); err != nil {
 		return err
+	}
+	if f.Do == "replace" {
+		if err := d.run(ctx, composeVerbs["kill"], f.Target); err != nil {
+			return err
+		}
 	}
 	return d.run(ctx, composeVerbs[f.Do], f.Target)
 }

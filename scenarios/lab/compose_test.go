@@ -21,7 +21,7 @@ func TestComposeDriverCommands(t *testing.T) {
 	if err != nil || url != "http://localhost:8080" {
 		t.Fatalf("Start = %q, %v", url, err)
 	}
-	for _, f := range []Fault{{Do: "kill", Target: "shop2"}, {Do: "stop", Target: "redis"}, {Do: "start", Target: "redis"}, {Do: "pause", Target: "redis"}, {Do: "resume", Target: "redis"}} {
+	for _, f := range []Fault{{Do: "kill", Target: "shop2"}, {Do: "stop", Target: "redis"}, {Do: "start", Target: "redis"}, {Do: "pause", Target: "redis"}, {Do: "resume", Target: "redis"}, {Do: "replace", Target: "shop1"}} {
 		if err := d.Fault(ctx, f); err != nil {
 			t.Fatal(err)
 		}
@@ -32,6 +32,8 @@ func TestComposeDriverCommands(t *testing.T) {
 		"docker compose -f docker-compose.yml -p statelab start redis",
 		"docker compose -f docker-compose.yml -p statelab pause redis",
 		"docker compose -f docker-compose.yml -p statelab unpause redis",
+		"docker compose -f docker-compose.yml -p statelab kill shop1",
+		"docker compose -f docker-compose.yml -p statelab up -d --wait --force-recreate --no-deps shop1",
 	}
 	if strings.Join(ran, "\n") != strings.Join(want, "\n") {
 		t.Errorf("ran:\n%s\nwant:\n%s", strings.Join(ran, "\n"), strings.Join(want, "\n"))
