@@ -159,27 +159,32 @@ func TestQueueEnqueuesInTheOrdersTransaction(t *testing.T) {
 
 func TestQueueFailureIsRetriedThenReported(t *testing.T) {
 	t.Parallel()
-	db := openDB(t, filepath.Join(t.TempDir(), "shop.db"))
-	var calls atomic.Int32
-	failing := func(store.Order, string) (string, error) {
-		calls.Add(1)
-		return "", errors.New("the receipt printer is out of paper")
-	}
-	q, err := jobs.OpenQueue(context.Background(), db, jobs.Options{Replica: "shop1", Render: failing, MaxAttempts: 3, RetryBase: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	o := placeOrder(t, db, "shop1", q.EnqueueTx)
-	s := waitState(t, q, o, jobs.Failed, 20*time.Second)
-	if !strings.Contains(s.Reason, "out of paper") || !strings.Contains(s.Reason, "3 attempts") || s.Attempts != 3 {
-		t.Errorf("failed receipt = %+v; want the reason after 3 attempts", s)
-	}
-	if n := calls.Load(); n != 3 {
-		t.Errorf("renderer called %d times, want 3 (retried until the last attempt)", n)
-	}
-	if ms, _ := db.OrderMessages(context.Background(), o.ID); len(ms) != 0 {
-		t.Errorf("a failed receipt sent %d messages", len(ms))
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			db := openDB(t, b.newDSN(t))
+			var calls atomic.Int32
+			failing := func(store.Order, string) (string, error) {
+				calls.Add(1)
+				return "", errors.New("the receipt printer is out of paper")
+			}
+			q, err := jobs.OpenQueue(context.Background(), db, jobs.Options{Replica: "shop1", Render: failing, MaxAttempts: 3, RetryBase: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			o := placeOrder(t, db, "shop1", q.EnqueueTx)
+			s := waitState(t, q, o, jobs.Failed, 20*time.Second)
+			if !strings.Contains(s.Reason, "out of paper") || !strings.Contains(s.Reason, "3 attempts") || s.Attempts != 3 {
+				t.Errorf("failed receipt = %+v; want the reason after 3 attempts", s)
+			}
+			if n := calls.Load(); n != 3 {
+				t.Errorf("renderer called %d times, want 3 (retried until the last attempt)", n)
+			}
+			if ms, _ := db.OrderMessages(context.Background(), o.ID); len(ms) != 0 {
+				t.Errorf("a failed receipt sent %d messages", len(ms))
+			}
+		})
 	}
 }
 

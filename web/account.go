@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -76,11 +77,31 @@ func (s *Server) renderAuth(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	v.Page = s.page(r, title)
 	s.clearFlash(w, r)
-	if status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
-	}
 	s.render(w, r, status, templates.AuthPage(v))
 	return nil
+}
+
+// renderTooMany re-renders the form with a 429 saying which limit refused
+// the attempt and when to try again.
+func (s *Server) renderTooMany(w http.ResponseWriter, r *http.Request, register bool, f accountForm, v redisclient.Verdict) error {
+	wait := max(v.RetryAfter, time.Minute)
+	minutes := int(wait.Round(time.Minute).Minutes())
+	if v.ByClient {
+		f.Errors["form"] = fmt.Sprintf("Too many failed attempts from your address, across accounts. Try again in %d minutes.", minutes)
+	} else {
+		f.Errors["form"] = fmt.Sprintf("Too many failed logins for this account from your address. Try again in %d minutes.", minutes)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+	return s.renderAuth(w, r, http.StatusTooManyRequests, register, f)
+}
+
+// release gives back an attempt that was never checked (no hasher was free,
+// the database did not answer, the client left): it must not count against
+// anyone. It outlives the request's context, which may be what ended.
+func (s *Server) release(ctx context.Context, client, account string) {
+	if err := s.limiter.Release(context.WithoutCancel(ctx), client, account); err != nil {
+		s.log.WarnContext(ctx, "releasing an unchecked login attempt failed", "err", err)
+	}
 }
 
 // handleRegisterForm and handleLoginForm show the empty forms.
@@ -111,9 +132,19 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, "/account", http.StatusSeeOther)
 		return nil
 	}
+	// Registering a taken address says that it is taken: a failed attempt
+	// like a wrong password, counted against the client's allowance across
+	// accounts. A client past it is refused whatever it registers, or a new
+	// address's success would answer what a taken one's refusal hides.
+	client := s.clientIP(r)
+	if v, err := s.limiter.Check(r.Context(), client); err != nil {
+		return err
+	} else if !v.Allowed {
+		return s.renderTooMany(w, r, true, f, v)
+	}
 	var hash []byte
 	var hashErr error
-	if err := s.hashers.do(r.Context(), func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), s.cfg.PasswordCost) }); err != nil {
+	if err := s.hashers.do(r.Context(), client, func() { hash, hashErr = bcrypt.GenerateFromPassword([]byte(f.Password), s.cfg.PasswordCost) }); err != nil {
 		return err
 	}
 	if hashErr != nil {
@@ -132,6 +163,15 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	acct, err := s.db.CreateAccountWithCart(r.Context(), f.Email, hash, EncodeCart(cart))
 	if errors.Is(err, store.ErrEmailTaken) {
+		// Counted as it is answered, atomically: parallel attempts get
+		// distinct counts, and no more than the allowance learn the answer.
+		v, err := s.limiter.Reserve(r.Context(), client, "")
+		if err != nil {
+			return err
+		}
+		if !v.Allowed {
+			return s.renderTooMany(w, r, true, f, v)
+		}
 		// Say no more than needed: not whether the account exists, only what to do.
 		f.Errors["email"] = "cannot be registered. If you already have an account, log in instead."
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, true, f)
@@ -156,9 +196,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleLogin checks the password, with attempts limited per account and
-// client address. The attempt is counted before the password is checked, so
-// a burst of parallel guesses checks no more passwords than the limit.
+// handleLogin checks the password, with failed attempts limited per account
+// and client address, and per client address across accounts. The attempt
+// is counted before the password is checked, so a burst of parallel guesses
+// checks no more passwords than the limit; one that is never checked (no
+// hasher free) is given back, and a success forgets the account's count.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	info, err := s.session(r.Context())
 	if err != nil {
@@ -171,14 +213,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if len(f.Errors) > 0 {
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, false, f)
 	}
-	limitKey := f.Email + "|" + s.clientIP(r)
-	allowed, err := s.limiter.Reserve(r.Context(), limitKey)
+	client := s.clientIP(r)
+	v, err := s.limiter.Reserve(r.Context(), client, f.Email)
 	if err != nil {
 		return err
 	}
-	if !allowed {
-		f.Errors["form"] = fmt.Sprintf("Too many failed logins for this account from your address. Try again in %d minutes.", int(loginWindow.Minutes()))
-		return s.renderAuth(w, r, http.StatusTooManyRequests, false, f)
+	if !v.Allowed {
+		return s.renderTooMany(w, r, false, f, v)
 	}
 
 	acct, err := s.db.AccountByEmail(r.Context(), f.Email)
@@ -186,17 +227,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err == nil {
 		hash = acct.PasswordHash
 	} else if !errors.Is(err, store.ErrNotFound) {
+		s.release(r.Context(), client, f.Email)
 		return err
 	}
 	var wrong error
-	if err := s.hashers.do(r.Context(), func() { wrong = bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) }); err != nil {
+	if err := s.hashers.do(r.Context(), client, func() { wrong = bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) }); err != nil {
+		s.release(r.Context(), client, f.Email)
 		return err
 	}
 	if wrong != nil || err != nil {
 		f.Errors["form"] = "The email or the password is wrong."
 		return s.renderAuth(w, r, http.StatusUnprocessableEntity, false, f)
 	}
-	if err := s.limiter.Reset(r.Context(), limitKey); err != nil {
+	if err := s.limiter.Succeeded(r.Context(), client, f.Email); err != nil {
 		return err
 	}
 	if err := s.logIn(r.Context(), info, acct, "login"); err != nil {

@@ -76,7 +76,13 @@ func benchServer(b *testing.B, kind string) *Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return NewServer(Config{Replica: "shop1", Logger: log, Metrics: metrics}, db, sessions, rc, nil, photos)
+	cfg := Config{Replica: "shop1", Logger: log, Metrics: metrics}
+	if rc != nil { // as main hands the shared services over
+		cfg.Limiter = redisclient.NewSharedLimiter(rc, redisclient.Limits{}, log)
+		cfg.Presence = redisclient.NewPresence(rc)
+		cfg.Board = redisclient.NewBoard(rc)
+	}
+	return NewServer(cfg, db, sessions, nil, photos)
 }
 
 // waitCacheLive waits, bounded, until the near-cache's invalidation

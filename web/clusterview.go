@@ -1,112 +1,57 @@
 package web
 
 // GET /cluster and the announcer behind it. Replicas know nothing of each
-// other by design; with a shared Redis they have a place to meet, so each
-// one announces itself there with a short TTL and /cluster lists who is
-// alive. Without one there is no shared place, and the page says so.
+// other by design; with a shared presence (Redis) they have a place to meet,
+// so each one announces itself there with a short TTL and /cluster lists who
+// is alive. Without one there is no shared place, and the page says so.
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/statelab/shop/internal/redisclient"
-	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/templates"
 )
 
-const (
-	// announcePrefix + replica name is a replica's announcement key.
-	announcePrefix = "replicas:"
-	// announceIndex is a sorted set of announced names scored by when their
-	// announcement expires (Unix ms), so /cluster finds them without a SCAN
-	// over every session in Redis. The keys themselves stay the truth: a name
-	// whose key expired is skipped, so clock skew between hosts is harmless.
-	announceIndex = "replicas"
-	// announceTTL: an announcement not refreshed for this long vanishes, so a
-	// replica killed with -9 leaves the list within seconds.
-	announceTTL = 5 * time.Second
-	// announceEvery is the refresh period, well inside announceTTL so one
-	// slow refresh does not make a live replica blink out.
-	announceEvery = 2 * time.Second
-	// maxAnnounced bounds how many announcements /cluster reads.
-	maxAnnounced = 100
-	// goneFor is how long /cluster keeps a row for a replica whose
-	// announcement expired or was withdrawn, so a class sees it go.
-	goneFor = 30 * time.Second
-)
-
-// announcement is the JSON under replicas:<name>.
-type announcement struct {
-	Name      string    `json:"name"`
-	Addr      string    `json:"addr"`
-	Store     string    `json:"store"`
-	StartedAt time.Time `json:"started_at"`
-	Ready     bool      `json:"ready"`
-}
+// announceEvery is how often a replica announces itself, well inside
+// redisclient.AnnounceTTL so one slow refresh does not make a live replica
+// blink out.
+const announceEvery = 2 * time.Second
 
 // Announce makes this replica visible on the other replicas' /cluster page:
-// every announceEvery it writes replicas:<name> to Redis with a TTL of
-// announceTTL, until ctx ends, when it withdraws the announcement. addr is
-// the address to show for this replica. Without a shared Redis there is
-// nowhere to announce, and it returns at once.
+// every announceEvery it announces itself to the shared presence, until ctx
+// ends, when it withdraws the announcement. addr is the address to show for
+// this replica. Without a shared presence there is nowhere to announce, and
+// it returns at once.
 //
 // Run it in its own goroutine. It shares nothing with requests but the Redis
 // client's pool, which never waits for a connection, so it cannot hold one up; a
 // Redis error is logged at debug level and retried on the next tick.
 func (s *Server) Announce(ctx context.Context, addr string) {
-	if s.redis == nil {
+	if !s.presence.Shared() {
 		return
 	}
-	a := announcement{Name: s.cfg.Replica, Addr: addr, Store: s.sessions.Kind(), StartedAt: time.Now().UTC().Truncate(time.Second)}
+	a := redisclient.Announcement{Name: s.cfg.Replica, Addr: addr, Store: s.sessions.Kind(), StartedAt: time.Now().UTC().Truncate(time.Second)}
 	tick := time.NewTicker(announceEvery)
 	defer tick.Stop()
 	for {
 		a.Ready = s.readyErr(ctx) == nil
-		if err := s.announceOnce(ctx, a); err != nil && ctx.Err() == nil {
+		if err := s.presence.Announce(ctx, a); err != nil && ctx.Err() == nil {
 			s.log.DebugContext(ctx, "announce failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			s.withdraw()
+			// A fresh context: the replica's is done. On failure the
+			// announcement expires by itself.
+			s.presence.Withdraw(context.Background(), s.cfg.Replica)
 			return
 		case <-tick.C:
 		}
 	}
-}
-
-func (s *Server) announceOnce(ctx context.Context, a announcement) error {
-	b, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	return s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		expires := time.Now().Add(announceTTL).UnixMilli()
-		conn.Send("SET", announcePrefix+s.cfg.Replica, b, "PX", announceTTL.Milliseconds())
-		conn.Send("ZADD", announceIndex, expires, s.cfg.Replica)
-		// The index outlives its members by their gone rows, and no longer:
-		// when every replica is gone, so is the index.
-		_, err := redis.DoContext(conn, ctx, "PEXPIRE", announceIndex, (announceTTL + goneFor).Milliseconds())
-		return err
-	})
-}
-
-// withdraw deletes the announcement as the replica stops, so the others see
-// it leave at once instead of after the TTL: its index entry expires now,
-// which makes it a gone row.
-func (s *Server) withdraw() {
-	// A fresh context: the replica's is done. On failure it expires by itself.
-	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("DEL", announcePrefix+s.cfg.Replica)
-		_, err := redis.DoContext(conn, ctx, "ZADD", announceIndex, "XX", time.Now().UnixMilli(), s.cfg.Replica)
-		return err
-	})
 }
 
 // readyErr is what /readyz checks: not draining, database and store answer.
@@ -125,21 +70,20 @@ func (s *Server) readyErr(ctx context.Context) error {
 // handleClusterView lists the replicas this replica can tell are up.
 func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.redis != nil, Photos: s.photosText(r.Context())}
+	v := templates.ClusterView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Shared: s.presence.Shared(), Photos: s.photosText(r.Context())}
 	v.Lives, _ = s.lives()
 	self := templates.ClusterMember{
 		Name: s.cfg.Replica, ColorClass: replicaColorClass(s.cfg.Replica), Store: s.sessions.Kind(),
 		Ready: sessionOf(ctx).available() && s.readyErr(ctx) == nil, Self: true,
 	}
 	switch {
-	case s.redis != nil && session.TraitsOf(s.sessions).NeedsRedis && !sessionOf(ctx).available():
-		// main hands a redis session store the same Redis: the session load
-		// just found it down, and asking again would only make the page wait
-		// another timeout for the same answer. (A cookie session fails to
-		// load only when the database does, which says nothing of Redis.)
+	case v.Shared && errors.Is(sessionOf(ctx).err, redisclient.ErrUnavailable):
+		// This request already waited its timeout on a Redis that did not
+		// answer (the session store's): asking presence now would make the
+		// page wait a second timeout, likely for the same answer.
 		v.Error = clusterBlind(sessionOf(ctx).err)
 		v.Members = []templates.ClusterMember{self}
-	case s.redis != nil:
+	case v.Shared:
 		members, err := s.announced(ctx)
 		if err != nil {
 			s.log.DebugContext(ctx, "reading announcements failed", "err", err)
@@ -163,8 +107,8 @@ func (s *Server) handleClusterView(w http.ResponseWriter, r *http.Request) error
 	default:
 		v.Members = []templates.ClusterMember{self}
 	}
-	if s.redis != nil && s.redis.Sentinel() {
-		v.Redis = s.redisTier(ctx, sessionOf(ctx).available())
+	if s.cfg.Sentinel != nil {
+		v.Redis = s.redisTier(ctx, !errors.Is(sessionOf(ctx).err, redisclient.ErrUnavailable))
 	}
 	if !s.trustedClient(r) {
 		hideAddresses(&v)
@@ -201,24 +145,25 @@ func hideAddresses(v *templates.ClusterView) {
 	}
 }
 
-// redisTier asks the sentinels for the Redis tier. When the session load
-// just found Redis down, the sentinels are not asked: the page shows what
+// redisTier asks the sentinels for the Redis tier. When this request
+// already found Redis down, the sentinels are not asked: the page shows what
 // this replica last heard instead of waiting another timeout.
 func (s *Server) redisTier(ctx context.Context, ask bool) *templates.RedisTier {
+	tier := s.cfg.Sentinel
 	var t redisclient.Topology
 	var err error
 	if ask {
-		t, _, err = s.redis.Topology(ctx)
+		t, _, err = tier.Topology(ctx)
 	}
 	if !ask || err != nil {
 		if err != nil {
 			s.log.DebugContext(ctx, "asking the sentinels failed", "err", err)
 		}
-		t = redisclient.Topology{Primary: s.redis.Addr(), Failover: s.redis.LastFailover()}
+		t = redisclient.Topology{Primary: tier.Addr(), Failover: tier.LastFailover()}
 	}
-	v := &templates.RedisTier{Master: s.redis.Master(), Primary: t.Primary, Sentinels: t.Sentinels}
+	v := &templates.RedisTier{Master: tier.Master(), Primary: t.Primary, Sentinels: t.Sentinels}
 	if len(v.Sentinels) == 0 {
-		v.Sentinels = s.redis.Sentinels()
+		v.Sentinels = tier.Sentinels()
 	}
 	for _, n := range t.Replicas {
 		v.Replicas = append(v.Replicas, templates.RedisNode{Addr: n.Addr, Up: n.Up})
@@ -242,56 +187,23 @@ func clusterBlind(err error) string {
 	return "Redis did not answer, so this replica cannot tell which others are up."
 }
 
-// announced reads every live announcement from Redis.
-func (s *Server) announced(ctx context.Context) (members []templates.ClusterMember, err error) {
-	err = s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) error {
-		members, err = readAnnouncements(ctx, conn)
-		return err
-	})
-	return members, err
-}
-
-// readAnnouncements reads the index (names scored by when their
-// announcement expires) and each live announcement; a name whose
-// announcement expired less than goneFor ago is a gone row.
-func readAnnouncements(ctx context.Context, conn redis.Conn) ([]templates.ClusterMember, error) {
-	now := time.Now()
-	conn.Send("ZREMRANGEBYSCORE", announceIndex, "-inf", now.Add(-goneFor).UnixMilli())
-	scored, err := redis.Int64Map(redis.DoContext(conn, ctx, "ZRANGE", announceIndex, 0, maxAnnounced-1, "WITHSCORES"))
+// announced reads every live announcement as /cluster rows.
+func (s *Server) announced(ctx context.Context) ([]templates.ClusterMember, error) {
+	found, err := s.presence.Members(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var members []templates.ClusterMember
-	var keys []string
-	for name, expires := range scored {
-		if gone := now.Sub(time.UnixMilli(expires)); gone > 0 {
-			members = append(members, templates.ClusterMember{Name: name, ColorClass: replicaColorClass(name),
-				Gone: true, GoneFor: gone.Round(time.Second).String()})
+	members := make([]templates.ClusterMember, 0, len(found))
+	for _, m := range found {
+		if m.Gone {
+			members = append(members, templates.ClusterMember{Name: m.Name, ColorClass: replicaColorClass(m.Name),
+				Gone: true, GoneFor: m.GoneFor.Round(time.Second).String()})
 			continue
 		}
-		keys = append(keys, announcePrefix+name)
-	}
-	for _, key := range keys {
-		conn.Send("GET", key)
-		conn.Send("PTTL", key)
-	}
-	if err := conn.Flush(); err != nil {
-		return nil, err
-	}
-	for _, key := range keys {
-		b, errGet := redis.Bytes(redis.ReceiveContext(conn, ctx))
-		ms, errTTL := redis.Int64(redis.ReceiveContext(conn, ctx))
-		var a announcement
-		if errGet != nil || errTTL != nil || json.Unmarshal(b, &a) != nil {
-			continue // expired since it was indexed, or not ours
-		}
-		if a.Name == "" {
-			a.Name = strings.TrimPrefix(key, announcePrefix)
-		}
 		members = append(members, templates.ClusterMember{
-			Name: a.Name, ColorClass: replicaColorClass(a.Name), Addr: a.Addr, Store: a.Store,
-			StartedAt: a.StartedAt.Format("15:04:05 MST"), Ready: a.Ready,
-			ExpiresIn: (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String(),
+			Name: m.Name, ColorClass: replicaColorClass(m.Name), Addr: m.Addr, Store: m.Store,
+			StartedAt: m.StartedAt.Format("15:04:05 MST"), Ready: m.Ready,
+			ExpiresIn: m.ExpiresIn.Round(100 * time.Millisecond).String(),
 		})
 	}
 	return members, nil

@@ -78,15 +78,20 @@ func errorStatus(err error) (status int, heading, message string) {
 		return http.StatusServiceUnavailable, "Busy", "Too many photos are being uploaded to this replica right now. Nothing was saved; try again in a moment."
 	case errors.Is(err, session.ErrLockTimeout):
 		return http.StatusServiceUnavailable, "Session busy", lockBusyText
-	case errors.Is(err, redisclient.ErrOutOfMemory), errors.Is(err, redisclient.ErrAuth):
+	case sessionTrouble(err) && (errors.Is(err, redisclient.ErrOutOfMemory) || errors.Is(err, redisclient.ErrAuth)):
 		_, long := storeTrouble(err)
 		return http.StatusServiceUnavailable, "Cart unavailable", long
 	case errors.Is(err, live.ErrTooManyStreams):
 		return http.StatusServiceUnavailable, "Too many live streams", "This replica holds as many live update streams as it may. Pages work without them; try again in a moment."
 	case errors.Is(err, errHashersBusy):
 		return http.StatusServiceUnavailable, "Busy", "Too many people are logging in right now. Try again in a moment; the catalog and your cart still work."
-	case errors.Is(err, ErrSessionStore), errors.Is(err, session.ErrUnavailable):
+	case sessionTrouble(err):
 		return http.StatusServiceUnavailable, "Cart unavailable", "The session store is not answering, so your cart cannot be read or changed right now. The catalog still works; try again in a moment."
+	case errors.Is(err, redisclient.ErrUnavailable):
+		// Redis as a shared service, not as the session store: whatever
+		// call reached it, an outage is a 503 that names Redis, never a 500
+		// and never the cart.
+		return http.StatusServiceUnavailable, "Redis unavailable", redisTrouble(err)
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "Database unavailable", "The shop's database is not answering right now, so this could not be done. Nothing was changed; browsing the catalog still works. Try again in a moment."
 	case errors.Is(err, store.ErrNotFound):
@@ -97,6 +102,25 @@ func errorStatus(err error) (status int, heading, message string) {
 		return http.StatusServiceUnavailable, "Try again", "The shop took too long to answer. Try again in a moment."
 	}
 	return http.StatusInternalServerError, "Something went wrong", "The shop hit an unexpected error. It has been logged; try again."
+}
+
+// sessionTrouble reports whether err is the session store failing.
+func sessionTrouble(err error) bool {
+	return errors.Is(err, ErrSessionStore) || errors.Is(err, session.ErrUnavailable)
+}
+
+// redisTrouble says what a Redis failure outside the session store means
+// for the person: the shared services, named, and what still works.
+func redisTrouble(err error) string {
+	why := "is not answering"
+	switch {
+	case errors.Is(err, redisclient.ErrOutOfMemory):
+		why = "is out of memory and refuses writes"
+	case errors.Is(err, redisclient.ErrAuth):
+		why = "refused this replica's password"
+	}
+	return "Redis, which the replicas share for login limits, the cluster list and live metrics, " + why +
+		", so this could not be done right now. The catalog still works; try again in a moment."
 }
 
 // statusOf is the status err alone would answer with.

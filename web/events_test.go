@@ -220,7 +220,7 @@ func TestEventsResumeWithLastEventID(t *testing.T) {
 // with a retry: hint and refuses new ones.
 func TestEventsBoundHeartbeatAndDrain(t *testing.T) {
 	hub := live.NewLocal(live.Options{MaxStreams: 1})
-	srv := web.NewServer(web.Config{Replica: "shop1", LiveHeartbeat: 50 * time.Millisecond}, mustDB(t), session.NewMemory(session.Options{}), nil, hub, diskPhotos(t, "shop1"))
+	srv := web.NewServer(web.Config{Replica: "shop1", LiveHeartbeat: 50 * time.Millisecond}, mustDB(t), session.NewMemory(session.Options{}), hub, diskPhotos(t, "shop1"))
 	hs := newHTTPTest(srv)
 	defer hs.Close()
 	c := (&testShop{t: t, srv: hs}).client()
@@ -417,7 +417,7 @@ func (n noHijack) Flush()                      { n.w.(http.Flusher).Flush() }
 // taken over, the stream still carries events and ends at the drain.
 func TestEventsWithoutTakingTheConnectionOver(t *testing.T) {
 	hub := live.NewLocal(live.Options{})
-	srv := web.NewServer(web.Config{Replica: "shop1"}, mustDB(t), session.NewMemory(session.Options{}), nil, hub, diskPhotos(t, "shop1"))
+	srv := web.NewServer(web.Config{Replica: "shop1"}, mustDB(t), session.NewMemory(session.Options{}), hub, diskPhotos(t, "shop1"))
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(noHijack{w}, r) }))
 	defer hs.Close()
 	c := (&testShop{t: t, srv: hs}).client()

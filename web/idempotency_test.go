@@ -34,11 +34,12 @@ func (ts *testShop) durableReplica(user, password string, lock bool, logs *logBu
 	metrics := web.NewMetrics("durable", session.Redis)
 	sessions := session.NewRedis(rc, session.Options{Lock: lock, WaitReplicas: 1, Observer: metrics})
 	ts.t.Cleanup(func() { sessions.Close(); rc.Close() })
-	cfg := web.Config{Replica: "durable", Metrics: metrics}
+	cfg := web.Config{Replica: "durable", Metrics: metrics, // and the shared services, as main hands them over
+		Limiter: redisclient.NewSharedLimiter(rc, redisclient.Limits{}, nil), Presence: redisclient.NewPresence(rc), Board: redisclient.NewBoard(rc)}
 	if logs != nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv := httptest.NewServer(web.NewServer(cfg, ts.db, sessions, rc, nil, diskPhotos(ts.t, "durable")))
+	srv := httptest.NewServer(web.NewServer(cfg, ts.db, sessions, nil, diskPhotos(ts.t, "durable")))
 	ts.t.Cleanup(srv.Close)
 	return srv
 }

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -200,14 +199,14 @@ func (m *Metrics) ObserveLockWait(d time.Duration, timedOut bool) {
 // orderPlaced counts one new order.
 func (m *Metrics) orderPlaced() { m.orders.Inc() }
 
-// watchRedis exports how many Redis connections the shared client keeps
-// open: a number that should stay small and steady when connections are
-// reused.
-func (m *Metrics) watchRedis(rc *redisclient.Client) {
+// WatchRedisPool exports how many Redis connections the shared client keeps
+// open (active reports it): a number that should stay small and steady when
+// connections are reused. main calls it when there is a Redis.
+func (m *Metrics) WatchRedisPool(active func() int) {
 	m.labelled.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "shop_redis_pool_active_connections",
 		Help: "Connections to Redis open in the pool, in use or idle (kept alive for the next request).",
-	}, func() float64 { return float64(rc.ActiveConns()) }))
+	}, func() float64 { return float64(active()) }))
 }
 
 // watchLive exports the event streams' numbers, read from the hub when
@@ -266,7 +265,7 @@ type liveCounter struct {
 	}
 	total, totalErrs atomic.Int64
 	// published is the second this replica last published its counters
-	// to Redis.
+	// to the live board.
 	published atomic.Int64
 }
 
@@ -288,17 +287,6 @@ func (l *liveCounter) add(now time.Time, isErr bool) {
 	}
 }
 
-// liveRate is what one replica reports to /metrics/live.
-type liveRate struct {
-	Replica       string  `json:"replica"`
-	Store         string  `json:"store"`
-	RequestsPerS  float64 `json:"rps"`
-	ErrorsPerS    float64 `json:"eps"`
-	Requests      int64   `json:"requests"`
-	Errors        int64   `json:"errors"`
-	UnixTimestamp int64   `json:"at"`
-}
-
 // liveWindow is the span /metrics/live averages over, in whole seconds.
 const liveWindow = 5
 
@@ -315,26 +303,14 @@ func (l *liveCounter) rate(now time.Time) (rps, eps float64, total, errs int64) 
 	return rps / liveWindow, eps / liveWindow, l.total.Load(), l.totalErrs.Load()
 }
 
-// Every replica publishes its live counters as one field of one hash, so
-// that /metrics/live on any replica reads them all with one HGETALL: its
-// cost grows with the replicas, not with the sessions beside them in Redis
-// (a SCAN for per-replica keys walks every key). A field older than liveTTL
-// is a replica that went quiet or away: the page keeps it as "gone" for
-// liveGone, so a class sees it vanish, then drops it from the hash.
-const (
-	liveHash = "live:replicas"
-	liveTTL  = 5 * time.Second
-	liveGone = 30 * time.Second
-)
-
-// observe records one finished request and, with a shared Redis, publishes this
-// replica's live counters at most once a second. Publishing rides on
-// traffic instead of a ticker so that the Server needs no goroutine to
-// stop; a replica with no traffic has nothing to show anyway.
+// observe records one finished request and, with a shared live board,
+// publishes this replica's live counters at most once a second. Publishing
+// rides on traffic instead of a ticker so that the Server needs no goroutine
+// to stop; a replica with no traffic has nothing to show anyway.
 func (s *Server) observe(route string, status int, d time.Duration) {
 	now := time.Now()
 	s.metrics.observeRequest(route, status, d)
-	if s.redis == nil {
+	if !s.board.Shared() {
 		return
 	}
 	sec := now.Unix()
@@ -343,60 +319,30 @@ func (s *Server) observe(route string, status int, d time.Duration) {
 	}
 }
 
-// publishLive writes this replica's rates to Redis with a short TTL.
+// publishLive writes this replica's rates to the live board.
 func (s *Server) publishLive(now time.Time) {
-	b, err := json.Marshal(s.liveRate(now))
-	if err != nil {
-		return
-	}
 	// An error leaves the live page showing this replica as gone: true enough.
-	s.redis.Do(context.Background(), func(ctx context.Context, conn redis.Conn) error {
-		conn.Send("HSET", liveHash, s.cfg.Replica, b)
-		// The hash outlives its last publisher by its gone rows, no longer.
-		_, err := redis.DoContext(conn, ctx, "PEXPIRE", liveHash, (liveGone + liveTTL).Milliseconds())
-		return err
-	})
+	s.board.Publish(context.Background(), s.liveRate(now))
 }
 
-func (s *Server) liveRate(now time.Time) liveRate {
+func (s *Server) liveRate(now time.Time) redisclient.Rate {
 	rps, eps, total, errs := s.metrics.live.rate(now)
-	return liveRate{Replica: s.cfg.Replica, Store: s.sessions.Kind(), RequestsPerS: rps, ErrorsPerS: eps,
+	return redisclient.Rate{Replica: s.cfg.Replica, Store: s.sessions.Kind(), RequestsPerS: rps, ErrorsPerS: eps,
 		Requests: total, Errors: errs, UnixTimestamp: now.Unix()}
 }
 
-// liveRates reads every replica's published counters from the shared
-// Redis, in one HGETALL, and drops the fields of replicas gone for longer
-// than liveGone. This replica's own row is always fresh, whatever Redis
-// holds for it.
-func (s *Server) liveRates(ctx context.Context, now time.Time) ([]liveRate, error) {
-	var fields map[string]string
-	err := s.redis.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
-		fields, err = redis.StringMap(redis.DoContext(conn, ctx, "HGETALL", liveHash))
-		if err != nil {
-			return err
-		}
-		var expired []string
-		for name, v := range fields {
-			var lr liveRate
-			if json.Unmarshal([]byte(v), &lr) != nil || now.Sub(time.Unix(lr.UnixTimestamp, 0)) > liveGone {
-				expired = append(expired, name)
-			}
-		}
-		if len(expired) > 0 {
-			_, err = redis.DoContext(conn, ctx, "HDEL", redis.Args{liveHash}.AddFlat(expired)...)
-		}
-		return err
-	})
+// liveRates reads every replica's published counters. This replica's own
+// row is always fresh, whatever the board holds for it.
+func (s *Server) liveRates(ctx context.Context, now time.Time) ([]redisclient.Rate, error) {
+	published, err := s.board.Rates(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	rates := []liveRate{s.liveRate(now)}
-	for _, v := range fields {
-		var lr liveRate
-		if json.Unmarshal([]byte(v), &lr) != nil || lr.Replica == s.cfg.Replica || now.Sub(time.Unix(lr.UnixTimestamp, 0)) > liveGone {
-			continue
+	rates := []redisclient.Rate{s.liveRate(now)}
+	for _, r := range published {
+		if r.Replica != s.cfg.Replica {
+			rates = append(rates, r)
 		}
-		rates = append(rates, lr)
 	}
 	return rates, nil
 }
@@ -463,15 +409,15 @@ func (s *Server) handleLiveStream() http.Handler {
 func (s *Server) liveView(ctx context.Context, now time.Time) templates.LiveView {
 	v := templates.LiveView{Replica: s.cfg.Replica, Store: s.sessions.Kind(), Refresh: strconv.Itoa(liveRefresh),
 		Window: liveWindow, Generated: now.UTC().Format("15:04:05")}
-	rates := []liveRate{s.liveRate(now)}
-	if s.redis == nil {
+	rates := []redisclient.Rate{s.liveRate(now)}
+	if !s.board.Shared() {
 		v.Note = "These replicas share no Redis, so each shows its own; reload to land on another."
 	} else if all, err := s.liveRates(ctx, now); err != nil {
 		v.Note = "Redis is not answering, so the other replicas' numbers cannot be read."
 	} else {
 		rates, v.AllReplicas = all, true
 	}
-	slices.SortFunc(rates, func(a, b liveRate) int { return strings.Compare(a.Replica, b.Replica) })
+	slices.SortFunc(rates, func(a, b redisclient.Rate) int { return strings.Compare(a.Replica, b.Replica) })
 	var total, totalErr float64
 	for _, lr := range rates {
 		row := templates.LiveRow{Replica: lr.Replica, ColorClass: replicaColorClass(lr.Replica), This: lr.Replica == s.cfg.Replica,
@@ -480,7 +426,7 @@ func (s *Server) liveView(ctx context.Context, now time.Time) templates.LiveView
 		if !row.This {
 			age := time.Duration(now.Unix()-lr.UnixTimestamp) * time.Second
 			row.Age = age.String()
-			if age > liveTTL {
+			if age > redisclient.LiveTTL {
 				// Its last numbers are history: show the row, count nothing.
 				row.Gone = true
 				row.RPS, row.RPSText, row.EPSText = 0, "gone", "–"

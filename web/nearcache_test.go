@@ -45,7 +45,8 @@ func cachedCluster(t *testing.T, n int, co session.CacheOptions) []string {
 		rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
 		metrics := web.NewMetrics(name, session.Redis)
 		st := session.NewCachedRedis(rc, session.Options{Lock: true, Observer: metrics}, co)
-		srv := httptest.NewServer(web.NewServer(web.Config{Replica: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics}, db, st, rc, nil, diskPhotos(t, name)))
+		srv := httptest.NewServer(web.NewServer(web.Config{Replica: name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics,
+			Limiter: redisclient.NewSharedLimiter(rc, redisclient.Limits{}, nil), Presence: redisclient.NewPresence(rc), Board: redisclient.NewBoard(rc)}, db, st, nil, diskPhotos(t, name)))
 		t.Cleanup(func() {
 			srv.Close()
 			st.Close()

@@ -46,8 +46,8 @@ func (s *Server) page(r *http.Request, title string) templates.Page {
 	if sess := sessionOf(r.Context()).sess; sess != nil {
 		rb.CookieBytes, rb.Dropped = sess.Bytes(), sess.Dropped()
 	}
-	if s.redis != nil && s.redis.Sentinel() && session.TraitsOf(s.sessions).NeedsRedis {
-		rb.Sentinel, rb.RedisPrimary = true, s.redis.Addr()
+	if s.cfg.Sentinel != nil && session.TraitsOf(s.sessions).NeedsRedis {
+		rb.Sentinel, rb.RedisPrimary = true, s.cfg.Sentinel.Addr()
 		if !s.trustedClient(r) {
 			rb.RedisPrimary = addressHidden
 		}

@@ -75,6 +75,18 @@ type Config struct {
 	// BodyTimeout is how long a request body may take to arrive before the
 	// request is a 408; 0 means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// Limiter counts login and registration attempts; nil counts them in
+	// this replica alone, with the default limits.
+	Limiter LoginLimiter
+	// Presence is where replicas announce themselves for /cluster; nil
+	// knows this replica alone.
+	Presence Presence
+	// Board is the board behind /metrics/live; nil shows this replica
+	// alone.
+	Board LiveBoard
+	// Sentinel shows the Redis tier behind Sentinel on /cluster and the
+	// ribbon; nil without Sentinel.
+	Sentinel SentinelView
 	// UploadTimeout is how long a review with a photo may take to arrive
 	// and be kept; 0 means DefaultUploadTimeout.
 	UploadTimeout time.Duration
@@ -101,15 +113,14 @@ type Server struct {
 	cfg      Config
 	db       Store
 	sessions session.Store
-	// redis is Redis as a shared service (login limiter, presence, live
-	// metrics); nil when the replicas share nothing and each keeps its own.
-	redis *redisclient.Client
 	// photos keeps review photos: this replica's disk or a bucket.
 	photos   Photos
 	log      *slog.Logger
 	catalog  catalogCache
 	metrics  *Metrics
-	limiter  loginLimiter
+	limiter  LoginLimiter
+	presence Presence
+	board    LiveBoard
 	hashers  *hashGate
 	receipts Receipts
 	// dummyHash is compared against when an email has no account, so a
@@ -125,13 +136,12 @@ type Server struct {
 	handler  http.Handler
 }
 
-// NewServer wires the routes over the database, the session store, the
-// review photo store and, when rc is not nil, a Redis that the replicas
-// share for what is not a session: login failure counts, who is up
-// (/cluster), live metrics. events are the live event streams
-// (live.LocalHub or live.RedisHub); nil gives the Server a LocalHub of its
-// own, which Drain ends.
-func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Client, events Live, photos Photos) *Server {
+// NewServer wires the routes over the database, the session store, what
+// cfg hands over of the services the replicas may share (login limits,
+// presence, the live board), events, the live event streams (live.LocalHub
+// or live.RedisHub; nil gives the Server a LocalHub of its own, which Drain
+// ends), and the review photo store.
+func NewServer(cfg Config, db Store, sessions session.Store, events Live, photos Photos) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -153,7 +163,17 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	if cfg.PasswordCost == 0 {
 		cfg.PasswordCost = bcrypt.DefaultCost
 	}
-	s := &Server{cfg: cfg, db: db, sessions: sessions, redis: rc, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics, hashers: newHashGate(cfg.PasswordHashers)}
+	if cfg.Limiter == nil {
+		cfg.Limiter = redisclient.NewLocalLimiter(redisclient.Limits{})
+	}
+	if cfg.Presence == nil {
+		cfg.Presence = redisclient.NewLocalPresence()
+	}
+	if cfg.Board == nil {
+		cfg.Board = redisclient.NewLocalBoard()
+	}
+	s := &Server{cfg: cfg, db: db, sessions: sessions, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics,
+		limiter: cfg.Limiter, presence: cfg.Presence, board: cfg.Board, hashers: newHashGate(cfg.PasswordHashers)}
 	s.metrics.watchLive(events)
 	s.pump = newPump(cfg.LiveHeartbeat)
 	s.dummyHash = sync.OnceValue(func() []byte {
@@ -171,12 +191,6 @@ func NewServer(cfg Config, db Store, sessions session.Store, rc *redisclient.Cli
 	s.db = countingDB{Store: db, m: s.metrics}
 	if cfg.TrustedProxies == nil {
 		s.cfg.TrustedProxies = defaultTrustedProxies
-	}
-	if rc != nil {
-		s.limiter = redisLimiter{rc: rc}
-		s.metrics.watchRedis(rc)
-	} else {
-		s.limiter = newMemoryLimiter()
 	}
 	mux := http.NewServeMux()
 	s.addRoutes(mux)

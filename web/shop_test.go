@@ -98,6 +98,9 @@ func (ts *testShop) parts(kind, replica string, lock bool) replicaParts {
 	default:
 		p.sessions = session.NewMemory(o)
 	}
+	if p.redis != nil {
+		p.metrics.WatchRedisPool(p.redis.ActiveConns)
+	}
 	ts.t.Cleanup(func() {
 		p.sessions.Close()
 		if p.redis != nil {
@@ -123,10 +126,17 @@ func (ts *testShop) newServer(p replicaParts, db web.Store, cfg web.Config) *web
 		cfg.PasswordCost = bcrypt.MinCost
 	}
 	cfg.Metrics = p.metrics
+	if p.redis != nil { // as main hands the shared services over
+		if cfg.Limiter == nil {
+			cfg.Limiter = redisclient.NewSharedLimiter(p.redis, redisclient.Limits{}, cfg.Logger)
+		}
+		cfg.Presence = redisclient.NewPresence(p.redis)
+		cfg.Board = redisclient.NewBoard(p.redis)
+	}
 	if p.photos == nil { // parts built by hand
 		p.photos = diskPhotos(ts.t, cfg.Replica)
 	}
-	return web.NewServer(cfg, db, p.sessions, p.redis, p.live, p.photos)
+	return web.NewServer(cfg, db, p.sessions, p.live, p.photos)
 }
 
 // diskPhotos is a replica's own photo directory (its disk).

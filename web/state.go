@@ -122,7 +122,7 @@ func lossSentence(kinds []state.Description) string {
 // it was given, its rendered catalog, a cache that any replica rebuilds,
 // and the login limits.
 func (s *Server) stateHolders() []StateHolder {
-	return append(slices.Clip(s.cfg.State), s.photos, StateFunc(s.catalog.describe), StateFunc(s.limiter.describe))
+	return append(slices.Clip(s.cfg.State), s.photos, StateFunc(s.catalog.describe), s.limiter)
 }
 
 // describe is the catalog cache's account of itself for /state.

@@ -60,6 +60,7 @@ type config struct {
 	dbMaxConns   int // -db-max-conns; 0 keeps the store's default
 	sessionLock  bool
 	memoryMax    int // -memory-sessions
+	clientLimit  int // -login-client-limit
 	drain        time.Duration
 	logLevel     slog.Level
 	healthcheck  bool
@@ -107,7 +108,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.SetOutput(io.Discard)
 	var c config
 	var jobDelay, reportEvery string
-	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns string
+	var profile, lock, drain, level, trusted, sentinels, wait, redisPassword, cache, cacheBytes, cacheInv, keys, memoryMax, liveMax, dbMaxConns, clientLimit string
 	var uploadsTo, s3Endpoint string
 	fs.StringVar(&profile, "profile", env("SHOP_PROFILE", ""), "a preset for where every kind of state lives: "+profileNames()+"; explicit flags win (SHOP_PROFILE)")
 	fs.StringVar(&c.addr, "addr", env("SHOP_ADDR", ":8080"), "listen address (SHOP_ADDR)")
@@ -122,6 +123,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	fs.StringVar(&c.db, "db", env("SHOP_DB", "shop.db"), "database of catalog, stock, orders, accounts: a SQLite file, or a postgres:// URL shared by replicas on several hosts (SHOP_DB)")
 	fs.StringVar(&dbMaxConns, "db-max-conns", env("SHOP_DB_MAX_CONNS", "0"), "connections to the database at most: PostgreSQL's whole pool, SQLite's readers; 0 is the default, which grows with the cores (2 x GOMAXPROCS for PostgreSQL), so set it where replicas x this must stay under the server's max_connections (SHOP_DB_MAX_CONNS)")
 	fs.StringVar(&memoryMax, "memory-sessions", env("SHOP_MEMORY_SESSIONS", strconv.Itoa(session.DefaultMaxMemorySessions)), "memory store: at most this many sessions; past it the least recently used are evicted (SHOP_MEMORY_SESSIONS)")
+	fs.StringVar(&clientLimit, "login-client-limit", env("SHOP_LOGIN_CLIENT_LIMIT", strconv.Itoa(redisclient.DefaultPerClient)), "failed logins (and registrations of a taken email) one client address may make across all accounts in 5 minutes; then 429 (SHOP_LOGIN_CLIENT_LIMIT)")
 	fs.StringVar(&uploadsTo, "uploads", env("SHOP_UPLOADS", ""), "review photos: a directory of this replica's disk (stateful; default uploads, beside the -db file) or s3://BUCKET in an object store (SHOP_UPLOADS)")
 	fs.StringVar(&s3Endpoint, "s3-endpoint", env("SHOP_S3_ENDPOINT", ""), "with -uploads s3://BUCKET: the object store's URL, e.g. http://127.0.0.1:7070 (SHOP_S3_ENDPOINT)")
 	fs.StringVar(&c.s3.AccessKey, "s3-access-key", env("SHOP_S3_ACCESS_KEY", ""), "with -uploads s3://BUCKET: the object store's access key (SHOP_S3_ACCESS_KEY)")
@@ -207,6 +209,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (co
 	c.waitReplicas = n
 	if c.memoryMax, err = strconv.Atoi(memoryMax); err != nil || c.memoryMax < 1 || c.memoryMax > 100_000_000 {
 		return c, fmt.Errorf("shop: -memory-sessions %q: want a number of sessions from 1 to 100000000, e.g. %d", memoryMax, session.DefaultMaxMemorySessions)
+	}
+	if c.clientLimit, err = strconv.Atoi(clientLimit); err != nil || c.clientLimit < 1 || c.clientLimit > 1_000_000 {
+		return c, fmt.Errorf("shop: -login-client-limit %q: want a number of attempts from 1 to 1000000, e.g. %d", clientLimit, redisclient.DefaultPerClient)
 	}
 	if c.dbMaxConns, err = strconv.Atoi(dbMaxConns); err != nil || c.dbMaxConns < 0 || c.dbMaxConns > 1000 {
 		return c, fmt.Errorf("shop: -db-max-conns %q: want a number of connections from 1 to 1000, or 0 for the default that grows with the cores", dbMaxConns)
@@ -465,9 +470,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { defer close(scheduled); schedule.Run(scheduleCtx) }()
 	defer func() { stopSchedule(); <-scheduled }()
 
-	srv := web.NewServer(web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
+	// The services the replicas may share, each handed over on its own: in
+	// Redis when there is one to share, else in this replica alone.
+	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile,
 		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
-		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}, db, sessions, rc, events, photos)
+		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}
+	limits := redisclient.Limits{PerClient: cfg.clientLimit}
+	if rc != nil {
+		wcfg.Limiter = redisclient.NewSharedLimiter(rc, limits, log)
+		wcfg.Presence = redisclient.NewPresence(rc)
+		wcfg.Board = redisclient.NewBoard(rc)
+		if rc.Sentinel() {
+			wcfg.Sentinel = rc
+		}
+		metrics.WatchRedisPool(rc.ActiveConns)
+	} else {
+		wcfg.Limiter = redisclient.NewLocalLimiter(limits)
+		wcfg.Presence = redisclient.NewLocalPresence()
+		wcfg.Board = redisclient.NewLocalBoard()
+	}
+	srv := web.NewServer(wcfg, db, sessions, events, photos)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("shop: -addr %s: %w", cfg.addr, err)

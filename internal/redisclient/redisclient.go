@@ -1,9 +1,10 @@
 // Package redisclient is the one place the shop talks to Redis from:
-// dialing, the pool, and exchanges bounded by a timeout. main builds one
-// Client and hands it to every Redis user (the redis session store, the
-// login limiter, presence behind /cluster, live metrics), whatever the
-// session store is: Redis as a shared service is not Redis as a session
-// store.
+// dialing, the pool, and exchanges bounded by a timeout, and the typed
+// services built on them (the login limiter, presence behind /cluster, the
+// live board), each with its per-replica twin beside it. main builds one
+// Client and hands it to the redis session store and to the services,
+// whatever the session store is: Redis as a shared service is not Redis as
+// a session store.
 package redisclient
 
 import (

@@ -28,9 +28,8 @@ type chaos struct {
 
 // startChaos kills one of replicas at random every d (each once in every
 // round of as many kills as replicas) and starts it again
-// at once: a new process has empty memory, as a new container would. (A
-// replica's upload folder is emptied too once the lab's clusters have
-// one: see the uploads scenario's replace step.)
+// at once with an empty upload folder: a new container, with empty memory
+// and an empty disk (the replace fault).
 func (r *runner) startChaos(ctx context.Context, replicas int, every time.Duration) {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &chaos{cancel: cancel, done: make(chan struct{})}
@@ -59,16 +58,14 @@ func (r *runner) startChaos(ctx context.Context, replicas int, every time.Durati
 			// always started again before the judge looks.
 			fctx := context.WithoutCancel(ctx)
 			r.rec.event("chaos: %s killed (kill -9)", target)
-			if err := r.fault(fctx, Fault{Do: "kill", Target: target}); err != nil {
-				c.err = fmt.Errorf("chaos: kill -9 %s: %w", target, err)
+			// replace: kill -9, an empty disk, a new process with the
+			// same name, as an orchestrator replaces a crashed container.
+			if err := r.fault(fctx, Fault{Do: "replace", Target: target}); err != nil {
+				c.err = fmt.Errorf("chaos: replace %s: %w", target, err)
 				return
 			}
 			c.kills++
-			if err := r.fault(fctx, Fault{Do: "start", Target: target}); err != nil {
-				c.err = fmt.Errorf("chaos: start %s: %w", target, err)
-				return
-			}
-			r.rec.event("chaos: %s started again, empty", target)
+			r.rec.event("chaos: %s started again, empty (memory and disk)", target)
 		}
 	}()
 }
@@ -171,11 +168,30 @@ func (r *runner) chaosLosses() []KindLoss {
 	if t.Lost+t.Wrong == 0 {
 		rows[0].Why = fmt.Sprintf("%d of %d carts intact: the sessions live outside the replicas", t.Intact, len(o.carts))
 	}
-	rows = append(rows, KindLoss{"photos lost", -1, "not measured: reviews with photos are not part of this build of the lab yet"})
+	lostPhotos := 0
+	var photos []string
+	for _, p := range o.photos {
+		served := len(p.Answers) > 0
+		for _, a := range p.Answers {
+			served = served && a == photoServed
+		}
+		if !served {
+			lostPhotos++
+		}
+		photos = append(photos, p.String())
+	}
+	why := strings.Join(photos, "; ")
+	switch {
+	case len(o.photos) == 0:
+		lostPhotos, why = -1, "nobody posted a review with a photo"
+	case lostPhotos > 0:
+		why += ": a photo on a replica's own disk is gone once that replica is replaced with an empty one"
+	}
+	rows = append(rows, KindLoss{"photos lost", lostPhotos, why})
 
 	rl := o.receipts()
 	never := len(rl.never) + len(rl.pending)
-	why := rl.String()
+	why = rl.String()
 	if never > 0 {
 		why += ": a receipt job in a replica's memory dies with it, and an order whose session died cannot be read by its owner"
 	}

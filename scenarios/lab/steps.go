@@ -309,7 +309,7 @@ var steps = []*stepForm{
 	},
 	{
 		Usage: "chaos every D",
-		Help: "The seeds' last test, in the background: every D a random replica (of those started so far) dies by kill -9 and is started again at once, empty like a new container. " +
+		Help: "The seeds' last test, in the background: every D a random replica (of those started so far; each once in every round of as many kills) dies by kill -9 and is started again at once with an empty memory and an empty upload folder, like a new container. " +
 			"The next steps run while it goes on; \"stop chaos\" ends it once the replica it is killing serves again. D is at least 500ms.",
 		Example: "chaos every 2s",
 		Pattern: regexp.MustCompile(`^chaos every (\S+)$`),
@@ -336,7 +336,7 @@ var steps = []*stepForm{
 			r.startChaos(ctx, st.N, st.Duration)
 			return nil
 		},
-		Uses: []string{"kill", "start"},
+		Uses: []string{"replace"},
 	},
 	{
 		Usage:   "stop chaos",
