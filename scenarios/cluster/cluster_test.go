@@ -79,11 +79,11 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Options{Replicas: 3, Store: "redis", LB: "roundrobin", Lock: "on", Drain: 300 * time.Millisecond, Database: DatabaseSQLite}
+	want := Options{Replicas: 3, Store: "redis", LB: "roundrobin", Lock: "on", Drain: 300 * time.Millisecond, Database: DatabaseSQLite, Uploads: UploadsDisk}
 	if fmt.Sprint(o) != fmt.Sprint(want) {
 		t.Errorf("defaults = %+v, want %+v", o, want)
 	}
-	for _, bad := range []Options{{Replicas: -1}, {Store: "disk"}, {LB: "random"}, {Lock: "maybe"}, {Database: "mysql"}} {
+	for _, bad := range []Options{{Replicas: -1}, {Store: "disk"}, {LB: "random"}, {Lock: "maybe"}, {Database: "mysql"}, {Uploads: "nfs"}} {
 		if _, err := Start(t.Context(), bad); err == nil {
 			t.Errorf("Start(%+v) succeeded, want an error", bad)
 		}
