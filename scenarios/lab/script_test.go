@@ -162,9 +162,16 @@ func parseOne(t *testing.T, before, line string) *Step {
 	if line == "wait for load" {
 		before += "load 1 shopper for 1s\n"
 	}
+	// Forms that open or close a stretch need the other end around them.
+	if line == "stop chaos" {
+		before += "chaos every 2s\n"
+	}
 	s, err := Parse("x.txt", before+line+"\nexpect carts intact\n")
 	if err != nil && strings.HasPrefix(line, "load ") {
 		s, err = Parse("x.txt", before+line+"\nwait for load\nexpect carts intact\n")
+	}
+	if err != nil && strings.HasPrefix(line, "chaos every ") {
+		s, err = Parse("x.txt", before+line+"\nstop chaos\nexpect carts intact\n")
 	}
 	if err != nil {
 		t.Errorf("example %q: %v", line, err)
