@@ -16,13 +16,11 @@ import (
 // the minutes the rest of the bench takes (`bench -only concurrency`). It
 // writes no report; it fails when any request failed.
 func RunConcurrency(ctx context.Context, o Options, w io.Writer) ([]Measurement, error) {
-	o = o.withDefaults()
-	logf := startLog(w, describeMachine())
-	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
+	return runPart(ctx, o, w, concurrencyPart)
+}
+
+// concurrencyPart is RunConcurrency once the frame is set.
+func concurrencyPart(ctx context.Context, o Options, bin, dir string, logf func(string, ...any)) ([]Measurement, error) {
 	c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: "redis", LB: "sticky", Binary: bin, Dir: filepath.Join(dir, "redis"),
 		Env: []string{"SHOP_LOG_LEVEL=warn"}})
 	if err != nil {

@@ -260,26 +260,16 @@ func post(ctx context.Context, c *http.Client, u string, form url.Values) (int, 
 // them, without the rest of the bench. It writes no report; it fails when
 // any request failed.
 func RunDatabase(ctx context.Context, o Options, w io.Writer) ([]DatabaseMeasurement, error) {
-	o = o.withDefaults()
-	logf := startLog(w, describeMachine())
-	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	ms, err := databaseBench(ctx, o, bin, dir, logf)
+	ms, err := runPart(ctx, o, w, databaseBench)
 	if err != nil {
 		return ms, err
 	}
-	Result{Options: o, Databases: ms}.printDatabaseTable(w)
+	h, rows := Result{Databases: ms}.databaseRows()
 	var failed []string
 	for _, m := range ms {
 		if m.Success < 1 {
 			failed = append(failed, fmt.Sprintf("%s on %s: %.3f%% succeeded: %s", m.Page, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
-	if len(failed) > 0 {
-		return ms, fmt.Errorf("bench: failed requests: %s", strings.Join(failed, "; "))
-	}
-	return ms, nil
+	return ms, finishPart(w, h, rows, Goal{}, false, nil, failed)
 }

@@ -60,23 +60,15 @@ func jobsBench(ctx context.Context, o Options, bin, dir string, logf func(string
 		samples, dbs = 5, databases[:1]
 	}
 	for _, db := range dbs {
-		clusters := map[string]*cluster.Cluster{}
-		closeAll := func() {
-			for _, c := range clusters {
-				c.Close()
-			}
-		}
-		for _, kind := range jobKinds {
+		clusters, err := startClusters(ctx, jobKinds, func(kind string) (cluster.Options, string) {
 			// Sticky: a shopper's checkout and its receipt polls meet one
 			// replica, where a memory job's result is.
-			c, err := cluster.Start(ctx, cluster.Options{Replicas: 3, Store: "cookie", LB: "sticky", Binary: bin,
+			return cluster.Options{Replicas: 3, Store: "cookie", LB: "sticky", Binary: bin,
 				Dir: filepath.Join(dir, "jobs-"+db+"-"+kind), Database: db,
-				Env: []string{"SHOP_LOG_LEVEL=warn", "SHOP_JOBS=" + kind}})
-			if err != nil {
-				closeAll()
-				return out, fmt.Errorf("bench: start the %s %s-jobs cluster: %w", db, kind, err)
-			}
-			clusters[kind] = c
+				Env: []string{"SHOP_LOG_LEVEL=warn", "SHOP_JOBS=" + kind}}, db + " " + kind + "-jobs"
+		})
+		if err != nil {
+			return out, err
 		}
 		runs := make([]*checkoutRun, len(jobKinds))
 		for i, kind := range jobKinds {
@@ -113,7 +105,7 @@ func jobsBench(ctx context.Context, o Options, bin, dir string, logf func(string
 				kind, db, m.Throughput, m.CheckoutP50, m.CheckoutP99, m.ReadyP50, m.ReadyP99, m.Samples)
 			out = append(out, m)
 		}
-		closeAll()
+		clusters.Close()
 	}
 	return out, nil
 }
@@ -226,34 +218,14 @@ func jobsRows(measured []JobsMeasurement) (header []string, rows [][]string) {
 // SQLite and PostgreSQL. It writes no report; it fails when a request
 // failed.
 func RunJobs(ctx context.Context, o Options, w io.Writer) ([]JobsMeasurement, error) {
-	o = o.withDefaults()
-	logf := startLog(w, describeMachine())
-	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	ms, err := jobsBench(ctx, o, bin, dir, logf)
+	ms, err := runPart(ctx, o, w, jobsBench)
 	h, rows := jobsRows(ms)
-	printColumns(w, h, rows)
-	if g, ok := jobsGoal(ms); ok {
-		mark := "met"
-		if !g.Met {
-			mark = "MISSED"
-		}
-		fmt.Fprintf(w, "%s %s: %s (goal %s) %s\n", mark, g.Name, g.Measured, g.Target, g.Why)
-	}
-	if err != nil {
-		return ms, err
-	}
+	g, ok := jobsGoal(ms)
 	var failed []string
 	for _, m := range ms {
 		if m.Success < 1 || len(m.Errors) > 0 {
 			failed = append(failed, fmt.Sprintf("%s jobs on %s: %.3f%% succeeded: %s", m.Jobs, m.Database, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
-	if len(failed) > 0 {
-		return ms, fmt.Errorf("bench: failed requests: %s", strings.Join(failed, "; "))
-	}
-	return ms, nil
+	return ms, finishPart(w, h, rows, g, ok, err, failed)
 }

@@ -156,20 +156,14 @@ var photoKeyRE = regexp.MustCompile(`/uploads/([a-z2-7]{26}\.png)`)
 // nginx's round robin most reads would be 404s), taking turns round by
 // round.
 func uploadsBench(ctx context.Context, o Options, bin, dir string, logf func(string, ...any)) ([]UploadsMeasurement, error) {
-	clusters := map[string]*cluster.Cluster{}
-	defer func() {
-		for _, c := range clusters {
-			c.Close()
-		}
-	}()
-	for _, kind := range uploadKinds {
-		c, err := cluster.Start(ctx, cluster.Options{Replicas: 1, Store: "memory", Binary: bin, Uploads: kind,
-			Dir: filepath.Join(dir, "uploads-"+kind), Env: []string{"SHOP_LOG_LEVEL=warn"}})
-		if err != nil {
-			return nil, fmt.Errorf("bench: start the %s uploads cluster: %w", kind, err)
-		}
-		clusters[kind] = c
+	clusters, err := startClusters(ctx, uploadKinds, func(kind string) (cluster.Options, string) {
+		return cluster.Options{Replicas: 1, Store: "memory", Binary: bin, Uploads: kind,
+			Dir: filepath.Join(dir, "uploads-"+kind), Env: []string{"SHOP_LOG_LEVEL=warn"}}, kind + " uploads"
+	})
+	if err != nil {
+		return nil, err
 	}
+	defer clusters.Close()
 	slug, err := productSlug(ctx, clusters[uploadKinds[0]].URL())
 	if err != nil {
 		return nil, err
@@ -361,34 +355,14 @@ func uploadsRows(measured []UploadsMeasurement) (header []string, rows [][]strin
 // RunUploads runs only the uploads table (`bench -only uploads`). It
 // writes no report; it fails when a request failed.
 func RunUploads(ctx context.Context, o Options, w io.Writer) ([]UploadsMeasurement, error) {
-	o = o.withDefaults()
-	logf := startLog(w, describeMachine())
-	dir, bin, cleanup, err := benchDirAndBinary(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
-	ms, err := uploadsBench(ctx, o, bin, dir, logf)
+	ms, err := runPart(ctx, o, w, uploadsBench)
 	h, rows := uploadsRows(ms)
-	printColumns(w, h, rows)
-	if g, ok := uploadsGoal(ms); ok {
-		mark := "met"
-		if !g.Met {
-			mark = "MISSED"
-		}
-		fmt.Fprintf(w, "%s %s: %s (goal %s) %s\n", mark, g.Name, g.Measured, g.Target, g.Why)
-	}
-	if err != nil {
-		return ms, err
-	}
+	g, ok := uploadsGoal(ms)
 	var failed []string
 	for _, m := range ms {
 		if m.Success < 1 || len(m.Errors) > 0 {
 			failed = append(failed, fmt.Sprintf("uploads %s: %.3f%% succeeded: %s", m.Uploads, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
-	if len(failed) > 0 {
-		return ms, fmt.Errorf("bench: failed requests: %s", strings.Join(failed, "; "))
-	}
-	return ms, nil
+	return ms, finishPart(w, h, rows, g, ok, err, failed)
 }
