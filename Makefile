@@ -83,10 +83,12 @@ cluster:
 	$(CLUSTER_ENV) .run/bin/cluster -goreman .run/bin/goreman -shop .run/bin/shop
 
 # bench: nginx + 3 replicas + Redis against the /healthz limit, memory and
-# redis sessions side by side, with the scaling curves; prints the table and
-# writes docs/benchmarks.md (keeping its hand-written analysis).
+# redis sessions side by side, with the scaling curves, and the price of
+# statelessness (-profile stateful vs stateless); prints the table, writes
+# docs/benchmarks.md (keeping its hand-written analysis) and the figures
+# /state embeds (state/price/measured.json).
 bench: deps
-	BENCH_COMMAND="$${BENCH_COMMAND:-make bench}" $(GO) run ./scenarios/bench/cmd/bench -doc docs/benchmarks.md
+	BENCH_COMMAND="$${BENCH_COMMAND:-make bench}" $(GO) run ./scenarios/bench/cmd/bench -doc docs/benchmarks.md -price state/price/measured.json
 
 # benchcmp: the Go benchmarks of the hot handlers and session stores,
 # compared with benchstat against docs/bench-baseline.txt (make

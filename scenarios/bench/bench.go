@@ -59,6 +59,9 @@ type Options struct {
 	// (docs/benchmarks.md); Command is the command line it quotes.
 	Doc     string
 	Command string
+	// Price, when set, is where the profiles part writes the figures
+	// /state embeds (state/price/measured.json).
+	Price string
 }
 
 func (o Options) withDefaults() Options {
@@ -172,20 +175,24 @@ type Result struct {
 	// Uploads is a review photo's upload and serving, and the RSS of 20
 	// big uploads at once, with -uploads DIR and s3://BUCKET.
 	Uploads []UploadsMeasurement
-	Goals   []Goal
-	Notes   []string
+	// Profiles is the price of statelessness: the shopper walk on
+	// -profile stateful and stateless.
+	Profiles []ProfileMeasurement
+	Goals    []Goal
+	Notes    []string
 }
 
 // ClusterMemory is resident memory after the load.
 type ClusterMemory struct {
-	Replicas map[string]uint64 // name → RSS
-	Nginx    uint64            // master and workers
-	Redis    uint64            // 0 in memory mode
+	Replicas    map[string]uint64 // name → RSS
+	Nginx       uint64            // master and workers
+	Redis       uint64            // 0 in memory mode
+	ObjectStore uint64            // versitygw; 0 with photos on the replicas' disks
 }
 
 // Total is the whole cluster's RSS.
 func (c ClusterMemory) Total() uint64 {
-	t := c.Nginx + c.Redis
+	t := c.Nginx + c.Redis + c.ObjectStore
 	for _, v := range c.Replicas {
 		t += v
 	}
@@ -348,6 +355,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 		return res, err
 	}
 	res.Uploads = ub
+	pb, err := profilesBench(ctx, o, bin, dir, logf)
+	if err != nil {
+		return res, err
+	}
+	res.Profiles = pb
 
 	res.Took = time.Since(res.Started)
 	res.Goals = goals(res)
@@ -358,6 +370,12 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 			return res, fmt.Errorf("bench: write %s: %w", o.Doc, err)
 		}
 		logf("bench: wrote %s", o.Doc)
+	}
+	if o.Price != "" {
+		if err := writePrice(o.Price, priceOf(res.Profiles, res.Machine, res.Started, o)); err != nil {
+			return res, err
+		}
+		logf("bench: wrote %s", o.Price)
 	}
 	var errs []error
 	for _, m := range append(slices.Clone(res.Measurements), res.Limit["redis"], res.Limit["memory"], res.Limit[StoreCached]) {
@@ -373,6 +391,11 @@ func Run(ctx context.Context, o Options, w io.Writer) (Result, error) {
 	for _, m := range res.Uploads {
 		if m.Success < 0.99 {
 			errs = append(errs, fmt.Errorf("bench: photos with -uploads %s: only %.1f%% of requests succeeded: %s", m.Uploads, m.Success*100, strings.Join(m.Errors, "; ")))
+		}
+	}
+	for _, m := range res.Profiles {
+		if m.Success < 0.99 {
+			errs = append(errs, fmt.Errorf("bench: the walk with -profile %s: only %.1f%% of requests succeeded: %s", m.Profile, m.Success*100, strings.Join(m.Errors, "; ")))
 		}
 	}
 	for _, m := range res.Jobs {
@@ -437,7 +460,7 @@ func readyTime(ctx context.Context, c *cluster.Cluster, o Options) (time.Duratio
 }
 
 // clusterMemory reads every process's RSS: the replicas, nginx's master and
-// workers, and redis-server.
+// workers, redis-server and versitygw.
 func clusterMemory(ctx context.Context, c *cluster.Cluster) ClusterMemory {
 	cm := ClusterMemory{Replicas: map[string]uint64{}}
 	for _, r := range c.Replicas() {
@@ -456,6 +479,11 @@ func clusterMemory(ctx context.Context, c *cluster.Cluster) ClusterMemory {
 			var pid int
 			fmt.Sscan(info["process_id"], &pid)
 			cm.Redis = rss(pid)
+		}
+	}
+	if s3 := c.ObjectStore(); s3 != nil {
+		if p := s3.Process(); p != nil {
+			cm.ObjectStore = rss(p.Pid())
 		}
 	}
 	return cm

@@ -12,6 +12,7 @@ import (
 	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/scenarios/bench"
 	"github.com/statelab/shop/session"
+	"github.com/statelab/shop/state/price"
 )
 
 // TestShortRun is the bench's smoke test: the whole path (build, two
@@ -24,8 +25,9 @@ func TestShortRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	doc := filepath.Join(t.TempDir(), "benchmarks.md")
+	priceFile := filepath.Join(t.TempDir(), "measured.json")
 	var out bytes.Buffer
-	res, err := bench.Run(ctx, bench.Options{Short: true, Dir: t.TempDir(), Doc: doc, Command: "go test ./scenarios/bench"}, &out)
+	res, err := bench.Run(ctx, bench.Options{Short: true, Dir: t.TempDir(), Doc: doc, Price: priceFile, Command: "go test ./scenarios/bench"}, &out)
 	t.Log(out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +58,17 @@ func TestShortRun(t *testing.T) {
 			t.Errorf("%s cluster memory not read: %+v", store, cm)
 		}
 	}
+	if got := len(res.Profiles); got != 2 {
+		t.Errorf("%d profile measurements, want stateful and stateless", got)
+	}
+	for _, m := range res.Profiles {
+		if m.Throughput <= 0 || m.OpenP99 <= 0 || len(m.Steps) != 5 || m.MeanReplicaRSS() == 0 {
+			t.Errorf("-profile %s: nothing measured: %+v", m.Profile, m)
+		}
+		if shared := m.Memory.Redis > 0 && m.Memory.ObjectStore > 0; shared != (m.Profile == bench.ProfileStateless) {
+			t.Errorf("-profile %s: redis %d, object store %d bytes; want both only for stateless", m.Profile, m.Memory.Redis, m.Memory.ObjectStore)
+		}
+	}
 	if len(res.Goals) == 0 {
 		t.Error("no goals judged")
 	}
@@ -72,9 +85,17 @@ func TestShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## Goals", "## Pages", "## Database", "go test ./scenarios/bench", "CPUs"} {
+	for _, want := range []string{"## Goals", "## Pages", "## Database", "## The price of statelessness", "go test ./scenarios/bench", "CPUs"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+	b, err := os.ReadFile(priceFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := price.Parse(b)
+	if err != nil || !p.Complete() || p.Command != "go test ./scenarios/bench" || p.Machine != res.Machine.String() {
+		t.Errorf("the figures for /state: %+v, %v", p, err)
 	}
 }

@@ -142,6 +142,12 @@ func targets(base, page string, shoppers []shopper, slug string) []vegeta.Target
 // nil), and returns vegeta's metrics for the run. rate 0 is the closed
 // model: workers clients back to back.
 func attack(ctx context.Context, ts []vegeta.Target, rate, workers int, d time.Duration, add func(*vegeta.Result)) vegeta.Metrics {
+	return attackWith(ctx, vegeta.NewStaticTargeter(ts...), rate, workers, d, add)
+}
+
+// attackWith is attack with any targeter: one that makes each request as
+// it is asked for (a shopper's next step, a fresh idempotency key).
+func attackWith(ctx context.Context, targeter vegeta.Targeter, rate, workers int, d time.Duration, add func(*vegeta.Result)) vegeta.Metrics {
 	// Our own transport, so that its idle connections can be closed after
 	// the run: left open, they would keep an old nginx worker alive through
 	// a reload (scaling the cluster) until nginx's keepalive timeout.
@@ -160,7 +166,7 @@ func attack(ctx context.Context, ts []vegeta.Target, rate, workers int, d time.D
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
 	var m vegeta.Metrics
-	for r := range atk.Attack(vegeta.NewStaticTargeter(ts...), vegeta.Rate{Freq: rate, Per: time.Second}, d, "") {
+	for r := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, "") {
 		m.Add(r)
 		if add != nil {
 			add(r)
@@ -175,6 +181,21 @@ type job struct {
 	c           *cluster.Cluster
 	ts          []vegeta.Target
 	page, store string
+	// tr, when set, makes the requests instead of ts: one targeter for
+	// every round, so that what it tracks (each shopper's step) carries on
+	// from round to round.
+	tr vegeta.Targeter
+	// observe, when set, sees every result of the open model: the
+	// latencies to compare, per request kind.
+	observe func(*vegeta.Result)
+}
+
+// attack runs one of the job's runs (see attack).
+func (j job) attack(ctx context.Context, rate, workers int, d time.Duration, add func(*vegeta.Result)) vegeta.Metrics {
+	if j.tr != nil {
+		return attackWith(ctx, j.tr, rate, workers, d, add)
+	}
+	return attack(ctx, j.ts, rate, workers, d, add)
 }
 
 // roundResult is what one job measured over all its rounds.
@@ -194,13 +215,13 @@ func measureGroup(ctx context.Context, o Options, jobs []job, open bool) []Measu
 	res := make([]roundResult, len(jobs))
 	for _, j := range jobs {
 		// Open connections and fill the replicas' pools first.
-		attack(ctx, j.ts, 0, o.Workers, max(round/2, 100*time.Millisecond), nil)
+		j.attack(ctx, 0, o.Workers, max(round/2, 100*time.Millisecond), nil)
 	}
 	for range o.Rounds {
 		for i, j := range jobs {
 			before := sampleAllocs(ctx, j.c)
 			var m vegeta.Metrics
-			attack(ctx, j.ts, 0, o.Workers, round, func(r *vegeta.Result) { m.Add(r); res[i].closed.Add(r) })
+			j.attack(ctx, 0, o.Workers, round, func(r *vegeta.Result) { m.Add(r); res[i].closed.Add(r) })
 			m.Close()
 			after := sampleAllocs(ctx, j.c)
 			res[i].before.add(before)
@@ -211,7 +232,12 @@ func measureGroup(ctx context.Context, o Options, jobs []job, open bool) []Measu
 	if open {
 		for range o.Rounds {
 			for i, j := range jobs {
-				attack(ctx, j.ts, o.Rate, 0, round, func(r *vegeta.Result) { res[i].open.Add(r) })
+				j.attack(ctx, o.Rate, 0, round, func(r *vegeta.Result) {
+					res[i].open.Add(r)
+					if j.observe != nil {
+						j.observe(r)
+					}
+				})
 			}
 		}
 	}

@@ -325,6 +325,13 @@ func (r Result) printTable(w io.Writer) {
 		h, rows := uploadsRows(r.Uploads)
 		printColumns(w, h, rows)
 	}
+	if len(r.Profiles) > 0 {
+		fmt.Fprintln(w)
+		h, rows := profilesRows(r.Profiles)
+		printColumns(w, h, rows)
+		h, rows = profileStepRows(r.Profiles)
+		printColumns(w, h, rows)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
@@ -421,7 +428,11 @@ func (r Result) Markdown() string {
 		mdTable(&b, h, rows)
 	}
 
-	b.WriteString("## Memory after the load\n\n")
+	if len(r.Profiles) > 0 {
+		profilesMarkdown(&b, r.Profiles, r.Options)
+	}
+
+	b.WriteString(memoryHeading + "\n\n")
 	rows = nil
 	for _, s := range []string{"memory", "redis"} {
 		cm, ok := r.Memory[s]
@@ -484,6 +495,9 @@ func (r Result) Markdown() string {
 	}
 	return b.String()
 }
+
+// memoryHeading opens the memory table's section.
+const memoryHeading = "## Memory after the load"
 
 // analysisMarker separates the generated tables from the hand-written
 // analysis in docs/benchmarks.md; a regeneration keeps what follows it.

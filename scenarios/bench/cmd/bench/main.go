@@ -2,7 +2,7 @@
 // writes docs/benchmarks.md: `make bench`, or
 //
 //	go run ./scenarios/bench/cmd/bench [-short] [-scaling] [-doc docs/benchmarks.md]
-//	go run ./scenarios/bench/cmd/bench -only concurrency|database|latency|wait|live|jobs|uploads
+//	go run ./scenarios/bench/cmd/bench -only concurrency|database|latency|wait|live|jobs|uploads|profiles
 package main
 
 import (
@@ -38,11 +38,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.Rounds, "rounds", 0, "turns each measurement is taken in, alternating with what it is compared with (default 10)")
 	fs.IntVar(&o.Rate, "rate", 0, "open-model request rate per second (default 200)")
 	fs.IntVar(&o.Workers, "workers", 0, "closed-model concurrent clients (default 32)")
-	fs.StringVar(&o.Doc, "doc", "", "write the Markdown report here, e.g. docs/benchmarks.md")
-	only := fs.String("only", "", "run one part alone, print its table and write no report: concurrency (the scaling table's 10-1000 shoppers), database (catalog and checkout on SQLite and PostgreSQL), latency (memory and redis sessions with Redis 0, 1 and 5 ms away), wait (a session write acknowledged after WAIT 1, under Sentinel), live (5,000 event streams' memory, an event from one replica to another through Redis, the catalog with 1,000 streams open), jobs (checkout with -jobs memory and queue, and checkout → receipt ready, on SQLite and PostgreSQL), uploads (a 200 KB review photo's upload and serving on a replica's disk and in versitygw, and the replica's RSS while 20 photos of 5 MiB upload at once)")
+	fs.StringVar(&o.Doc, "doc", "", "write the Markdown report here, e.g. docs/benchmarks.md (with -only profiles: replace its price section)")
+	fs.StringVar(&o.Price, "price", "", "write the price of statelessness (the profiles part) here for /state to embed, e.g. state/price/measured.json")
+	only := fs.String("only", "", "run one part alone, print its table and write no report: concurrency (the scaling table's 10-1000 shoppers), database (catalog and checkout on SQLite and PostgreSQL), latency (memory and redis sessions with Redis 0, 1 and 5 ms away), wait (a session write acknowledged after WAIT 1, under Sentinel), live (5,000 event streams' memory, an event from one replica to another through Redis, the catalog with 1,000 streams open), jobs (checkout with -jobs memory and queue, and checkout → receipt ready, on SQLite and PostgreSQL), uploads (a 200 KB review photo's upload and serving on a replica's disk and in versitygw, and the replica's RSS while 20 photos of 5 MiB upload at once), profiles (the price of statelessness: a shopper's walk, catalog to checkout, with -profile stateful and stateless, and each cluster's RSS; with -doc and -price it writes its section and the figures /state embeds)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	o.Command = commandLine(args)
 	switch *only {
 	case "":
 	case "concurrency":
@@ -66,10 +68,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "uploads":
 		_, err := bench.RunUploads(ctx, o, stdout)
 		return err
+	case "profiles":
+		_, err := bench.RunProfiles(ctx, o, stdout)
+		return err
 	default:
-		return fmt.Errorf("bench: -only %q: want concurrency, database, latency, wait, live, jobs or uploads", *only)
+		return fmt.Errorf("bench: -only %q: want concurrency, database, latency, wait, live, jobs, uploads or profiles", *only)
 	}
-	o.Command = commandLine(args)
 	_, err := bench.Run(ctx, o, stdout)
 	return err
 }
