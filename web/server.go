@@ -21,6 +21,7 @@ import (
 	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
+	"github.com/statelab/shop/state/price"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 	"golang.org/x/crypto/bcrypt"
@@ -106,6 +107,10 @@ type Config struct {
 	// State are the parts of the replica that keep a kind of state, for
 	// the state audit (/state); the server adds its own caches.
 	State []StateHolder
+	// Price is the price of statelessness as `make bench` measured it
+	// (package state/price, embedded in the binary), which /state states
+	// with the machine it came from; nil says it was never measured.
+	Price *price.Measured
 	// Peers are the cluster's replicas (this one may be among them), by
 	// name and address: without a shared Redis, /metrics/live asks each
 	// for its own counters (GET /metrics/live.json) so the board shows

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/statelab/shop/state"
+	"github.com/statelab/shop/state/price"
 	"github.com/statelab/shop/templates"
 )
 
@@ -53,12 +54,15 @@ type apiState struct {
 	Kinds   []state.Description `json:"kinds"`
 	// Loses is the headline: what a kill -9 now would lose, in words.
 	Loses string `json:"loses"`
+	// MeasuredPrice is what running stateless costs, as `make bench`
+	// measured it on its machine (Config.Price); null if never measured.
+	MeasuredPrice *price.Measured `json:"measured_price"`
 }
 
 // audit asks every holder, merges holders of one kind into one row (their
 // counts add up; the kind is lost if any part of it is), and orders the rows.
 func (s *Server) audit(ctx context.Context) apiState {
-	a := apiState{Replica: s.cfg.Replica, Profile: s.cfg.Profile, Kinds: []state.Description{}}
+	a := apiState{Replica: s.cfg.Replica, Profile: s.cfg.Profile, Kinds: []state.Description{}, MeasuredPrice: s.cfg.Price}
 	if a.Profile == "" {
 		a.Profile = "custom"
 	}
@@ -137,13 +141,38 @@ func (c *catalogCache) describe(context.Context) state.Description {
 // handleState is GET /state, the audit as a page.
 func (s *Server) handleState(w http.ResponseWriter, r *http.Request) error {
 	a := s.audit(r.Context())
-	v := templates.StateView{Replica: a.Replica, Profile: a.Profile, Loses: a.Loses, Page: s.page(r, "What this replica holds")}
+	v := templates.StateView{Replica: a.Replica, Profile: a.Profile, Loses: a.Loses, Page: s.page(r, "What this replica holds"), Price: priceView(a.MeasuredPrice)}
 	for _, k := range a.Kinds {
 		v.Kinds = append(v.Kinds, templates.StateKind{Kind: k.Kind, Lives: k.Lives, HeldHere: k.HeldHere, Lost: k.LostIfKilled && k.HeldHere > 0, LostIfKilled: k.LostIfKilled, Note: k.Note})
 	}
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.StatePage(v))
 	return nil
+}
+
+// priceView words the bench's figures for /state; nil when there are
+// none for both profiles.
+func priceView(m *price.Measured) *templates.PriceView {
+	if m == nil || !m.Complete() {
+		return nil
+	}
+	full, _ := m.Find("stateful")
+	less, _ := m.Find("stateless")
+	mb := func(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+	profile := func(p price.Profile) templates.PriceProfile {
+		pp := templates.PriceProfile{Name: p.Name, LB: p.LB, Throughput: fmt.Sprintf("%.0f", p.Throughput),
+			P50: fmt.Sprintf("%.1f ms", p.P50Ms), P99: fmt.Sprintf("%.1f ms", p.P99Ms), Replicas: p.Replicas,
+			ReplicaRSS: mb(p.ReplicaRSS), Total: mb(p.TotalRSS)}
+		for _, part := range p.Shared {
+			pp.Shared = append(pp.Shared, part.Name+" "+mb(part.RSS))
+		}
+		return pp
+	}
+	return &templates.PriceView{
+		At: m.At.UTC().Format("2006-01-02 15:04 UTC"), Machine: m.Machine, Load: m.Load, Command: m.Command, Flow: m.Flow,
+		Clients: m.Clients, Rate: m.Rate, Ratio: fmt.Sprintf("%.0f%%", m.ThroughputRatio*100),
+		Stateful: profile(full), Stateless: profile(less),
+	}
 }
 
 // handleAPIState is GET /api/state, the audit as JSON.

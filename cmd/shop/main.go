@@ -499,7 +499,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The services the replicas may share, each handed over on its own: in
 	// Redis when there is one to share, else in this replica alone.
 	wcfg := web.Config{Replica: cfg.replica, Logger: log, Metrics: metrics, TrustedProxies: cfg.trusted, Profile: cfg.profile, Peers: cfg.peers,
-		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery,
+		Receipts: receipts, Schedule: cfg.schedule, ReportEvery: cfg.reportEvery, Price: measuredPrice(log),
 		State: []web.StateHolder{sessionsState(cfg, sessions), receipts, schedule, events, nearCacheState(sessions), configurationState(cfg)}}
 	limits := redisclient.Limits{PerClient: cfg.clientLimit}
 	if rc != nil {

@@ -8,12 +8,30 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/state"
+	"github.com/statelab/shop/state/price"
 	"github.com/statelab/shop/web"
 )
+
+// measuredPrice is the price of statelessness `make bench` last measured,
+// built into the binary, for /state; nil before the first measurement. A
+// file that does not parse is a build's mistake (a test reads it too):
+// the shop still starts, and says so once.
+func measuredPrice(log *slog.Logger) *price.Measured {
+	m, err := price.Embedded()
+	if err != nil {
+		log.Warn("the embedded bench figures do not parse; /state will not show the price of statelessness", "err", err)
+		return nil
+	}
+	if !m.Complete() {
+		return nil
+	}
+	return &m
+}
 
 // sessionsState describes the session store main built: only the memory
 // store holds sessions in this replica; redis keeps them in the shared
