@@ -62,7 +62,7 @@ func TestShortRun(t *testing.T) {
 		t.Errorf("%d profile measurements, want stateful and stateless", got)
 	}
 	for _, m := range res.Profiles {
-		if m.Throughput <= 0 || m.OpenP99 <= 0 || len(m.Steps) != 5 || m.MeanReplicaRSS() == 0 {
+		if m.Throughput <= 0 || m.OpenP99 <= 0 || len(m.Steps) == 0 || m.MeanReplicaRSS() == 0 {
 			t.Errorf("-profile %s: nothing measured: %+v", m.Profile, m)
 		}
 		if shared := m.Memory.Redis > 0 && m.Memory.ObjectStore > 0; shared != (m.Profile == bench.ProfileStateless) {

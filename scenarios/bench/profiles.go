@@ -40,8 +40,22 @@ const (
 
 var profileKinds = []string{ProfileStateful, ProfileStateless}
 
-// walkSteps are a shopper's walk through the shop, in order.
+// walkSteps are a shopper's walk through the shop, in order. The last
+// step is a checkout every other walk, and otherwise taking the item out
+// of the cart again (PageRemove): a shopper who changes their mind, as
+// most do. A checkout on every walk would sell the seeded stock out within
+// the bench's ten seconds of closed-model rounds on this machine.
 var walkSteps = []string{PageCatalog, PageProduct, PageAdd, PageCart, PageCheckout}
+
+// PageRemove is POST /cart/items/{id} with quantity 0: the walk's item
+// taken out of the cart again, a session write like the add.
+const PageRemove = "remove"
+
+// walkPages are every request kind of the walk, in the order of its table.
+var walkPages = []string{PageCatalog, PageProduct, PageAdd, PageCart, PageCheckout, PageRemove}
+
+// walkFlow says the walk in words, for the report and /state.
+const walkFlow = "catalog, product page, add to cart, cart, then checkout (every other walk) or take the item out again"
 
 // ProfileMeasurement is one profile's cluster under the walk.
 type ProfileMeasurement struct {
@@ -100,18 +114,20 @@ func profileOptions(profile, bin, dir string) cluster.Options {
 // sent. Every checkout carries a fresh idempotency key, as a fresh
 // checkout form would.
 //
-// Every checkout takes stock for good, so the adds follow units: every
-// unit of the cluster's stock but a reserve per product (the warm carts'
-// units, and one more), the products in turn. A run that would add more
-// fails with a message instead of measuring "sold out" pages.
+// A checkout takes stock for good, so the units checked out follow the
+// stock: every unit of the cluster's but a reserve per product (the warm
+// carts' units, and two more), the products in turn. A run that would
+// check out more fails with a message instead of measuring "sold out"
+// pages.
 type walk struct {
 	base, slug string
 	shoppers   []shopper
-	units      []int // product ids, one per unit the adds may take
+	units      []int // product ids, one per unit the checkouts may take
 
-	mu   sync.Mutex
-	next int // requests handed out
-	adds int
+	mu    sync.Mutex
+	next  int   // requests handed out
+	sold  int   // units of units taken by buying walks
+	added []int // each shopper's item of its current walk
 }
 
 // newWalk is the shoppers' walk over a cluster whose products have stock
@@ -131,28 +147,42 @@ func newWalk(base, slug string, shoppers []shopper, stock map[int]int) *walk {
 			break
 		}
 	}
-	return &walk{base: base, slug: slug, shoppers: shoppers, units: units}
-}
-
-// step is the step of request i and the shopper taking it.
-func (w *walk) step(i int) (string, shopper) {
-	n := len(w.shoppers)
-	s := i % n
-	return walkSteps[(i/n+s)%len(walkSteps)], w.shoppers[s]
+	return &walk{base: base, slug: slug, shoppers: shoppers, units: units, added: make([]int, len(shoppers))}
 }
 
 // target is the walk as a vegeta.Targeter.
 func (w *walk) target(t *vegeta.Target) error {
 	w.mu.Lock()
-	page, s := w.step(w.next)
+	n := len(w.shoppers)
+	s := w.next % n
+	// The shopper's position along its walks: it started at step s mod 5,
+	// and its first (partial) walk buys what its warm cart holds.
+	pos := w.next/n + s%len(walkSteps)
+	page := walkSteps[pos%len(walkSteps)]
+	buying := (pos/len(walkSteps))%2 == 0
 	w.next++
-	add := w.adds
-	if page == PageAdd {
-		w.adds++
+	product := 0
+	switch {
+	case page == PageAdd && w.sold >= len(w.units):
+		w.mu.Unlock()
+		return fmt.Errorf("bench: %d units checked out: the seeded stock would run out; use a shorter -duration", w.sold)
+	case page == PageAdd:
+		product = w.units[w.sold]
+		w.added[s] = product
+		if buying {
+			w.sold++
+		}
+	case page == PageCheckout && !buying:
+		page, product = PageRemove, max(w.added[s], 1)
 	}
 	w.mu.Unlock()
-	h := http.Header{"Cookie": {s.cookie}}
+
+	h := http.Header{"Cookie": {w.shoppers[s].cookie}}
 	*t = vegeta.Target{Method: http.MethodGet, Header: h}
+	form := func(path string, v url.Values) {
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+		t.Method, t.URL, t.Body = http.MethodPost, w.base+path, []byte(v.Encode())
+	}
 	switch page {
 	case PageCatalog:
 		t.URL = w.base + "/"
@@ -161,16 +191,11 @@ func (w *walk) target(t *vegeta.Target) error {
 	case PageCart:
 		t.URL = w.base + "/cart"
 	case PageAdd:
-		if add >= len(w.units) {
-			return fmt.Errorf("bench: %d units added to carts: the seeded stock would run out; use a shorter -duration", add)
-		}
-		h.Set("Content-Type", "application/x-www-form-urlencoded")
-		t.Method, t.URL = http.MethodPost, w.base+"/cart/items"
-		t.Body = []byte("product_id=" + strconv.Itoa(w.units[add]) + "&quantity=1")
+		form("/cart/items", url.Values{"product_id": {strconv.Itoa(product)}, "quantity": {"1"}})
+	case PageRemove:
+		form("/cart/items/"+strconv.Itoa(product), url.Values{"quantity": {"0"}})
 	case PageCheckout:
-		h.Set("Content-Type", "application/x-www-form-urlencoded")
-		form := url.Values{"name": {"Bench"}, "email": {"bench@example.com"}, "address": {"1 Load Street"}, "idempotency_key": {rand.Text()}}
-		t.Method, t.URL, t.Body = http.MethodPost, w.base+"/checkout", []byte(form.Encode())
+		form("/checkout", url.Values{"name": {"Bench"}, "email": {"bench@example.com"}, "address": {"1 Load Street"}, "idempotency_key": {rand.Text()}})
 	}
 	return nil
 }
@@ -186,6 +211,8 @@ func walkStep(method, u string) string {
 		return PageAdd
 	case method == http.MethodPost && p.Path == "/checkout":
 		return PageCheckout
+	case method == http.MethodPost && strings.HasPrefix(p.Path, "/cart/items/"):
+		return PageRemove
 	case p.Path == "/":
 		return PageCatalog
 	case p.Path == "/cart":
@@ -224,7 +251,7 @@ func (s *stepLatencies) steps() []StepLatency {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []StepLatency
-	for _, step := range walkSteps {
+	for _, step := range walkPages {
 		if l := s.by[step]; l != nil {
 			out = append(out, StepLatency{Step: step, P50: l.Quantile(0.5), P99: l.Quantile(0.99), Requests: s.n[step]})
 		}
@@ -332,7 +359,7 @@ func checkProfile(ctx context.Context, c *cluster.Cluster, want string) error {
 // priceOf is the figures /state embeds, from the profiles measured.
 func priceOf(ms []ProfileMeasurement, m Machine, started time.Time, o Options) price.Measured {
 	p := price.Measured{At: started.UTC().Truncate(time.Second), Machine: m.String(), Load: m.LoadBefore, Command: o.Command,
-		Flow: strings.Join(walkSteps, ", "), Clients: o.Workers, Rate: o.Rate}
+		Flow: walkFlow, Clients: o.Workers, Rate: o.Rate}
 	var base *ProfileMeasurement
 	for i, pm := range ms {
 		pp := price.Profile{Name: pm.Profile, LB: pm.LB, Throughput: round1(pm.Throughput),
@@ -415,7 +442,7 @@ func profileStepRows(measured []ProfileMeasurement) (header []string, rows [][]s
 	for _, m := range measured {
 		header = append(header, m.Profile+" p50 / p99")
 	}
-	for _, step := range walkSteps {
+	for _, step := range walkPages {
 		row := []string{step}
 		for _, m := range measured {
 			cell := "–"
@@ -437,7 +464,7 @@ const profilesHeading = "## The price of statelessness: -profile stateful vs sta
 // profilesMarkdown is the price's section of docs/benchmarks.md.
 func profilesMarkdown(b *strings.Builder, ms []ProfileMeasurement, o Options) {
 	b.WriteString(profilesHeading + "\n\n")
-	fmt.Fprintf(b, "Two more clusters side by side, each nginx + 3 replicas over one SQLite file: `-profile stateful` (memory sessions, photos on each replica's disk, receipt jobs in memory, local schedule, live events and login limits; nginx sticky, as memory sessions need) and `-profile stateless` (sessions in Redis, photos in versitygw, receipt jobs queued with River in the order's transaction, shared schedule, live events through Redis, login limits in Redis; nginx round robin). %d warm shoppers per cluster walk the shop: catalog, a product page, add one unit to the cart, the cart, checkout (a fresh idempotency key each time), each shopper one step at a time, starting at different steps so that every step is always in the mix. The two take turns round by round: %d rounds of %v with %d clients back to back (throughput, the median round; the ratio is the median of the round-by-round ratios), then %d rounds of %v at %d req/s (latencies, pooled). RSS is VmRSS after the load: the replicas' mean, and every process the cluster runs.\n\n",
+	fmt.Fprintf(b, "Two more clusters side by side, each nginx + 3 replicas over one SQLite file: `-profile stateful` (memory sessions, photos on each replica's disk, receipt jobs in memory, local schedule, live events and login limits; nginx sticky, as memory sessions need) and `-profile stateless` (sessions in Redis, photos in versitygw, receipt jobs queued with River in the order's transaction, shared schedule, live events through Redis, login limits in Redis; nginx round robin). %d warm shoppers per cluster walk the shop: catalog, a product page, add one unit to the cart, the cart, then checkout (a fresh idempotency key each time) on every other walk and on the others take the item out again (`POST /cart/items/{id}`, quantity 0: a shopper who changes their mind, and the seeded stock would not last ten seconds of checkouts on every walk); each shopper one step at a time, starting at different steps so that every step is always in the mix. The two take turns round by round: %d rounds of %v with %d clients back to back (throughput, the median round; the ratio is the median of the round-by-round ratios), then %d rounds of %v at %d req/s (latencies, pooled). RSS is VmRSS after the load: the replicas' mean, and every process the cluster runs.\n\n",
 		walkShoppers(o), o.Rounds, o.Duration/time.Duration(o.Rounds), o.Workers, o.Rounds, o.Duration/time.Duration(o.Rounds), o.Rate)
 	h, rows := profilesRows(ms)
 	mdTable(b, h, rows)

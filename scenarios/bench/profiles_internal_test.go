@@ -13,16 +13,19 @@ import (
 	"github.com/statelab/shop/state/price"
 )
 
-// TestWalk: each shopper walks catalog, product, add, cart, checkout in
-// that order, with its own cookie; the shoppers start at different steps,
-// so every step is in every stretch of the mix; every checkout carries a
-// fresh idempotency key; and walkStep names each request's step back.
+// TestWalk: each shopper walks catalog, product, add, cart, then checks
+// out (its first walk, and every other one after) or takes the item it
+// added out again, with its own cookie; the shoppers start at different
+// steps, so every step is in every stretch of the mix; every checkout
+// carries a fresh idempotency key; and walkStep names each request's step
+// back.
 func TestWalk(t *testing.T) {
 	shoppers := []shopper{{cookie: "session=a"}, {cookie: "session=b"}, {cookie: "session=c"}, {cookie: "session=d"}, {cookie: "session=e"}, {cookie: "session=f"}}
 	w := newWalk("http://shop", "espresso-cup", shoppers, seedStock(100))
 	byShopper := map[string][]string{}
+	added := map[string]string{}
 	keys := map[string]bool{}
-	for i := range 60 {
+	for i := range 120 {
 		var tg vegeta.Target
 		if err := w.target(&tg); err != nil {
 			t.Fatal(err)
@@ -36,21 +39,32 @@ func TestWalk(t *testing.T) {
 		if i%len(shoppers) == len(shoppers)-1 {
 			seen := map[string]bool{}
 			for _, steps := range byShopper {
-				seen[steps[len(steps)-1]] = true
+				last := steps[len(steps)-1]
+				if last == PageRemove {
+					last = PageCheckout
+				}
+				seen[last] = true
 			}
 			if len(seen) != len(walkSteps) {
 				t.Errorf("one pass over the shoppers takes steps %v; want all %d", seen, len(walkSteps))
 			}
 		}
-		if step == PageCheckout {
-			form, err := url.ParseQuery(string(tg.Body))
-			if err != nil || !validKey(form.Get("idempotency_key")) || keys[form.Get("idempotency_key")] {
+		form, _ := url.ParseQuery(string(tg.Body))
+		switch step {
+		case PageCheckout:
+			if !validKey(form.Get("idempotency_key")) || keys[form.Get("idempotency_key")] {
 				t.Errorf("checkout %d: %q; want a fresh valid idempotency key", i, tg.Body)
 			}
 			keys[form.Get("idempotency_key")] = true
-		}
-		if step == PageAdd && (tg.Method != "POST" || tg.Header.Get("Content-Type") != "application/x-www-form-urlencoded") {
-			t.Errorf("add %d: %s %v", i, tg.Method, tg.Header)
+		case PageAdd:
+			if tg.Method != "POST" || tg.Header.Get("Content-Type") != "application/x-www-form-urlencoded" || form.Get("quantity") != "1" {
+				t.Errorf("add %d: %s %v %q", i, tg.Method, tg.Header, tg.Body)
+			}
+			added[c] = form.Get("product_id")
+		case PageRemove:
+			if tg.URL != "http://shop/cart/items/"+added[c] || form.Get("quantity") != "0" {
+				t.Errorf("remove %d: %s %q; want the item %s added in this walk, quantity 0", i, tg.URL, tg.Body, added[c])
+			}
 		}
 	}
 	for c, steps := range byShopper {
@@ -60,9 +74,21 @@ func TestWalk(t *testing.T) {
 				first = i
 			}
 		}
+		var ends []string
 		for i, s := range steps {
-			if want := walkSteps[(first+i)%len(walkSteps)]; s != want {
+			want := walkSteps[(first+i)%len(walkSteps)]
+			if s == PageRemove || s == PageCheckout {
+				ends = append(ends, s)
+				want = s
+			}
+			if s != want {
 				t.Errorf("%s: step %d is %s, want %s (walk %v)", c, i, s, want, steps)
+				break
+			}
+		}
+		for i, e := range ends {
+			if want := []string{PageCheckout, PageRemove}[i%2]; e != want {
+				t.Errorf("%s: walk %d ends with %s, want %s (%v)", c, i, e, want, ends)
 				break
 			}
 		}
@@ -85,9 +111,9 @@ func seedStock(n int) map[int]int {
 	return stock
 }
 
-// TestWalkStock: the adds take every product in turn and no more units
-// of one than its stock less the warm carts' reserve; past that the walk
-// stops with a message instead of measuring sold-out pages.
+// TestWalkStock: the units the checkouts take follow every product in
+// turn, no more of one than its stock less the warm carts' reserve; past
+// that the walk stops with a message instead of measuring sold-out pages.
 func TestWalkStock(t *testing.T) {
 	stock := seedStock(10)
 	stock[3] = 4 // less than the others: it drops out first
@@ -96,24 +122,43 @@ func TestWalkStock(t *testing.T) {
 		shoppers[i].cookie = fmt.Sprintf("session=%d", i)
 	}
 	w := newWalk("http://shop", "x", shoppers, stock)
-	added := map[int]int{}
+	pending := map[string]int{} // shopper → the product its walk added
+	bought := map[int]int{}
 	var order []int
 	var err error
 	for err == nil {
 		var tg vegeta.Target
-		if err = w.target(&tg); err == nil && walkStep(tg.Method, tg.URL) == PageAdd {
+		if err = w.target(&tg); err != nil {
+			break
+		}
+		c := tg.Header.Get("Cookie")
+		switch walkStep(tg.Method, tg.URL) {
+		case PageAdd:
 			form, _ := url.ParseQuery(string(tg.Body))
-			p, _ := strconv.Atoi(form.Get("product_id"))
-			added[p]++
-			order = append(order, p)
+			pending[c], _ = strconv.Atoi(form.Get("product_id"))
+		case PageCheckout:
+			if p := pending[c]; p != 0 {
+				bought[p]++
+				order = append(order, p)
+			}
+			delete(pending, c)
+		case PageRemove:
+			delete(pending, c)
 		}
 	}
-	// 48 warm carts hold 2 units of each product: a reserve of 4.
-	if !strings.Contains(err.Error(), "stock") || added[3] != 0 || added[1] != 6 || len(order) != 23*6 {
-		t.Errorf("adds %v (%d): %v", added, len(order), err)
+	// 48 warm carts hold 2 units of each product: a reserve of 4, so 6
+	// units of each but product 3; the walks still under way when the
+	// stock ran out have not checked theirs out.
+	for p, n := range bought {
+		if n > 6 || p == 3 {
+			t.Errorf("%d units of product %d checked out; want at most %d", n, p, max(0, stock[p]-4))
+		}
 	}
-	if order[0] != 1 || order[1] != 2 || order[2] != 4 {
-		t.Errorf("the adds begin %v; want the products in turn", order[:3])
+	if !strings.Contains(err.Error(), "stock") || w.sold != 23*6 || len(order) < 23*6-len(shoppers) {
+		t.Errorf("%d units sold, %d checked out (%v): %v", w.sold, len(order), bought, err)
+	}
+	if len(order) < 3 || order[0] != 1 || order[1] != 2 || order[2] != 4 {
+		t.Errorf("the checkouts begin %v; want the products in turn", order[:min(3, len(order))])
 	}
 }
 
