@@ -58,14 +58,14 @@ func TestShortRun(t *testing.T) {
 			t.Errorf("%s cluster memory not read: %+v", store, cm)
 		}
 	}
-	if got := len(res.Profiles); got != 2 {
-		t.Errorf("%d profile measurements, want stateful and stateless", got)
+	if got := len(res.Profiles); got != 4 {
+		t.Errorf("%d profile measurements, want stateful, stateless and the two between", got)
 	}
 	for _, m := range res.Profiles {
 		if m.Throughput <= 0 || m.OpenP99 <= 0 || len(m.Steps) == 0 || m.MeanReplicaRSS() == 0 {
 			t.Errorf("-profile %s: nothing measured: %+v", m.Profile, m)
 		}
-		if shared := m.Memory.Redis > 0 && m.Memory.ObjectStore > 0; shared != (m.Profile == bench.ProfileStateless) {
+		if shared := m.Memory.Redis > 0 && m.Memory.ObjectStore > 0; m.Profile != bench.ProfileStatefulRedis && shared != (m.Profile != bench.ProfileStateful) {
 			t.Errorf("-profile %s: redis %d, object store %d bytes; want both only for stateless", m.Profile, m.Memory.Redis, m.Memory.ObjectStore)
 		}
 	}

@@ -38,7 +38,41 @@ const (
 	ProfileStateless = "stateless"
 )
 
-var profileKinds = []string{ProfileStateful, ProfileStateless}
+// The two clusters that split the price: each profile with one setting
+// taken from the other.
+const (
+	// ProfileStatefulRedis is stateful with its sessions in Redis
+	// (-session-store redis; nginx still sticky): the session store's
+	// share of the price.
+	ProfileStatefulRedis = "stateful+redis-sessions"
+	// ProfileStatelessNoRiver is stateless with receipt jobs in memory
+	// and a local schedule (-jobs memory -schedule local): the price
+	// without River's queue.
+	ProfileStatelessNoRiver = "stateless-river"
+)
+
+// profileKinds are the clusters of the part, in the order of its tables.
+var profileKinds = []string{ProfileStateful, ProfileStatefulRedis, ProfileStatelessNoRiver, ProfileStateless}
+
+// profileLabel names a cluster of the part for its tables.
+func profileLabel(name string) string {
+	switch name {
+	case ProfileStatefulRedis:
+		return "stateful, sessions in Redis"
+	case ProfileStatelessNoRiver:
+		return "stateless, jobs in memory (no River)"
+	}
+	return name
+}
+
+// reportsProfile is the profile a cluster's replicas report on /api/state:
+// a profile's own name, "custom" for the clusters between them.
+func reportsProfile(name string) string {
+	if name == ProfileStateful || name == ProfileStateless {
+		return name
+	}
+	return "custom"
+}
 
 // walkSteps are a shopper's walk through the shop, in order. The last
 // step is a checkout every other walk, and otherwise taking the item out
@@ -90,18 +124,29 @@ func (p ProfileMeasurement) MeanReplicaRSS() uint64 {
 	return t / uint64(len(p.Memory.Replicas))
 }
 
-// profileOptions is a profile's cluster: SHOP_PROFILE presets what the
-// harness leaves alone (jobs, schedule, live), and what the harness sets
-// itself (the session store, where photos go) is set to the profile's
-// choice, so that every replica reports the profile in full; profilesBench
-// checks that it does.
-func profileOptions(profile, bin, dir string) cluster.Options {
-	o := cluster.Options{Replicas: 3, Binary: bin, Dir: filepath.Join(dir, "profile-"+profile),
+// profileOptions is the part's cluster name: SHOP_PROFILE presets what
+// the harness leaves alone (jobs, schedule, live), and what the harness
+// sets itself (the session store, where photos go) is set to the
+// profile's choice, so that every replica reports the profile in full;
+// profilesBench checks that it does. The clusters between the profiles
+// change one setting explicitly, which wins over the preset.
+func profileOptions(name, bin, dir string) cluster.Options {
+	profile := ProfileStateless
+	if strings.HasPrefix(name, ProfileStateful) && !strings.HasPrefix(name, ProfileStateless) {
+		profile = ProfileStateful
+	}
+	o := cluster.Options{Replicas: 3, Binary: bin, Dir: filepath.Join(dir, "profile-"+name),
 		Env: []string{"SHOP_LOG_LEVEL=warn", "SHOP_PROFILE=" + profile}}
 	if profile == ProfileStateful {
 		o.Store, o.LB, o.Uploads = session.Memory, "sticky", cluster.UploadsDisk
 	} else {
 		o.Store, o.LB, o.Uploads = session.Redis, "roundrobin", cluster.UploadsS3
+	}
+	switch name {
+	case ProfileStatefulRedis:
+		o.Store = session.Redis
+	case ProfileStatelessNoRiver:
+		o.Env = append(o.Env, "SHOP_JOBS=memory", "SHOP_SCHEDULE=local")
 	}
 	return o
 }
@@ -263,8 +308,8 @@ func (s *stepLatencies) steps() []StepLatency {
 // than clients (see walk).
 func walkShoppers(o Options) int { return max(o.Shoppers, 8*o.Workers) }
 
-// profilesBench starts both profiles' clusters side by side and measures
-// the walk on each, taking turns round by round.
+// profilesBench starts the profiles' clusters, and the two between them,
+// side by side and measures the walk on each, taking turns round by round.
 func profilesBench(ctx context.Context, o Options, bin, dir string, logf func(string, ...any)) ([]ProfileMeasurement, error) {
 	clusters, err := startClusters(ctx, profileKinds, func(profile string) (cluster.Options, string) {
 		return profileOptions(profile, bin, dir), "-profile " + profile
@@ -278,7 +323,7 @@ func profilesBench(ctx context.Context, o Options, bin, dir string, logf func(st
 	steps := make([]*stepLatencies, len(profileKinds))
 	for i, profile := range profileKinds {
 		c := clusters[profile]
-		if err := checkProfile(ctx, c, profile); err != nil {
+		if err := checkProfile(ctx, c, reportsProfile(profile)); err != nil {
 			return nil, err
 		}
 		shoppers, err := warmShoppers(ctx, c.URL(), n)
@@ -301,8 +346,8 @@ func profilesBench(ctx context.Context, o Options, bin, dir string, logf func(st
 		profile := profileKinds[i]
 		p := ProfileMeasurement{Profile: profile, LB: profileOptions(profile, bin, dir).LB, Measurement: m, Steps: steps[i].steps(),
 			Memory: clusterMemory(ctx, clusters[profile])}
-		logf("bench: -profile %-9s %6.0f req/s (%d clients)  p50 %v p99 %v at %d req/s  replicas %s each, cluster %s  success %.1f%%",
-			profile, p.Throughput, p.Workers, p.OpenP50, p.OpenP99, p.Rate, mib(p.MeanReplicaRSS()), mib(p.Memory.Total()), p.Success*100)
+		logf("bench: %-36s %6.0f req/s (%d clients)  p50 %v p99 %v at %d req/s  replicas %s each, cluster %s  success %.1f%%",
+			profileLabel(profile), p.Throughput, p.Workers, p.OpenP50, p.OpenP99, p.Rate, mib(p.MeanReplicaRSS()), mib(p.Memory.Total()), p.Success*100)
 		out = append(out, p)
 	}
 	return out, nil
@@ -362,6 +407,9 @@ func priceOf(ms []ProfileMeasurement, m Machine, started time.Time, o Options) p
 		Flow: walkFlow, Clients: o.Workers, Rate: o.Rate}
 	var base *ProfileMeasurement
 	for i, pm := range ms {
+		if pm.Profile != ProfileStateful && pm.Profile != ProfileStateless {
+			continue // the clusters between the profiles: the report's
+		}
 		pp := price.Profile{Name: pm.Profile, LB: pm.LB, Throughput: round1(pm.Throughput),
 			P50Ms: msFloat(pm.OpenP50), P99Ms: msFloat(pm.OpenP99),
 			Replicas: len(pm.Memory.Replicas), ReplicaRSS: pm.MeanReplicaRSS(), TotalRSS: pm.Memory.Total(), Shared: []price.Part{}}
@@ -422,7 +470,7 @@ func profilesRows(measured []ProfileMeasurement) (header []string, rows [][]stri
 		if base != nil && m.Profile != ProfileStateful {
 			rel = fmt.Sprintf("%.0f%%", relative(m.Measurement, base.Measurement)*100)
 		}
-		rows = append(rows, []string{m.Profile + " (" + m.LB + ")", fmt.Sprintf("%.0f", m.Throughput), rel, ms(m.OpenP50) + " / " + ms(m.OpenP99),
+		rows = append(rows, []string{profileLabel(m.Profile) + " (" + m.LB + ")", fmt.Sprintf("%.0f", m.Throughput), rel, ms(m.OpenP50) + " / " + ms(m.OpenP99),
 			mib(m.MeanReplicaRSS()), mib(m.Memory.Nginx), orDash(m.Memory.Redis), orDash(m.Memory.ObjectStore), mib(m.Memory.Total()),
 			fmt.Sprintf("%.1f%%", m.Success*100)})
 	}
@@ -440,7 +488,7 @@ func orDash(b uint64) string {
 func profileStepRows(measured []ProfileMeasurement) (header []string, rows [][]string) {
 	header = []string{"step"}
 	for _, m := range measured {
-		header = append(header, m.Profile+" p50 / p99")
+		header = append(header, profileLabel(m.Profile)+" p50 / p99")
 	}
 	for _, step := range walkPages {
 		row := []string{step}
@@ -463,15 +511,42 @@ const profilesHeading = "## The price of statelessness: -profile stateful vs sta
 
 // profilesMarkdown is the price's section of docs/benchmarks.md.
 func profilesMarkdown(b *strings.Builder, ms []ProfileMeasurement, o Options) {
+	round := o.Duration / time.Duration(o.Rounds)
 	b.WriteString(profilesHeading + "\n\n")
-	fmt.Fprintf(b, "Two more clusters side by side, each nginx + 3 replicas over one SQLite file: `-profile stateful` (memory sessions, photos on each replica's disk, receipt jobs in memory, local schedule, live events and login limits; nginx sticky, as memory sessions need) and `-profile stateless` (sessions in Redis, photos in versitygw, receipt jobs queued with River in the order's transaction, shared schedule, live events through Redis, login limits in Redis; nginx round robin). %d warm shoppers per cluster walk the shop: catalog, a product page, add one unit to the cart, the cart, then checkout (a fresh idempotency key each time) on every other walk and on the others take the item out again (`POST /cart/items/{id}`, quantity 0: a shopper who changes their mind, and the seeded stock would not last ten seconds of checkouts on every walk); each shopper one step at a time, starting at different steps so that every step is always in the mix. The two take turns round by round: %d rounds of %v with %d clients back to back (throughput, the median round; the ratio is the median of the round-by-round ratios), then %d rounds of %v at %d req/s (latencies, pooled). RSS is VmRSS after the load: the replicas' mean, and every process the cluster runs.\n\n",
-		walkShoppers(o), o.Rounds, o.Duration/time.Duration(o.Rounds), o.Workers, o.Rounds, o.Duration/time.Duration(o.Rounds), o.Rate)
+	fmt.Fprintf(b, "Four more clusters side by side, each nginx + 3 replicas over one SQLite file: `-profile stateful` (memory sessions, photos on each replica's disk, receipt jobs in memory, local schedule, live events and login limits; nginx sticky, as memory sessions need) and `-profile stateless` (sessions in Redis, photos in versitygw, receipt jobs queued with River in the order's transaction, shared schedule, live events through Redis, login limits in Redis; nginx round robin), and between them, to split the price, stateful with its sessions in Redis (`-session-store redis`, still sticky) and stateless with its jobs in memory (`-jobs memory -schedule local`: no River). ")
+	fmt.Fprintf(b, "%d warm shoppers per cluster walk the shop: catalog, a product page, add one unit to the cart, the cart, then checkout (a fresh idempotency key each time) on every other walk and on the others take the item out again (`POST /cart/items/{id}`, quantity 0: a shopper who changes their mind; the seeded stock would not last ten seconds of checkouts on every walk); each shopper one step at a time, starting at different steps so that every step is always in the mix. ", walkShoppers(o))
+	fmt.Fprintf(b, "The clusters take turns round by round: %d rounds of %v with %d clients back to back (throughput, the median round; a ratio is the median of the round-by-round ratios), then %d rounds of %v at %d req/s (latencies, pooled). RSS is VmRSS after the load: the replicas' mean, and every process the cluster runs.\n\n",
+		o.Rounds, round, o.Workers, o.Rounds, round, o.Rate)
 	h, rows := profilesRows(ms)
 	mdTable(b, h, rows)
 	h, rows = profileStepRows(ms)
 	fmt.Fprintf(b, "Each step at %d req/s:\n\n", o.Rate)
 	mdTable(b, h, rows)
-	b.WriteString("Where the price comes from: every request of a stateless replica that reads the session is a round trip to Redis (a `GET`, and on a write the session lock's `SET NX` and its release around the `SET`), where a stateful one reads a map; a checkout also inserts River's receipt job in the order's SQLite transaction (held longer, and River's workers on all three replicas poll and complete jobs in the same file) and publishes its live events through Redis. The walk uploads no photo, so the object store costs it memory only; a photo's own price is in the review photos table. What the price buys is in `/state` and the chaos scenario: a stateless replica can be killed at any moment without losing a cart, a photo or a receipt. `/state` shows these figures from `state/price/measured.json`, which this run wrote.\n\n")
+	b.WriteString("Where the price comes from: every request of a stateless replica that reads the session is a round trip to Redis (a `GET`; a write adds the session lock's `SET NX` and its release around the `SET`), where a stateful one reads a map; a checkout inserts River's receipt job in the order's SQLite transaction, and River's workers on all three replicas fetch, work and complete it in the same file; live events go through Redis. The walk uploads no photo, so the object store costs it memory only (a photo's own price is in the review photos table). ")
+	if split := priceSplit(ms); split != "" {
+		b.WriteString(split + " ")
+	}
+	b.WriteString("What the price buys is in `/state` and the chaos scenario: a stateless replica can be killed at any moment without losing a cart, a photo or a receipt. `/state` shows the two profiles' figures from `state/price/measured.json`, which this run wrote.\n\n")
+}
+
+// priceSplit says how much of the price each part took in this run: the
+// throughput of the clusters between the profiles, as shares of
+// stateful's.
+func priceSplit(ms []ProfileMeasurement) string {
+	by := map[string]Measurement{}
+	for _, m := range ms {
+		by[m.Profile] = m.Measurement
+	}
+	full, ok1 := by[ProfileStateful]
+	redis, ok2 := by[ProfileStatefulRedis]
+	noRiver, ok3 := by[ProfileStatelessNoRiver]
+	less, ok4 := by[ProfileStateless]
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return ""
+	}
+	pct := func(m Measurement) float64 { return relative(m, full) * 100 }
+	return fmt.Sprintf("In this run, of stateful's throughput: sessions in Redis alone keep %.0f%%; the rest of stateless without River (round robin, live events through Redis, Redis and versitygw on the same cores) %.0f%%; River's queue on top, the whole stateless profile, %.0f%%.",
+		pct(redis), pct(noRiver), pct(less))
 }
 
 // replaceSection puts section (a "## " heading and its text) into doc's

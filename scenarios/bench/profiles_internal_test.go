@@ -190,11 +190,13 @@ func TestPriceOf(t *testing.T) {
 			Memory: ClusterMemory{Replicas: map[string]uint64{"shop1": 20 << 20, "shop2": 30 << 20, "shop3": 40 << 20}, Nginx: 10 << 20, Redis: redis, ObjectStore: s3}}
 	}
 	ms := []ProfileMeasurement{mk(ProfileStateful, []float64{100, 200, 300}, 9876*time.Microsecond, 0, 0),
+		mk(ProfileStatefulRedis, []float64{90, 180, 270}, 10*time.Millisecond, 12<<20, 0),
+		mk(ProfileStatelessNoRiver, []float64{80, 160, 240}, 10*time.Millisecond, 12<<20, 37<<20),
 		mk(ProfileStateless, []float64{50, 150, 240}, 14*time.Millisecond, 12<<20, 37<<20)}
 	p := priceOf(ms, Machine{NProc: 2, CPU: "Test"}, time.Date(2026, 12, 6, 14, 0, 0, 0, time.UTC), Options{Workers: 32, Rate: 200, Command: "bench"})
 	full, ok1 := p.Find(ProfileStateful)
 	less, ok2 := p.Find(ProfileStateless)
-	if !ok1 || !ok2 || !p.Complete() {
+	if !ok1 || !ok2 || !p.Complete() || len(p.Profiles) != 2 {
 		t.Fatalf("priceOf = %+v", p)
 	}
 	// Round-by-round ratios 0.5, 0.75, 0.8: the median.
@@ -205,7 +207,10 @@ func TestPriceOf(t *testing.T) {
 		t.Errorf("shared parts: stateful %+v, stateless %+v (total %d)", full.Shared, less.Shared, less.TotalRSS)
 	}
 	h, rows := profilesRows(ms)
-	if len(rows) != 2 || len(rows[1]) != len(h) || rows[1][2] != "75%" || rows[0][6] != "–" {
+	if len(rows) != 4 || len(rows[3]) != len(h) || rows[3][2] != "75%" || rows[0][6] != "–" || !strings.HasPrefix(rows[1][0], "stateful, sessions in Redis") {
 		t.Errorf("table %v %v", h, rows)
+	}
+	if got, want := priceSplit(ms), "sessions in Redis alone keep 90%; the rest of stateless without River (round robin, live events through Redis, Redis and versitygw on the same cores) 80%; River's queue on top, the whole stateless profile, 75%."; !strings.HasSuffix(got, want) {
+		t.Errorf("priceSplit = %q; want it to end %q", got, want)
 	}
 }
