@@ -124,24 +124,19 @@ func (p ProfileMeasurement) MeanReplicaRSS() uint64 {
 	return t / uint64(len(p.Memory.Replicas))
 }
 
-// profileOptions is the part's cluster name: SHOP_PROFILE presets what
-// the harness leaves alone (jobs, schedule, live), and what the harness
-// sets itself (the session store, where photos go) is set to the
-// profile's choice, so that every replica reports the profile in full;
-// profilesBench checks that it does. The clusters between the profiles
-// change one setting explicitly, which wins over the preset.
+// profileOptions is the part's cluster name: the harness starts a
+// profile's cluster with what the profile needs around the replicas
+// (Redis, versitygw, sticky or round-robin nginx) and the replicas with
+// -profile, and profilesBench checks that every replica reports it. The
+// clusters between the profiles change one setting explicitly, which wins
+// over the preset.
 func profileOptions(name, bin, dir string) cluster.Options {
 	profile := ProfileStateless
-	if strings.HasPrefix(name, ProfileStateful) && !strings.HasPrefix(name, ProfileStateless) {
+	if name == ProfileStateful || name == ProfileStatefulRedis {
 		profile = ProfileStateful
 	}
-	o := cluster.Options{Replicas: 3, Binary: bin, Dir: filepath.Join(dir, "profile-"+name),
-		Env: []string{"SHOP_LOG_LEVEL=warn", "SHOP_PROFILE=" + profile}}
-	if profile == ProfileStateful {
-		o.Store, o.LB, o.Uploads = session.Memory, "sticky", cluster.UploadsDisk
-	} else {
-		o.Store, o.LB, o.Uploads = session.Redis, "roundrobin", cluster.UploadsS3
-	}
+	o := cluster.Options{Replicas: 3, Profile: profile, Binary: bin, Dir: filepath.Join(dir, "profile-"+name),
+		Env: []string{"SHOP_LOG_LEVEL=warn"}}
 	switch name {
 	case ProfileStatefulRedis:
 		o.Store = session.Redis
@@ -344,7 +339,7 @@ func profilesBench(ctx context.Context, o Options, bin, dir string, logf func(st
 	var out []ProfileMeasurement
 	for i, m := range measureGroup(ctx, o, jobs, true) {
 		profile := profileKinds[i]
-		p := ProfileMeasurement{Profile: profile, LB: profileOptions(profile, bin, dir).LB, Measurement: m, Steps: steps[i].steps(),
+		p := ProfileMeasurement{Profile: profile, LB: clusters[profile].LB(), Measurement: m, Steps: steps[i].steps(),
 			Memory: clusterMemory(ctx, clusters[profile])}
 		logf("bench: %-36s %6.0f req/s (%d clients)  p50 %v p99 %v at %d req/s  replicas %s each, cluster %s  success %.1f%%",
 			profileLabel(profile), p.Throughput, p.Workers, p.OpenP50, p.OpenP99, p.Rate, mib(p.MeanReplicaRSS()), mib(p.Memory.Total()), p.Success*100)

@@ -432,6 +432,10 @@ func upstreams(rs []*Replica) []deploy.Replica {
 // URL is nginx's base URL: "http://127.0.0.1:PORT".
 func (c *Cluster) URL() string { return c.nginx.url() }
 
+// LB is nginx's policy, as Options or the profile chose it: "roundrobin"
+// or "sticky".
+func (c *Cluster) LB() string { return c.o.LB }
+
 // SessionKeys is the replicas' SHOP_SESSION_KEYS with the cookie store, as
 // the cluster started them.
 func (c *Cluster) SessionKeys() string { return c.o.SessionKeys }
