@@ -33,7 +33,7 @@ const (
 	// chaosKills is how many replicas each profile's run kills: every one
 	// of the three at least once, in random order.
 	chaosKills = 5
-	// chaosEvery is the time between two kills.
+	// chaosEvery is the least time between two kills.
 	chaosEvery = 2 * time.Second
 	// chaosSettle bounds every wait for the clients or the cluster to
 	// catch up: generous for a loaded machine.
@@ -742,6 +742,11 @@ func runChaos(t *testing.T, profile string) {
 	}
 	if stateless && l.failed[http.MethodGet] > 0 {
 		t.Errorf("%d GETs failed through nginx: it must retry them on another replica", l.failed[http.MethodGet])
+	}
+	// Stateful must have had something to lose, or every check above
+	// held for want of a loss.
+	if !stateless && !slices.ContainsFunc(kills, func(k *chaosKill) bool { return k.state.Loses != "nothing" }) {
+		t.Error("stateful: no victim's /api/state announced a loss")
 	}
 }
 
