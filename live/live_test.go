@@ -574,3 +574,21 @@ func TestRedisPublishWhileRedisStalls(t *testing.T) {
 		t.Errorf("Publish after Redis came back: %v", err)
 	}
 }
+
+// BenchmarkRedisPublish is what a checkout of one product spends
+// announcing it: its stock and its order, appended before it answers.
+func BenchmarkRedisPublish(b *testing.B) {
+	r := testenv.StartRedis(b)
+	rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
+	h := live.NewRedis(rc, live.Options{}, nil)
+	b.Cleanup(func() { h.Close(); rc.Close() })
+	o := live.Order{ID: "o-1", SessionID: "ann", Status: "placed"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if err := h.Publish(b.Context(), live.StockChanged(int64(i%24+1), i), live.OrderChanged(o)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
