@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"go/ast"
 	"maps"
 	"os"
 	"path/filepath"
@@ -374,4 +375,147 @@ func checkComposeUploads(t *testing.T, p composeProject, uploads string) {
 	if !slices.Contains(o.Mounts, composeMount{Type: "volume", Source: "objectdata", Target: "/data"}) {
 		t.Errorf("objects mounts %+v, want volume objectdata at /data", o.Mounts)
 	}
+}
+
+// TestComposeProfiles runs each `SHOP_PROFILE=... docker compose up` line of
+// the compose file's header as docker compose would read the file with that
+// environment: the profile reaches every shop, no value the file sets
+// contradicts it (an explicit setting wins over the profile, so one would
+// quietly make the shops "custom"), stateless has the object store it needs,
+// and stateful is served sticky. The profiles are read from cmd/shop.
+func TestComposeProfiles(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "docker-compose.yml")
+	header, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles := readShopProfiles(t)
+	documented := map[string]bool{}
+	line := regexp.MustCompile(`(?m)^#\s+((?:[A-Z_]+=\S+\s+)+)docker compose up`)
+	for _, m := range line.FindAllStringSubmatch(string(header), -1) {
+		env := map[string]string{}
+		for _, kv := range strings.Fields(m[1]) {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		profile := env["SHOP_PROFILE"]
+		if profile == "" {
+			continue
+		}
+		t.Run(profile, func(t *testing.T) {
+			preset, ok := profiles[profile]
+			if !ok {
+				t.Fatalf("the header runs SHOP_PROFILE=%s, which cmd/shop does not have", profile)
+			}
+			documented[profile] = true
+			p := loadCompose(t, path, env)
+			for _, name := range []string{"shop1", "shop2", "shop3"} {
+				got := p.Services[name].Environment
+				if got["SHOP_PROFILE"] != profile {
+					t.Errorf("%s: SHOP_PROFILE=%q, want %q", name, got["SHOP_PROFILE"], profile)
+				}
+				for flag, want := range preset {
+					env := "SHOP_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+					v := got[env]
+					fits := v == "" || v == want
+					if flag == "uploads" { // any bucket, or any directory, fits
+						fits = v == "" || strings.HasPrefix(v, "s3://") == strings.HasPrefix(want, "s3://")
+					}
+					if !fits {
+						t.Errorf("%s: %s=%q contradicts -profile %s (%s): the explicit value wins and the shop is custom", name, env, v, profile, want)
+					}
+				}
+			}
+			if strings.HasPrefix(preset["uploads"], "s3://") {
+				checkComposeUploads(t, p, env["SHOP_UPLOADS"])
+				for _, name := range []string{"shop1", "shop2", "shop3"} {
+					if !strings.HasPrefix(p.Services[name].Environment["SHOP_UPLOADS"], "s3://") {
+						t.Errorf("%s: SHOP_UPLOADS=%q: -profile %s keeps photos in the object store", name, p.Services[name].Environment["SHOP_UPLOADS"], profile)
+					}
+				}
+			}
+			// Sessions in each shop's memory need a shopper to stay on one.
+			policy := PolicyRoundRobin
+			if preset["session-store"] == "memory" {
+				policy = PolicySticky
+			}
+			checkComposeNginx(t, p, root, policy)
+		})
+	}
+	for name := range profiles {
+		if !documented[name] {
+			t.Errorf("docker-compose.yml's header has no `SHOP_PROFILE=%s ... docker compose up` line", name)
+		}
+	}
+}
+
+// readShopProfiles reads cmd/shop's -profile presets (profile.go's
+// profiles): profile name → flag → value.
+func readShopProfiles(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	consts := map[string]string{}
+	var table *ast.CompositeLit
+	for _, f := range parseGoFiles(t, filepath.Join("..", "cmd", "shop")) {
+		ast.Inspect(f, func(n ast.Node) bool {
+			vs, ok := n.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, name := range vs.Names {
+				if i >= len(vs.Values) {
+					continue
+				}
+				if s, ok := goStringLit(vs.Values[i]); ok {
+					consts[name.Name] = s
+				}
+				if lit, ok := vs.Values[i].(*ast.CompositeLit); ok && name.Name == "profiles" {
+					table = lit
+				}
+			}
+			return true
+		})
+	}
+	if table == nil {
+		t.Fatal("cmd/shop: no var profiles (profile.go) any more: re-read the presets in this test")
+	}
+	value := func(e ast.Expr) string {
+		if s, ok := goStringLit(e); ok {
+			return s
+		}
+		if id, ok := e.(*ast.Ident); ok {
+			return consts[id.Name]
+		}
+		t.Fatalf("cmd/shop profiles: %T is not a string or a constant", e)
+		return ""
+	}
+	out := map[string]map[string]string{}
+	for _, e := range table.Elts {
+		p, ok := e.(*ast.CompositeLit)
+		if !ok || len(p.Elts) != 2 {
+			t.Fatalf("cmd/shop profiles: an entry is not {name, flags}")
+		}
+		flags := map[string]string{}
+		for _, fe := range p.Elts[1].(*ast.CompositeLit).Elts {
+			var flag, v string
+			for _, kv := range fe.(*ast.CompositeLit).Elts {
+				kv := kv.(*ast.KeyValueExpr)
+				switch kv.Key.(*ast.Ident).Name {
+				case "flag":
+					flag = value(kv.Value)
+				case "value":
+					v = value(kv.Value)
+				}
+			}
+			flags[flag] = v
+		}
+		out[value(p.Elts[0])] = flags
+	}
+	if len(out) == 0 {
+		t.Fatal("cmd/shop profiles: none read")
+	}
+	return out
 }

@@ -4,7 +4,7 @@
 //
 //	go run ./scenarios list
 //	go run ./scenarios show NAME|PATH.txt
-//	go run ./scenarios run NAME|PATH.txt [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-live local|redis] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
+//	go run ./scenarios run NAME|PATH.txt [-profile stateful|stateless] [-store memory|redis|cookie] [-lb roundrobin|sticky|noretry] [-lock on|off] [-cache off|on|uninvalidated] [-live local|redis] [-db sqlite|postgres] [-report FILE.html] [-target URL [-driver goreman|compose]]
 //	go run ./scenarios run load [-short] [-scaling]
 //	go run ./scenarios matrix [-only NAME] [-db sqlite|postgres]
 //
@@ -19,9 +19,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +60,8 @@ const usage = `usage:
                                  (-only: one scenario's configurations); a Markdown table on stdout
 
 run flags (the first "run with" line of the script that agrees with them is run):
+  -profile stateful|stateless   the replicas' -profile: every kind of state in each replica (behind sticky
+                                routing) or outside it; the other flags win over it
   -store memory|redis|cookie    where sessions live: each replica, Redis, or sealed in the browser's cookie
   -lb roundrobin|sticky|noretry nginx's policy (noretry: no retry on another replica, like an L4 balancer)
   -lock on|off                  the session write lock
@@ -184,6 +188,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 
 // runFlags are run's flags.
 type runFlags struct {
+	profile         string
 	store, lb, lock string
 	cache           string
 	uploads         string
@@ -200,6 +205,7 @@ type runFlags struct {
 func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, err error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&f.profile, "profile", "", "the replicas' -profile: stateful or stateless")
 	fs.StringVar(&f.store, "store", "", "session store: memory or redis")
 	fs.StringVar(&f.lb, "lb", "", "nginx policy: roundrobin, sticky or noretry")
 	fs.StringVar(&f.lock, "lock", "", "session lock: on or off")
@@ -229,11 +235,10 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 	}
 	f.set = map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	for _, c := range []struct{ flag, val string }{{"store", f.store}, {"lb", f.lb}, {"lock", f.lock}, {"cache", f.cache}, {"uploads", f.uploads}, {"live", f.live}} {
-		if f.set[c.flag] {
-			if err := lab.CheckConfigValue(c.flag, c.val); err != nil {
-				return "", f, fmt.Errorf("-%v", err)
-			}
+	pairs := f.pairs()
+	for _, key := range slices.Sorted(maps.Keys(pairs)) {
+		if err := lab.CheckConfigValue(key, pairs[key]); err != nil {
+			return "", f, fmt.Errorf("-%v", err)
 		}
 	}
 	if f.db != cluster.DatabaseSQLite && f.db != cluster.DatabasePostgres {
@@ -252,39 +257,30 @@ func parseRunFlags(args []string, stderr io.Writer) (name string, f runFlags, er
 }
 
 // pickConfig chooses the configuration for a run: the first one the script
-// declares that agrees with every flag given, else the defaults with the
-// flags applied (a configuration the script may have no expectation for,
-// which the judge then says).
+// declares that agrees with every flag given, else the configuration the
+// flags describe (a profile's presets, the defaults, the flags winning; a
+// configuration the script may have no expectation for, which the judge
+// then says).
 func pickConfig(s *lab.Script, f runFlags) lab.Config {
-	agrees := func(c lab.Config) bool {
-		return (!f.set["store"] || c.Store == f.store) && (!f.set["lb"] || c.LB == f.lb) && (!f.set["lock"] || c.Lock == f.lock) &&
-			(!f.set["cache"] || c.Cache == f.cache) && (!f.set["uploads"] || c.Uploads == f.uploads) && (!f.set["live"] || c.Live == f.live)
-	}
+	pairs := f.pairs()
 	for _, c := range s.Configs {
-		if agrees(c) {
+		if pairs.Holds(c) {
 			return c
 		}
 	}
-	c := lab.DefaultConfig
-	if f.set["store"] {
-		c.Store = f.store
+	return lab.ConfigOf(pairs)
+}
+
+// pairs are the configuration flags given on the command line, as the keys
+// of a "run with" line.
+func (f runFlags) pairs() lab.Condition {
+	pairs := lab.Condition{}
+	for key, val := range map[string]string{"profile": f.profile, "store": f.store, "lb": f.lb, "lock": f.lock, "cache": f.cache, "uploads": f.uploads, "live": f.live} {
+		if f.set[key] {
+			pairs[key] = val
+		}
 	}
-	if f.set["lb"] {
-		c.LB = f.lb
-	}
-	if f.set["lock"] {
-		c.Lock = f.lock
-	}
-	if f.set["cache"] {
-		c.Cache = f.cache
-	}
-	if f.set["uploads"] {
-		c.Uploads = f.uploads
-	}
-	if f.set["live"] {
-		c.Live = f.live
-	}
-	return c
+	return pairs
 }
 
 func runOne(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {

@@ -53,7 +53,7 @@ func TestList(t *testing.T) {
 // matrix's -only.
 func TestHelpNamesEveryFlag(t *testing.T) {
 	_, out, _ := runCLI(t, "help")
-	for _, want := range []string{"cookie", "-cache", "-only", "-store", "-lb", "-lock", "-report", "-target", "-driver", "-db", buildDir()} {
+	for _, want := range []string{"cookie", "-profile", "-cache", "-only", "-store", "-lb", "-lock", "-report", "-target", "-driver", "-db", buildDir()} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q:\n%s", want, out)
 		}
@@ -71,6 +71,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "nosuch"}, `no scenario "nosuch"`},
 		{[]string{"run", "failover", "-store", "disk"}, `-store=disk: want memory, redis`}, // and the other kinds
 		{[]string{"run", "failover", "-lb", "round-robin"}, `-lb=round-robin: want roundrobin, sticky or noretry`},
+		{[]string{"run", "chaos", "-profile", "stateles"}, `-profile=stateles: want stateful or stateless`},
 		{[]string{"run", "./no/such/script.txt"}, `no/such/script.txt: no such file`},
 		{[]string{"run", "failover", "-report", "/no/such/dir/r.html"}, `-report: open /no/such/dir/r.html: no such file or directory`},
 		{[]string{"run", "failover", "-driver", "compose"}, "-driver and -compose-file need -target"},

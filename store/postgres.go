@@ -62,7 +62,10 @@ func (d *DB) migrateWaitingForServer(ctx context.Context) (seeded bool, err erro
 	for {
 		seeded, err = d.migrate(ctx)
 		classify(ctx, &err)
-		if err == nil || !errors.Is(err, ErrUnavailable) || time.Now().Add(delay).After(deadline) {
+		// A refused login is an outage to a running replica, but at start
+		// it is most often a typo in -db: waiting would not mend it.
+		if err == nil || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPasswordRefused) ||
+			errors.Is(err, ErrLoginRefused) || time.Now().Add(delay).After(deadline) {
 			return seeded, err
 		}
 		t := time.NewTimer(delay)
@@ -96,6 +99,19 @@ func postgresCode(err error) string {
 		return e.Code
 	}
 	return ""
+}
+
+// postgresLoginRefused returns ErrPasswordRefused or ErrLoginRefused when
+// err is PostgreSQL refusing to open a connection for these credentials
+// (class 28, invalid authorization specification), else nil.
+func postgresLoginRefused(err error) error {
+	switch code := postgresCode(err); code {
+	case "28P01":
+		return ErrPasswordRefused
+	case "28000":
+		return ErrLoginRefused
+	}
+	return nil
 }
 
 // postgresUnavailable reports whether err says that PostgreSQL cannot

@@ -40,6 +40,20 @@ var ErrEmailTaken = errors.New("email already registered")
 // answers 503 with Retry-After.
 var ErrUnavailable = errors.New("database unavailable")
 
+// ErrPasswordRefused reports that PostgreSQL refused this replica's password
+// as it opened a connection (SQLSTATE 28P01), as in the window of a password
+// rotation between ALTER ROLE and the replica's restart with the new one.
+// Connections already open go on working, so from the shop's side it is an
+// outage of the database, not a fault of the request: an error that matches
+// it matches ErrUnavailable too.
+var ErrPasswordRefused = errors.New("database refused the password")
+
+// ErrLoginRefused reports that PostgreSQL refused this replica's login for a
+// reason other than the password (SQLSTATE 28000: no pg_hba.conf entry, a
+// role that may not log in). Like ErrPasswordRefused it matches
+// ErrUnavailable.
+var ErrLoginRefused = errors.New("database refused the login")
+
 // Timeout bounds every call to the database, so no request waits on it for
 // longer. SQLite's busy_timeout is shorter, so that a lock held elsewhere
 // ends as SQLITE_BUSY, which names the cause, rather than as a deadline.
@@ -214,18 +228,27 @@ func classify(ctx context.Context, err *error) {
 		}
 		return
 	}
+	if refused := postgresLoginRefused(*err); refused != nil {
+		*err = &unavailableError{err: *err, why: refused}
+		return
+	}
 	if errors.Is(*err, context.DeadlineExceeded) || errors.Is(*err, sql.ErrConnDone) ||
 		sqliteUnavailable(*err) || postgresUnavailable(*err) {
 		*err = &unavailableError{err: *err}
 	}
 }
 
-// unavailableError is a database error that matches ErrUnavailable and
-// keeps the driver's error for the log.
-type unavailableError struct{ err error }
+// unavailableError is a database error that matches ErrUnavailable, and
+// why when a cause is known, and keeps the driver's error for the log.
+type unavailableError struct{ err, why error }
 
-func (e *unavailableError) Error() string   { return e.err.Error() }
-func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() []error {
+	if e.why != nil {
+		return []error{ErrUnavailable, e.why, e.err}
+	}
+	return []error{ErrUnavailable, e.err}
+}
 
 // queryer is what the read helpers need, so they run on a pool or inside a
 // transaction alike.

@@ -92,6 +92,12 @@ func errorStatus(err error) (status int, heading, message string) {
 		// call reached it, an outage is a 503 that names Redis, never a 500
 		// and never the cart.
 		return http.StatusServiceUnavailable, "Redis unavailable", redisTrouble(err)
+	case errors.Is(err, store.ErrPasswordRefused), errors.Is(err, store.ErrLoginRefused):
+		// A password rotation caught half-way: this replica still holds
+		// the old password, and every new connection is refused until it
+		// restarts with the new one.
+		return http.StatusServiceUnavailable, "Database unavailable", "The shop's database refused this replica's " + loginWord(err) +
+			" as it opened a new connection (a password being changed, most often), so this could not be done. Nothing was changed. Try again in a moment."
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "Database unavailable", "The shop's database is not answering right now, so this could not be done. Nothing was changed; browsing the catalog still works. Try again in a moment."
 	case errors.Is(err, store.ErrNotFound):
@@ -121,6 +127,14 @@ func redisTrouble(err error) string {
 	}
 	return "Redis, which the replicas share for login limits, the cluster list and live metrics, " + why +
 		", so this could not be done right now. The catalog still works; try again in a moment."
+}
+
+// loginWord names what the database refused: the password, or the login.
+func loginWord(err error) string {
+	if errors.Is(err, store.ErrPasswordRefused) {
+		return "password"
+	}
+	return "login"
 }
 
 // statusOf is the status err alone would answer with.

@@ -2,7 +2,10 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
+
+	"github.com/statelab/shop/store"
 )
 
 // handleHealthz answers 200 while the process serves.
@@ -30,7 +33,7 @@ func (s *Server) handleReadyz() http.Handler {
 		if err := s.db.Ping(ctx); err != nil {
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte("database not answering\n"))
+			w.Write([]byte(databaseTrouble(err) + "\n"))
 			return
 		}
 		if err := s.sessions.Ping(ctx); err != nil {
@@ -42,4 +45,17 @@ func (s *Server) handleReadyz() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+}
+
+// databaseTrouble says in a few words why the database did not answer a
+// readiness check: a refused login is not mended by waiting as a restart
+// is, and the one who reads /readyz should know which it is.
+func databaseTrouble(err error) string {
+	switch {
+	case errors.Is(err, store.ErrPasswordRefused):
+		return "database refused the password"
+	case errors.Is(err, store.ErrLoginRefused):
+		return "database refused the login"
+	}
+	return "database not answering"
 }

@@ -441,3 +441,73 @@ func (p *Postgres) Resume() error {
 	signalServer(server.Pid(), syscall.SIGCONT)
 	return nil
 }
+
+// Exec runs statements as the superuser on database, for a test that
+// changes the server under a shop (ALTER ROLE, pg_terminate_backend).
+func (p *Postgres) Exec(ctx context.Context, database, statements string) error {
+	u := p.URL(database)
+	conn, err := pgconn.Connect(ctx, u)
+	if err != nil {
+		return fmt.Errorf("testenv: postgres exec: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, statements).ReadAll(); err != nil {
+		return fmt.Errorf("testenv: postgres exec %q: %w", statements, err)
+	}
+	return nil
+}
+
+// PasswordRole creates role, which logs in with password and owns database,
+// and returns the URL of database as that role. The cluster trusts every
+// other login; this one's password is checked (SCRAM), so that a test can
+// change it with ALTER ROLE and see what a shop holding the old one meets.
+// role and password are plain words (letters, digits, underscores).
+func (p *Postgres) PasswordRole(ctx context.Context, role, password, database string) (string, error) {
+	for _, w := range []string{role, password, database} {
+		if !plainWord(w) {
+			return "", fmt.Errorf("testenv: postgres role: %q is not a plain word", w)
+		}
+	}
+	if err := p.Exec(ctx, "postgres", fmt.Sprintf(
+		"CREATE ROLE %s LOGIN PASSWORD '%s'; ALTER DATABASE %s OWNER TO %s", role, password, database, role)); err != nil {
+		return "", err
+	}
+	// The first line that matches a connection decides it: this one goes
+	// before initdb's "trust" lines.
+	hba := filepath.Join(p.dataDir, "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		return "", fmt.Errorf("testenv: postgres role: %w", err)
+	}
+	line := fmt.Sprintf("host all %s 127.0.0.1/32 scram-sha-256\n", role)
+	if err := os.WriteFile(hba, append([]byte(line), old...), 0o600); err != nil {
+		return "", fmt.Errorf("testenv: postgres role: %w", err)
+	}
+	if err := p.Exec(ctx, "postgres", "SELECT pg_reload_conf()"); err != nil {
+		return "", err
+	}
+	// The postmaster rereads the file when the signal reaches it: wait
+	// until a wrong password is refused.
+	wrong := fmt.Sprintf("postgres://%s:not-%s@%s/%s?sslmode=disable", role, password, p.Addr(), database)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err := pgconn.Connect(ctx, wrong)
+		if err != nil {
+			break
+		}
+		conn.Close(ctx)
+		if time.Now().After(deadline) {
+			return "", errors.New("testenv: postgres role: pg_hba.conf not reloaded after 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", role, password, p.Addr(), database), nil
+}
+
+func plainWord(s string) bool {
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -9,6 +9,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,8 +33,15 @@ import (
 // Options describe a cluster. The zero value is three replicas with Redis
 // sessions behind round-robin nginx.
 type Options struct {
-	Replicas int    // number of replicas; default 3
-	Store    string // session store: "memory", "redis" (default) or "cookie"
+	Replicas int // number of replicas; default 3
+	// Profile is every replica's -profile (SHOP_PROFILE): "stateful",
+	// "stateless" or "" for none. It also picks Store, Uploads and LB
+	// where they are left unsaid (profiles), so that the cluster has what
+	// the profile needs (Redis, an object store) and a stateful one sits
+	// behind sticky routing; the replicas take the rest of the profile
+	// (jobs, schedule, live) from -profile itself.
+	Profile string
+	Store   string // session store: "memory", "redis" (default) or "cookie"
 	// SessionKeys is SHOP_SESSION_KEYS of every replica with the cookie
 	// store; "" generates one key for this cluster (SessionKeys tells it).
 	SessionKeys string
@@ -90,12 +98,28 @@ const defaultDrain = 300 * time.Millisecond
 // Port 1 is never served on loopback.
 const noRedisAddr = "127.0.0.1:1"
 
+// profiles are what Options.Profile picks for the cluster around the
+// replicas: the shop's own presets are in cmd/shop/profile.go.
+var profiles = map[string]struct{ store, uploads, lb string }{
+	"stateful":  {session.Memory, UploadsDisk, deploy.PolicySticky},
+	"stateless": {session.Redis, UploadsS3, deploy.PolicyRoundRobin},
+}
+
 func (o Options) withDefaults() (Options, error) {
 	if o.Replicas == 0 {
 		o.Replicas = 3
 	}
 	if o.Replicas < 0 {
 		return o, fmt.Errorf("cluster: Replicas %d: want at least 1", o.Replicas)
+	}
+	if o.Profile != "" {
+		p, ok := profiles[o.Profile]
+		if !ok {
+			return o, fmt.Errorf("cluster: Profile %q: want stateful or stateless", o.Profile)
+		}
+		o.Store = cmp.Or(o.Store, p.store)
+		o.Uploads = cmp.Or(o.Uploads, p.uploads)
+		o.LB = cmp.Or(o.LB, p.lb)
 	}
 	if o.Store == "" {
 		o.Store = "redis"
@@ -384,6 +408,9 @@ func (c *Cluster) replicaEnv(name string, port int, extra []string) []string {
 	)
 	if c.o.Store == session.Cookie {
 		env = append(env, "SHOP_SESSION_KEYS="+c.o.SessionKeys)
+	}
+	if c.o.Profile != "" {
+		env = append(env, "SHOP_PROFILE="+c.o.Profile)
 	}
 	env = append(env, c.uploadsEnv(name)...)
 	// exec uses the last value of a duplicated key: these override.

@@ -83,7 +83,22 @@ func TestOptionsDefaults(t *testing.T) {
 	if fmt.Sprint(o) != fmt.Sprint(want) {
 		t.Errorf("defaults = %+v, want %+v", o, want)
 	}
-	for _, bad := range []Options{{Replicas: -1}, {Store: "disk"}, {LB: "random"}, {Lock: "maybe"}, {Database: "mysql"}, {Uploads: "nfs"}} {
+	// A profile picks what the cluster around its replicas needs; what
+	// is said explicitly wins.
+	for _, tt := range []struct {
+		o                  Options
+		store, uploads, lb string
+	}{
+		{Options{Profile: "stateful"}, "memory", UploadsDisk, "sticky"},
+		{Options{Profile: "stateless"}, "redis", UploadsS3, "roundrobin"},
+		{Options{Profile: "stateful", Store: "redis", LB: "roundrobin"}, "redis", UploadsDisk, "roundrobin"},
+	} {
+		o, err := tt.o.withDefaults()
+		if err != nil || o.Store != tt.store || o.Uploads != tt.uploads || o.LB != tt.lb {
+			t.Errorf("%+v: store %q, uploads %q, lb %q (%v); want %q, %q, %q", tt.o, o.Store, o.Uploads, o.LB, err, tt.store, tt.uploads, tt.lb)
+		}
+	}
+	for _, bad := range []Options{{Replicas: -1}, {Store: "disk"}, {LB: "random"}, {Lock: "maybe"}, {Database: "mysql"}, {Uploads: "nfs"}, {Profile: "stateles"}} {
 		if _, err := Start(t.Context(), bad); err == nil {
 			t.Errorf("Start(%+v) succeeded, want an error", bad)
 		}

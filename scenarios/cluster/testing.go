@@ -84,6 +84,11 @@ func StartRedisHAT(tb testing.TB) *RedisHA {
 // on PostgreSQL.
 func StartT(tb testing.TB, o Options) *Cluster {
 	tb.Helper()
+	if d, err := o.withDefaults(); err == nil {
+		// What the cluster will run: a profile picks the store and the
+		// uploads when they are left unsaid.
+		o.Store, o.Uploads = d.Store, d.Uploads
+	}
 	if o.Store == "memory" {
 		Require(tb, "nginx")
 	} else {

@@ -139,7 +139,13 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	if s.Config.Wait != "" {
 		env = append([]string{"SHOP_REDIS_WAIT_REPLICAS=" + s.Config.Wait}, env...)
 	}
-	if s.Config.Live == "local" || s.Config.Live == "redis" {
+	// With a profile the replicas get -profile and only the settings
+	// the configuration sets otherwise: the profile does the rest, as
+	// it would in production.
+	own := func(key, value string) bool {
+		return value != "" && profiles[s.Config.Profile][key] != value
+	}
+	if own("live", s.Config.Live) {
 		env = append([]string{"SHOP_LIVE=" + s.Config.Live}, env...)
 	}
 	switch s.Config.Cache {
@@ -152,10 +158,10 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	// a job delay long enough for a kill to land mid-job, and a report
 	// period short enough that a run sees several.
 	env = append([]string{"SHOP_JOB_DELAY=" + LabJobDelay.String(), "SHOP_REPORT_EVERY=" + LabReportEvery.String()}, env...)
-	if s.Config.Jobs != "" {
+	if own("jobs", s.Config.Jobs) {
 		env = append([]string{"SHOP_JOBS=" + s.Config.Jobs}, env...)
 	}
-	if s.Config.Schedule != "" {
+	if own("schedule", s.Config.Schedule) {
 		env = append([]string{"SHOP_SCHEDULE=" + s.Config.Schedule}, env...)
 	}
 	lb, noRetry := s.Config.LB, false
@@ -164,6 +170,7 @@ func (d *LocalDriver) Start(ctx context.Context, s Setup) (string, error) {
 	}
 	c, err := cluster.Start(ctx, cluster.Options{
 		Replicas: s.Replicas,
+		Profile:  s.Config.Profile,
 		Store:    s.Config.Store,
 		NoRetry:  noRetry,
 		Notify:   d.tell,

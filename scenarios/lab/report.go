@@ -45,7 +45,7 @@ func reportView(r *Result) templates.ReportView {
 		Title:    fmt.Sprintf("%s — %s", r.Scenario, r.Config),
 		Scenario: r.Scenario,
 		Lesson:   r.Lesson,
-		Config:   r.Config.String(),
+		Config:   r.Config.Spelled(),
 		Pass:     r.Pass,
 		Summary: []templates.ReportPair{
 			{Label: "requests", Value: fmt.Sprintf("%d (%s)", st.Requests, StatusText(st.ByStatus))},

@@ -14,7 +14,7 @@ import (
 
 // Options say how to run a script.
 type Options struct {
-	Config Config    // the configuration; zero fields take DefaultConfig's
+	Config Config    // the configuration; zero fields take its profile's, then DefaultConfig's
 	Driver Driver    // nil runs a local cluster (LocalDriver)
 	Out    io.Writer // the narrative; nil discards it
 	// Detect asks a running cluster (-target) for its store and policy
@@ -93,12 +93,7 @@ func (r *Result) Expected() string {
 // driver cannot do); an outcome that differs from the expectation is not an
 // error but a Result with Pass false.
 func Run(ctx context.Context, s *Script, o Options) (*Result, error) {
-	cfg := o.Config
-	for _, k := range configKeys {
-		if f := k.field(&cfg); *f == "" {
-			*f = DefaultConfig.get(k.name)
-		}
-	}
+	cfg := o.Config.withDefaults()
 	d := o.Driver
 	if d == nil {
 		d = &LocalDriver{}
@@ -246,7 +241,7 @@ func (r *runner) start(ctx context.Context, n int) error {
 		setup.Needs.add(st.form.Needs)
 	}
 	if !r.detect {
-		r.rec.say(0, fmt.Sprintf("starting %d replicas (%s)", n, r.cfg))
+		r.rec.say(0, fmt.Sprintf("starting %d replicas (%s)", n, r.cfg.Spelled()))
 	}
 	if et, ok := r.d.(EventTeller); ok {
 		et.TellEvents(func(text string) { r.rec.event("%s", text) })

@@ -32,7 +32,12 @@ type Script struct {
 
 // Config is one cluster configuration a scenario runs under.
 type Config struct {
-	Store string // a session store kind (configKeys["store"])
+	// Profile is the shop's -profile every replica starts with: stateful,
+	// stateless, or "" for none (each state flag set on its own). A
+	// configuration with a profile takes the profile's values for the
+	// keys a "run with" line leaves unsaid (profiles).
+	Profile string
+	Store   string // a session store kind (configKeys["store"])
 	// LB is nginx's policy: roundrobin, sticky, or noretry (round robin
 	// that never retries on another replica, like an L4 balancer or
 	// kube-proxy, with the replica list following readiness).
@@ -57,8 +62,20 @@ type Config struct {
 }
 
 // String is "store=redis lb=roundrobin lock=on", then the Redis keys when
-// they differ from the default: "... redis=sentinel wait=1".
+// they differ from the default: "... redis=sentinel wait=1". With a
+// profile it is the profile and what differs from it, as a "run with"
+// line says it: "profile=stateful", "profile=stateless lock=off".
 func (c Config) String() string {
+	if c.Profile != "" {
+		s := "profile=" + c.Profile
+		preset := ConfigOf(Condition{"profile": c.Profile})
+		for _, k := range configKeys {
+			if v := *k.field(&c); k.name != "profile" && v != "" && v != *k.field(&preset) {
+				s += " " + k.name + "=" + v
+			}
+		}
+		return s
+	}
 	s := fmt.Sprintf("store=%s lb=%s lock=%s", c.Store, c.LB, c.Lock)
 	if c.Redis != "" && c.Redis != DefaultConfig.Redis {
 		s += " redis=" + c.Redis
@@ -84,8 +101,74 @@ func (c Config) String() string {
 	return s
 }
 
-// DefaultConfig is what a "run with" line or a flag leaves unsaid.
+// Spelled is String with a profile's values spelled out, for the
+// narrative and the report: "profile=stateful: store=memory lb=sticky
+// lock=on ... live=local".
+func (c Config) Spelled() string {
+	if c.Profile == "" {
+		return c.String()
+	}
+	var parts []string
+	for _, k := range configKeys {
+		if v := *k.field(&c); k.name != "profile" && v != "" {
+			parts = append(parts, k.name+"="+v)
+		}
+	}
+	return c.String() + ": " + strings.Join(parts, " ")
+}
+
+// DefaultConfig is what a "run with" line or a flag leaves unsaid, without
+// a profile.
 var DefaultConfig = Config{Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local"}
+
+// profiles are what each of the shop's profiles presets, in the lab's
+// keys: every kind of state in the replica (stateful, behind sticky
+// routing, as a stateful service must be) or outside it (stateless). The
+// shop's own table is cmd/shop/profile.go; the replicas get -profile and
+// only the keys a line sets otherwise.
+var profiles = map[string]Condition{
+	"stateful":  {"store": "memory", "lb": "sticky", "uploads": "disk", "jobs": "memory", "schedule": "local", "live": "local"},
+	"stateless": {"store": "redis", "lb": "roundrobin", "uploads": "s3", "jobs": "queue", "schedule": "shared", "live": "redis"},
+}
+
+// ConfigOf is the configuration that pairs (checked with
+// CheckConfigValue) describe: DefaultConfig, then the profile's presets
+// when they name one, then every other pair, which wins over the profile
+// as an explicit flag does in the shop.
+func ConfigOf(pairs Condition) Config {
+	cfg := DefaultConfig
+	if p := pairs["profile"]; p != "" {
+		cfg.Profile = p
+		for k, v := range profiles[p] {
+			cfg.set(k, v)
+		}
+	}
+	for k, v := range pairs {
+		cfg.set(k, v)
+	}
+	return cfg
+}
+
+// withDefaults fills the keys c leaves empty from its profile, then from
+// DefaultConfig.
+func (c Config) withDefaults() Config {
+	base := ConfigOf(Condition{"profile": c.Profile})
+	for _, k := range configKeys {
+		if f := k.field(&c); *f == "" {
+			*f = *k.field(&base)
+		}
+	}
+	return c
+}
+
+// set sets one key's value.
+func (c *Config) set(key, value string) {
+	for _, k := range configKeys {
+		if k.name == key {
+			*k.field(c) = value
+		}
+	}
+}
 
 // configKey is one key of "run with" and "when": its allowed values and
 // where it lives in a Config. A new store kind is one more value here.
@@ -98,6 +181,7 @@ type configKey struct {
 // configKeys are the keys a configuration has, in the order they are
 // written.
 var configKeys = []configKey{
+	{"profile", []string{"stateful", "stateless"}, func(c *Config) *string { return &c.Profile }},
 	{"store", session.Kinds(), func(c *Config) *string { return &c.Store }},
 	{"lb", []string{"roundrobin", "sticky", "noretry"}, func(c *Config) *string { return &c.LB }},
 	{"lock", []string{"on", "off"}, func(c *Config) *string { return &c.Lock }},
@@ -296,12 +380,7 @@ func Parse(file, text string) (*Script, error) {
 			if err != nil {
 				return fail(line, "%v", err)
 			}
-			cfg := DefaultConfig
-			for _, k := range configKeys {
-				if v, ok := cond[k.name]; ok {
-					*k.field(&cfg) = v
-				}
-			}
+			cfg := ConfigOf(cond)
 			if slices.Contains(s.Configs, cfg) {
 				return fail(line, "%s is already declared", cfg)
 			}

@@ -3,6 +3,7 @@ package lab
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -49,7 +50,13 @@ func TestParseRejectsMalformedScripts(t *testing.T) {
 		{"bad lb", "lesson l\nrun with lb=round-robin\nstart 3 replicas\nexpect carts intact\n",
 			`x.txt:2: lb=round-robin: want roundrobin, sticky or noretry`},
 		{"unknown key", header + "start 3 replicas\nexpect carts intact when colour=red\n",
-			`x.txt:4: unknown key "colour": want store, lb, lock, redis, wait, cache, uploads, jobs, schedule or live`},
+			`x.txt:4: unknown key "colour": want profile, store, lb, lock, redis, wait, cache, uploads, jobs, schedule or live`},
+		{"profile misspelt", "lesson l\nrun with profile=stateles\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:2: profile=stateles: want stateful or stateless`},
+		{"profile misspelt in when", header + "start 3 replicas\nexpect carts intact when profile=statless\n",
+			`x.txt:4: profile=statless: want stateful or stateless`},
+		{"bare profile in run with", "lesson l\nrun with stateless\nstart 3 replicas\nexpect carts intact\n",
+			`x.txt:2: "stateless" is not KEY=VALUE; did you mean "profile=stateless"?`},
 		{"empty when", header + "start 3 replicas\nexpect carts intact when\n",
 			`x.txt:4: "when" without a condition; did you mean "expect carts intact when store=redis"?`},
 		{"when on load", header + "start 3 replicas\nload 2 shoppers for 1s when store=redis\nwait for load\nexpect carts intact\n",
@@ -247,6 +254,55 @@ expect no status 500
 	}
 	if st.When.Holds(Config{Store: "redis", LB: "sticky", Lock: "on"}) || !st.When.Holds(Config{Store: "redis", LB: "roundrobin", Lock: "off"}) {
 		t.Errorf("when %v holds wrongly", st.When)
+	}
+}
+
+// TestProfileConfigs: "run with profile=X" is the profile's presets, a key
+// on the same line wins over the profile, "when profile=X" holds only
+// under that profile, and the configuration names itself by its profile.
+func TestProfileConfigs(t *testing.T) {
+	s, err := Parse("x.txt", `lesson profiles
+run with profile=stateful
+run with profile=stateless
+run with profile=stateful lb=roundrobin store=redis
+run with store=memory lb=sticky uploads=disk jobs=memory schedule=local live=local
+start 3 replicas
+expect carts intact when profile=stateless
+expect lost carts when profile=stateful
+expect lost carts when store=memory
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateful := Config{Profile: "stateful", Store: "memory", LB: "sticky", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "disk", Jobs: "memory", Schedule: "local", Live: "local"}
+	stateless := Config{Profile: "stateless", Store: "redis", LB: "roundrobin", Lock: "on", Redis: "single", Wait: "0", Cache: "off", Uploads: "s3", Jobs: "queue", Schedule: "shared", Live: "redis"}
+	overridden := stateful
+	overridden.LB, overridden.Store = "roundrobin", "redis"
+	byFlags := stateful
+	byFlags.Profile = ""
+	want := []Config{stateful, stateless, overridden, byFlags}
+	if !slices.Equal(s.Configs, want) {
+		t.Fatalf("configs:\n%v\nwant\n%v", s.Configs, want)
+	}
+	for i, name := range []string{"profile=stateful", "profile=stateless", "profile=stateful store=redis lb=roundrobin", "store=memory lb=sticky lock=on live=local"} {
+		if got := s.Configs[i].String(); got != name {
+			t.Errorf("config %d is %q, want %q", i, got, name)
+		}
+	}
+	if got := stateful.Spelled(); got != "profile=stateful: store=memory lb=sticky lock=on redis=single wait=0 cache=off uploads=disk jobs=memory schedule=local live=local" {
+		t.Errorf("spelled: %q", got)
+	}
+	// Expectation by expectation, which configurations it applies to.
+	for i, wantHolds := range [][]bool{{false, true, false, false}, {true, false, true, false}, {true, false, false, true}} {
+		for j, cfg := range s.Configs {
+			if got := s.Steps[1+i].When.Holds(cfg); got != wantHolds[j] {
+				t.Errorf("%q under %s: holds %v", s.Steps[1+i].Text, cfg, got)
+			}
+		}
+	}
+	// Options with only a profile fill the rest from it.
+	if got := (Config{Profile: "stateless"}).withDefaults(); got != stateless {
+		t.Errorf("withDefaults of a bare profile: %v", got)
 	}
 }
 

@@ -59,10 +59,14 @@ func WriteTable(w io.Writer, r *Result) {
 	}
 }
 
-// storeColumn is the store, with the Redis setup when it is not the
-// default: "redis (sentinel, wait 1)".
+// storeColumn is the store, with the profile and the Redis setup when it
+// is not the default: "redis (sentinel, wait 1)", "memory (profile
+// stateful)".
 func storeColumn(c Config) string {
 	var extra []string
+	if c.Profile != "" {
+		extra = append(extra, "profile "+c.Profile)
+	}
 	if c.Redis != "" && c.Redis != DefaultConfig.Redis {
 		extra = append(extra, c.Redis)
 	}
