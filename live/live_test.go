@@ -513,7 +513,8 @@ func TestRedisPublishOutlivesTheReplica(t *testing.T) {
 // Redis stalled at checkout: Publish gives up within the client's timeout
 // and says the events wait in memory; while they wait it does not make
 // the next request wait again, Describe says a kill -9 would lose them,
-// and once Redis answers they reach the streams, in order.
+// and once Redis answers they reach the streams, in order, once each, and
+// a live notice after them.
 func TestRedisPublishWhileRedisStalls(t *testing.T) {
 	r := testenv.StartRedis(t)
 	h := newRedisHub(t, r.Addr(), live.Options{})
@@ -563,6 +564,19 @@ func TestRedisPublishWhileRedisStalls(t *testing.T) {
 	}
 	if got[0] != [2]int{1, 41} || got[1] != [2]int{2, 52} {
 		t.Errorf("after Redis answered the stream got %v, want [1 41] then [2 52]", got)
+	}
+	// Late: a number among them may be older than one another replica
+	// appended meanwhile, so a live notice follows them, on which the
+	// pages read the stock afresh.
+	// (The reader's own notices, about its connection, carry no id.)
+	for {
+		evs := rs.until(live.TypeNotice)
+		if n := evs[len(evs)-1]; n.ID != "" {
+			if noticeState(n) != live.NoticeLive {
+				t.Errorf("after the late events: %+v, want a live notice from the Stream", n)
+			}
+			break
+		}
 	}
 	for deadline := time.Now().Add(10 * time.Second); h.Describe(t.Context()).LostIfKilled; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

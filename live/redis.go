@@ -133,7 +133,7 @@ func (h *RedisHub) Publish(ctx context.Context, evs ...Event) error {
 	// the event twice (an old stock number after a newer one would lie).
 	evs = slices.Clone(evs)
 	for i := range evs {
-		evs[i].once = h.boot + ":" + strconv.FormatUint(h.onceSeq.Add(1), 36)
+		evs[i].once = h.newName()
 	}
 	h.pubMu.Lock()
 	behind := h.behind
@@ -163,6 +163,22 @@ func (h *RedisHub) PublishStock(ctx context.Context, productID int64, stock int)
 // every replica, as Publish.
 func (h *RedisHub) PublishOrder(ctx context.Context, o Order) error {
 	return h.Publish(ctx, OrderChanged(o))
+}
+
+// newName names one event for AppendOnce: unique to this process.
+func (h *RedisHub) newName() string {
+	return h.boot + ":" + strconv.FormatUint(h.onceSeq.Add(1), 36)
+}
+
+// withLateNotice is a batch of events that waited for Redis, followed by
+// a live notice in the Stream: they land after whatever other replicas
+// appended meanwhile, so a stock number among them may be older than one
+// a tab already has. On the notice every page reads the stock afresh
+// (static/live.js), after the late events, so it ends with the truth.
+func (h *RedisHub) withLateNotice(batch []Event) []redisclient.StreamEvent {
+	n := notice(NoticeLive, "Updates that waited for Redis arrived late; the numbers are read afresh.")
+	n.once = h.newName()
+	return streamEvents(append(slices.Clip(batch), n))
 }
 
 func streamEvents(evs []Event) []redisclient.StreamEvent {
@@ -224,7 +240,7 @@ func (h *RedisHub) publishLoop(ctx context.Context) {
 			if len(batch) == 0 {
 				break
 			}
-			if _, err := h.log.AppendOnce(ctx, streamEvents(batch)); err != nil {
+			if _, err := h.log.AppendOnce(ctx, h.withLateNotice(batch)); err != nil {
 				h.logger.Warn("live: publish failed; retrying", "events", len(batch), "err", err)
 				h.requeue(batch)
 				if !backoff.wait(ctx) {
@@ -394,7 +410,7 @@ func (h *RedisHub) Close() {
 	if len(batch) == 0 {
 		return
 	}
-	if _, err := h.log.AppendOnce(context.Background(), streamEvents(batch)); err != nil {
+	if _, err := h.log.AppendOnce(context.Background(), h.withLateNotice(batch)); err != nil {
 		h.lost.Add(int64(len(batch)))
 		h.logger.Warn("live: events given up at close: Redis did not take them", "events", len(batch), "err", err)
 		return

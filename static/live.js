@@ -10,9 +10,15 @@
 
   const show = (el, text) => { if (el) el.textContent = text; };
 
+  // seq counts stock events; an element remembers the one that last set
+  // it, so that a read of /api/stock started before it does not undo it.
+  let seq = 0;
+
   const onStock = (d) => {
+    seq++;
     document.querySelectorAll('[data-live-stock="' + d.product_id + '"]').forEach((el) => {
       el.textContent = String(d.stock);
+      el.dataset.liveSeq = String(seq);
       const card = el.closest("[data-live-card]");
       if (card) card.hidden = false;
     });
@@ -37,11 +43,13 @@
   // resync reads every product's stock now and shows it where the page
   // shows stock; only is a filter on which elements to fill.
   const resync = (only) => {
+    const from = seq;
     fetch("/api/stock").then((r) => r.ok ? r.json() : null).then((d) => {
       if (!d) return;
       document.querySelectorAll("[data-live-stock]").forEach((el) => {
         const card = el.closest("[data-live-card]");
         if (only && !only(card)) return;
+        if (Number(el.dataset.liveSeq || 0) > from) return; // an event is newer
         const n = d.stock[el.getAttribute("data-live-stock")];
         if (n === undefined) return;
         el.textContent = String(n);
