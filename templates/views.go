@@ -405,6 +405,8 @@ type ReceiptInfo struct {
 	Note   string // where the job or its result is, in a sentence
 	Reason string // failed or lost: why
 	URL    string // the receipt's address
+	// Reloads says that the page reloads by itself while pending.
+	Reloads bool
 	// Confirmation is the customer's confirmation message, shown to that
 	// customer only.
 	Confirmation *Confirmation

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
 )
@@ -173,6 +172,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 			s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
 			info.Cart.Clear()
 		} else {
+			s.republishStock(r.Context(), placed)
 			info.Cart.Subtract(orderItems(placed))
 		}
 		info.Cart.MarkApplied(f.IdempotencyKey)
@@ -235,7 +235,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.receipts.Receipt(r.Context(), o)
+	st, err := s.receipt(r.Context(), o)
 	if err != nil {
 		return err
 	}
@@ -247,13 +247,13 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) error {
 		Total:    formatPrice(o.TotalCents),
 		Replica:  o.Replica,
 		PlacedAt: o.CreatedAt.UTC().Format(time.DateTime + " UTC"),
-		Receipt:  receiptInfo(o, st),
+		Receipt:  s.receiptInfo(o, st),
 	}
 	for _, l := range o.Lines {
 		v.Lines = append(v.Lines, cartLine(l.ProductID, l.Slug, l.Name, l.Quantity, l.PriceCents))
 	}
 	v.Page = s.page(r, "Order "+o.ID)
-	if st.State == jobs.Pending {
+	if st.Reload {
 		v.Page.Refresh = "2"
 	}
 	s.clearFlash(w, r)

@@ -35,7 +35,7 @@ func (s *Server) Announce(ctx context.Context, addr string) {
 	if !s.presence.Shared() {
 		return
 	}
-	a := redisclient.Announcement{Name: s.cfg.Replica, Addr: addr, Store: s.sessions.Kind(), StartedAt: time.Now().UTC().Truncate(time.Second)}
+	a := redisclient.Announcement{Name: s.cfg.Replica, Addr: addr, Store: s.sessions.Kind(), StartedAt: s.started.UTC().Truncate(time.Second)}
 	tick := time.NewTicker(announceEvery)
 	defer tick.Stop()
 	for {

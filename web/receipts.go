@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/statelab/shop/internal/redisclient"
 	"github.com/statelab/shop/jobs"
 	"github.com/statelab/shop/store"
 	"github.com/statelab/shop/templates"
@@ -47,14 +48,89 @@ func RenderReceipt(o store.Order, madeBy string) (string, error) {
 	return b.String(), nil
 }
 
-// receiptInfo turns a job's status into what the order page says.
-func receiptInfo(o store.Order, st jobs.Status) templates.ReceiptInfo {
-	info := templates.ReceiptInfo{State: st.State, Reason: st.Reason, URL: "/orders/" + o.ID + "/receipt"}
+// DefaultReceiptPatience is Config.ReceiptPatience's default: well past
+// the longest -job-delay (10 s) and a retry or two.
+const DefaultReceiptPatience = 30 * time.Second
+
+// receiptAnswer is an order's receipt as this replica can tell.
+type receiptAnswer struct {
+	jobs.Status
+	// Reload says whether a page showing it should ask again by itself:
+	// while it is pending, except once a receipt held in another
+	// replica's memory has been pending past Config.ReceiptPatience.
+	// Only that replica can tell when it is ready, and a browser kept on
+	// this one (sticky routing, or that replica gone) would reload for
+	// ever.
+	Reload bool
+	// Elsewhere is what this replica knows of the replica whose memory
+	// holds a pending receipt, in a sentence, or "".
+	Elsewhere string
+}
+
+// receipt asks the receipt jobs where o's receipt is. A receipt pending in
+// another replica's memory is lost for certain once that replica has
+// started again since the order was placed: the replicas' announcements
+// (a shared presence) say when each started.
+func (s *Server) receipt(ctx context.Context, o store.Order) (receiptAnswer, error) {
+	st, err := s.receipts.Receipt(ctx, o)
+	if err != nil {
+		return receiptAnswer{}, err
+	}
+	a := receiptAnswer{Status: st, Reload: st.State == jobs.Pending}
+	if st.State != jobs.Pending || st.HeldBy == "" || st.HeldBy == s.cfg.Replica {
+		return a, nil
+	}
+	if m, ok := s.member(ctx, st.HeldBy); ok {
+		switch {
+		// StartedAt is truncated to the second, and taken before the
+		// replica served anything: later than the order means a new
+		// process, which never held this job.
+		case !m.Gone && m.StartedAt.After(o.CreatedAt):
+			return receiptAnswer{Status: jobs.Status{State: jobs.Lost, HeldBy: st.HeldBy, Reason: fmt.Sprintf(
+				"the job ran in the memory of %s, which has started again since the order was placed (at %s): the job and its result died with the old process",
+				st.HeldBy, m.StartedAt.UTC().Format(time.TimeOnly+" UTC"))}}, nil
+		case m.Gone:
+			a.Elsewhere = fmt.Sprintf("%s has not announced itself for %s: if it died, the receipt died with it.", st.HeldBy, m.GoneFor.Round(time.Second))
+		}
+	}
+	if time.Since(o.CreatedAt) > s.cfg.ReceiptPatience {
+		a.Reload = false
+	}
+	return a, nil
+}
+
+// member is the named replica as the shared presence lists it; false
+// without a shared presence, or when it does not answer: the
+// announcements are a hint, and a receipt stays pending without them.
+func (s *Server) member(ctx context.Context, name string) (redisclient.Member, bool) {
+	if !s.presence.Shared() {
+		return redisclient.Member{}, false
+	}
+	members, err := s.presence.Members(ctx)
+	if err != nil {
+		s.log.DebugContext(ctx, "presence: members", "err", err)
+		return redisclient.Member{}, false
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return redisclient.Member{}, false
+}
+
+// receiptInfo turns a receipt's answer into what the order page says.
+func (s *Server) receiptInfo(o store.Order, st receiptAnswer) templates.ReceiptInfo {
+	info := templates.ReceiptInfo{State: st.State, Reason: st.Reason, URL: "/orders/" + o.ID + "/receipt", Reloads: st.Reload}
 	switch {
 	case st.State == jobs.Ready:
 		info.Note = "Made by " + st.MadeBy + " at " + st.MadeAt.UTC().Format(time.DateTime) + " UTC."
 	case st.State == jobs.Failed:
 		info.Note = "The last attempt ran on " + st.MadeBy + "."
+	case st.State == jobs.Pending && st.HeldBy != "" && !st.Reload:
+		info.Note = fmt.Sprintf("It is being made, or was made, in the memory of %[1]s (-jobs memory), where this replica, %[2]s, cannot look; "+
+			"only %[1]s can show it, and it will be lost if %[1]s dies. %[3]s This page has stopped reloading: reload it to ask again.",
+			st.HeldBy, s.cfg.Replica, st.Elsewhere)
 	case st.State == jobs.Pending && st.HeldBy != "":
 		info.Note = "The job and its result are held in the memory of " + st.HeldBy + " (-jobs memory): only that replica can say when it is ready."
 	case st.State == jobs.Pending:
@@ -94,7 +170,7 @@ func (s *Server) handleOrderReceipt(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	st, err := s.receipts.Receipt(r.Context(), o)
+	st, err := s.receipt(r.Context(), o)
 	if err != nil {
 		return err
 	}
@@ -110,12 +186,16 @@ func (s *Server) handleOrderReceipt(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	}
 	status := http.StatusGone
-	v := templates.ReceiptStatusView{OrderID: o.ID, Receipt: receiptInfo(o, st)}
+	v := templates.ReceiptStatusView{OrderID: o.ID, Receipt: s.receiptInfo(o, st)}
 	v.Page = s.page(r, "Receipt "+o.ID)
 	if st.State == jobs.Pending {
+		// Pending as far as this replica can tell; without Retry-After
+		// once asking this replica again cannot tell more.
 		status = http.StatusAccepted
-		w.Header().Set("Retry-After", "1")
-		v.Page.Refresh = "2"
+		if st.Reload {
+			w.Header().Set("Retry-After", "1")
+			v.Page.Refresh = "2"
+		}
 	}
 	s.render(w, r, status, templates.ReceiptStatusPage(v))
 	return nil

@@ -93,6 +93,11 @@ type Config struct {
 	// Receipts makes each order's receipt in the background (-jobs). Nil
 	// means jobs in this process's memory with no delay.
 	Receipts Receipts
+	// ReceiptPatience is how long after an order its page reloads for a
+	// receipt held in another replica's memory (-jobs memory) before it
+	// says that only that replica can tell, and stops; 0 means
+	// DefaultReceiptPatience.
+	ReceiptPatience time.Duration
 	// Schedule (-schedule) and ReportEvery (-report-every), for the
 	// outbox page's words.
 	Schedule    string
@@ -147,6 +152,10 @@ type Server struct {
 	handler  http.Handler
 	// peers asks the other replicas of Config.Peers for their counters.
 	peers *http.Client
+	// started is when this Server was made, before it served anything:
+	// what it announces as its start, so that another replica can tell
+	// an order placed before it from one placed by it.
+	started time.Time
 }
 
 // NewServer wires the routes over the database, the session store, what
@@ -170,6 +179,9 @@ func NewServer(cfg Config, db Store, sessions session.Store, events Live, photos
 	if cfg.LiveHeartbeat <= 0 {
 		cfg.LiveHeartbeat = DefaultLiveHeartbeat
 	}
+	if cfg.ReceiptPatience <= 0 {
+		cfg.ReceiptPatience = DefaultReceiptPatience
+	}
 	if events == nil {
 		events = live.NewLocal(live.Options{})
 	}
@@ -186,7 +198,7 @@ func NewServer(cfg Config, db Store, sessions session.Store, events Live, photos
 		cfg.Board = redisclient.NewLocalBoard()
 	}
 	s := &Server{cfg: cfg, db: db, sessions: sessions, live: events, photos: photos, log: cfg.Logger, metrics: cfg.Metrics,
-		limiter: cfg.Limiter, presence: cfg.Presence, board: cfg.Board, hashers: newHashGate(cfg.PasswordHashers)}
+		limiter: cfg.Limiter, presence: cfg.Presence, board: cfg.Board, hashers: newHashGate(cfg.PasswordHashers), started: time.Now()}
 	s.metrics.watchLive(events)
 	s.peers = &http.Client{Timeout: peerTimeout}
 	s.pump = newPump(cfg.LiveHeartbeat)

@@ -300,6 +300,23 @@ func testOnAnotherPort(t *testing.T, shop, goreman string) {
 		t.Error("the story claims the lab started the cluster")
 	}
 
+	// replace (the chaos step's fault): kill -9 alice's replica, empty its
+	// upload folder (RUN/shopN-uploads) and start it again: her photo,
+	// on that replica's disk, is lost.
+	s, err = lab.Lookup("uploads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	story.Reset()
+	res, err = lab.Run(ctx, s, lab.Options{Config: lab.Config{Store: "redis", Uploads: "disk"}, Driver: &lab.GoremanDriver{URL: url}, Detect: true, Out: &story})
+	t.Log("\n" + story.String())
+	if err != nil {
+		t.Fatalf("uploads against make cluster: %v\n%s", err, out.String())
+	}
+	if !res.Pass {
+		t.Errorf("uploads against make cluster: %v", res.Differences)
+	}
+
 	cancel()
 	select {
 	case err := <-done:

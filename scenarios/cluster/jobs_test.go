@@ -87,8 +87,9 @@ func TestQueueReceiptFinishedByAnotherReplicaAfterKill(t *testing.T) {
 }
 
 // TestMemoryReceiptLostWithItsReplica: the same kill -9 with -jobs memory.
-// The restarted replica says the receipt is lost; another replica can only
-// say it is pending in the dead one's memory.
+// The restarted replica says the receipt is lost; so does another replica,
+// which reads in the replicas' announcements (the cluster's Redis) that the
+// one holding the job started again since the order was placed.
 func TestMemoryReceiptLostWithItsReplica(t *testing.T) {
 	t.Parallel()
 	c, s, id, victim := killMidJob(t, cluster.DatabaseSQLite, "memory")
@@ -107,7 +108,9 @@ func TestMemoryReceiptLostWithItsReplica(t *testing.T) {
 	}
 	s2 := newShopper(t, other.URL())
 	s2.client.Jar = s.client.Jar
-	if r := s2.get("/orders/" + id + "/receipt"); r.status != http.StatusAccepted || r.header.Get("X-Receipt-Held-By") != victim.Name() {
-		t.Errorf("%s: receipt = %d held by %q, want 202 naming %s", other.Name(), r.status, r.header.Get("X-Receipt-Held-By"), victim.Name())
+	if r := s2.get("/orders/" + id + "/receipt"); r.status != http.StatusGone || r.header.Get("X-Receipt-State") != "lost" ||
+		r.header.Get("X-Receipt-Held-By") != victim.Name() || !strings.Contains(r.body, "started again since the order was placed") {
+		t.Errorf("%s: receipt = %d %q held by %q, want 410 lost naming %s, which started again:\n%s",
+			other.Name(), r.status, r.header.Get("X-Receipt-State"), r.header.Get("X-Receipt-Held-By"), victim.Name(), r.body)
 	}
 }

@@ -24,8 +24,9 @@ import (
 // Procfile under goreman, its ports derived from nginx's
 // (deploy.PortsFor). stop and start go through goreman's RPC server, so
 // goreman knows; kill -9, pause and resume signal the process that listens
-// on the target's port. It does not start the cluster, cannot scale, and a
-// replica's drain is the one make cluster gave it.
+// on the target's port; replace is kill -9, the replica's upload folder
+// emptied, and goreman's start. It does not start the cluster, cannot
+// scale, and a replica's drain is the one make cluster gave it.
 type GoremanDriver struct {
 	URL string // nginx of make cluster: http://127.0.0.1:8080
 	// RPC is goreman's RPC address; "" derives it from URL's port.
@@ -54,7 +55,7 @@ func (d *GoremanDriver) Start(ctx context.Context, s Setup) (string, error) {
 }
 
 // goremanVerbs are the faults goreman's cluster can take.
-var goremanVerbs = map[string]bool{"kill": true, "stop": true, "start": true, "pause": true, "resume": true}
+var goremanVerbs = map[string]bool{"kill": true, "stop": true, "start": true, "pause": true, "resume": true, "replace": true}
 
 // CheckFault says whether the driver can do f.
 func (d *GoremanDriver) CheckFault(f Fault) error {
@@ -88,14 +89,10 @@ func (d *GoremanDriver) Fault(ctx context.Context, f Fault) error {
 		}
 		return d.waitReady(ctx, f.Target, port)
 	case "kill":
-		pid, err := listener(port)
-		if err != nil {
-			return fmt.Errorf("lab: kill -9 %s: %w", f.Target, err)
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return fmt.Errorf("lab: kill -9 %s (pid %d): %w", f.Target, pid, err)
-		}
-		return waitGone(ctx, pid)
+		_, err := killListener(ctx, f.Target, port)
+		return err
+	case "replace":
+		return d.replace(ctx, f.Target, port)
 	case "pause", "resume":
 		pid, err := listener(port)
 		if err != nil {
@@ -108,6 +105,134 @@ func (d *GoremanDriver) Fault(ctx context.Context, f Fault) error {
 		return syscall.Kill(pid, sig)
 	}
 	return unsupported("goreman", f, "")
+}
+
+// killListener sends SIGKILL to the process listening on port and waits
+// until it is gone; it returns its pid.
+func killListener(ctx context.Context, target string, port int) (int, error) {
+	pid, err := listener(port)
+	if err != nil {
+		return 0, fmt.Errorf("lab: kill -9 %s: %w", target, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return 0, fmt.Errorf("lab: kill -9 %s (pid %d): %w", target, pid, err)
+	}
+	return pid, waitGone(ctx, pid)
+}
+
+// replace is what an orchestrator does with a crashed container: kill -9,
+// then a new process under the same name with an empty disk (the
+// replica's upload folder, RUN/shopN-uploads in the Procfile, emptied), as
+// the cluster harness's ReplaceReplica does.
+func (d *GoremanDriver) replace(ctx context.Context, target string, port int) error {
+	pid, err := listener(port)
+	if err != nil {
+		return fmt.Errorf("lab: replace %s: %w", target, err)
+	}
+	// Asked before the kill: a dead process has no environment.
+	dir, err := uploadsDir(pid)
+	if err != nil {
+		return fmt.Errorf("lab: replace %s: its upload folder: %w", target, err)
+	}
+	if _, err := killListener(ctx, target, port); err != nil {
+		return err
+	}
+	// goreman's Start does nothing for a process it still counts as
+	// running, until it has reaped the one killed.
+	if err := d.waitExited(ctx, target); err != nil {
+		return err
+	}
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("lab: replace %s: empty its disk: %w", target, err)
+		}
+	}
+	if err := d.call("Goreman.Start", target); err != nil {
+		return err
+	}
+	return d.waitReady(ctx, target, port)
+}
+
+// waitExited waits until goreman no longer counts name as running.
+func (d *GoremanDriver) waitExited(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		st, err := d.status()
+		if err == nil && !st[name] {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: goreman still counts %s as running 5 s after kill -9 (%v)", name, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// uploadsDir is the folder a running replica keeps review photos in, from
+// its command line or environment as the shop reads them (-uploads,
+// SHOP_UPLOADS; without either, "uploads" beside the SQLite file), made
+// absolute against its working directory; "" when they are in an object
+// store. It reads /proc, so it works where the driver finds pids by /proc.
+func uploadsDir(pid int) (string, error) {
+	proc := "/proc/" + strconv.Itoa(pid)
+	environ, err := os.ReadFile(proc + "/environ")
+	if err != nil {
+		return "", err
+	}
+	cmdline, err := os.ReadFile(proc + "/cmdline")
+	if err != nil {
+		return "", err
+	}
+	cwd, err := os.Readlink(proc + "/cwd")
+	if err != nil {
+		return "", err
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(environ), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	// flag is -name's value (-name v, -name=v, or with two dashes) on the
+	// command line, which wins over the environment as in the shop.
+	flag := func(name, fallback string) string {
+		for i := 1; i < len(args); i++ {
+			a, ok := strings.CutPrefix(args[i], "-")
+			if !ok {
+				continue
+			}
+			a = strings.TrimPrefix(a, "-")
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				return v
+			}
+			if a == name && i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+		return fallback
+	}
+	dir := flag("uploads", env["SHOP_UPLOADS"])
+	switch {
+	case strings.HasPrefix(dir, "s3://"):
+		return "", nil
+	case dir == "":
+		db := flag("db", env["SHOP_DB"])
+		switch {
+		case db == "":
+			dir = "uploads" // beside the default shop.db
+		case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+			dir = "uploads"
+		default:
+			dir = filepath.Join(filepath.Dir(db), "uploads")
+		}
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(cwd, dir)
+	}
+	return dir, nil
 }
 
 // port is where the target listens.
