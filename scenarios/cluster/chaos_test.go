@@ -63,6 +63,7 @@ type auditKind struct {
 	Lives        string `json:"lives"`
 	HeldHere     int    `json:"held_here"`
 	LostIfKilled bool   `json:"lost_if_killed"`
+	Loses        string `json:"loses"` // the loss in words, when not a count
 }
 
 // audit is a replica's /api/state.
@@ -87,7 +88,7 @@ func (a audit) kind(name string) auditKind {
 // loses says whether the audit announces a loss of the kind.
 func (a audit) loses(kind string) bool {
 	k := a.kind(kind)
-	return k.LostIfKilled && k.HeldHere > 0
+	return k.LostIfKilled && (k.HeldHere > 0 || k.Loses != "")
 }
 
 // chaosKill is one kill: what the clients and the victim's /api/state
