@@ -544,8 +544,8 @@ func TestRedisPublishWhileRedisStalls(t *testing.T) {
 	if err := h.PublishStock(t.Context(), 2, 52); !errors.Is(err, live.ErrDelayed) {
 		t.Fatalf("a second Publish while the first waits: %v, want ErrDelayed", err)
 	}
-	if d := h.Describe(t.Context()); !d.LostIfKilled || !strings.Contains(d.Note, "2 events wait in this replica's memory") {
-		t.Errorf("Describe with 2 events waiting: %+v; want lost_if_killed and a note that says so", d)
+	if d := h.Describe(t.Context()); !d.LostIfKilled || d.Loses != "2 live events waiting for Redis" || !strings.Contains(d.Note, "2 events wait in this replica's memory") {
+		t.Errorf("Describe with 2 events waiting: %+v; want lost_if_killed, the headline's words and a note that says so", d)
 	}
 	if st := h.Stats(); st.Delayed != 2 {
 		t.Errorf("Stats.Delayed = %d, want 2", st.Delayed)

@@ -431,6 +431,10 @@ func (h *RedisHub) Describe(context.Context) state.Description {
 	}
 	if w := h.waiting(); w > 0 {
 		d.LostIfKilled = true
+		d.Loses = fmt.Sprintf("%d live events waiting for Redis", w)
+		if w == 1 {
+			d.Loses = "1 live event waiting for Redis"
+		}
 		d.Note += fmt.Sprintf(" Now %d events wait in this replica's memory because Redis did not take them in time: a kill -9 before Redis answers loses them "+
 			"(the tabs were told updates are paused, and read the stock afresh when they resume).", w)
 	}
