@@ -286,7 +286,7 @@ func (w *receiptWorker) Work(ctx context.Context, job *river.Job[receiptArgs]) e
 		q.notify(o, Failed)
 		return err
 	}
-	saved, err := q.db.SaveReceipt(ctx, store.Receipt{OrderID: id, State: store.ReceiptReady, HTML: html,
+	_, err = q.db.SaveReceipt(ctx, store.Receipt{OrderID: id, State: store.ReceiptReady, HTML: html,
 		MadeBy: q.opts.Replica, Attempts: job.Attempt}, &msg)
 	if errors.Is(err, store.ErrUnavailable) {
 		return river.JobSnooze(q.opts.backoff(1))
@@ -294,9 +294,10 @@ func (w *receiptWorker) Work(ctx context.Context, job *river.Job[receiptArgs]) e
 	if err != nil {
 		return err
 	}
-	if saved {
-		q.notify(o, Ready)
-	}
+	// Announced even when a receipt was already there (not saved by this
+	// run): the run that saved it may have died before its announcement
+	// (kill -9), and a second "receipt ready" only repeats the truth.
+	q.notify(o, Ready)
 	return nil
 }
 

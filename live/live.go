@@ -12,7 +12,10 @@
 //   - RedisHub (redis) fans every event out through one capped Redis
 //     Stream that each replica follows with one reader (not one per
 //     browser); the same Stream is the history, so a browser resumes with
-//     Last-Event-ID on any replica and misses nothing.
+//     Last-Event-ID on any replica. Publish returns once the event is in
+//     the Stream, so the request that made it is answered only after it is
+//     safe from this replica's death (see RedisHub.Publish for when Redis
+//     does not answer in time).
 //
 // Both bound what they hold: at most MaxStreams streams, and at most
 // Buffer events waiting for one stream, past which the stream is dropped
@@ -83,6 +86,10 @@ var (
 	ErrResume = errors.New("live: reconnect to resume")
 	// ErrClosed: the hub is closed.
 	ErrClosed = errors.New("live: hub closed")
+	// ErrDelayed: Redis did not take the events within its timeout (or is
+	// known to be away). They wait in this replica's memory and are
+	// appended when Redis answers; a kill -9 before then loses them.
+	ErrDelayed = errors.New("live: Redis did not take the events in time; they wait in this replica's memory")
 )
 
 // Event is one event as a stream writes it.
@@ -98,6 +105,9 @@ type Event struct {
 	Data []byte
 	// scope is who may see it: "" everyone, else a viewer scope.
 	scope string
+	// once names the event while it is being published (RedisHub), so
+	// that a retried append adds it once.
+	once string
 }
 
 // Viewer is whom a stream is for: order events reach only their owner's
@@ -146,7 +156,8 @@ func (o Order) scope() string {
 	return sessionScope(o.SessionID)
 }
 
-func stockEvent(productID int64, stock int) Event {
+// StockChanged is the event that a product's stock is now stock.
+func StockChanged(productID int64, stock int) Event {
 	data, _ := json.Marshal(struct {
 		ProductID int64 `json:"product_id"`
 		Stock     int   `json:"stock"`
@@ -154,7 +165,8 @@ func stockEvent(productID int64, stock int) Event {
 	return Event{Type: TypeStock, Data: data}
 }
 
-func orderEvent(o Order) Event {
+// OrderChanged is the event that an order changed, for its owner only.
+func OrderChanged(o Order) Event {
 	data, _ := json.Marshal(struct {
 		OrderID string `json:"order_id"`
 		Status  string `json:"status"`
@@ -227,7 +239,10 @@ type Stats struct {
 	Dropped   int64 // streams dropped for not reading (ErrSlow)
 	Delivered int64 // events handed to streams
 	Published int64 // events published from this replica
-	Lost      int64 // events this replica could not publish (queue full)
+	// Delayed counts events Redis did not take before their request was
+	// answered: they waited in this replica's memory (RedisHub only).
+	Delayed int64
+	Lost    int64 // events this replica could not publish (queue full)
 }
 
 // Stream is one open stream. Its owner writes Start, then Backlog, then
@@ -400,7 +415,7 @@ type streams struct {
 	draining bool
 	paused   bool
 
-	opened, refused, dropped, delivered, published, lost atomic.Int64
+	opened, refused, dropped, delivered, published, delayed, lost atomic.Int64
 }
 
 func newStreams(opts Options, newer func(a, b string) bool) *streams {
@@ -508,5 +523,6 @@ func (h *streams) Streams() int {
 // Stats reports the hub's counters.
 func (h *streams) Stats() Stats {
 	return Stats{Open: h.Streams(), Opened: h.opened.Load(), Refused: h.refused.Load(),
-		Dropped: h.dropped.Load(), Delivered: h.delivered.Load(), Published: h.published.Load(), Lost: h.lost.Load()}
+		Dropped: h.dropped.Load(), Delivered: h.delivered.Load(), Published: h.published.Load(),
+		Delayed: h.delayed.Load(), Lost: h.lost.Load()}
 }

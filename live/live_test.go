@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +22,8 @@ import (
 type hub interface {
 	Kind() string
 	Open(ctx context.Context, lastID string, v live.Viewer) (*live.Stream, error)
-	PublishStock(ctx context.Context, productID int64, stock int)
-	PublishOrder(ctx context.Context, o live.Order)
+	PublishStock(ctx context.Context, productID int64, stock int) error
+	PublishOrder(ctx context.Context, o live.Order) error
 	Drain()
 	Close()
 	Stats() live.Stats
@@ -370,5 +374,235 @@ func TestRedisTrimmedHistoryIsMissed(t *testing.T) {
 	defer late.Close()
 	if e := read(t, late).one(); e.Type != live.TypeNotice || noticeState(e) != live.NoticeMissed {
 		t.Errorf("resuming before the trimmed history: %s %s, want a missed notice", e.Type, e.Data)
+	}
+}
+
+// slowLink is a TCP link to Redis that a test can slow down and cut, for
+// a hub that stands for a replica: bytes from the hub wait delay before
+// they go on, and kill drops the link with whatever is still on its way,
+// as a kill -9 drops what a replica had not yet got to Redis.
+type slowLink struct {
+	ln    net.Listener
+	up    string
+	delay atomic.Int64 // nanoseconds
+
+	mu    sync.Mutex
+	dead  bool
+	conns []net.Conn
+}
+
+func newSlowLink(t *testing.T, upstream string) *slowLink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &slowLink{ln: ln, up: upstream}
+	t.Cleanup(l.kill)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			if !l.track(c, u) {
+				return
+			}
+			go io.Copy(c, u)
+			go l.forward(u, c)
+		}
+	}()
+	return l
+}
+
+func (l *slowLink) addr() string { return l.ln.Addr().String() }
+
+func (l *slowLink) track(cs ...net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		for _, c := range cs {
+			c.Close()
+		}
+		return false
+	}
+	l.conns = append(l.conns, cs...)
+	return true
+}
+
+// forward copies the hub's bytes to Redis, each read after the delay; a
+// read still waiting when the link is killed never arrives.
+func (l *slowLink) forward(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			time.Sleep(time.Duration(l.delay.Load()))
+			l.mu.Lock()
+			dead := l.dead
+			l.mu.Unlock()
+			if dead {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// kill cuts the link for good: the replica behind it is gone.
+func (l *slowLink) kill() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		return
+	}
+	l.dead = true
+	l.ln.Close()
+	for _, c := range l.conns {
+		c.Close()
+	}
+}
+
+// A replica that dies right after a request answered (its events
+// published) loses none of them: Publish returns only once they are in the
+// Stream. The link is slow, so an event still on its way to Redis when
+// Publish returns is lost with the replica.
+func TestRedisPublishOutlivesTheReplica(t *testing.T) {
+	r := testenv.StartRedis(t)
+	link := newSlowLink(t, r.Addr())
+	h := newRedisHub(t, link.addr(), live.Options{})
+
+	link.delay.Store(int64(300 * time.Millisecond))
+	err := h.Publish(t.Context(), live.StockChanged(4, 96), live.OrderChanged(live.Order{ID: "o-1", SessionID: "ann", Status: "placed"}))
+	// The checkout answers here; the replica is killed right after.
+	link.kill()
+	h.Close()
+	if err != nil {
+		t.Fatalf("Publish over a slow but working Redis: %v", err)
+	}
+
+	// What any other replica finds in the Stream.
+	rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
+	defer rc.Close()
+	entries, _, err := rc.EventLog(live.StreamKey, 100).Since(t.Context(), "0-0", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		if !strings.Contains(string(e.Data), `"product_id":999`) {
+			got = append(got, e.Kind+" "+string(e.Data))
+		}
+	}
+	want := []string{`stock {"product_id":4,"stock":96}`, `order {"order_id":"o-1","status":"placed"}`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the Stream after the replica died right after publishing holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Redis stalled at checkout: Publish gives up within the client's timeout
+// and says the events wait in memory; while they wait it does not make
+// the next request wait again, Describe says a kill -9 would lose them,
+// and once Redis answers they reach the streams, in order, once each, and
+// a live notice after them.
+func TestRedisPublishWhileRedisStalls(t *testing.T) {
+	r := testenv.StartRedis(t)
+	h := newRedisHub(t, r.Addr(), live.Options{})
+	s, _ := h.Open(t.Context(), "", live.Viewer{})
+	defer s.Close()
+	rs := read(t, s)
+
+	if err := r.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			r.Resume()
+		}
+	}()
+	start := time.Now()
+	err := h.PublishStock(t.Context(), 1, 41)
+	// The bound is the client's timeout; slack for a loaded machine.
+	if took := time.Since(start); took > redisclient.DefaultTimeout+2*time.Second {
+		t.Errorf("Publish with Redis stalled took %s, want about the client's timeout (%s)", took.Round(time.Millisecond), redisclient.DefaultTimeout)
+	}
+	if !errors.Is(err, live.ErrDelayed) {
+		t.Fatalf("Publish with Redis stalled: %v, want ErrDelayed", err)
+	}
+	// Already known to be behind: queued at once, without another attempt.
+	if err := h.PublishStock(t.Context(), 2, 52); !errors.Is(err, live.ErrDelayed) {
+		t.Fatalf("a second Publish while the first waits: %v, want ErrDelayed", err)
+	}
+	if d := h.Describe(t.Context()); !d.LostIfKilled || d.Loses != "2 live events waiting for Redis" || !strings.Contains(d.Note, "2 events wait in this replica's memory") {
+		t.Errorf("Describe with 2 events waiting: %+v; want lost_if_killed, the headline's words and a note that says so", d)
+	}
+	if st := h.Stats(); st.Delayed != 2 {
+		t.Errorf("Stats.Delayed = %d, want 2", st.Delayed)
+	}
+
+	if err := r.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	var got [][2]int
+	for len(got) < 2 {
+		if e := rs.one(); e.Type == live.TypeStock {
+			id, stock := stockOf(t, e)
+			got = append(got, [2]int{int(id), stock})
+		}
+	}
+	if got[0] != [2]int{1, 41} || got[1] != [2]int{2, 52} {
+		t.Errorf("after Redis answered the stream got %v, want [1 41] then [2 52]", got)
+	}
+	// Late: a number among them may be older than one another replica
+	// appended meanwhile, so a live notice follows them, on which the
+	// pages read the stock afresh.
+	// (The reader's own notices, about its connection, carry no id.)
+	for {
+		evs := rs.until(live.TypeNotice)
+		if n := evs[len(evs)-1]; n.ID != "" {
+			if noticeState(n) != live.NoticeLive {
+				t.Errorf("after the late events: %+v, want a live notice from the Stream", n)
+			}
+			break
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); h.Describe(t.Context()).LostIfKilled; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Describe still says events wait: %+v", h.Describe(t.Context()))
+		}
+	}
+	// Caught up: Publish appends by itself again, before it returns.
+	if err := h.PublishStock(t.Context(), 3, 63); err != nil {
+		t.Errorf("Publish after Redis came back: %v", err)
+	}
+}
+
+// BenchmarkRedisPublish is what a checkout of one product spends
+// announcing it: its stock and its order, appended before it answers.
+func BenchmarkRedisPublish(b *testing.B) {
+	r := testenv.StartRedis(b)
+	rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
+	h := live.NewRedis(rc, live.Options{}, nil)
+	b.Cleanup(func() { h.Close(); rc.Close() })
+	o := live.Order{ID: "o-1", SessionID: "ann", Status: "placed"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if err := h.Publish(b.Context(), live.StockChanged(int64(i%24+1), i), live.OrderChanged(o)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

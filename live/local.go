@@ -57,14 +57,26 @@ func (h *LocalHub) newer(a, b string) bool {
 	return ok1 && ok2 && x > y
 }
 
+// Publish hands evs to this replica's streams and its history, in order.
+// It never fails: the events live in this process, and only as long as it
+// does (a kill -9 loses them with the history; Describe says so).
+func (h *LocalHub) Publish(_ context.Context, evs ...Event) error {
+	for _, e := range evs {
+		h.publish(e)
+	}
+	return nil
+}
+
 // PublishStock announces a product's new stock to this replica's streams.
-func (h *LocalHub) PublishStock(_ context.Context, productID int64, stock int) {
-	h.publish(stockEvent(productID, stock))
+func (h *LocalHub) PublishStock(ctx context.Context, productID int64, stock int) error {
+	return h.Publish(ctx, StockChanged(productID, stock))
 }
 
 // PublishOrder announces an order's change to its owner's streams on this
 // replica.
-func (h *LocalHub) PublishOrder(_ context.Context, o Order) { h.publish(orderEvent(o)) }
+func (h *LocalHub) PublishOrder(ctx context.Context, o Order) error {
+	return h.Publish(ctx, OrderChanged(o))
+}
 
 func (h *LocalHub) publish(e Event) {
 	h.mu.Lock()

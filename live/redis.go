@@ -2,9 +2,14 @@ package live
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statelab/shop/internal/redisclient"
@@ -24,10 +29,12 @@ const followBlock = 2 * time.Second
 // its number of streams, and hands each entry to its own streams; the
 // Stream is also the history a browser resumes from, on any replica.
 //
-// Redis away: publishing waits in a bounded queue (only the latest event
-// per product or order is kept), the reader retries, and every stream
-// gets a paused notice, then a live one when Redis answers again; nothing
-// it kept in the Stream is missed. Safe for concurrent use.
+// Publish returns once the events are in the Stream. Redis away: events
+// wait in a bounded queue in this replica (only the latest event per
+// product or order is kept) and are appended when it answers, the reader
+// retries, and every stream gets a paused notice, then a live one when
+// Redis answers again; nothing the Stream holds is missed. Safe for
+// concurrent use.
 type RedisHub struct {
 	*streams
 	log    *redisclient.EventLog
@@ -38,8 +45,17 @@ type RedisHub struct {
 	// new stream's start and what it is handed next agree.
 	cursor string
 
-	pubMu    sync.Mutex
-	pending  []Event // waiting to be appended, oldest first
+	pubMu   sync.Mutex
+	pending []Event // waiting to be appended, oldest first
+	// inflight is how many events the publisher is appending now, taken
+	// out of pending.
+	inflight int
+	// behind: events wait for the publisher (Redis did not take them in
+	// time), so Publish queues behind them instead of appending first.
+	behind bool
+	// boot and onceSeq name each event published here (Event.once).
+	boot     string
+	onceSeq  atomic.Uint64
 	pubWake  chan struct{}
 	stop     context.CancelFunc
 	done     sync.WaitGroup
@@ -53,8 +69,10 @@ func NewRedis(rc *redisclient.Client, opts Options, logger *slog.Logger) *RedisH
 		logger = slog.New(slog.DiscardHandler)
 	}
 	opts = opts.withDefaults()
+	var b [8]byte
+	rand.Read(b[:])
 	h := &RedisHub{log: rc.EventLog(StreamKey, opts.History), logger: logger,
-		pubWake: make(chan struct{}, 1), maxQueue: opts.History}
+		pubWake: make(chan struct{}, 1), maxQueue: opts.History, boot: hex.EncodeToString(b[:])}
 	h.streams = newStreams(opts, newerStreamID)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
@@ -72,35 +90,127 @@ func newerStreamID(a, b string) bool {
 // Kind is Redis.
 func (h *RedisHub) Kind() string { return Redis }
 
-// PublishStock announces a product's new stock to every replica's streams.
-// It does not wait for Redis: the event is queued and appended as soon as
-// Redis answers.
-func (h *RedisHub) PublishStock(_ context.Context, productID int64, stock int) {
-	h.enqueue(stockEvent(productID, stock))
+// Publish appends evs to the Stream in one round trip and returns once
+// Redis has them: the request that made them is answered only after they
+// outlive this replica, so a kill -9 after the answer loses none of them.
+// It waits at most the Redis client's timeout (about 1 s), whatever ctx
+// says: the request's cancellation (its client hung up after the order
+// was committed) must not keep the order's events from the Stream.
+//
+// Why a synchronous append rather than a transactional outbox (the
+// events written as rows in the order's own database transaction and
+// relayed to the Stream by any replica): the outbox needs a table, a
+// relay, a lease and an order-preserving cursor in both databases
+// (PostgreSQL's concurrent transactions commit their ids out of order),
+// and it adds a row write and a delete to the database's one writer,
+// which is already the checkout's bottleneck; the append costs one Redis
+// round trip. What the append leaves open, and how each is covered:
+//
+//   - A kill -9 between the order's commit and the append: the checkout
+//     was not answered, the shopper retries it with the same idempotency
+//     key, and the replay announces the stock as it is then (web).
+//   - Redis away or slow: below.
+//
+// When Redis does not take the events in time, or is already known to be
+// away (the publisher is still retrying older ones), Publish does not
+// wait: it queues evs behind those (a newer event of the same product or
+// order replaces a waiting one) and returns ErrDelayed at once; the
+// publisher appends them when Redis answers. The caller's request still
+// succeeds: an order is the shopper's work, its event only a notification.
+// With Redis away, the replicas' readers cannot reach it either, so their
+// streams get a paused notice, then a live one when Redis is back, on
+// which the pages read every stock afresh: a tab learns it may have missed
+// something even when the waiting events die with this replica. Describe
+// counts them. Every attempt appends with AppendOnce under the event's own
+// name, so an attempt that timed out here but ran in Redis later is not
+// repeated by the retry.
+func (h *RedisHub) Publish(ctx context.Context, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	// Each event gets its name before the first attempt: an attempt that
+	// timed out here may still run in Redis, and the retry must not add
+	// the event twice (an old stock number after a newer one would lie).
+	evs = slices.Clone(evs)
+	for i := range evs {
+		evs[i].once = h.newName()
+	}
+	h.pubMu.Lock()
+	behind := h.behind
+	h.pubMu.Unlock()
+	err := ErrDelayed
+	if !behind {
+		_, err = h.log.AppendOnce(context.WithoutCancel(ctx), streamEvents(evs))
+		if err == nil {
+			h.published.Add(int64(len(evs)))
+			return nil
+		}
+		h.logger.Warn("live: Redis did not take the events in time; they wait in memory", "events", len(evs), "err", err)
+		err = fmt.Errorf("%w: %w", ErrDelayed, err)
+	}
+	h.delayed.Add(int64(len(evs)))
+	h.enqueue(evs...)
+	return err
 }
 
-// PublishOrder announces an order's change to its owner's streams on every
-// replica, without waiting for Redis.
-func (h *RedisHub) PublishOrder(_ context.Context, o Order) { h.enqueue(orderEvent(o)) }
+// PublishStock announces a product's new stock to every replica's
+// streams, as Publish.
+func (h *RedisHub) PublishStock(ctx context.Context, productID int64, stock int) error {
+	return h.Publish(ctx, StockChanged(productID, stock))
+}
 
-// enqueue queues e for the publisher. A newer event of the same product or
+// PublishOrder announces an order's change to its owner's streams on
+// every replica, as Publish.
+func (h *RedisHub) PublishOrder(ctx context.Context, o Order) error {
+	return h.Publish(ctx, OrderChanged(o))
+}
+
+// newName names one event for AppendOnce: unique to this process.
+func (h *RedisHub) newName() string {
+	return h.boot + ":" + strconv.FormatUint(h.onceSeq.Add(1), 36)
+}
+
+// withLateNotice is a batch of events that waited for Redis, followed by
+// a live notice in the Stream: they land after whatever other replicas
+// appended meanwhile, so a stock number among them may be older than one
+// a tab already has. On the notice every page reads the stock afresh
+// (static/live.js), after the late events, so it ends with the truth.
+func (h *RedisHub) withLateNotice(batch []Event) []redisclient.StreamEvent {
+	n := notice(NoticeLive, "Updates that waited for Redis arrived late; the numbers are read afresh.")
+	n.once = h.newName()
+	return streamEvents(append(slices.Clip(batch), n))
+}
+
+func streamEvents(evs []Event) []redisclient.StreamEvent {
+	out := make([]redisclient.StreamEvent, len(evs))
+	for i, e := range evs {
+		out[i] = redisclient.StreamEvent{Kind: e.Type, Scope: e.scope, Data: e.Data, Once: e.once}
+	}
+	return out
+}
+
+// enqueue queues evs for the publisher, and makes Publish queue behind
+// them until they are appended. A newer event of the same product or
 // order replaces a waiting one (only the latest state matters); past
 // maxQueue the oldest is given up and counted as lost.
-func (h *RedisHub) enqueue(e Event) {
+func (h *RedisHub) enqueue(evs ...Event) {
 	h.pubMu.Lock()
-	if k := e.key(); k != "" {
-		for i, p := range h.pending {
-			if p.key() == k {
-				h.pending = append(h.pending[:i], h.pending[i+1:]...)
-				break
+	h.behind = true
+	for _, e := range evs {
+		if k := e.key(); k != "" {
+			for i, p := range h.pending {
+				if p.key() == k {
+					h.pending = append(h.pending[:i], h.pending[i+1:]...)
+					break
+				}
 			}
 		}
+		if len(h.pending) >= h.maxQueue {
+			h.pending = h.pending[1:]
+			h.lost.Add(1)
+		}
+		h.pending = append(h.pending, e)
 	}
-	if len(h.pending) >= h.maxQueue {
-		h.pending = h.pending[1:]
-		h.lost.Add(1)
-	}
-	h.pending = append(h.pending, e)
 	h.pubMu.Unlock()
 	select {
 	case h.pubWake <- struct{}{}:
@@ -109,7 +219,8 @@ func (h *RedisHub) enqueue(e Event) {
 }
 
 // publishLoop appends what is queued, in one round trip per batch, and
-// retries with backoff while Redis does not answer.
+// retries with backoff while Redis does not answer. Once the queue is
+// empty, Publish appends by itself again.
 func (h *RedisHub) publishLoop(ctx context.Context) {
 	backoff := newBackoff()
 	for {
@@ -121,16 +232,15 @@ func (h *RedisHub) publishLoop(ctx context.Context) {
 		for {
 			h.pubMu.Lock()
 			batch := h.pending
-			h.pending = nil
+			h.pending, h.inflight = nil, len(batch)
+			if len(batch) == 0 {
+				h.behind = false
+			}
 			h.pubMu.Unlock()
 			if len(batch) == 0 {
 				break
 			}
-			evs := make([]redisclient.StreamEvent, len(batch))
-			for i, e := range batch {
-				evs[i] = redisclient.StreamEvent{Kind: e.Type, Scope: e.scope, Data: e.Data}
-			}
-			if _, err := h.log.Append(ctx, evs); err != nil {
+			if _, err := h.log.AppendOnce(ctx, h.withLateNotice(batch)); err != nil {
 				h.logger.Warn("live: publish failed; retrying", "events", len(batch), "err", err)
 				h.requeue(batch)
 				if !backoff.wait(ctx) {
@@ -138,10 +248,20 @@ func (h *RedisHub) publishLoop(ctx context.Context) {
 				}
 				continue
 			}
+			h.pubMu.Lock()
+			h.inflight = 0
+			h.pubMu.Unlock()
 			backoff.reset()
 			h.published.Add(int64(len(batch)))
 		}
 	}
+}
+
+// waiting is how many events wait for Redis in this replica's memory.
+func (h *RedisHub) waiting() int {
+	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
+	return len(h.pending) + h.inflight
 }
 
 // requeue puts a failed batch back before what was queued meanwhile,
@@ -149,6 +269,7 @@ func (h *RedisHub) publishLoop(ctx context.Context) {
 func (h *RedisHub) requeue(batch []Event) {
 	h.pubMu.Lock()
 	defer h.pubMu.Unlock()
+	h.inflight = 0
 	newer := make(map[string]bool)
 	for _, e := range h.pending {
 		if k := e.key(); k != "" {
@@ -275,23 +396,49 @@ func (h *RedisHub) Open(ctx context.Context, lastID string, v Viewer) (*Stream, 
 }
 
 // Close stops the reader and the publisher and ends every stream. Events
-// still queued for Redis are given up.
+// still queued for Redis get one last append (bounded by the client's
+// timeout), so that a graceful stop loses none while Redis answers; what
+// it refuses is given up and counted as lost.
 func (h *RedisHub) Close() {
 	h.Drain()
 	h.stop()
 	h.done.Wait()
+	h.pubMu.Lock()
+	batch := h.pending
+	h.pending = nil
+	h.pubMu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if _, err := h.log.AppendOnce(context.Background(), h.withLateNotice(batch)); err != nil {
+		h.lost.Add(int64(len(batch)))
+		h.logger.Warn("live: events given up at close: Redis did not take them", "events", len(batch), "err", err)
+		return
+	}
+	h.published.Add(int64(len(batch)))
 }
 
 // Describe says what this replica holds of live state.
 func (h *RedisHub) Describe(context.Context) state.Description {
 	n := h.Streams()
-	return state.Description{
+	d := state.Description{
 		Kind:     "live",
 		Lives:    state.Shared,
 		HeldHere: n,
 		Note: fmt.Sprintf("%d open event streams here; the events and their history (about %d) live in a Redis Stream that every replica follows with one reader. "+
-			"A kill -9 drops these connections, but their browsers resume on another replica with Last-Event-ID and miss nothing.", n, h.opts.History),
+			"Every event is in the Stream before the request that made it is answered: a kill -9 drops these connections, whose browsers resume on another replica with Last-Event-ID, "+
+			"and the events of requests it cut off before their answer (a checkout's retry announces its stock again).", n, h.opts.History),
 	}
+	if w := h.waiting(); w > 0 {
+		d.LostIfKilled = true
+		d.Loses = fmt.Sprintf("%d live events waiting for Redis", w)
+		if w == 1 {
+			d.Loses = "1 live event waiting for Redis"
+		}
+		d.Note += fmt.Sprintf(" Now %d events wait in this replica's memory because Redis did not take them in time: a kill -9 before Redis answers loses them "+
+			"(the tabs were told updates are paused, and read the stock afresh when they resume).", w)
+	}
+	return d
 }
 
 // backoff waits 250 ms, doubling to 2 s, between attempts on Redis.

@@ -37,6 +37,11 @@ type Description struct {
 	// LostIfKilled says whether a kill -9 of this replica now would lose
 	// what it holds (rebuildable caches are not lost).
 	LostIfKilled bool `json:"lost_if_killed"`
+	// Loses names what a kill -9 would lose when that is not HeldHere
+	// itself, in the headline's words ("3 live events waiting for Redis"):
+	// a kind whose loss is some of what it holds, or something else. Empty:
+	// the headline counts HeldHere when LostIfKilled.
+	Loses string `json:"loses,omitempty"`
 	// Note says it in a sentence for the page.
 	Note string `json:"note"`
 }

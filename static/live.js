@@ -10,9 +10,15 @@
 
   const show = (el, text) => { if (el) el.textContent = text; };
 
+  // seq counts stock events; an element remembers the one that last set
+  // it, so that a read of /api/stock started before it does not undo it.
+  let seq = 0;
+
   const onStock = (d) => {
+    seq++;
     document.querySelectorAll('[data-live-stock="' + d.product_id + '"]').forEach((el) => {
       el.textContent = String(d.stock);
+      el.dataset.liveSeq = String(seq);
       const card = el.closest("[data-live-card]");
       if (card) card.hidden = false;
     });
@@ -34,6 +40,24 @@
     status.textContent = d.status;
   };
 
+  // resync reads every product's stock now and shows it where the page
+  // shows stock; only is a filter on which elements to fill.
+  const resync = (only) => {
+    const from = seq;
+    fetch("/api/stock").then((r) => r.ok ? r.json() : null).then((d) => {
+      if (!d) return;
+      document.querySelectorAll("[data-live-stock]").forEach((el) => {
+        const card = el.closest("[data-live-card]");
+        if (only && !only(card)) return;
+        if (Number(el.dataset.liveSeq || 0) > from) return; // an event is newer
+        const n = d.stock[el.getAttribute("data-live-stock")];
+        if (n === undefined) return;
+        el.textContent = String(n);
+        if (card) card.hidden = false;
+      });
+    }).catch(() => {});
+  };
+
   const connect = () => {
     // A new EventSource does not send Last-Event-ID by itself: the query
     // carries it (the browser's own reconnects send the header).
@@ -49,7 +73,13 @@
     });
     track("stock", onStock);
     track("order", onOrder);
-    track("notice", (d) => show(notice, d.message));
+    track("notice", (d) => {
+      show(notice, d.message);
+      // Back after a pause, or told some updates are gone: an event may
+      // have been lost meanwhile (one that waited in a replica that died
+      // before Redis answered), so read every stock afresh.
+      if (d.state === "live" || d.state === "missed") resync();
+    });
     es.onerror = () => {
       // A 503 (the replica holds as many streams as it may) ends an
       // EventSource for good: try again later, from where it was.
@@ -64,15 +94,6 @@
   // The catalog's cards carry no stock of their own: read it once, and
   // fill only the cards no event has filled meanwhile (an event is newer).
   if (document.querySelector("[data-live-card][hidden]")) {
-    fetch("/api/stock").then((r) => r.ok ? r.json() : null).then((d) => {
-      if (!d) return;
-      document.querySelectorAll("[data-live-card][hidden]").forEach((card) => {
-        const el = card.querySelector("[data-live-stock]");
-        const n = d.stock[el.getAttribute("data-live-stock")];
-        if (n === undefined) return;
-        el.textContent = String(n);
-        card.hidden = false;
-      });
-    }).catch(() => {});
+    resync((card) => card && card.hidden);
   }
 })();

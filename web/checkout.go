@@ -172,6 +172,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) error {
 			s.publishOrderPlaced(r.Context(), order.SessionID, order.AccountID, placed.ID, placed.StockLeft)
 			info.Cart.Clear()
 		} else {
+			s.republishStock(r.Context(), placed)
 			info.Cart.Subtract(orderItems(placed))
 		}
 		info.Cart.MarkApplied(f.IdempotencyKey)

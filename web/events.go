@@ -16,6 +16,7 @@ import (
 
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/state"
+	"github.com/statelab/shop/store"
 )
 
 // Live is what the web layer needs of the live events (package live): a
@@ -26,10 +27,12 @@ type Live interface {
 	Kind() string
 	// Open registers a stream for v, resuming after lastID ("" for none).
 	Open(ctx context.Context, lastID string, v live.Viewer) (*live.Stream, error)
-	// PublishStock announces a product's new stock.
-	PublishStock(ctx context.Context, productID int64, stock int)
-	// PublishOrder announces an order's change to its owner.
-	PublishOrder(ctx context.Context, o live.Order)
+	// Publish announces evs (live.StockChanged, live.OrderChanged) in one
+	// go, and returns once they outlive this replica: with live.Redis,
+	// once they are in the Stream, else live.ErrDelayed within the Redis
+	// timeout (they wait in this replica's memory). The caller's request
+	// succeeds either way: the events only tell about the work.
+	Publish(ctx context.Context, evs ...live.Event) error
 	// Drain ends every stream and refuses new ones.
 	Drain()
 	// Stats counts streams and events, for /metrics.
@@ -233,10 +236,38 @@ func (s *Server) handleAPIStock(w http.ResponseWriter, r *http.Request) error {
 }
 
 // publishOrderPlaced announces a new order's stock changes to every
-// stream, and the order to its owner's.
+// stream, and the order to its owner's, before the checkout is answered
+// (Live.Publish says why). An event Redis did not take in time is not the
+// checkout's failure: the order stands and the page says so.
 func (s *Server) publishOrderPlaced(ctx context.Context, sid string, accountID int64, orderID string, stockLeft map[int64]int) {
+	evs := make([]live.Event, 0, len(stockLeft)+1)
 	for id, left := range stockLeft {
-		s.live.PublishStock(ctx, id, left)
+		evs = append(evs, live.StockChanged(id, left))
 	}
-	s.live.PublishOrder(ctx, live.Order{ID: orderID, AccountID: accountID, SessionID: sid, Status: "placed"})
+	evs = append(evs, live.OrderChanged(live.Order{ID: orderID, AccountID: accountID, SessionID: sid, Status: "placed"}))
+	if err := s.live.Publish(ctx, evs...); err != nil {
+		s.log.WarnContext(ctx, "checkout: live events delayed", "order", orderID, "err", err)
+	}
+}
+
+// republishStock announces the stock of a replayed order's products as it
+// is now. The first attempt may have died between the order's commit and
+// its events' append, unanswered (so the shopper retried): without this,
+// the tabs would never hear of that order's stock. A replay whose first
+// attempt did announce only repeats the truth. The order's own "placed"
+// is not repeated: the shopper lands on the order's page, which shows its
+// status, and an old "placed" would hide a newer one ("receipt ready").
+func (s *Server) republishStock(ctx context.Context, o store.Order) {
+	evs := make([]live.Event, 0, len(o.Lines))
+	for _, l := range o.Lines {
+		p, err := s.db.Product(ctx, l.ProductID)
+		if err != nil {
+			s.log.WarnContext(ctx, "checkout replay: stock not announced again", "order", o.ID, "err", err)
+			return
+		}
+		evs = append(evs, live.StockChanged(p.ID, p.Stock))
+	}
+	if err := s.live.Publish(ctx, evs...); err != nil {
+		s.log.WarnContext(ctx, "checkout replay: live events delayed", "order", o.ID, "err", err)
+	}
 }

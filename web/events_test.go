@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/live"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/store"
@@ -124,13 +126,19 @@ func (s *sseStream) until(typ string) []sseEvent {
 // liveShop is one replica over memory sessions with the given hub.
 func liveShop(t *testing.T, hub web.Live, cfg web.Config) *testShop {
 	t.Helper()
+	return liveShopWith(t, session.Memory, hub, cfg)
+}
+
+// liveShopWith is one replica over the kind of sessions with the hub.
+func liveShopWith(t *testing.T, kind string, hub web.Live, cfg web.Config) *testShop {
+	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "shop.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	ts := &testShop{t: t, db: db}
-	p := ts.parts(session.Memory, "shop1", true)
+	p := ts.parts(kind, "shop1", true)
 	p.live = hub
 	cfg.Replica = "shop1"
 	ts.srv = newHTTPTest(ts.newServer(p, db, cfg))
@@ -436,5 +444,107 @@ func TestEventsWithoutTakingTheConnectionOver(t *testing.T) {
 	}
 	if !sawRetry {
 		t.Error("the drain ended the stream without a retry: hint")
+	}
+}
+
+// TestCheckoutReplayAnnouncesStockAgain: a checkout whose first attempt
+// committed the order and died unanswered (a kill -9 before its events
+// reached Redis) is retried with the same key; the replay announces the
+// stock as it is now, so a tab is not left with the number from before.
+// The browser resends the cookie it had before the first attempt (the
+// cart in it still holds the lines, as if that answer never came).
+func TestCheckoutReplayAnnouncesStockAgain(t *testing.T) {
+	hub := live.NewLocal(live.Options{})
+	shop := liveShopWith(t, session.Cookie, hub, web.Config{})
+	buyer, watcher := shop.client(), shop.client()
+	form := checkoutForm(buyer) // one of product 1
+	unanswered := buyer.cookieValue("session")
+	ws := watcher.openEvents("")
+	ws.next() // ready
+
+	if r := buyer.post("/checkout", form); r.status != http.StatusSeeOther {
+		t.Fatalf("checkout: %d", r.status)
+	}
+	now, _ := shop.db.Product(t.Context(), 1)
+	want := fmt.Sprintf(`{"product_id":1,"stock":%d}`, now.Stock)
+	if evs := ws.until(live.TypeStock); evs[len(evs)-1].data != want {
+		t.Fatalf("after the checkout: %+v, want %s", evs[len(evs)-1], want)
+	}
+
+	buyer.setCookie("session", unanswered)
+	if r := buyer.post("/checkout", form); r.status != http.StatusSeeOther {
+		t.Fatalf("the retry of the unanswered checkout: %d", r.status)
+	}
+	if got, _ := shop.db.Product(t.Context(), 1); got.Stock != now.Stock {
+		t.Fatalf("the replay changed the stock %d → %d: it placed another order", now.Stock, got.Stock)
+	}
+	if evs := ws.until(live.TypeStock); evs[len(evs)-1].data != want {
+		t.Errorf("after the replay: %+v, want the stock now, %s", evs[len(evs)-1], want)
+	}
+}
+
+// TestCheckoutWhileLiveRedisStalls: with -live redis and Redis stalled,
+// a checkout still places its order and answers 303 within about the
+// Redis timeout (the event is a notification; the order is the work), a
+// tab is told updates are paused, and gets the stock once Redis answers.
+func TestCheckoutWhileLiveRedisStalls(t *testing.T) {
+	r := testenv.StartRedis(t)
+	rc := redisclient.New(redisclient.Config{Addr: r.Addr()})
+	hub := live.NewRedis(rc, live.Options{}, nil)
+	t.Cleanup(func() { hub.Close(); rc.Close() })
+	shop := liveShop(t, hub, web.Config{})
+	// The server's own timeouts (cmd/shop: 30 s to write), not liveShop's
+	// 1 s, which a checkout that waits the Redis timeout would exceed.
+	shop.srv.Close()
+	shop.srv = httptest.NewServer(shop.srv.Config.Handler)
+	t.Cleanup(shop.srv.Close)
+	buyer, watcher := shop.client(), shop.client()
+	form := checkoutForm(buyer)
+	// The hub's reader must have reached Redis: a stream opened before
+	// starts at 0-0, as does one on a Stream that does not exist yet (a
+	// product that does not exist makes it).
+	var ws *sseStream
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		hub.Publish(t.Context(), live.StockChanged(999, 0))
+		ws = watcher.openEvents("")
+		if e, _ := ws.next(); e.id != "0-0" {
+			break
+		}
+		ws.close()
+		if time.Now().After(deadline) {
+			t.Fatal("the hub's reader did not reach Redis within 10s")
+		}
+	}
+
+	if err := r.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			r.Resume()
+		}
+	}()
+	start := time.Now()
+	res := buyer.post("/checkout", form)
+	if took, limit := time.Since(start), redisclient.DefaultTimeout+2*time.Second; took > limit {
+		t.Errorf("checkout with Redis stalled took %s, want at most %s", took.Round(time.Millisecond), limit)
+	}
+	if res.status != http.StatusSeeOther {
+		t.Fatalf("checkout with the live Redis stalled: %d, want 303 (the order stands)", res.status)
+	}
+	now, _ := shop.db.Product(t.Context(), 1)
+	evs := ws.until(live.TypeNotice)
+	if e := evs[len(evs)-1]; !strings.Contains(e.data, `"state":"paused"`) {
+		t.Errorf("with Redis stalled the tab got %+v, want a paused notice", e)
+	}
+
+	if err := r.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	want := fmt.Sprintf(`{"product_id":1,"stock":%d}`, now.Stock)
+	if evs := ws.until(live.TypeStock); evs[len(evs)-1].data != want {
+		t.Errorf("once Redis answered: %+v, want %s", evs[len(evs)-1], want)
 	}
 }

@@ -231,8 +231,12 @@ func (m *Metrics) watchLive(l Live) {
 			Help: "Events handed to this replica's streams.",
 		}, func() float64 { return float64(l.Stats().Delivered) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shop_live_events_delayed_total",
+			Help: "Events Redis did not take before their request was answered: they waited in this replica's memory (lost if it died first).",
+		}, func() float64 { return float64(l.Stats().Delayed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "shop_live_events_lost_total",
-			Help: "Events this replica gave up publishing (Redis away so long that its bounded queue overflowed).",
+			Help: "Events this replica gave up publishing (Redis away so long that its bounded queue overflowed, or still away when the replica stopped).",
 		}, func() float64 { return float64(l.Stats().Lost) }),
 	)
 }

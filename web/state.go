@@ -78,6 +78,9 @@ func (s *Server) audit(ctx context.Context) apiState {
 		k := &a.Kinds[i]
 		k.HeldHere += d.HeldHere
 		k.LostIfKilled = k.LostIfKilled || d.LostIfKilled
+		if d.Loses != "" {
+			k.Loses = strings.TrimPrefix(k.Loses+", "+d.Loses, ", ")
+		}
 		if k.Lives != d.Lives && d.Lives != "" {
 			k.Lives += "+" + d.Lives
 		}
@@ -99,11 +102,19 @@ func (s *Server) audit(ctx context.Context) apiState {
 	return a
 }
 
-// lossSentence is "14 carts, 3 photos, 1 receipt", or "nothing".
+// lossSentence is "14 carts, 3 photos, 1 receipt", or "nothing". A kind
+// that names its own loss (Loses) is said in its words.
 func lossSentence(kinds []state.Description) string {
 	var parts []string
 	for _, k := range kinds {
-		if !k.LostIfKilled || k.HeldHere <= 0 {
+		if !k.LostIfKilled {
+			continue
+		}
+		if k.Loses != "" {
+			parts = append(parts, k.Loses)
+			continue
+		}
+		if k.HeldHere <= 0 {
 			continue
 		}
 		noun, ok := lossNouns[k.Kind]
@@ -143,7 +154,7 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) error {
 	a := s.audit(r.Context())
 	v := templates.StateView{Replica: a.Replica, Profile: a.Profile, Loses: a.Loses, Page: s.page(r, "What this replica holds"), Price: priceView(a.MeasuredPrice)}
 	for _, k := range a.Kinds {
-		v.Kinds = append(v.Kinds, templates.StateKind{Kind: k.Kind, Lives: k.Lives, HeldHere: k.HeldHere, Lost: k.LostIfKilled && k.HeldHere > 0, LostIfKilled: k.LostIfKilled, Note: k.Note})
+		v.Kinds = append(v.Kinds, templates.StateKind{Kind: k.Kind, Lives: k.Lives, HeldHere: k.HeldHere, Lost: k.LostIfKilled && (k.HeldHere > 0 || k.Loses != ""), LostIfKilled: k.LostIfKilled, Note: k.Note})
 	}
 	s.clearFlash(w, r)
 	s.render(w, r, http.StatusOK, templates.StatePage(v))

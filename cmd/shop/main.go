@@ -470,7 +470,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// from whichever replica ran the job.
 	jobOpts := jobs.Options{Replica: cfg.replica, Delay: cfg.jobDelay, Render: web.RenderReceipt, Logger: log,
 		Notify: func(o store.Order, st string) {
-			events.PublishOrder(context.Background(), live.Order{ID: o.ID, AccountID: o.AccountID, SessionID: o.SessionID, Status: "receipt " + st})
+			ev := live.OrderChanged(live.Order{ID: o.ID, AccountID: o.AccountID, SessionID: o.SessionID, Status: "receipt " + st})
+			if err := events.Publish(context.Background(), ev); err != nil {
+				log.Warn("receipt: live event delayed", "order", o.ID, "err", err)
+			}
 		}}
 	var receipts interface {
 		web.Receipts

@@ -94,10 +94,14 @@ func StartRedis(ctx context.Context, dir string, o RedisOptions) (*Redis, error)
 }
 
 // Addr is Redis's host:port.
-func (r *Redis) Addr() string { return Loopback(r.port) }
+func (r *Redis) Addr() string { return Loopback(r.Port()) }
 
 // Port is Redis's port.
-func (r *Redis) Port() int { return r.port }
+func (r *Redis) Port() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.port
+}
 
 // Dir is Redis's data directory.
 func (r *Redis) Dir() string { return r.dir }
@@ -176,8 +180,64 @@ func (r *Redis) Start(ctx context.Context) error {
 		if reply != "PONG" {
 			return fmt.Errorf("PING: %q", reply)
 		}
-		return nil
+		return r.isOurs(ctx, p)
 	})
+}
+
+// isOurs checks that the server answering on r's port is p. A restart
+// binds the port the server had, which is free while it is down: another
+// process may take it first (this one then exits, "address already in
+// use"), and a Redis there answers PING as well. Taken for ours, its
+// replies would be read as this server's: a primary where a replica was
+// started, someone else's data.
+func (r *Redis) isOurs(ctx context.Context, p *Process) error {
+	info, err := RedisCommand(ctx, r.Addr(), "INFO", "server")
+	if err != nil {
+		return err
+	}
+	pid := ""
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid = v
+		}
+	}
+	if pid != strconv.Itoa(p.Pid()) {
+		return fmt.Errorf("%s answers as another process (process_id %q), not %s (pid %d)", r.Addr(), pid, r.name, p.Pid())
+	}
+	return nil
+}
+
+// Move gives a stopped Redis another port for its next Start, for one whose
+// port was taken while it was down (Start failed with ErrAddrInUse): a
+// later "port" directive in redis.conf wins over the first, and whatever
+// Sentinel rewrote there stays. Only a caller that reaches the server
+// through something it can point at the new port (a proxy) should move
+// it.
+func (r *Redis) Move() error {
+	if r.Running() {
+		return fmt.Errorf("proc: move %s: it is running", r.name)
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(r.ConfPath(), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "port %d\n", port)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		ReleasePort(port)
+		return fmt.Errorf("proc: move %s: %w", r.name, err)
+	}
+	r.mu.Lock()
+	old := r.port
+	r.port = port
+	r.mu.Unlock()
+	ReleasePort(old)
+	return nil
 }
 
 // Stop sends SIGTERM (and SIGCONT, in case it is paused), which makes Redis
@@ -229,7 +289,7 @@ func (r *Redis) Resume() error {
 // Close stops Redis (SIGTERM, SIGKILL after 10 s) and releases its port. It
 // may be called more than once.
 func (r *Redis) Close() error {
-	defer ReleasePort(r.port)
+	defer ReleasePort(r.Port())
 	p := r.Process()
 	if p == nil {
 		return nil

@@ -25,6 +25,9 @@ type StreamEvent struct {
 	// (its type, who may see it, its JSON); the log does not read them.
 	Kind, Scope string
 	Data        []byte
+	// Once, for AppendOnce, names this event: it is appended at most once
+	// per name within OnceFor, however often it is sent.
+	Once string
 }
 
 // EventLog is a capped Redis Stream of events.
@@ -71,6 +74,58 @@ func (l *EventLog) Append(ctx context.Context, evs []StreamEvent) ([]string, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis event log %s: append: %w", l.key, err)
+	}
+	return ids, nil
+}
+
+// OnceFor is how long AppendOnce remembers an event's name. The clock
+// starts when Redis runs the append, so an attempt that timed out on the
+// client but ran late (a stalled Redis resuming) and the retry that follows
+// it within seconds see each other, however long the stall was.
+const OnceFor = 2 * time.Minute
+
+// appendOnceScript appends each event whose name (a key, KEYS[2..]) it has
+// not seen within ARGV[2] ms, to the stream KEYS[1] capped at about
+// ARGV[1]; ARGV[3..] are each event's kind, scope and data. It returns
+// each event's id, or "" for one already appended. One script, so that the
+// check and the append are one step.
+var appendOnceScript = redis.NewScript(-1, `
+local out = {}
+for i = 2, #KEYS do
+  local a = 3 * (i - 2) + 3
+  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[2]) then
+    out[#out + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', ARGV[a], 's', ARGV[a + 1], 'd', ARGV[a + 2])
+  else
+    out[#out + 1] = ''
+  end
+end
+return out`)
+
+// AppendOnce adds the events in one round trip, each at most once per its
+// Once name (which every event must have) within OnceFor: a retry of an
+// append whose answer was lost (a timeout on a stalled Redis that then ran
+// it) adds nothing twice. It returns each event's id, "" for one that was
+// already there.
+func (l *EventLog) AppendOnce(ctx context.Context, evs []StreamEvent) ([]string, error) {
+	args := make([]any, 0, 2+len(evs)*4+2)
+	args = append(args, 1+len(evs), l.key)
+	for _, e := range evs {
+		if e.Once == "" {
+			return nil, fmt.Errorf("redis event log %s: append once: an event without a name", l.key)
+		}
+		args = append(args, l.key+":once:"+e.Once)
+	}
+	args = append(args, l.maxLen, OnceFor.Milliseconds())
+	for _, e := range evs {
+		args = append(args, e.Kind, e.Scope, e.Data)
+	}
+	var ids []string
+	err := l.c.Do(ctx, func(ctx context.Context, conn redis.Conn) (err error) {
+		ids, err = redis.Strings(appendOnceScript.DoContext(ctx, conn, args...))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis event log %s: append once: %w", l.key, err)
 	}
 	return ids, nil
 }

@@ -7,15 +7,19 @@ package cluster_test
 // run in order, each leaving the tier healthy for the next.
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/statelab/shop/internal/proc"
 	"github.com/statelab/shop/scenarios/cluster"
 )
 
@@ -192,8 +196,18 @@ func TestSentinel(t *testing.T) {
 		}
 
 		t.Run("the demoted primary comes back as a replica and gets no writes", func(t *testing.T) {
+			// Another test binary's Redis took its port while it was down
+			// (FreePort draws from one range for every process): it
+			// comes back on another port behind its proxy, rather than
+			// taking the stranger for itself (the redis-failover flake:
+			// "not a replica" for 30 s). Without a stranger the lab's
+			// redis-failover scenario brings it back on its own port.
+			stranger := takePort(t, old.Port())
 			if err := ha.StartStopped(ctx); err != nil {
 				t.Fatal(err)
+			}
+			if old.Port() == stranger {
+				t.Errorf("the old primary answers on port %d, which the stranger holds", stranger)
 			}
 			for range 10 {
 				alice.add(6, 1)
@@ -364,4 +378,29 @@ func statusDirect(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// takePort starts a bare redis-server of nobody's on port, as another test
+// would, until the test ends; it returns the port.
+func takePort(t *testing.T, port int) int {
+	t.Helper()
+	bin, err := proc.LookBinary("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := proc.Start(proc.Spec{Name: "stranger", Path: bin, Dir: dir, LogPath: filepath.Join(dir, "stranger.log"),
+		Args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(5 * time.Second) })
+	err = p.WaitUntil(t.Context(), "it answers PING", func(ctx context.Context) error {
+		_, err := proc.RedisCommand(ctx, proc.Loopback(port), "PING")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }

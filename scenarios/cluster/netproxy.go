@@ -73,16 +73,22 @@ func (n *redisNet) add(name, upstream string) (int, error) {
 }
 
 // retarget points the proxy on port at another upstream, for a server that
-// had to start again on another port.
-func (n *redisNet) retarget(port int, upstream string) {
+// had to start again on another port. Through Update, not by setting
+// Upstream: the proxy's accept loop reads that field without a lock, so
+// Update stops the loop, changes it and listens again on the same port.
+// The server was down: the proxy had no connection to it to lose.
+func (n *redisNet) retarget(port int, upstream string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if i := slices.Index(n.ports, port); i >= 0 {
-		p := n.proxies[i]
-		p.Lock()
-		p.Upstream = upstream // read for every connection the proxy accepts
-		p.Unlock()
+	i := slices.Index(n.ports, port)
+	if i < 0 {
+		return fmt.Errorf("cluster: no proxy on port %d", port)
 	}
+	p := n.proxies[i]
+	if err := p.Update(&toxiproxy.Proxy{Name: p.Name, Listen: testenv.Loopback(port), Upstream: upstream, Enabled: true}); err != nil {
+		return fmt.Errorf("cluster: proxy %s to %s: %w", p.Name, upstream, err)
+	}
+	return nil
 }
 
 // Partition cuts every Redis server off: open connections stop carrying

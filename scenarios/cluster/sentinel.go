@@ -136,7 +136,7 @@ func startRedisHA(ctx context.Context, dir string, out *proc.Mux) (ha *RedisHA, 
 			if proxyPort == 0 {
 				proxyPort, proxyErr = ha.net.add(name, testenv.Loopback(port))
 			} else {
-				ha.net.retarget(proxyPort, testenv.Loopback(port))
+				proxyErr = ha.net.retarget(proxyPort, testenv.Loopback(port))
 			}
 			conf := []string{
 				"replica-announce-ip 127.0.0.1",
@@ -342,9 +342,14 @@ func (ha *RedisHA) agreedPrimary(ctx context.Context) (*Redis, error) {
 func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	var last error // why the last complete poll said no
 	for {
 		info, err := proc.RedisCommand(ctx, r.Addr(), "INFO", "replication")
-		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+		switch {
+		case err != nil:
+		case !strings.Contains(info, "role:slave") || !strings.Contains(info, "master_link_status:up") || !strings.Contains(info, "master_sync_in_progress:0"):
+			err = fmt.Errorf("it reports %s", replicationFields(info))
+		default:
 			// The replica's side is up; WAIT counts it only once the
 			// primary has it online, which after a diskless sync waits for
 			// the replica's first ACK (up to a second later).
@@ -352,12 +357,84 @@ func (ha *RedisHA) WaitReplica(ctx context.Context, r *Redis) error {
 				return nil
 			}
 		}
+		if ctx.Err() == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: %s is not a replica: %v %s", r.Name(), err, info)
+			// The poll that met the deadline says only that: report the
+			// one before it, and what everyone reports now, so that a
+			// failure explains itself.
+			return fmt.Errorf("cluster: %s is not a replica after 30s: %v; now %s", r.Name(), last, ha.replicationReport(r))
 		case <-time.After(proc.PollInterval):
 		}
 	}
+}
+
+// replicationFields picks from an INFO replication reply what says whether
+// a server replicates: its role and, for a replica, its primary and link.
+func replicationFields(info string) string {
+	var fields []string
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "role", "master_host", "master_port", "master_link_status", "master_sync_in_progress",
+			"master_link_down_since_seconds", "connected_slaves":
+			fields = append(fields, k+":"+v)
+		default:
+			if strings.HasPrefix(k, "slave") && k != "slave_read_only" && !strings.HasPrefix(k, "slave_repl") && k != "slave_priority" {
+				fields = append(fields, k+":"+v)
+			}
+		}
+	}
+	return strings.Join(fields, " ")
+}
+
+// replicationReport says what every party reports about replication now:
+// each server's INFO replication, each sentinel's primary and its flags for
+// r, and the end of r's log. It is for an error after a wait ran out, so it
+// has a context of its own.
+func (ha *RedisHA) replicationReport(r *Redis) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for i, s := range ha.servers {
+		fmt.Fprintf(&b, "\n  %s (%s, proxy %s, running %t): ", s.Name(), s.Addr(), ha.proxies[i], s.Running())
+		if info, err := proc.RedisCommand(ctx, s.Addr(), "INFO", "replication"); err != nil {
+			fmt.Fprintf(&b, "INFO: %v", err)
+		} else {
+			b.WriteString(replicationFields(info))
+		}
+	}
+	for _, s := range ha.sentinels {
+		fmt.Fprintf(&b, "\n  %s: ", s.name)
+		addr, err := sentinelMaster(ctx, s.Addr(), ha.master)
+		if err != nil {
+			fmt.Fprintf(&b, "primary: %v", err)
+			continue
+		}
+		fmt.Fprintf(&b, "primary %s", addr)
+		if i := slices.Index(ha.proxies, addr); i >= 0 {
+			fmt.Fprintf(&b, " (%s)", ha.servers[i].Name())
+		}
+		replicas, err := sentinelTable(ctx, s.Addr(), "REPLICAS", ha.master)
+		if err != nil {
+			fmt.Fprintf(&b, ", replicas: %v", err)
+			continue
+		}
+		flags := "not listed"
+		for _, m := range replicas {
+			if m["ip"]+":"+m["port"] == ha.ProxyAddr(r) {
+				flags = fmt.Sprintf("flags %q, link %s", m["flags"], m["master-link-status"])
+			}
+		}
+		fmt.Fprintf(&b, ", %s %s", r.Name(), flags)
+	}
+	b.WriteString(proc.FormatTail(r.LogPath()))
+	return b.String()
 }
 
 // onlineAtPrimary reports whether the primary the sentinels name lists r
@@ -418,7 +495,11 @@ func (ha *RedisHA) StartStopped(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("cluster: %s: %w", r.Name(), err)
 		}
-		if err := r.Start(ctx); err != nil {
+		err = r.Start(ctx)
+		if errors.Is(err, proc.ErrAddrInUse) {
+			err = ha.startElsewhere(ctx, r)
+		}
+		if err != nil {
 			return err
 		}
 		if err := ha.WaitReplica(ctx, r); err != nil {
@@ -426,6 +507,26 @@ func (ha *RedisHA) StartStopped(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startElsewhere starts r on another port, for a server whose port another
+// process took while it was down (FreePort draws from one range for every
+// test binary on the machine). Everyone reaches it through its proxy, which
+// is pointed at the new port: the address Sentinel knows does not change.
+func (ha *RedisHA) startElsewhere(ctx context.Context, r *Redis) error {
+	i := slices.Index(ha.servers, r)
+	if i < 0 {
+		return fmt.Errorf("cluster: %s is none of the tier's servers", r.Name())
+	}
+	if err := r.Move(); err != nil {
+		return err
+	}
+	_, port, _ := strings.Cut(ha.proxies[i], ":")
+	proxyPort, _ := strconv.Atoi(port)
+	if err := ha.net.retarget(proxyPort, r.Addr()); err != nil {
+		return err
+	}
+	return r.Start(ctx)
 }
 
 // WaitHealthy waits until every sentinel names the same primary and sees it

@@ -207,7 +207,13 @@ func (r *runner) chaosLosses() []KindLoss {
 		seen = append(seen, w.String())
 	}
 	why = strings.Join(seen, "; ")
-	if missed > 0 {
+	switch {
+	case r.cfg.Live == "redis" && missed > 0:
+		why += ": every event is in the Redis Stream before its checkout is answered, and a retried checkout announces its stock again, " +
+			"so a miss is news: most likely events Redis did not take in time (a replica's log says \"live events delayed\") in a replica that died before it could append them"
+	case r.cfg.Live == "redis":
+		why += ": every event is in the Redis Stream before its checkout is answered, and a tab resumes from the Stream on any replica"
+	case missed > 0:
 		why += ": with live updates local to each replica a tab sees only its replica's events, and its history dies with it"
 	}
 	if len(o.watchers) == 0 {

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -20,6 +21,11 @@ type ComposeDriver struct {
 	Project  string  // -p; "" lets docker compose choose
 	Run      runFunc // runs a command; nil runs it for real
 	Replicas int     // how many replicas the compose file runs; 0 means 3
+	// Getenv reads the environment docker compose will run in; nil is
+	// os.Getenv.
+	Getenv func(string) string
+
+	profile string // the lab's -profile, from Start
 }
 
 // runFunc runs argv and returns its combined output.
@@ -53,6 +59,7 @@ func (d *ComposeDriver) run(ctx context.Context, verb, service string) error {
 
 // Start returns the target URL: compose runs the cluster, not the lab.
 func (d *ComposeDriver) Start(ctx context.Context, s Setup) (string, error) {
+	d.profile = s.Config.Profile
 	return d.URL, nil
 }
 
@@ -87,6 +94,17 @@ func (d *ComposeDriver) Fault(ctx context.Context, f Fault) error {
 		return err
 	}
 	if f.Do == "replace" {
+		// docker compose up interpolates the file again from this
+		// process's environment: without the variables the cluster was
+		// started with, the new shop would quietly run another profile.
+		getenv := d.Getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		if got := getenv("SHOP_PROFILE"); d.profile != "" && got != d.profile {
+			return fmt.Errorf("lab: replace %s: docker compose recreates it from the variables it reads now, and SHOP_PROFILE is %q here, not %s: run the lab with the variables compose was started with (docker-compose.yml's header)",
+				f.Target, got, d.profile)
+		}
 		if err := d.run(ctx, composeVerbs["kill"], f.Target); err != nil {
 			return err
 		}

@@ -57,3 +57,39 @@ func TestComposeDriverReportsFailure(t *testing.T) {
 		t.Errorf("Kill error = %v", err)
 	}
 }
+
+// TestComposeReplaceKeepsTheProfile: replace recreates a shop with docker
+// compose up, which reads SHOP_PROFILE (and the rest) from the lab's own
+// environment: under a profile the lab refuses, with one line naming the
+// variable, to recreate a shop from other variables than the cluster's.
+func TestComposeReplaceKeepsTheProfile(t *testing.T) {
+	for _, env := range []string{"", "stateful"} {
+		var ran []string
+		d := &ComposeDriver{Getenv: func(k string) string { return map[string]string{"SHOP_PROFILE": env}[k] },
+			Run: func(_ context.Context, argv []string) ([]byte, error) {
+				ran = append(ran, strings.Join(argv, " "))
+				return nil, nil
+			}}
+		ctx := context.Background()
+		if _, err := d.Start(ctx, Setup{Replicas: 3, Config: Config{Profile: "stateless"}}); err != nil {
+			t.Fatal(err)
+		}
+		err := d.Fault(ctx, Fault{Do: "replace", Target: "shop2"})
+		if err == nil || !strings.Contains(err.Error(), "SHOP_PROFILE") || len(ran) != 0 {
+			t.Errorf("replace under profile stateless with SHOP_PROFILE=%q: %v after %q; want it refused, naming SHOP_PROFILE, before any command", env, err, ran)
+		}
+	}
+	var ran []string
+	d := &ComposeDriver{Getenv: func(k string) string { return map[string]string{"SHOP_PROFILE": "stateless"}[k] },
+		Run: func(_ context.Context, argv []string) ([]byte, error) {
+			ran = append(ran, strings.Join(argv, " "))
+			return nil, nil
+		}}
+	ctx := context.Background()
+	if _, err := d.Start(ctx, Setup{Replicas: 3, Config: Config{Profile: "stateless"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Fault(ctx, Fault{Do: "replace", Target: "shop2"}); err != nil || len(ran) != 2 {
+		t.Errorf("replace with the cluster's SHOP_PROFILE: %v, ran %q; want kill and up", err, ran)
+	}
+}

@@ -7,9 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/statelab/shop/state"
 )
 
 // Options say how to run a script.
@@ -17,8 +20,9 @@ type Options struct {
 	Config Config    // the configuration; zero fields take its profile's, then DefaultConfig's
 	Driver Driver    // nil runs a local cluster (LocalDriver)
 	Out    io.Writer // the narrative; nil discards it
-	// Detect asks a running cluster (-target) for its store and policy
-	// instead of trusting Config: the expectations must match what runs.
+	// Detect asks a running cluster (-target) for its store, policy,
+	// profile and where each kind of state lives (/api/state) instead of
+	// trusting Config: the expectations must match what runs.
 	// The narrative then never speaks of starting a cluster.
 	Detect bool
 }
@@ -299,7 +303,7 @@ func (r *runner) waitLoad() {
 	r.rec.say(r.rec.since(), fmt.Sprintf("load done: %d requests", n))
 }
 
-// detectConfig reads the running cluster's store and policy: with -target
+// detectConfig reads the running cluster's configuration: with -target
 // the expectations must follow what runs, not what the flags claim.
 func (r *runner) detectConfig(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/api/session", nil)
@@ -320,6 +324,60 @@ func (r *runner) detectConfig(ctx context.Context) error {
 	}
 	if lb := resp.Header.Get("X-LB-Policy"); lb != "" {
 		r.cfg.LB = lb
+	}
+	return r.detectState(ctx)
+}
+
+// detectState reads the rest of the running cluster's configuration from
+// its state audit (/api/state): the profile it names, and where uploads,
+// jobs, the schedule and live updates live. A shop without the audit
+// leaves them as the flags said.
+func (r *runner) detectState(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"/api/state", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: r.tr, Timeout: requestTimeout}).Do(req)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", r.url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var audit struct {
+		Profile string `json:"profile"`
+		Kinds   []struct {
+			Kind  string `json:"kind"`
+			Lives string `json:"lives"`
+		} `json:"kinds"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&audit); err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("target %s: GET /api/state: %s", r.url, resp.Status)
+	}
+	r.cfg.Profile = ""
+	if slices.Contains(ConfigValues("profile"), audit.Profile) {
+		r.cfg.Profile = audit.Profile
+	}
+	// Each kind's place, in the lab's key and value: the replica's own
+	// memory or disk is the first value of each key, a shared place the
+	// second.
+	keys := map[string]struct{ key, here, shared string }{
+		"uploads":  {"uploads", "disk", "s3"},
+		"jobs":     {"jobs", "memory", "queue"},
+		"schedule": {"schedule", "local", "shared"},
+		"live":     {"live", "local", "redis"},
+	}
+	for _, k := range audit.Kinds {
+		m, ok := keys[k.Kind]
+		if !ok || k.Lives == "" {
+			continue
+		}
+		if k.Lives == state.Replica {
+			r.cfg.set(m.key, m.here)
+		} else {
+			r.cfg.set(m.key, m.shared)
+		}
 	}
 	return nil
 }

@@ -96,23 +96,32 @@ func wantDiff(t *testing.T, res *Result, prefix, want string) {
 }
 
 // TestTargetMode runs the shopper side against a cluster the lab did not
-// start, as `-target URL` does: the store and policy come from the cluster,
-// not from the flags, and a fault step without a fault driver fails plainly.
+// start, as `-target URL` does: the store, the policy, the profile and
+// where each kind of state lives come from the cluster (its /api/session
+// and /api/state), not from the flags, and a fault step without a fault
+// driver fails plainly.
 func TestTargetMode(t *testing.T) {
-	c := cluster.StartT(t, cluster.Options{Store: "memory", LB: "roundrobin"})
+	// The stateless profile: every key but the policy differs from what
+	// the flags below claim.
+	c := cluster.StartT(t, cluster.Options{Profile: "stateless"})
 	s, err := Lookup("across-replicas")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	// The flags claim redis; the cluster runs memory sessions.
-	res, err := Run(t.Context(), s, Options{Config: DefaultConfig, Driver: NoFaults{URL: c.URL()}, Detect: true, Out: &out})
+	// The flags claim memory sessions and every other kind in the replica;
+	// the cluster keeps them all outside.
+	flags := ConfigOf(Condition{"store": "memory", "live": "local"})
+	res, err := Run(t.Context(), s, Options{Config: flags, Driver: NoFaults{URL: c.URL()}, Detect: true, Out: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Log("\n" + out.String())
-	if res.Config.Store != "memory" || !res.Pass {
-		t.Errorf("target run: config %s, pass %v, differences %q", res.Config, res.Pass, res.Differences)
+	want := Config{Profile: "stateless", Store: "redis", LB: "roundrobin", Uploads: "s3", Jobs: "queue", Schedule: "shared", Live: "redis"}
+	got := res.Config
+	if got.Profile != want.Profile || got.Store != want.Store || got.LB != want.LB || got.Uploads != want.Uploads ||
+		got.Jobs != want.Jobs || got.Schedule != want.Schedule || got.Live != want.Live || !res.Pass {
+		t.Errorf("target run: config %s, pass %v, differences %q; want %s", got.Spelled(), res.Pass, res.Differences, want.Spelled())
 	}
 
 	f, err := Lookup("failover")
