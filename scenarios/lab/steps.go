@@ -242,23 +242,8 @@ var steps = []*stepForm{
 		Example: "load 6 shoppers for 2s",
 		Pattern: regexp.MustCompile(`^load (\S+) shoppers? for (\S+)$`),
 		NoWhen:  true,
-		Parse: func(m []string, st *Step, _ *parseState) (err error) {
-			if st.N, err = count(m[1], "shoppers", 1, 200); err != nil {
-				return err
-			}
-			st.Duration, err = parseDuration(m[2])
-			return err
-		},
-		Order: func(ps *parseState, st *Step) error {
-			if !ps.started {
-				return errors.New(`load before "start N replicas": the cluster must be started first`)
-			}
-			if ps.loading {
-				return errors.New(`load is already running; did you mean "wait for load" first?`)
-			}
-			ps.loading = true
-			return nil
-		},
+		Parse:   parseLoad("shoppers", 200),
+		Order:   startLoad,
 		Run: func(ctx context.Context, r *runner, st *Step) error {
 			r.startLoad(ctx, st.N, st.Duration)
 			return nil
@@ -288,23 +273,8 @@ var steps = []*stepForm{
 		Example: "load 4 buyers for 6s",
 		Pattern: regexp.MustCompile(`^load (\S+) buyers? for (\S+)$`),
 		NoWhen:  true,
-		Parse: func(m []string, st *Step, _ *parseState) (err error) {
-			if st.N, err = count(m[1], "buyers", 1, 99); err != nil {
-				return err
-			}
-			st.Duration, err = parseDuration(m[2])
-			return err
-		},
-		Order: func(ps *parseState, st *Step) error {
-			if !ps.started {
-				return errors.New(`load before "start N replicas": the cluster must be started first`)
-			}
-			if ps.loading {
-				return errors.New(`load is already running; did you mean "wait for load" first?`)
-			}
-			ps.loading = true
-			return nil
-		},
+		Parse:   parseLoad("buyers", 99),
+		Order:   startLoad,
 		Run: func(ctx context.Context, r *runner, st *Step) error {
 			r.startBuyers(ctx, st.N, st.Duration)
 			return nil
@@ -921,4 +891,28 @@ func stepCandidates() []candidate {
 		}
 	}
 	return append(out, candidate{usage: "expect WHAT", example: "expect carts intact"})
+}
+
+// parseLoad parses "load N NOUN for D": at most most of them, for D.
+func parseLoad(noun string, most int) func(m []string, st *Step, _ *parseState) error {
+	return func(m []string, st *Step, _ *parseState) (err error) {
+		if st.N, err = count(m[1], noun, 1, most); err != nil {
+			return err
+		}
+		st.Duration, err = parseDuration(m[2])
+		return err
+	}
+}
+
+// startLoad is the order a background load keeps: after the cluster
+// starts, and one load at a time until "wait for load".
+func startLoad(ps *parseState, st *Step) error {
+	if !ps.started {
+		return errors.New(`load before "start N replicas": the cluster must be started first`)
+	}
+	if ps.loading {
+		return errors.New(`load is already running; did you mean "wait for load" first?`)
+	}
+	ps.loading = true
+	return nil
 }
