@@ -10,7 +10,6 @@ package cluster_test
 // clients saw the kill lose: the audit must tell the truth.
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -459,42 +458,28 @@ func (w *stockWatcher) run(ctx context.Context, l *chaosLedger, ready chan<- str
 
 // read reads one stream until it ends.
 func (w *stockWatcher) read(resp *http.Response, st *watchedStream, onReady func()) {
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var e event
-	for sc.Scan() {
-		name, value, _ := strings.Cut(sc.Text(), ": ")
-		switch name {
-		case "id":
-			e.id = value
-		case "event":
-			e.typ = value
-		case "data":
-			e.data = value
-		case "":
-			w.mu.Lock()
-			if e.id != "" {
-				w.lastID = e.id
-			}
-			switch e.typ {
-			case live.TypeStock:
-				if m := stockRE.FindStringSubmatch(e.data); m != nil {
-					w.seen[[2]int{atoi(m[1]), atoi(m[2])}] = true
-					w.changed = time.Now()
-				}
-			case live.TypeNotice:
-				var n struct{ State string }
-				if json.Unmarshal([]byte(e.data), &n) == nil && n.State == live.NoticeMissed {
-					st.missed = true
-				}
-			}
-			w.mu.Unlock()
-			if e.typ == live.TypeReady {
-				onReady()
-			}
-			e = event{}
+	readEvents(resp.Body, func(e event) {
+		w.mu.Lock()
+		if e.id != "" {
+			w.lastID = e.id
 		}
-	}
+		switch e.typ {
+		case live.TypeStock:
+			if m := stockRE.FindStringSubmatch(e.data); m != nil {
+				w.seen[[2]int{atoi(m[1]), atoi(m[2])}] = true
+				w.changed = time.Now()
+			}
+		case live.TypeNotice:
+			var n struct{ State string }
+			if json.Unmarshal([]byte(e.data), &n) == nil && n.State == live.NoticeMissed {
+				st.missed = true
+			}
+		}
+		w.mu.Unlock()
+		if e.typ == live.TypeReady {
+			onReady()
+		}
+	})
 }
 
 // stock reads every product's stock through nginx.

@@ -57,29 +57,35 @@ func openStream(t *testing.T, base, lastID string) *eventStream {
 	go func() {
 		defer close(s.events)
 		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		var e event
-		for sc.Scan() {
-			name, value, _ := strings.Cut(sc.Text(), ": ")
-			switch name {
-			case "":
-				if e != (event{}) {
-					s.events <- e
-				}
-				e = event{}
-			case "id":
-				e.id = value
-			case "event":
-				e.typ = value
-			case "data":
-				e.data = value
-			case "retry":
-				e.retry = value
-			}
-		}
+		readEvents(resp.Body, func(e event) { s.events <- e })
 	}()
 	return s
+}
+
+// readEvents reads a text/event-stream until it ends, handing each event
+// to emit at the blank line that ends it.
+func readEvents(body io.Reader, emit func(event)) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var e event
+	for sc.Scan() {
+		name, value, _ := strings.Cut(sc.Text(), ": ")
+		switch name {
+		case "":
+			if e != (event{}) {
+				emit(e)
+			}
+			e = event{}
+		case "id":
+			e.id = value
+		case "event":
+			e.typ = value
+		case "data":
+			e.data = value
+		case "retry":
+			e.retry = value
+		}
+	}
 }
 
 // next is the next event; ok is false once the stream ended.
