@@ -352,24 +352,6 @@ func TestFlashCookieSecure(t *testing.T) {
 	}
 }
 
-// logBuffer collects a replica's log lines for a test to read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // serverErrors is every 5xx that /metrics counted, by route and status.
 func serverErrors(m []sample) map[string]float64 {
 	out := map[string]float64{}
@@ -386,7 +368,7 @@ func serverErrors(m []sample) map[string]float64 {
 // 500, never a wait for the server's whole ReadTimeout, and no 5xx in the
 // metrics or an ERROR in the log. Issue 10, item 7.
 func TestTruncatedBody(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	shop := newShopConfig(t, session.Memory, web.Config{BodyTimeout: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	c := shop.client()
@@ -435,7 +417,7 @@ func TestTruncatedBody(t *testing.T) {
 // client's doing), never as a 5xx in the metrics or an ERROR in the log.
 // Issue 10, item 7.
 func TestClientAbortIsTheClients(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	shop := newShopConfig(t, session.Redis, web.Config{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	c := shop.client()

@@ -28,7 +28,7 @@ import (
 // session writes need WAIT 1: with no Redis replica, WAIT refuses every
 // one, and the store takes each back. user and password log in to Redis
 // ("" for the default user); lock is -session-lock.
-func (ts *testShop) durableReplica(user, password string, lock bool, logs *logBuffer) *httptest.Server {
+func (ts *testShop) durableReplica(user, password string, lock bool, logs *testenv.Buffer) *httptest.Server {
 	ts.t.Helper()
 	rc := redisclient.New(redisclient.Config{Addr: ts.redis.Addr(), Username: user, Password: password})
 	metrics := web.NewMetrics("durable", session.Redis)
@@ -276,7 +276,7 @@ func TestAddMayHaveBeenApplied(t *testing.T) {
 	shop := newShop(t, session.Redis)
 	// A Redis user that may write and WAIT but not run the undo's script.
 	redisDo(t, shop.redis.Addr(), "", "ACL", "SETUSER", "noscript", "on", ">noscript-password", "~*", "&*", "+@all", "-eval", "-evalsha")
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	durable := shop.durableReplica("noscript", "noscript-password", false, logs)
 	c := shop.client()
 	c.add(1, 1)

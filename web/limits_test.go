@@ -37,7 +37,7 @@ func TestLoginWhileLimiterRedisIsAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := &testShop{t: t, db: db, redis: testenv.StartRedis(t)}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cfg := web.Config{Replica: "shop1", Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	ts.srv = httptest.NewServer(ts.newServer(ts.parts(session.Cookie, "shop1", true), db, cfg))
 	t.Cleanup(ts.srv.Close)

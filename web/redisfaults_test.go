@@ -4,18 +4,17 @@ package web_test
 // a session whose lock another request holds: each named for what it is.
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/statelab/shop/internal/redisclient"
+	"github.com/statelab/shop/internal/testenv"
 	"github.com/statelab/shop/session"
 	"github.com/statelab/shop/web"
 )
@@ -103,7 +102,7 @@ func TestRedisPasswordRequired(t *testing.T) {
 	redisDo(t, addr, "", "CONFIG", "SET", "requirepass", "s3cret")
 	t.Cleanup(func() { redisDo(t, addr, "s3cret", "CONFIG", "SET", "requirepass", "") })
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	without := shop.parts(session.Redis, "shop1", true)
 	shop.srv = httptest.NewServer(shop.newServer(without, shop.db, web.Config{Replica: "shop1",
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}))
@@ -168,24 +167,6 @@ func TestLockBusyPage(t *testing.T) {
 	if r.count("session-busy") != 1 || r.count("store-notice") != 0 || strings.Contains(r.body, "not answering") {
 		t.Errorf("the page says the store is away (notice %d, busy %d)", r.count("store-notice"), r.count("session-busy"))
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger shared by handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestWriteAfterRedisStall is issue 10's item 8 as a browser meets it:

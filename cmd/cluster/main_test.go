@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -164,24 +163,6 @@ func binaries(t *testing.T) (shop, goreman string) {
 	return shop, goreman
 }
 
-// syncBuffer is a bytes.Buffer safe for the copier and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestCluster runs the Procfile for real, the binaries built once.
 func TestCluster(t *testing.T) {
 	shop, goreman := binaries(t)
@@ -203,7 +184,7 @@ func testKilledOutright(t *testing.T, shop, goreman string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build cmd/cluster: %v\n%s", err, out)
 	}
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	cmd := exec.Command(bin, "-goreman", goreman, "-shop", shop, "-dir", "../..")
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(base), "STORE=redis", "LB=roundrobin")
 	cmd.Stdout, cmd.Stderr = out, out
@@ -253,7 +234,7 @@ func testOnAnotherPort(t *testing.T, shop, goreman string) {
 	ports, _ := deploy.PortsFor(base)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-goreman", goreman, "-shop", shop, "-dir", "../.."},
@@ -341,7 +322,7 @@ func testDyingAtStart(t *testing.T, goreman string) {
 	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'shop: -addr: cannot bind' >&2\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testenv.Buffer
 	err := run(t.Context(), []string{"-goreman", goreman, "-shop", broken, "-dir", "../.."},
 		envOf("PORT", strconv.Itoa(base), "PATH", os.Getenv("PATH")), &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "exited while the cluster started") || !strings.Contains(err.Error(), "cannot bind") ||

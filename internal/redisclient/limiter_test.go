@@ -1,7 +1,6 @@
 package redisclient_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -145,7 +144,7 @@ func TestSharedLimiterFallsBack(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	rc := redisclient.New(redisclient.Config{Addr: rs.Addr()})
 	t.Cleanup(func() { rc.Close() })
-	var logs syncBuffer
+	var logs testenv.Buffer
 	l := redisclient.NewSharedLimiter(rc, redisclient.Limits{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx := t.Context()
 	if d := l.Describe(t.Context()); d.Kind != "rate-limits" || d.Lives != state.Shared {
@@ -187,22 +186,4 @@ func TestSharedLimiterFallsBack(t *testing.T) {
 	if !strings.Contains(logs.String(), "Redis answers again") {
 		t.Errorf("the log does not say the limit is shared again:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and the test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
